@@ -1,0 +1,51 @@
+"""lakever: a versioned dataset store on immutable Parquet fragments.
+
+Every write is an atomic commit producing a snapshot; any snapshot can be read
+back by version number, time or pin, through Arrow, polars, pandas or DuckDB.
+
+Example:
+    >>> import lakever as lv
+    >>> ds = lv.create_dataset("lake/events", table)
+    >>> ds = ds.append(more, message="november batch")
+    >>> lv.open_dataset("lake/events", version=0).to_arrow()
+"""
+
+from lakever._records import Commit, Fragment
+from lakever.dataset import Dataset, create_dataset, open_dataset, write_dataset
+from lakever.errors import (
+    CommitConflict,
+    CorruptMetadata,
+    DatasetExists,
+    DatasetNotFound,
+    InvalidArgument,
+    LakeverError,
+    ReadOnlyDataset,
+    SchemaMismatch,
+    StorageError,
+    UnsupportedFormatVersion,
+    VersionNotFound,
+)
+from lakever.format import FORMAT_VERSION
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Commit",
+    "CommitConflict",
+    "CorruptMetadata",
+    "Dataset",
+    "DatasetExists",
+    "DatasetNotFound",
+    "Fragment",
+    "InvalidArgument",
+    "LakeverError",
+    "ReadOnlyDataset",
+    "SchemaMismatch",
+    "StorageError",
+    "UnsupportedFormatVersion",
+    "VersionNotFound",
+    "create_dataset",
+    "open_dataset",
+    "write_dataset",
+]

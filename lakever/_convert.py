@@ -1,0 +1,93 @@
+"""Conversions between the data libraries users hand us and Arrow.
+
+polars and pandas are imported only when data of theirs is seen or requested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lakever.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
+
+__all__ = ["arrow_to_pandas", "arrow_to_polars", "to_arrow_stream"]
+
+_STREAM_ROWS = 1 << 20
+
+
+def _module_of(obj: Any) -> str:
+    return type(obj).__module__.split(".", 1)[0]
+
+
+def _strip(table: pa.Table) -> pa.Table:
+    return table.replace_schema_metadata(None) if table.schema.metadata else table
+
+
+def to_arrow_stream(data: Any) -> tuple[pa.Schema, Iterable[pa.Table]]:
+    """Return the schema of ``data`` and an iterable of Arrow tables holding its rows.
+
+    Accepts a pyarrow Table, RecordBatch or RecordBatchReader (streamed, never
+    fully materialised), a polars DataFrame or LazyFrame, or a pandas DataFrame.
+    """
+    if isinstance(data, pa.Table):
+        table = _strip(data)
+        return table.schema, [table]
+    if isinstance(data, pa.RecordBatch):
+        table = _strip(pa.Table.from_batches([data]))
+        return table.schema, [table]
+    if isinstance(data, pa.RecordBatchReader):
+        return data.schema.remove_metadata(), _iter_reader(data)
+    module = _module_of(data)
+    if module == "polars":
+        import polars as pl
+
+        if isinstance(data, pl.LazyFrame):
+            data = data.collect()
+        if isinstance(data, pl.DataFrame):
+            table = data.to_arrow()
+            return table.schema, [table]
+    if module == "pandas":
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            table = _strip(pa.Table.from_pandas(data, preserve_index=False))
+            return table.schema, [table]
+    if hasattr(data, "__arrow_c_stream__"):
+        reader = pa.RecordBatchReader.from_stream(data)
+        return reader.schema.remove_metadata(), _iter_reader(reader)
+    raise InvalidArgument(
+        f"cannot write data of type {type(data).__module__}.{type(data).__qualname__}; pass a "
+        "pyarrow Table/RecordBatch/RecordBatchReader, a polars DataFrame/LazyFrame or a pandas "
+        "DataFrame"
+    )
+
+
+def _iter_reader(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
+    batches: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in reader:
+        batches.append(batch)
+        rows += batch.num_rows
+        if rows >= _STREAM_ROWS:
+            yield pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
+            batches, rows = [], 0
+    if batches:
+        yield pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
+
+
+def arrow_to_polars(table: pa.Table) -> pl.DataFrame:
+    import polars as pl
+
+    df = pl.from_arrow(table, rechunk=False)
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas()

@@ -1,0 +1,20 @@
+"""Type aliases shared across modules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Anything a write accepts: a pyarrow Table / RecordBatch / RecordBatchReader,
+#: a polars DataFrame or LazyFrame, or a pandas DataFrame.
+DataLike: TypeAlias = "pa.Table | pa.RecordBatch | pa.RecordBatchReader | Any"
+
+#: ``version=`` on open: an int is a version number, a datetime means "as of" (tz-aware).
+VersionSpec: TypeAlias = int | datetime | None
+
+WriteMode: TypeAlias = Literal["create", "append", "overwrite"]
+
+Properties: TypeAlias = dict[str, str]

@@ -1,0 +1,513 @@
+"""`Dataset`, the immutable view of one snapshot, and the top-level functions.
+
+Methods parse and check arguments, then delegate to one lower module.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
+
+import pyarrow as pa
+
+from lakever import scan
+from lakever._convert import arrow_to_pandas, arrow_to_polars
+from lakever._records import Commit, Fragment
+from lakever._types import DataLike, Properties, WriteMode
+from lakever._writer import commit_data
+from lakever.errors import (
+    DatasetExists,
+    DatasetNotFound,
+    InvalidArgument,
+    ReadOnlyDataset,
+    VersionNotFound,
+)
+from lakever.format import MAIN_BRANCH, Snapshot, format_time
+from lakever.fragments import FragmentEntry, read_manifest
+from lakever.log import Log
+from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
+from lakever.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+__all__ = ["Dataset", "create_dataset", "open_dataset", "write_dataset"]
+
+PIN_PREFIX = "lakever:"
+
+
+class Dataset:
+    """An immutable view of one snapshot of a dataset.
+
+    Reading never changes what a `Dataset` shows, even while others commit.
+    Writes (`append`, `overwrite`) return a new `Dataset` at the new version.
+    A view opened at an explicit version or pin is read-only.
+    """
+
+    __slots__ = ("_con", "_fragments", "_lock", "_log", "_public", "_schema", "_snap", "_storage",
+                 "_writable")
+
+    def __init__(self, storage: Storage, log: Log, snap: Snapshot, *, writable: bool) -> None:
+        self._storage = storage
+        self._log = log
+        self._snap = snap
+        self._writable = writable
+        self._schema: pa.Schema | None = None
+        self._public: pa.Schema | None = None
+        self._fragments: list[FragmentEntry] | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        mode = "" if self._writable else ", read-only"
+        return (
+            f"<lakever.Dataset {self.uri!r} version={self.version} "
+            f"snapshot={self.snapshot_id[:12]} rows={self.num_rows}{mode}>"
+        )
+
+    # ----------------------------------------------------------------- identity
+
+    @property
+    def uri(self) -> str:
+        """Where the dataset lives (an absolute path for local datasets)."""
+        return self._storage.uri
+
+    @property
+    def version(self) -> int:
+        """The version number of this snapshot on its branch (0 = created)."""
+        return self._snap.version
+
+    @property
+    def branch(self) -> str:
+        """The branch this snapshot belongs to."""
+        return self._snap.branch
+
+    @property
+    def snapshot_id(self) -> str:
+        """Content hash identifying this snapshot and, through it, every byte it shows."""
+        return self._snap.snapshot_id
+
+    @property
+    def timestamp(self) -> datetime:
+        """When this snapshot was committed (UTC)."""
+        return self._snap.timestamp
+
+    @property
+    def read_only(self) -> bool:
+        """True for views opened at an explicit version or pin."""
+        return not self._writable
+
+    @property
+    def commit(self) -> Commit:
+        """The commit record that produced this snapshot."""
+        return Commit.from_snapshot(self._snap)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of this snapshot (without field-id metadata)."""
+        if self._public is None:
+            self._public = strip_field_ids(self._internal_schema())
+        return self._public
+
+    @property
+    def field_ids(self) -> dict[str, int]:
+        """Top-level column name -> stable field id."""
+        return {f.name: fid for fid, f in iter_field_ids(self._internal_schema())}
+
+    @property
+    def num_rows(self) -> int:
+        """Number of rows in this snapshot (from metadata; reads no data)."""
+        return self._snap.summary.total_rows
+
+    def _internal_schema(self) -> pa.Schema:
+        if self._schema is None:
+            self._schema = schema_from_json(self._snap.schema, path=f"snapshot {self.snapshot_id}")
+        return self._schema
+
+    def _entries(self) -> list[FragmentEntry]:
+        if self._fragments is None:
+            with self._lock:
+                if self._fragments is None:
+                    self._fragments = [
+                        e for m in self._snap.manifests for e in read_manifest(self._storage, m)
+                    ]
+        return self._fragments
+
+    def fragments(self) -> list[Fragment]:
+        """The fragments of this snapshot, in read order, with sizes, hashes and stats."""
+        names = {fid: f.name for fid, f in iter_field_ids(self._internal_schema())}
+        return [
+            Fragment(
+                path=e.path,
+                uri=self._storage.full_path(e.path),
+                num_rows=e.num_rows,
+                size_bytes=e.size_bytes,
+                content_hash=e.content_hash,
+                stats={names[k]: v for k, v in e.stats.items() if k in names},
+            )
+            for e in self._entries()
+        ]
+
+    def history(self, limit: int | None = None) -> list[Commit]:
+        """Commits from this snapshot back to the creation, newest first.
+
+        Args:
+            limit: return at most this many commits (None: all).
+        """
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise InvalidArgument(f"limit must be a non-negative int or None, got {limit!r}")
+        out: list[Commit] = []
+        for snap in self._log.ancestors(self._snap):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(Commit.from_snapshot(snap))
+        return out
+
+    def pin(self) -> str:
+        """Return a string that reopens exactly this snapshot: ``lakever.open_dataset(pin)``."""
+        return (
+            f"{PIN_PREFIX}{self.uri}?branch={quote(self.branch, safe='')}"
+            f"&version={self.version}&snapshot={self.snapshot_id}"
+        )
+
+    # ----------------------------------------------------------------- reading
+
+    def _duck(self) -> duckdb.DuckDBPyConnection:
+        from lakever.sql import connect
+
+        with self._lock:
+            if self._con is None:
+                self._con = connect()
+            return self._con
+
+    def to_arrow(
+        self, columns: Sequence[str] | None = None, *, filter: str | None = None
+    ) -> pa.Table:
+        """Read the snapshot as a pyarrow Table.
+
+        Args:
+            columns: the columns to read (default: all), in this order.
+            filter: a DuckDB SQL boolean expression, e.g. ``"value > 0.5 AND id < 10"``.
+        """
+        public = self.schema
+        if filter is None:
+            return scan.read_table(
+                self._storage, self._internal_schema(), public, self._entries(), columns
+            )
+        return self._filtered(columns, filter).to_arrow_table().cast(
+            pa.schema([public.field(c) for c in scan.check_columns(public, columns)])
+        )
+
+    def _filtered(self, columns: Sequence[str] | None, filter: str) -> duckdb.DuckDBPyRelation:
+        from lakever.sql import run_filter
+
+        if not isinstance(filter, str) or not filter.strip():
+            raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
+        names = scan.check_columns(self.schema, columns)
+        return run_filter(self._duck(), self._storage, self.schema, self._entries(), names, filter)
+
+    def to_batches(
+        self,
+        batch_size: int = 65536,
+        *,
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Iterate over the snapshot in record batches of exactly ``batch_size`` rows.
+
+        The last batch may be shorter. The order of rows is the same on every call.
+        """
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise InvalidArgument(f"batch_size must be a positive int, got {batch_size!r}")
+        public = self.schema
+        if filter is None:
+            batches = scan.iter_batches(
+                self._storage, self._internal_schema(), public, self._entries(), columns,
+                batch_size,
+            )
+        else:
+            out_schema = pa.schema([public.field(c) for c in scan.check_columns(public, columns)])
+            reader = self._filtered(columns, filter).to_arrow_reader(batch_size)
+            batches = (b.cast(out_schema) for b in reader)
+        return scan.rebatch(batches, batch_size)
+
+    def to_polars(
+        self, columns: Sequence[str] | None = None, *, filter: str | None = None
+    ) -> pl.DataFrame:
+        """Read the snapshot as a polars DataFrame (see `to_arrow` for the arguments)."""
+        return arrow_to_polars(self.to_arrow(columns, filter=filter))
+
+    def to_pandas(
+        self, columns: Sequence[str] | None = None, *, filter: str | None = None
+    ) -> pd.DataFrame:
+        """Read the snapshot as a pandas DataFrame (see `to_arrow` for the arguments)."""
+        return arrow_to_pandas(self.to_arrow(columns, filter=filter))
+
+    def scan(self) -> pl.LazyFrame:
+        """Return a polars LazyFrame over the snapshot (polars pushes filters into Parquet)."""
+        import polars as pl
+
+        entries = self._entries()
+        if not entries or not self._storage.is_local:
+            return arrow_to_polars(self.to_arrow()).lazy()
+        lf = pl.scan_parquet([self._storage.full_path(e.path) for e in entries])
+        return lf.select(self.schema.names)
+
+    def to_duckdb(self, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyRelation:
+        """Return the snapshot as a DuckDB relation (on ``con``, or a private connection)."""
+        from lakever.sql import relation
+
+        return relation(con or self._duck(), self._storage, self.schema, self._entries())
+
+    def sql(
+        self, query: str, *, con: duckdb.DuckDBPyConnection | None = None
+    ) -> duckdb.DuckDBPyRelation:
+        """Run a DuckDB SQL query in which the table ``self`` is this snapshot.
+
+        Example:
+            ``ds.sql("SELECT category, count(*) FROM self GROUP BY 1").to_arrow_table()``
+        """
+        from lakever.sql import run_query
+
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
+        target = con or self._duck()
+        self.to_duckdb(target).create_view("self", replace=True)
+        return run_query(target, query, self.schema)
+
+    # ----------------------------------------------------------------- writing
+
+    def _require_writable(self, what: str) -> None:
+        if not self._writable:
+            raise ReadOnlyDataset(
+                f"cannot {what}: this view of {self.uri} is pinned to version {self.version} "
+                "and is read-only; open the dataset without version= to write to the latest"
+            )
+
+    def append(
+        self,
+        data: DataLike,
+        *,
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Add rows; return the Dataset at the new version.
+
+        Concurrent appends never conflict: a writer that loses the race retries
+        on top of the winner automatically.
+
+        Raises:
+            SchemaMismatch: the data's columns or types differ from the schema.
+            CommitConflict: a concurrent commit changed the schema.
+            ReadOnlyDataset: this view is pinned to an explicit version.
+        """
+        self._require_writable("append")
+        return self._write(data, "append", message, author, properties)
+
+    def overwrite(
+        self,
+        data: DataLike,
+        *,
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Replace all rows (history keeps the old ones); return the Dataset at the new version.
+
+        Raises:
+            CommitConflict: another commit landed after the version this view shows.
+        """
+        self._require_writable("overwrite")
+        return self._write(data, "overwrite", message, author, properties)
+
+    def _write(
+        self,
+        data: DataLike,
+        operation: str,
+        message: str | None,
+        author: str | None,
+        properties: Mapping[str, str] | None,
+    ) -> Dataset:
+        snap = commit_data(
+            self._storage, self._log, self._snap, data,
+            operation=operation, message=message, author=author, properties=properties,
+        )
+        return Dataset(self._storage, self._log, snap, writable=True)
+
+
+# --------------------------------------------------------------------- top level
+
+
+def _not_found(storage: Storage) -> DatasetNotFound:
+    return DatasetNotFound(
+        f"no lakever dataset at {storage.uri}; create one with lakever.create_dataset(uri, data) "
+        "or 'lakever init PATH --from FILE'",
+        uri=storage.uri,
+    )
+
+
+def _resolve(log: Log, head: Snapshot, version: Any) -> Snapshot:
+    uri = log.storage.uri
+    if isinstance(version, bool) or not isinstance(version, int | datetime):
+        raise InvalidArgument(
+            f"version must be an int (version number) or a timezone-aware datetime, "
+            f"got {version!r}"
+        )
+    if isinstance(version, datetime):
+        if version.tzinfo is None or version.utcoffset() is None:
+            raise InvalidArgument(
+                f"version datetime {version.isoformat()} is naive; pass a timezone-aware "
+                "datetime, e.g. datetime(2026, 11, 1, tzinfo=UTC)"
+            )
+        snap = log.at_time(version, head)
+        if snap is None:
+            first = log.read(0)
+            assert first is not None
+            raise VersionNotFound(
+                f"no version of {uri} existed at {version.isoformat()}; the first commit was at "
+                f"{format_time(first.timestamp)}",
+                version=version,
+            )
+        return snap
+    if version < 0 or version > head.version:
+        raise VersionNotFound(
+            f"version {version} not found in {uri} on branch '{head.branch}' "
+            f"(versions are 0 to {head.version}); see 'lakever log {uri}'",
+            version=version,
+        )
+    snap = log.read(version)
+    if snap is None:  # pragma: no cover - versions below head always exist
+        raise VersionNotFound(f"version {version} not found in {uri}", version=version)
+    return snap
+
+
+def _open_pin(pin: str, storage_options: dict[str, Any] | None) -> Dataset:
+    body = pin[len(PIN_PREFIX):]
+    if "?" not in body:
+        raise InvalidArgument(f"malformed pin {pin!r}: expected 'lakever:URI?version=N&snapshot=ID'")
+    uri, query = body.rsplit("?", 1)
+    params = {k: v[-1] for k, v in parse_qs(query).items()}
+    try:
+        version = int(params["version"])
+        snapshot = params["snapshot"]
+    except (KeyError, ValueError) as exc:
+        raise InvalidArgument(f"malformed pin {pin!r}: needs version=N and snapshot=ID") from exc
+    branch = params.get("branch", MAIN_BRANCH)
+    storage = open_storage(uri, storage_options)
+    log = Log(storage, branch)
+    snap = log.read(version)
+    if snap is None:
+        if log.read(0) is None:
+            raise _not_found(storage)
+        raise VersionNotFound(
+            f"pin {pin!r} refers to version {version}, which does not exist in {storage.uri}",
+            version=version,
+        )
+    if snap.snapshot_id != snapshot:
+        raise VersionNotFound(
+            f"pin {pin!r} refers to snapshot {snapshot}, but version {version} of "
+            f"{storage.uri} is snapshot {snap.snapshot_id}: the dataset was re-created or its "
+            "history rewritten, so the pinned data is gone",
+            version=version,
+        )
+    return Dataset(storage, log, snap, writable=False)
+
+
+def open_dataset(
+    uri: str,
+    *,
+    version: int | datetime | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Dataset:
+    """Open a dataset at its latest version, an earlier version, a point in time, or a pin.
+
+    Args:
+        uri: a local path, ``file://`` or ``memory://`` URI, or a pin from `Dataset.pin`.
+        version: an int version number, or a timezone-aware datetime ("as of").
+        storage_options: passed to fsspec for remote storage.
+
+    Returns:
+        The Dataset. Opened at the latest version it can write; otherwise it is read-only.
+
+    Raises:
+        DatasetNotFound: nothing at ``uri``.
+        VersionNotFound: no such version, or nothing committed yet at that time.
+        InvalidArgument: ``version`` of the wrong type, or a naive datetime.
+    """
+    if isinstance(uri, str) and uri.startswith(PIN_PREFIX):
+        if version is not None:
+            raise InvalidArgument("a pin names one snapshot already; do not also pass version=")
+        return _open_pin(uri, storage_options)
+    storage = open_storage(uri, storage_options)
+    log = Log(storage, MAIN_BRANCH)
+    head = log.head()
+    if head is None:
+        raise _not_found(storage)
+    if version is None:
+        return Dataset(storage, log, head, writable=True)
+    return Dataset(storage, log, _resolve(log, head, version), writable=False)
+
+
+def create_dataset(
+    uri: str,
+    data: DataLike,
+    *,
+    message: str | None = None,
+    author: str | None = None,
+    properties: Properties | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Dataset:
+    """Create a dataset from ``data`` (version 0); fail if one exists at ``uri``.
+
+    Raises:
+        DatasetExists: a dataset already exists at ``uri``.
+    """
+    storage = open_storage(uri, storage_options)
+    log = Log(storage, MAIN_BRANCH)
+    if log.head() is not None:
+        raise DatasetExists(
+            f"a dataset already exists at {storage.uri}; open it with lakever.open_dataset, "
+            "or use write_dataset(..., mode='append' | 'overwrite')",
+            uri=storage.uri,
+        )
+    snap = commit_data(
+        storage, log, None, data,
+        operation="create", message=message, author=author, properties=properties,
+    )
+    return Dataset(storage, log, snap, writable=True)
+
+
+def write_dataset(
+    uri: str,
+    data: DataLike,
+    *,
+    mode: WriteMode = "create",
+    message: str | None = None,
+    author: str | None = None,
+    properties: Properties | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Dataset:
+    """Write ``data`` in one call.
+
+    Args:
+        mode: ``"create"`` (default; fails if the dataset exists), ``"append"`` or
+            ``"overwrite"`` (both create the dataset if it does not exist yet).
+    """
+    if mode not in ("create", "append", "overwrite"):
+        raise InvalidArgument(
+            f"mode must be 'create', 'append' or 'overwrite', got {mode!r}"
+        )
+    kwargs: dict[str, Any] = {"message": message, "author": author, "properties": properties}
+    if mode == "create":
+        return create_dataset(uri, data, storage_options=storage_options, **kwargs)
+    storage = open_storage(uri, storage_options)
+    log = Log(storage, MAIN_BRANCH)
+    head = log.head()
+    snap = commit_data(storage, log, head, data, operation=mode, **kwargs)
+    return Dataset(storage, log, snap, writable=True)

@@ -1,0 +1,121 @@
+"""Every error lakever raises on purpose.
+
+The tree::
+
+    LakeverError                      catch-all: `except lakever.LakeverError`
+    ├── InvalidArgument (ValueError)  a parameter value is wrong (bad mode, naive datetime, ...)
+    ├── DatasetNotFound               no dataset at this location
+    ├── DatasetExists                 create on a location that already holds a dataset
+    ├── VersionNotFound               no such version number / time / pin on this branch
+    ├── ReadOnlyDataset               write on a view opened at an explicit version
+    ├── CommitConflict                a concurrent commit changed what this commit read
+    ├── SchemaMismatch                written data does not match the dataset schema
+    ├── CorruptMetadata               a truncated or tampered metadata file
+    ├── UnsupportedFormatVersion      written by a newer lakever than this one
+    └── StorageError                  the storage backend failed or cannot commit safely
+
+Each class keeps its structured fields as attributes (``.path``, ``.version``, ...),
+so callers can act on them without parsing the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "CommitConflict",
+    "CorruptMetadata",
+    "DatasetExists",
+    "DatasetNotFound",
+    "InvalidArgument",
+    "LakeverError",
+    "ReadOnlyDataset",
+    "SchemaMismatch",
+    "StorageError",
+    "UnsupportedFormatVersion",
+    "VersionNotFound",
+]
+
+
+class LakeverError(Exception):
+    """Root of every error lakever raises on purpose."""
+
+
+class InvalidArgument(LakeverError, ValueError):
+    """A parameter value is wrong; the message names it and the accepted values."""
+
+
+class DatasetNotFound(LakeverError):
+    """No dataset exists at the given location."""
+
+    def __init__(self, message: str, *, uri: str) -> None:
+        super().__init__(message)
+        self.uri = uri
+
+
+class DatasetExists(LakeverError):
+    """A dataset already exists where a new one was to be created."""
+
+    def __init__(self, message: str, *, uri: str) -> None:
+        super().__init__(message)
+        self.uri = uri
+
+
+class VersionNotFound(LakeverError):
+    """The requested version (number, time or pin) does not exist."""
+
+    def __init__(self, message: str, *, version: Any) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class ReadOnlyDataset(LakeverError):
+    """A write was attempted on a view opened at an explicit version."""
+
+
+class CommitConflict(LakeverError):
+    """A concurrent commit changed what this commit was based on."""
+
+    def __init__(self, message: str, *, winning_version: int) -> None:
+        super().__init__(message)
+        self.winning_version = winning_version
+
+
+class SchemaMismatch(LakeverError):
+    """Written data does not match the dataset schema.
+
+    ``differences`` holds one ``(column, expected, got)`` triple per difference;
+    ``expected`` or ``got`` is ``None`` when the column is missing on that side.
+    """
+
+    def __init__(
+        self, message: str, *, differences: Sequence[tuple[str, str | None, str | None]]
+    ) -> None:
+        super().__init__(message)
+        self.differences = list(differences)
+
+
+class CorruptMetadata(LakeverError):
+    """A metadata file is truncated, unparsable or does not match its recorded hash."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class UnsupportedFormatVersion(LakeverError):
+    """Metadata was written in a format version newer than this reader supports."""
+
+    def __init__(self, message: str, *, found: int, supported: int) -> None:
+        super().__init__(message)
+        self.found = found
+        self.supported = supported
+
+
+class StorageError(LakeverError):
+    """The storage backend failed, or cannot provide an atomic put-if-absent."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -1,0 +1,253 @@
+"""The on-disk format, in code. docs/format.md is the prose version of this module.
+
+Layout under a dataset root::
+
+    data/<uuid>.parquet                         immutable data fragments
+    _lakever/manifests/<uuid>.parquet           immutable manifests (one row per fragment)
+    _lakever/log/<branch-id>/<version:020>.json the log: one immutable snapshot record per version
+    _lakever/log/<branch-id>/LATEST             advisory hint: the newest version seen committed
+
+A snapshot record is canonical JSON. Its ``snapshot_id`` is the first 32 hex
+digits of the SHA-256 of the record without ``snapshot_id``; manifests are
+referenced with their SHA-256 and fragments with theirs, so a snapshot id is a
+Merkle root over everything the snapshot shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lakever.errors import CorruptMetadata, UnsupportedFormatVersion
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ManifestRef",
+    "Snapshot",
+    "Summary",
+    "decode_snapshot",
+    "encode_snapshot",
+    "log_path",
+]
+
+#: The format version this code writes and the newest it can read.
+FORMAT_VERSION = 1
+
+MAIN_BRANCH = "main"
+META_DIR = "_lakever"
+DATA_DIR = "data"
+MANIFEST_DIR = f"{META_DIR}/manifests"
+LOG_DIR = f"{META_DIR}/log"
+
+
+def log_dir(branch_id: str) -> str:
+    return f"{LOG_DIR}/{branch_id}"
+
+
+def log_path(branch_id: str, version: int) -> str:
+    return f"{LOG_DIR}/{branch_id}/{version:020d}.json"
+
+
+def latest_hint_path(branch_id: str) -> str:
+    return f"{LOG_DIR}/{branch_id}/LATEST"
+
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def sha256_hex(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def format_time(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRef:
+    """One manifest in a snapshot's manifest list."""
+
+    path: str
+    content_hash: str
+    fragments: int
+    rows: int
+    bytes: int
+    level: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "content_hash": self.content_hash,
+            "fragments": self.fragments,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "level": self.level,
+        }
+
+    @staticmethod
+    def from_json(j: dict[str, Any]) -> ManifestRef:
+        return ManifestRef(
+            path=j["path"],
+            content_hash=j["content_hash"],
+            fragments=int(j["fragments"]),
+            rows=int(j["rows"]),
+            bytes=int(j["bytes"]),
+            level=int(j["level"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a commit changed, and the totals of the snapshot it produced."""
+
+    rows_added: int = 0
+    rows_removed: int = 0
+    bytes_added: int = 0
+    bytes_removed: int = 0
+    fragments_added: int = 0
+    fragments_removed: int = 0
+    total_rows: int = 0
+    total_bytes: int = 0
+    total_fragments: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @staticmethod
+    def from_json(j: dict[str, Any]) -> Summary:
+        return Summary(**{k: int(j.get(k, 0)) for k in Summary.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One immutable snapshot record: a version of the dataset on a branch."""
+
+    snapshot_id: str
+    parent_id: str | None
+    branch: str
+    version: int
+    timestamp: datetime
+    operation: str
+    parameters: dict[str, Any]
+    author: str
+    message: str
+    properties: dict[str, str]
+    schema: dict[str, Any]
+    last_field_id: int
+    manifests: tuple[ManifestRef, ...]
+    summary: Summary
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        """The hashed content: everything but ``snapshot_id``."""
+        out = {
+            "format_version": self.format_version,
+            "parent_id": self.parent_id,
+            "branch": self.branch,
+            "version": self.version,
+            "timestamp": format_time(self.timestamp),
+            "operation": self.operation,
+            "parameters": self.parameters,
+            "author": self.author,
+            "message": self.message,
+            "properties": self.properties,
+            "schema": self.schema,
+            "last_field_id": self.last_field_id,
+            "manifests": [m.to_json() for m in self.manifests],
+            "summary": self.summary.to_json(),
+        }
+        out.update(self.extra)
+        return out
+
+
+def compute_snapshot_id(body: dict[str, Any]) -> str:
+    return sha256_hex(canonical_json(body))[:32]
+
+
+def encode_snapshot(snap: Snapshot) -> bytes:
+    body = snap.body()
+    return canonical_json({**body, "snapshot_id": snap.snapshot_id})
+
+
+_KNOWN = {
+    "format_version",
+    "parent_id",
+    "branch",
+    "version",
+    "timestamp",
+    "operation",
+    "parameters",
+    "author",
+    "message",
+    "properties",
+    "schema",
+    "last_field_id",
+    "manifests",
+    "summary",
+    "snapshot_id",
+}
+
+
+def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
+    """Parse and verify a snapshot record; raise CorruptMetadata naming ``path``."""
+    try:
+        j = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptMetadata(
+            f"metadata file {path} is truncated or not valid JSON ({exc}); "
+            "restore it from a backup or open an earlier version",
+            path=path,
+        ) from exc
+    if not isinstance(j, dict):
+        raise CorruptMetadata(f"metadata file {path} does not hold a snapshot record", path=path)
+    fv = j.get("format_version")
+    if isinstance(fv, int) and fv > FORMAT_VERSION:
+        raise UnsupportedFormatVersion(
+            f"{path} was written in lakever format version {fv}, but this lakever reads "
+            f"format versions up to {FORMAT_VERSION}; upgrade lakever to read it",
+            found=fv,
+            supported=FORMAT_VERSION,
+        )
+    if not isinstance(fv, int):
+        raise CorruptMetadata(f"metadata file {path} has no valid format_version", path=path)
+    try:
+        claimed = j.pop("snapshot_id")
+        if compute_snapshot_id(j) != claimed:
+            raise CorruptMetadata(
+                f"metadata file {path} does not match its snapshot id {claimed} "
+                "(it was modified after it was written); restore it or open another version",
+                path=path,
+            )
+        return Snapshot(
+            snapshot_id=claimed,
+            parent_id=j["parent_id"],
+            branch=j["branch"],
+            version=int(j["version"]),
+            timestamp=parse_time(j["timestamp"]),
+            operation=j["operation"],
+            parameters=dict(j["parameters"]),
+            author=j["author"],
+            message=j["message"],
+            properties=dict(j["properties"]),
+            schema=j["schema"],
+            last_field_id=int(j["last_field_id"]),
+            manifests=tuple(ManifestRef.from_json(m) for m in j["manifests"]),
+            summary=Summary.from_json(j["summary"]),
+            format_version=fv,
+            extra={k: v for k, v in j.items() if k not in _KNOWN},
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptMetadata(
+            f"metadata file {path} is missing or has malformed fields ({exc!r})", path=path
+        ) from exc

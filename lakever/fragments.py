@@ -1,0 +1,252 @@
+"""Data fragments and manifests: writing Parquet with field ids, stats and hashes.
+
+A fragment is one immutable Parquet file. Its manifest entry records the row
+count, size, SHA-256 of the bytes, and per-column min/max/null counts keyed by
+field id. A manifest is itself a small immutable Parquet file of such entries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lakever.errors import CorruptMetadata
+from lakever.format import DATA_DIR, MANIFEST_DIR, ManifestRef, sha256_hex
+from lakever.schema import FIELD_ID_KEY
+from lakever.storage import Storage, check_relative
+
+__all__ = [
+    "DEFAULT_MAX_ROWS_PER_FRAGMENT",
+    "FragmentEntry",
+    "read_manifest",
+    "write_fragments",
+    "write_manifest",
+]
+
+#: Rows per fragment before a write starts a new one (also the row-group size).
+DEFAULT_MAX_ROWS_PER_FRAGMENT = 1 << 20
+_MAX_STAT_STRING = 64
+_WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentEntry:
+    """A fragment as listed in a manifest."""
+
+    path: str
+    num_rows: int
+    size_bytes: int
+    content_hash: str
+    #: field id -> {"min": v, "max": v, "nulls": n}; min/max absent when unknown.
+    stats: dict[int, dict[str, Any]]
+
+
+# ------------------------------------------------------------------------- stats
+
+
+def _stat_value(value: Any, t: pa.DataType) -> Any:
+    """Encode one min/max scalar as JSON (None when it cannot be a useful bound)."""
+    if value is None:
+        return None
+    if pa.types.is_floating(t):
+        f = float(value)
+        return f if f == f and f not in (float("inf"), float("-inf")) else None
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        return value
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return value if len(value) <= _MAX_STAT_STRING else None
+    if isinstance(value, Decimal):
+        return str(value)
+    return None
+
+
+def _stats_for(table: pa.Table) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for f, col in zip(table.schema, table.columns, strict=True):
+        raw = (f.metadata or {}).get(FIELD_ID_KEY)
+        if raw is None:
+            continue
+        entry: dict[str, Any] = {"nulls": col.null_count}
+        t = f.type
+        if (
+            pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_decimal(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_temporal(t)
+        ) and col.null_count < len(col):
+            mm = pc.min_max(col)
+            lo_s, hi_s = mm["min"], mm["max"]
+            ptype = t
+            if pa.types.is_temporal(t):
+                # Dates, times and timestamps are recorded as their integer ticks.
+                ptype = pa.int32() if t.bit_width == 32 else pa.int64()
+                lo_s, hi_s = lo_s.cast(ptype), hi_s.cast(ptype)
+            lo, hi = _stat_value(lo_s.as_py(), ptype), _stat_value(hi_s.as_py(), ptype)
+            if lo is not None and hi is not None:
+                entry["min"], entry["max"] = lo, hi
+        out[int(raw)] = entry
+    return out
+
+
+# ------------------------------------------------------------------------- fragments
+
+
+def _new_name(directory: str) -> str:
+    return f"{directory}/{uuid.uuid4().hex}.parquet"
+
+
+def _write_one(storage: Storage, table: pa.Table) -> FragmentEntry:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=DEFAULT_MAX_ROWS_PER_FRAGMENT)
+    buf = sink.getvalue()
+    data = memoryview(buf)
+    rel = _new_name(DATA_DIR)
+    digest = sha256_hex(data)
+    storage.write_new(rel, data)
+    return FragmentEntry(
+        path=rel,
+        num_rows=table.num_rows,
+        size_bytes=buf.size,
+        content_hash=f"sha256:{digest}",
+        stats=_stats_for(table),
+    )
+
+
+def _chunks(tables: Iterable[pa.Table], max_rows: int) -> Iterator[pa.Table]:
+    """Regroup a stream of tables into tables of at most ``max_rows`` rows."""
+    pending: list[pa.Table] = []
+    n = 0
+    for t in tables:
+        while t.num_rows:
+            take = min(max_rows - n, t.num_rows)
+            pending.append(t.slice(0, take))
+            n += take
+            t = t.slice(take)
+            if n == max_rows:
+                yield pa.concat_tables(pending)
+                pending, n = [], 0
+    if n:
+        yield pa.concat_tables(pending)
+
+
+def write_fragments(
+    storage: Storage, tables: Iterable[pa.Table], *, max_rows: int = DEFAULT_MAX_ROWS_PER_FRAGMENT
+) -> list[FragmentEntry]:
+    """Write conformed tables as fragments (in parallel threads); return their entries.
+
+    The order of the returned entries follows the order of the rows.
+    """
+    chunks = _chunks(tables, max_rows)
+    first = next(chunks, None)
+    if first is None:
+        return []
+    second = next(chunks, None)
+    if second is None:
+        return [_write_one(storage, first)]
+    futures: list[Future[FragmentEntry]] = []
+    with ThreadPoolExecutor(max_workers=_WRITE_THREADS) as pool:
+        for chunk in (first, second):
+            futures.append(pool.submit(_write_one, storage, chunk))
+        for chunk in chunks:
+            # Bound memory: at most a few chunks in flight beyond the workers.
+            while sum(not f.done() for f in futures) >= 2 * _WRITE_THREADS:
+                next(f for f in futures if not f.done()).result()
+            futures.append(pool.submit(_write_one, storage, chunk))
+        return [f.result() for f in futures]
+
+
+# ------------------------------------------------------------------------- manifests
+
+_MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("num_rows", pa.int64(), nullable=False),
+        pa.field("size_bytes", pa.int64(), nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("stats", pa.string(), nullable=False),
+    ]
+)
+
+
+def write_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: int) -> ManifestRef:
+    """Write one manifest listing ``entries``; return its reference for the manifest list."""
+    table = pa.Table.from_pydict(
+        {
+            "path": [e.path for e in entries],
+            "num_rows": [e.num_rows for e in entries],
+            "size_bytes": [e.size_bytes for e in entries],
+            "content_hash": [e.content_hash for e in entries],
+            "stats": [
+                json.dumps({str(k): v for k, v in e.stats.items()}, separators=(",", ":"))
+                for e in entries
+            ],
+        },
+        schema=_MANIFEST_SCHEMA,
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue().to_pybytes()
+    rel = _new_name(MANIFEST_DIR)
+    storage.write_new(rel, data)
+    return ManifestRef(
+        path=rel,
+        content_hash=f"sha256:{sha256_hex(data)}",
+        fragments=len(entries),
+        rows=sum(e.num_rows for e in entries),
+        bytes=sum(e.size_bytes for e in entries),
+        level=level,
+    )
+
+
+def read_manifest(storage: Storage, ref: ManifestRef) -> list[FragmentEntry]:
+    """Read and verify one manifest; raise CorruptMetadata if it was altered."""
+    rel = check_relative(ref.path)
+    try:
+        data = storage.read_bytes(rel)
+    except FileNotFoundError as exc:
+        raise CorruptMetadata(
+            f"manifest {rel} referenced by the snapshot is missing; it was deleted outside "
+            "lakever",
+            path=rel,
+        ) from exc
+    if f"sha256:{sha256_hex(data)}" != ref.content_hash:
+        raise CorruptMetadata(
+            f"manifest {rel} does not match the hash recorded in its snapshot; it was modified "
+            "after it was written",
+            path=rel,
+        )
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        cols = table.to_pydict()
+        return [
+            FragmentEntry(
+                path=check_relative(p),
+                num_rows=n,
+                size_bytes=s,
+                content_hash=h,
+                stats={int(k): v for k, v in json.loads(st).items()},
+            )
+            for p, n, s, h, st in zip(
+                cols["path"],
+                cols["num_rows"],
+                cols["size_bytes"],
+                cols["content_hash"],
+                cols["stats"],
+                strict=True,
+            )
+        ]
+    except (pa.ArrowException, KeyError, ValueError) as exc:
+        raise CorruptMetadata(f"manifest {rel} cannot be parsed: {exc}", path=rel) from exc

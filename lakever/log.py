@@ -1,0 +1,297 @@
+"""The log of versions and the commit protocol.
+
+Version ``N`` of a branch is the immutable file ``log_path(branch, N)``. A commit
+becomes visible by creating the next file with put-if-absent, which is the only
+atomic step: everything it references (fragments, manifests) is written and made
+durable before. Versions are therefore contiguous from 0, any version is one
+read away, and the newest is found from the advisory ``LATEST`` hint plus a
+forward probe (galloping, then binary search), never by replaying history.
+
+A writer that loses the race reads the winning commits, checks them against
+its own change, and either retries on top of them (appends never conflict with
+appends) or raises `CommitConflict` naming the winning version.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lakever.errors import CommitConflict, CorruptMetadata, DatasetExists
+from lakever.format import (
+    ManifestRef,
+    Snapshot,
+    Summary,
+    compute_snapshot_id,
+    decode_snapshot,
+    encode_snapshot,
+    latest_hint_path,
+    log_path,
+)
+from lakever.storage import Storage
+
+__all__ = ["Change", "Log"]
+
+#: Manifests of one level merged into one of the next level once this many exist.
+MANIFEST_FANOUT = 8
+_MAX_ATTEMPTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a commit does, independent of which version it lands on."""
+
+    operation: str
+    author: str
+    message: str
+    properties: dict[str, str]
+    schema: dict[str, Any]
+    last_field_id: int
+    parameters: dict[str, Any] = field(default_factory=dict)
+    #: The manifest of fragments this commit adds (None: adds nothing).
+    added: ManifestRef | None = None
+    #: Drop every fragment of the base snapshot (overwrite).
+    replace_all: bool = False
+
+
+class Log:
+    """The log of one branch of one dataset."""
+
+    def __init__(self, storage: Storage, branch: str = "main") -> None:
+        self.storage = storage
+        self.branch = branch
+
+    # ----------------------------------------------------------------- reading
+
+    def read(self, version: int) -> Snapshot | None:
+        """Return the snapshot at ``version``, or None if that version does not exist."""
+        rel = log_path(self.branch, version)
+        try:
+            data = self.storage.read_bytes(rel)
+        except FileNotFoundError:
+            return None
+        snap = decode_snapshot(data, path=self.storage.full_path(rel))
+        if snap.version != version or snap.branch != self.branch:
+            raise CorruptMetadata(
+                f"metadata file {self.storage.full_path(rel)} claims to be version "
+                f"{snap.version} of branch {snap.branch!r}; it was moved or copied",
+                path=self.storage.full_path(rel),
+            )
+        return snap
+
+    def _exists(self, version: int) -> bool:
+        return self.storage.exists(log_path(self.branch, version))
+
+    def _gallop(self, lo: int) -> int:
+        """Given that ``lo`` exists, return the newest existing version."""
+        step = 1
+        while self._exists(lo + step):
+            lo += step
+            step *= 2
+        hi = lo + step  # known absent
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._exists(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _hint(self) -> int | None:
+        try:
+            raw = self.storage.read_bytes(latest_hint_path(self.branch))
+            return int(raw.decode().strip())
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            return None
+
+    def head(self) -> Snapshot | None:
+        """Return the newest snapshot, or None when the branch has no version."""
+        hint = self._hint()
+        if hint is not None and hint >= 0:
+            latest = self._gallop(hint)
+            snap = self.read(latest)
+            if snap is not None:
+                return snap
+        # No usable hint: search from the start (logarithmic in the number of versions).
+        if not self._exists(0):
+            return None
+        snap = self.read(self._gallop(0))
+        if snap is None:  # pragma: no cover - versions are never deleted
+            raise CorruptMetadata("log changed while searching", path=self.branch)
+        return snap
+
+    def at_time(self, when: datetime, head: Snapshot) -> Snapshot | None:
+        """Return the last snapshot committed at or before ``when`` (binary search).
+
+        Commit times on a branch strictly increase with the version, so this reads
+        O(log n) log entries.
+        """
+        if head.timestamp <= when:
+            return head
+        lo, hi = -1, head.version  # lo: at or before ``when`` (-1: none); hi: after
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._must_read(mid).timestamp <= when:
+                lo = mid
+            else:
+                hi = mid
+        return self._must_read(lo) if lo >= 0 else None
+
+    def _must_read(self, version: int) -> Snapshot:
+        snap = self.read(version)
+        if snap is None:
+            path = self.storage.full_path(log_path(self.branch, version))
+            raise CorruptMetadata(
+                f"log entry {path} is missing although later versions exist; "
+                "it was deleted outside lakever",
+                path=path,
+            )
+        return snap
+
+    def ancestors(self, snap: Snapshot) -> Iterator[Snapshot]:
+        """Yield ``snap`` and then each earlier version of this branch, newest first."""
+        yield snap
+        for v in range(snap.version - 1, -1, -1):
+            yield self._must_read(v)
+
+    # ----------------------------------------------------------------- writing
+
+    def commit(
+        self,
+        base: Snapshot | None,
+        change: Change,
+        *,
+        merge_manifests: Callable[[tuple[ManifestRef, ...]], tuple[ManifestRef, ...]],
+    ) -> Snapshot:
+        """Publish ``change`` on top of ``base`` (or on top of whatever won since).
+
+        Args:
+            base: the snapshot the change was computed from (None: create).
+            change: the change to publish.
+            merge_manifests: merges full levels of the manifest list (does I/O).
+
+        Returns:
+            The committed snapshot.
+
+        Raises:
+            CommitConflict: a concurrent commit makes this change unsafe.
+            DatasetExists: a create lost against an existing dataset.
+        """
+        current = base
+        merged_cache: dict[tuple[str, ...], tuple[ManifestRef, ...]] = {}
+        for attempt in range(_MAX_ATTEMPTS):
+            manifests = self._manifests_for(current, change, merge_manifests, merged_cache)
+            snap = _build(current, change, self.branch, manifests)
+            self.storage.flush()
+            if self.storage.put_if_absent(log_path(self.branch, snap.version), encode_snapshot(snap)):
+                self._write_hint(snap.version)
+                return snap
+            winners = self._winners_after(snap.version - 1)
+            for w in winners:
+                _check_conflict(base, change, w, self.storage.uri)
+            current = winners[-1] if winners else current
+            if attempt >= 3:
+                time.sleep(random.uniform(0, 0.002 * min(attempt, 50)))
+        raise CommitConflict(  # pragma: no cover - needs 10,000 lost races in a row
+            f"gave up committing to {self.storage.uri} after {_MAX_ATTEMPTS} lost races",
+            winning_version=current.version if current else 0,
+        )
+
+    def _winners_after(self, version: int) -> list[Snapshot]:
+        out = []
+        v = version + 1
+        while (snap := self.read(v)) is not None:
+            out.append(snap)
+            v += 1
+        return out
+
+    def _manifests_for(
+        self,
+        current: Snapshot | None,
+        change: Change,
+        merge_manifests: Callable[[tuple[ManifestRef, ...]], tuple[ManifestRef, ...]],
+        cache: dict[tuple[str, ...], tuple[ManifestRef, ...]],
+    ) -> tuple[ManifestRef, ...]:
+        kept = () if (current is None or change.replace_all) else current.manifests
+        listed = kept + ((change.added,) if change.added is not None else ())
+        key = tuple(m.path for m in listed)
+        if key not in cache:
+            cache[key] = merge_manifests(listed)
+        return cache[key]
+
+    def _write_hint(self, version: int) -> None:
+        try:
+            self.storage.replace(latest_hint_path(self.branch), str(version).encode())
+        except OSError:
+            pass  # The hint is advisory: readers probe forward from any older value.
+
+
+def _build(
+    base: Snapshot | None, change: Change, branch: str, manifests: tuple[ManifestRef, ...]
+) -> Snapshot:
+    now = datetime.now(UTC)
+    if base is not None and now <= base.timestamp:
+        # Commit times on a branch are strictly increasing even if the clock steps back.
+        now = base.timestamp + timedelta(microseconds=1)
+    removed = base.summary if (base is not None and change.replace_all) else Summary()
+    added = change.added
+    total_rows = sum(m.rows for m in manifests)
+    total_bytes = sum(m.bytes for m in manifests)
+    total_fragments = sum(m.fragments for m in manifests)
+    summary = Summary(
+        rows_added=added.rows if added else 0,
+        rows_removed=removed.total_rows,
+        bytes_added=added.bytes if added else 0,
+        bytes_removed=removed.total_bytes,
+        fragments_added=added.fragments if added else 0,
+        fragments_removed=removed.total_fragments,
+        total_rows=total_rows,
+        total_bytes=total_bytes,
+        total_fragments=total_fragments,
+    )
+    snap = Snapshot(
+        snapshot_id="",
+        parent_id=base.snapshot_id if base else None,
+        branch=branch,
+        version=base.version + 1 if base else 0,
+        timestamp=now,
+        operation=change.operation if base is not None else "create",
+        parameters=change.parameters,
+        author=change.author,
+        message=change.message,
+        properties=change.properties,
+        schema=change.schema,
+        last_field_id=change.last_field_id,
+        manifests=manifests,
+        summary=summary,
+    )
+    return replace(snap, snapshot_id=compute_snapshot_id(snap.body()))
+
+
+def _check_conflict(base: Snapshot | None, change: Change, winner: Snapshot, uri: str) -> None:
+    """Raise if ``change`` (computed on ``base``) cannot be replayed after ``winner``."""
+    if base is None:
+        if change.operation == "append" and winner.schema == change.schema:
+            return  # write_dataset(mode="append") raced a create of the same schema.
+        raise DatasetExists(
+            f"a dataset already exists at {uri} (created concurrently); open it with "
+            "lakever.open_dataset or write with mode='append'",
+            uri=uri,
+        )
+    if change.operation == "append" and winner.schema == change.schema:
+        return  # Appends commute with any commit that kept the schema.
+    what = (
+        "changed the schema"
+        if winner.schema != change.schema
+        else f"committed a {winner.operation!r} since version {base.version}"
+    )
+    raise CommitConflict(
+        f"commit to {uri} conflicts with version {winner.version}, which {what}; "
+        f"this {change.operation!r} was based on version {base.version}. Re-open the dataset "
+        "and retry the operation on the new version",
+        winning_version=winner.version,
+    )

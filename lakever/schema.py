@@ -1,0 +1,354 @@
+"""Schemas with stable field ids: assignment, JSON encoding, and conforming data.
+
+Every field (nested ones included) carries a field id, kept in Arrow field
+metadata under ``PARQUET:field_id`` so the Parquet writer records it in each
+fragment. Ids are assigned by the store, increase monotonically and are never
+reused (``last_field_id`` is recorded in every snapshot).
+
+The JSON form (see docs/format.md) is engine-neutral::
+
+    {"fields": [{"id": 1, "name": "id", "nullable": false, "type": "int64"}, ...]}
+
+with nested types as objects: {"type": "list", "element": field},
+{"type": "struct", "fields": [...]}, {"type": "map", "key": field, "value": field},
+and parameterised ones as {"type": "timestamp", "unit": "us", "tz": "UTC"} etc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from lakever.errors import CorruptMetadata, InvalidArgument, SchemaMismatch
+
+__all__ = [
+    "FIELD_ID_KEY",
+    "assign_field_ids",
+    "conform",
+    "schema_from_json",
+    "schema_to_json",
+    "strip_field_ids",
+    "type_name",
+]
+
+FIELD_ID_KEY = b"PARQUET:field_id"
+
+_SIMPLE: dict[str, pa.DataType] = {
+    "null": pa.null(),
+    "bool": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "float16": pa.float16(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "string": pa.string(),
+    "large_string": pa.large_string(),
+    "binary": pa.binary(),
+    "large_binary": pa.large_binary(),
+    "date32": pa.date32(),
+    "date64": pa.date64(),
+}
+_SIMPLE_BY_TYPE = {v: k for k, v in _SIMPLE.items()}
+
+
+def _field_id(field: pa.Field) -> int | None:
+    md = field.metadata or {}
+    raw = md.get(FIELD_ID_KEY)
+    return int(raw) if raw is not None else None
+
+
+def _with_id(field: pa.Field, type_: pa.DataType, fid: int) -> pa.Field:
+    return pa.field(field.name, type_, field.nullable, metadata={FIELD_ID_KEY: str(fid).encode()})
+
+
+def normalize_type(t: pa.DataType) -> pa.DataType:
+    """Map representation-only variants to the type lakever stores.
+
+    Dictionary encoding is a representation (stored as its value type), and
+    string/binary views are stored as their large variants.
+    """
+    if pa.types.is_dictionary(t):
+        return normalize_type(t.value_type)
+    if t == pa.string_view():
+        return pa.large_string()
+    if t == pa.binary_view():
+        return pa.large_binary()
+    if pa.types.is_list_view(t):
+        return pa.list_(normalize_type(t.value_type))
+    if pa.types.is_large_list_view(t):
+        return pa.large_list(normalize_type(t.value_type))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        vf = t.value_field
+        nf = pa.field(vf.name, normalize_type(vf.type), vf.nullable)
+        if pa.types.is_list(t):
+            return pa.list_(nf)
+        if pa.types.is_large_list(t):
+            return pa.large_list(nf)
+        return pa.list_(nf, t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, normalize_type(f.type), f.nullable) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(
+            pa.field(t.key_field.name, normalize_type(t.key_type), False),
+            pa.field(t.item_field.name, normalize_type(t.item_type), t.item_field.nullable),
+            keys_sorted=t.keys_sorted,
+        )
+    return t
+
+
+def assign_field_ids(schema: pa.Schema, *, start: int = 1) -> tuple[pa.Schema, int]:
+    """Give every field (depth first) a fresh id; return the schema and the last id used."""
+    counter = [start - 1]
+
+    def next_id() -> int:
+        counter[0] += 1
+        return counter[0]
+
+    def visit(field: pa.Field) -> pa.Field:
+        fid = next_id()
+        return _with_id(field, _assign_type(normalize_type(field.type)), fid)
+
+    def _assign_type(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_struct(t):
+            return pa.struct([visit(f) for f in t])
+        if pa.types.is_list(t):
+            return pa.list_(visit(t.value_field))
+        if pa.types.is_large_list(t):
+            return pa.large_list(visit(t.value_field))
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(visit(t.value_field), t.list_size)
+        if pa.types.is_map(t):
+            return pa.map_(visit(t.key_field), visit(t.item_field), keys_sorted=t.keys_sorted)
+        return t
+
+    fields = [visit(f) for f in schema]
+    for f in schema:
+        _check_supported(f.name, normalize_type(f.type))
+    return pa.schema(fields), counter[0]
+
+
+def _check_supported(name: str, t: pa.DataType) -> None:
+    try:
+        _type_to_json(t)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"column {name!r}: {exc}") from None
+
+
+def strip_field_ids(schema: pa.Schema) -> pa.Schema:
+    """Return the schema users see: same names, types and nullability, no metadata."""
+
+    def clean_type(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_struct(t):
+            return pa.struct([clean(f) for f in t])
+        if pa.types.is_list(t):
+            return pa.list_(clean(t.value_field))
+        if pa.types.is_large_list(t):
+            return pa.large_list(clean(t.value_field))
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(clean(t.value_field), t.list_size)
+        if pa.types.is_map(t):
+            return pa.map_(clean(t.key_field), clean(t.item_field), keys_sorted=t.keys_sorted)
+        return t
+
+    def clean(f: pa.Field) -> pa.Field:
+        return pa.field(f.name, clean_type(f.type), f.nullable)
+
+    return pa.schema([clean(f) for f in schema])
+
+
+# --------------------------------------------------------------------- JSON codec
+
+
+def _type_to_json(t: pa.DataType) -> Any:
+    if t in _SIMPLE_BY_TYPE:
+        return _SIMPLE_BY_TYPE[t]
+    if pa.types.is_timestamp(t):
+        return {"type": "timestamp", "unit": t.unit, "tz": t.tz}
+    if pa.types.is_time32(t) or pa.types.is_time64(t):
+        return {"type": "time", "unit": t.unit}
+    if pa.types.is_duration(t):
+        return {"type": "duration", "unit": t.unit}
+    if pa.types.is_decimal(t):
+        return {"type": "decimal", "precision": t.precision, "scale": t.scale, "bits": t.bit_width}
+    if pa.types.is_fixed_size_binary(t):
+        return {"type": "fixed_binary", "width": t.byte_width}
+    if pa.types.is_list(t):
+        return {"type": "list", "element": _field_to_json(t.value_field)}
+    if pa.types.is_large_list(t):
+        return {"type": "large_list", "element": _field_to_json(t.value_field)}
+    if pa.types.is_fixed_size_list(t):
+        return {"type": "fixed_list", "size": t.list_size, "element": _field_to_json(t.value_field)}
+    if pa.types.is_struct(t):
+        return {"type": "struct", "fields": [_field_to_json(f) for f in t]}
+    if pa.types.is_map(t):
+        return {
+            "type": "map",
+            "key": _field_to_json(t.key_field),
+            "value": _field_to_json(t.item_field),
+            "keys_sorted": t.keys_sorted,
+        }
+    raise InvalidArgument(f"type {t} is not supported by lakever; cast it to a supported type")
+
+
+def _field_to_json(f: pa.Field) -> dict[str, Any]:
+    fid = _field_id(f)
+    out: dict[str, Any] = {"id": fid, "name": f.name, "nullable": f.nullable}
+    out["type"] = _type_to_json(f.type)
+    return out
+
+
+def schema_to_json(schema: pa.Schema) -> dict[str, Any]:
+    """Encode a schema (with field ids) as the JSON object stored in snapshots."""
+    return {"fields": [_field_to_json(f) for f in schema]}
+
+
+def _type_from_json(j: Any) -> pa.DataType:
+    if isinstance(j, str):
+        if j in _SIMPLE:
+            return _SIMPLE[j]
+        raise ValueError(f"unknown type {j!r}")
+    kind = j["type"]
+    if kind == "timestamp":
+        return pa.timestamp(j["unit"], tz=j.get("tz"))
+    if kind == "time":
+        return pa.time32(j["unit"]) if j["unit"] in ("s", "ms") else pa.time64(j["unit"])
+    if kind == "duration":
+        return pa.duration(j["unit"])
+    if kind == "decimal":
+        ctor = pa.decimal128 if j.get("bits", 128) == 128 else pa.decimal256
+        return ctor(j["precision"], j["scale"])
+    if kind == "fixed_binary":
+        return pa.binary(j["width"])
+    if kind == "list":
+        return pa.list_(_field_from_json(j["element"]))
+    if kind == "large_list":
+        return pa.large_list(_field_from_json(j["element"]))
+    if kind == "fixed_list":
+        return pa.list_(_field_from_json(j["element"]), j["size"])
+    if kind == "struct":
+        return pa.struct([_field_from_json(f) for f in j["fields"]])
+    if kind == "map":
+        return pa.map_(
+            _field_from_json(j["key"]),
+            _field_from_json(j["value"]),
+            keys_sorted=j.get("keys_sorted", False),
+        )
+    raise ValueError(f"unknown type {kind!r}")
+
+
+def _field_from_json(j: dict[str, Any]) -> pa.Field:
+    t = _type_from_json(j["type"])
+    md = {FIELD_ID_KEY: str(j["id"]).encode()} if j.get("id") is not None else None
+    return pa.field(j["name"], t, j["nullable"], metadata=md)
+
+
+def schema_from_json(j: dict[str, Any], *, path: str = "<schema>") -> pa.Schema:
+    """Decode a stored schema; raise CorruptMetadata naming ``path`` if it is malformed."""
+    try:
+        return pa.schema([_field_from_json(f) for f in j["fields"]])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptMetadata(f"malformed schema in {path}: {exc}", path=path) from exc
+
+
+def type_name(t: pa.DataType) -> str:
+    """A short human-readable type name for messages."""
+    return str(t)
+
+
+def iter_field_ids(schema: pa.Schema) -> Iterator[tuple[int, pa.Field]]:
+    """Yield (field id, field) for top-level fields that carry an id."""
+    for f in schema:
+        fid = _field_id(f)
+        if fid is not None:
+            yield fid, f
+
+
+# ----------------------------------------------------------------- conforming data
+
+
+def _same_logical(a: pa.DataType, b: pa.DataType) -> bool:
+    """Whether two types hold the same values (differing only in representation)."""
+    return strip_types(normalize_type(a)) == strip_types(normalize_type(b))
+
+
+def strip_types(t: pa.DataType) -> pa.DataType:
+    """Type with nested field metadata removed and string/binary/list sizes unified."""
+    if t in (pa.string(), pa.large_string()):
+        return pa.large_string()
+    if t in (pa.binary(), pa.large_binary()):
+        return pa.large_binary()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.large_list(pa.field("item", strip_types(t.value_type), t.value_field.nullable))
+    if pa.types.is_fixed_size_list(t):
+        vf = t.value_field
+        return pa.list_(pa.field("item", strip_types(vf.type), vf.nullable), t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, strip_types(f.type), f.nullable) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(strip_types(t.key_type), strip_types(t.item_type))
+    return t
+
+
+def conform(table: pa.Table, target: pa.Schema, *, what: str) -> pa.Table:
+    """Return ``table`` in exactly the ``target`` schema, or raise SchemaMismatch.
+
+    Accepted without complaint: a different column order, representation-only
+    type differences (string vs large_string vs string_view, dictionary encoding,
+    list vs large_list) and a nullable input column without nulls for a
+    non-nullable target column. Any other difference is reported, every column
+    at once.
+    """
+    differences: list[tuple[str, str | None, str | None]] = []
+    names = table.schema.names
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise SchemaMismatch(
+            f"{what}: duplicate column names {dupes}; rename them so each is unique",
+            differences=[(n, None, "duplicate") for n in dupes],
+        )
+    by_name = {f.name: f for f in table.schema}
+    for f in target:
+        got = by_name.get(f.name)
+        if got is None:
+            differences.append((f.name, type_name(f.type), None))
+        elif not _same_logical(got.type, f.type):
+            differences.append((f.name, type_name(f.type), type_name(got.type)))
+    for name in names:
+        if name not in target.names:
+            differences.append((name, None, type_name(by_name[name].type)))
+    if differences:
+        parts = []
+        for col, exp, got in differences:
+            if got is None:
+                parts.append(f"column {col!r} ({exp}) is missing from the data")
+            elif exp is None:
+                parts.append(f"column {col!r} ({got}) is not in the dataset schema")
+            else:
+                parts.append(f"column {col!r} is {got} in the data but {exp} in the dataset")
+        raise SchemaMismatch(
+            f"{what}: the data does not match the dataset schema: "
+            + "; ".join(parts)
+            + ". Select and cast the columns to the dataset schema (Dataset.schema) first.",
+            differences=differences,
+        )
+    columns = []
+    for f in target:
+        col = table.column(f.name)
+        if not f.nullable and col.null_count:
+            raise SchemaMismatch(
+                f"{what}: column {f.name!r} is declared non-nullable but the data has "
+                f"{col.null_count} null value(s); fill or drop them first",
+                differences=[(f.name, type_name(f.type), "contains nulls")],
+            )
+        if col.type != f.type:
+            col = col.cast(f.type)
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=target)
