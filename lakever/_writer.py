@@ -91,9 +91,19 @@ def commit_data(
     message: str | None,
     author: str | None,
     properties: Mapping[str, str] | None,
-    max_rows_per_fragment: int = DEFAULT_MAX_ROWS_PER_FRAGMENT,
+    max_rows_per_fragment: int | None = None,
 ) -> Snapshot:
     """Write ``data`` as fragments and commit it as ``operation`` on top of ``base``."""
+    if max_rows_per_fragment is None:
+        max_rows_per_fragment = DEFAULT_MAX_ROWS_PER_FRAGMENT
+    if (
+        isinstance(max_rows_per_fragment, bool)
+        or not isinstance(max_rows_per_fragment, int)
+        or max_rows_per_fragment <= 0
+    ):
+        raise InvalidArgument(
+            f"max_rows_per_fragment must be a positive int, got {max_rows_per_fragment!r}"
+        )
     if message is not None and not isinstance(message, str):
         raise InvalidArgument(f"message must be a string, got {message!r}")
     props = _check_properties(properties)

@@ -296,6 +296,7 @@ class Dataset:
         message: str | None = None,
         author: str | None = None,
         properties: Properties | None = None,
+        max_rows_per_fragment: int | None = None,
     ) -> Dataset:
         """Add rows; return the Dataset at the new version.
 
@@ -308,7 +309,7 @@ class Dataset:
             ReadOnlyDataset: this view is pinned to an explicit version.
         """
         self._require_writable("append")
-        return self._write(data, "append", message, author, properties)
+        return self._write(data, "append", message, author, properties, max_rows_per_fragment)
 
     def overwrite(
         self,
@@ -317,6 +318,7 @@ class Dataset:
         message: str | None = None,
         author: str | None = None,
         properties: Properties | None = None,
+        max_rows_per_fragment: int | None = None,
     ) -> Dataset:
         """Replace all rows (history keeps the old ones); return the Dataset at the new version.
 
@@ -324,7 +326,7 @@ class Dataset:
             CommitConflict: another commit landed after the version this view shows.
         """
         self._require_writable("overwrite")
-        return self._write(data, "overwrite", message, author, properties)
+        return self._write(data, "overwrite", message, author, properties, max_rows_per_fragment)
 
     def _write(
         self,
@@ -333,10 +335,12 @@ class Dataset:
         message: str | None,
         author: str | None,
         properties: Mapping[str, str] | None,
+        max_rows_per_fragment: int | None,
     ) -> Dataset:
         snap = commit_data(
             self._storage, self._log, self._snap, data,
             operation=operation, message=message, author=author, properties=properties,
+            max_rows_per_fragment=max_rows_per_fragment,
         )
         return Dataset(self._storage, self._log, snap, writable=True)
 
@@ -352,7 +356,8 @@ def _not_found(storage: Storage) -> DatasetNotFound:
     )
 
 
-def _resolve(log: Log, head: Snapshot, version: Any) -> Snapshot:
+def _resolve(log: Log, version: Any) -> Snapshot:
+    """Resolve an explicit ``version=`` (int or aware datetime) on ``log``'s branch."""
     uri = log.storage.uri
     if isinstance(version, bool) or not isinstance(version, int | datetime):
         raise InvalidArgument(
@@ -365,6 +370,9 @@ def _resolve(log: Log, head: Snapshot, version: Any) -> Snapshot:
                 f"version datetime {version.isoformat()} is naive; pass a timezone-aware "
                 "datetime, e.g. datetime(2026, 11, 1, tzinfo=UTC)"
             )
+        head = log.head()
+        if head is None:
+            raise _not_found(log.storage)
         snap = log.at_time(version, head)
         if snap is None:
             first = log.read(0)
@@ -375,15 +383,16 @@ def _resolve(log: Log, head: Snapshot, version: Any) -> Snapshot:
                 version=version,
             )
         return snap
-    if version < 0 or version > head.version:
+    snap = log.read(version) if version >= 0 else None
+    if snap is None:
+        latest = log.latest_version()
+        if latest is None:
+            raise _not_found(log.storage)
         raise VersionNotFound(
-            f"version {version} not found in {uri} on branch '{head.branch}' "
-            f"(versions are 0 to {head.version}); see 'lakever log {uri}'",
+            f"version {version} not found in {uri} on branch '{log.branch}' "
+            f"(versions are 0 to {latest}); see 'lakever log {uri}'",
             version=version,
         )
-    snap = log.read(version)
-    if snap is None:  # pragma: no cover - versions below head always exist
-        raise VersionNotFound(f"version {version} not found in {uri}", version=version)
     return snap
 
 
@@ -446,12 +455,12 @@ def open_dataset(
         return _open_pin(uri, storage_options)
     storage = open_storage(uri, storage_options)
     log = Log(storage, MAIN_BRANCH)
+    if version is not None:
+        return Dataset(storage, log, _resolve(log, version), writable=False)
     head = log.head()
     if head is None:
         raise _not_found(storage)
-    if version is None:
-        return Dataset(storage, log, head, writable=True)
-    return Dataset(storage, log, _resolve(log, head, version), writable=False)
+    return Dataset(storage, log, head, writable=True)
 
 
 def create_dataset(
@@ -461,9 +470,18 @@ def create_dataset(
     message: str | None = None,
     author: str | None = None,
     properties: Properties | None = None,
+    max_rows_per_fragment: int | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Dataset:
     """Create a dataset from ``data`` (version 0); fail if one exists at ``uri``.
+
+    Args:
+        uri: where to create it: a local path, ``file://`` or ``memory://`` URI.
+        data: a pyarrow Table/RecordBatch/RecordBatchReader, polars or pandas DataFrame.
+        message: commit message; ``author`` defaults to the OS user.
+        properties: arbitrary str -> str metadata recorded with the commit.
+        max_rows_per_fragment: split the rows into Parquet fragments of at most this
+            many rows (default 1,048,576).
 
     Raises:
         DatasetExists: a dataset already exists at ``uri``.
@@ -479,6 +497,7 @@ def create_dataset(
     snap = commit_data(
         storage, log, None, data,
         operation="create", message=message, author=author, properties=properties,
+        max_rows_per_fragment=max_rows_per_fragment,
     )
     return Dataset(storage, log, snap, writable=True)
 
@@ -491,6 +510,7 @@ def write_dataset(
     message: str | None = None,
     author: str | None = None,
     properties: Properties | None = None,
+    max_rows_per_fragment: int | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Dataset:
     """Write ``data`` in one call.
@@ -503,7 +523,12 @@ def write_dataset(
         raise InvalidArgument(
             f"mode must be 'create', 'append' or 'overwrite', got {mode!r}"
         )
-    kwargs: dict[str, Any] = {"message": message, "author": author, "properties": properties}
+    kwargs: dict[str, Any] = {
+        "message": message,
+        "author": author,
+        "properties": properties,
+        "max_rows_per_fragment": max_rows_per_fragment,
+    }
     if mode == "create":
         return create_dataset(uri, data, storage_options=storage_options, **kwargs)
     storage = open_storage(uri, storage_options)

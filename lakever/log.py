@@ -108,21 +108,20 @@ class Log:
         except (FileNotFoundError, ValueError, UnicodeDecodeError):
             return None
 
-    def head(self) -> Snapshot | None:
-        """Return the newest snapshot, or None when the branch has no version."""
+    def latest_version(self) -> int | None:
+        """Return the newest version number (None: no version), without parsing any entry."""
         hint = self._hint()
-        if hint is not None and hint >= 0:
-            latest = self._gallop(hint)
-            snap = self.read(latest)
-            if snap is not None:
-                return snap
+        if hint is not None and hint >= 0 and self._exists(hint):
+            return self._gallop(hint)
         # No usable hint: search from the start (logarithmic in the number of versions).
         if not self._exists(0):
             return None
-        snap = self.read(self._gallop(0))
-        if snap is None:  # pragma: no cover - versions are never deleted
-            raise CorruptMetadata("log changed while searching", path=self.branch)
-        return snap
+        return self._gallop(0)
+
+    def head(self) -> Snapshot | None:
+        """Return the newest snapshot, or None when the branch has no version."""
+        latest = self.latest_version()
+        return None if latest is None else self._must_read(latest)
 
     def at_time(self, when: datetime, head: Snapshot) -> Snapshot | None:
         """Return the last snapshot committed at or before ``when`` (binary search).

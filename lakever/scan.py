@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from lakever.errors import InvalidArgument
 from lakever.fragments import FragmentEntry
 from lakever.storage import Storage
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 __all__ = ["check_columns", "iter_batches", "read_table", "rebatch"]
 
@@ -34,6 +38,9 @@ def check_columns(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]
 
 
 def _dataset(storage: Storage, schema: pa.Schema, fragments: Sequence[FragmentEntry]) -> pads.Dataset:
+    # pyarrow.dataset imports pandas (~0.4 s): load it on the first read, not on import.
+    import pyarrow.dataset as pads
+
     return pads.dataset(
         [storage.full_path(f.path) for f in fragments],
         schema=schema,

@@ -1,0 +1,3 @@
+from lakever.cli import main
+
+main()

@@ -1,0 +1,214 @@
+"""Data commands: init, append, log, show, cat."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import typer
+
+import lakever as lv
+from lakever.cli._output import human_bytes, print_json, print_pairs, print_table
+
+PATH_ARG = typer.Argument(..., help="Dataset location: a path, file:// or memory:// URI.")
+VERSION_ARG = typer.Argument(
+    None,
+    help="Version number, timezone-aware ISO time (2026-11-01T00:00:00+00:00), or a pin. "
+    "Default: latest.",
+)
+JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
+MESSAGE_OPT = typer.Option(None, "--message", "-m", help="Commit message.")
+
+
+def parse_version(text: str | None) -> int | datetime | None:
+    """CLI form of ``version=``: digits are a version number, anything else a time."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise lv.InvalidArgument(
+            f"version {text!r} is neither a version number nor an ISO 8601 time "
+            "(e.g. 2026-11-01T00:00:00+00:00)"
+        ) from None
+    if when.tzinfo is None:
+        raise lv.InvalidArgument(
+            f"time {text!r} has no timezone; add one, e.g. {when.isoformat()}+00:00"
+        )
+    return when
+
+
+def open_at(path: str, version: str | None) -> lv.Dataset:
+    """Open ``path`` at a CLI version argument (a pin given as PATH is accepted too)."""
+    return lv.open_dataset(path, version=parse_version(version))
+
+
+def read_input(file: Path) -> pa.Table:
+    """Read a Parquet or CSV file given on the command line."""
+    if not file.exists():
+        raise lv.InvalidArgument(f"input file {str(file)!r} does not exist")
+    suffix = file.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(file)
+        if suffix in (".csv", ".tsv"):
+            import pyarrow.csv as pacsv
+
+            opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
+            return pacsv.read_csv(file, parse_options=opts)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise lv.InvalidArgument(f"cannot read {str(file)!r}: {exc}") from exc
+    raise lv.InvalidArgument(
+        f"input file {str(file)!r} has an unsupported extension {suffix!r}; "
+        "use .parquet, .csv or .tsv"
+    )
+
+
+def _commit_line(ds: lv.Dataset) -> str:
+    c = ds.commit
+    return (
+        f"committed version {c.version} of {ds.uri} (snapshot {c.snapshot_id[:12]}): "
+        f"{c.rows_added} rows added, {c.total_rows} rows total"
+    )
+
+
+def init(
+    path: str = PATH_ARG,
+    source: Path = typer.Option(..., "--from", help="Parquet or CSV file with the first rows."),
+    message: str | None = MESSAGE_OPT,
+) -> None:
+    """Create a dataset from a Parquet or CSV file (version 0)."""
+    ds = lv.create_dataset(path, read_input(source), message=message)
+    typer.echo(_commit_line(ds))
+
+
+def append(
+    path: str = PATH_ARG,
+    file: Path = typer.Argument(..., help="Parquet or CSV file with the rows to add."),
+    message: str | None = MESSAGE_OPT,
+) -> None:
+    """Append the rows of a Parquet or CSV file as a new version."""
+    ds = lv.open_dataset(path).append(read_input(file), message=message)
+    typer.echo(_commit_line(ds))
+
+
+def log(
+    path: str = PATH_ARG,
+    limit: int | None = typer.Option(None, "--limit", "-n", help="Show at most N commits."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Show the history of commits, newest first."""
+    commits = lv.open_dataset(path).history(limit=limit)
+    if as_json:
+        print_json([c.to_dict() for c in commits])
+        return
+    rows = [
+        (
+            c.version,
+            c.snapshot_id[:12],
+            c.timestamp.strftime("%Y-%m-%d %H:%M:%S"),
+            c.operation,
+            c.author,
+            f"+{c.rows_added} -{c.rows_removed}",
+            c.total_rows,
+            c.message,
+        )
+        for c in commits
+    ]
+    print_table(
+        None, ["version", "snapshot", "time (UTC)", "operation", "author", "rows", "total", "message"],
+        rows,
+    )
+
+
+def show(
+    path: str = PATH_ARG,
+    version: str | None = VERSION_ARG,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Show one snapshot: commit metadata, schema, row count and fragments."""
+    ds = open_at(path, version)
+    c = ds.commit
+    field_ids = ds.field_ids
+    schema = [
+        {"name": f.name, "type": str(f.type), "nullable": f.nullable, "field_id": field_ids.get(f.name)}
+        for f in ds.schema
+    ]
+    fragments = ds.fragments()
+    if as_json:
+        out: dict[str, Any] = {
+            "uri": ds.uri,
+            "pin": ds.pin(),
+            "commit": c.to_dict(),
+            "num_rows": ds.num_rows,
+            "schema": schema,
+            "fragments": [f.to_dict() for f in fragments],
+        }
+        print_json(out)
+        return
+    print_pairs(
+        f"{ds.uri} @ version {c.version}",
+        [
+            ("snapshot", c.snapshot_id),
+            ("pin", ds.pin()),
+            ("time (UTC)", c.timestamp.isoformat()),
+            ("operation", c.operation),
+            ("author", c.author),
+            ("message", c.message),
+            ("properties", ", ".join(f"{k}={v}" for k, v in c.properties.items())),
+            ("rows", ds.num_rows),
+            ("fragments", f"{c.total_fragments} ({human_bytes(c.total_bytes)})"),
+        ],
+    )
+    print_table(
+        "schema",
+        ["field id", "column", "type", "nullable"],
+        [(s["field_id"], s["name"], s["type"], s["nullable"]) for s in schema],
+    )
+    print_table(
+        "fragments",
+        ["path", "rows", "size", "sha256"],
+        [
+            (f.path, f.num_rows, human_bytes(f.size_bytes), f.content_hash.split(":")[-1][:16])
+            for f in fragments
+        ],
+    )
+
+
+def cat(
+    path: str = PATH_ARG,
+    version: str | None = VERSION_ARG,
+    limit: int = typer.Option(20, "--limit", "-n", min=0, help="Print at most N rows."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Print the first rows of a snapshot."""
+    ds = open_at(path, version)
+    batches = []
+    taken = 0
+    if limit:
+        for batch in ds.to_batches(batch_size=min(limit, 65536)):
+            batches.append(batch.slice(0, limit - taken))
+            taken += batches[-1].num_rows
+            if taken >= limit:
+                break
+    table = pa.Table.from_batches(batches, schema=ds.schema)
+    if as_json:
+        print_json(table.to_pylist())
+        return
+    print_table(
+        f"{ds.uri} @ version {ds.version}: {taken} of {ds.num_rows} rows",
+        table.schema.names,
+        [tuple(r.values()) for r in table.to_pylist()],
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the data commands to ``app``."""
+    for fn in (init, append, log, show, cat):
+        app.command()(fn)

@@ -1,0 +1,38 @@
+"""Shared fixtures: a dataset location on every backend, hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=60,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "dev",
+    deadline=None,
+    max_examples=30,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(params=["local", "memory"])
+def location(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh dataset URI on each storage backend lakever can commit to."""
+    if request.param == "local":
+        return str(tmp_path / "events")
+    return f"memory://lakever-tests/{uuid.uuid4().hex}/events"
+
+
+@pytest.fixture
+def local_location(tmp_path) -> str:
+    """A fresh dataset path on local disk (for tests that need several processes)."""
+    return str(tmp_path / "events")

@@ -1,0 +1,126 @@
+"""The on-disk format: records, hashing, schema JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import lakever as lv
+from lakever.format import (
+    ManifestRef,
+    Snapshot,
+    Summary,
+    compute_snapshot_id,
+    decode_snapshot,
+    encode_snapshot,
+    log_path,
+)
+from lakever.schema import assign_field_ids, schema_from_json, schema_to_json, strip_field_ids
+
+
+def _snap(**kw) -> Snapshot:
+    base = dict(
+        snapshot_id="",
+        parent_id=None,
+        branch="main",
+        version=0,
+        timestamp=datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC),
+        operation="create",
+        parameters={},
+        author="a",
+        message="m",
+        properties={"k": "v"},
+        schema={"fields": []},
+        last_field_id=0,
+        manifests=(ManifestRef("_lakever/manifests/x.parquet", "sha256:00", 1, 2, 3, 0),),
+        summary=Summary(rows_added=2, total_rows=2),
+    )
+    base.update(kw)
+    snap = Snapshot(**base)
+    return Snapshot(**{**base, "snapshot_id": compute_snapshot_id(snap.body())})
+
+
+def test_round_trip_and_id():
+    snap = _snap()
+    data = encode_snapshot(snap)
+    back = decode_snapshot(data, path="p")
+    assert back == snap
+    assert len(snap.snapshot_id) == 32
+    # Canonical JSON: sorted keys, no whitespace.
+    assert data.startswith(b'{"author":"a","branch":"main"')
+
+
+def test_id_changes_with_any_field():
+    assert _snap().snapshot_id != _snap(message="other").snapshot_id
+    assert _snap().snapshot_id != _snap(version=1).snapshot_id
+
+
+def test_unknown_fields_are_kept_and_hashed():
+    snap = _snap()
+    record = json.loads(encode_snapshot(snap))
+    record.pop("snapshot_id")
+    record["future_field"] = {"x": 1}
+    record["snapshot_id"] = compute_snapshot_id(record)
+    back = decode_snapshot(json.dumps(record).encode(), path="p")
+    assert back.extra == {"future_field": {"x": 1}}
+    assert encode_snapshot(back) == json.dumps(
+        record, sort_keys=True, separators=(",", ":")
+    ).encode()
+
+
+def test_missing_field_is_corrupt():
+    record = json.loads(encode_snapshot(_snap()))
+    del record["manifests"]
+    record.pop("snapshot_id")
+    record["snapshot_id"] = compute_snapshot_id(record)
+    with pytest.raises(lv.CorruptMetadata, match="missing or has malformed fields"):
+        decode_snapshot(json.dumps(record).encode(), path="p")
+
+
+def test_log_path_sorts_by_version():
+    paths = [log_path("main", v) for v in (0, 9, 10, 100, 12345678901)]
+    assert paths == sorted(paths)
+    assert log_path("main", 7) == "_lakever/log/main/00000000000000000007.json"
+
+
+SCHEMAS = [
+    pa.schema([("a", pa.int8()), ("b", pa.uint64()), ("c", pa.float16()), ("d", pa.bool_())]),
+    pa.schema([("t", pa.timestamp("ns", "Europe/Paris")), ("d", pa.date32()), ("e", pa.date64())]),
+    pa.schema([("t", pa.time32("ms")), ("u", pa.time64("ns")), ("dur", pa.duration("s"))]),
+    pa.schema([("d", pa.decimal128(38, 9)), ("e", pa.decimal256(60, 2)), ("f", pa.binary(16))]),
+    pa.schema([pa.field("s", pa.large_string(), nullable=False), ("b", pa.large_binary())]),
+    pa.schema(
+        [
+            ("l", pa.list_(pa.struct([("x", pa.int32()), ("y", pa.list_(pa.string()))]))),
+            ("m", pa.map_(pa.string(), pa.large_list(pa.float64()))),
+            ("f", pa.list_(pa.int16(), 3)),
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=range(len(SCHEMAS)))
+def test_schema_json_round_trip(schema):
+    with_ids, last = assign_field_ids(schema)
+    back = schema_from_json(json.loads(json.dumps(schema_to_json(with_ids))))
+    assert back.equals(with_ids, check_metadata=True)
+    assert strip_field_ids(back) == schema
+    assert last >= len(schema)
+
+
+def test_field_ids_cover_nested_fields():
+    schema = pa.schema([("a", pa.int64()), ("s", pa.struct([("x", pa.int8()), ("y", pa.list_(pa.int8()))]))])
+    _, last = assign_field_ids(schema)
+    assert last == 5  # a, s, s.x, s.y, s.y.element
+
+
+@given(st.lists(st.sampled_from(["int64", "string", "float64", "bool", "date32"]), min_size=1, max_size=8))
+def test_schema_json_round_trip_property(types):
+    schema = pa.schema([(f"c{i}", getattr(pa, t if t != "bool" else "bool_")()) for i, t in enumerate(types)])
+    with_ids, _ = assign_field_ids(schema)
+    assert schema_from_json(schema_to_json(with_ids)).equals(with_ids, check_metadata=True)

@@ -1,0 +1,117 @@
+"""The storage seam: the same guarantees on every backend."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+import lakever as lv
+from lakever.storage import LocalStorage, MemoryStorage, Storage, check_relative, open_storage
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request, tmp_path) -> Storage:
+    if request.param == "local":
+        return LocalStorage(str(tmp_path / "root"))
+    return MemoryStorage(f"lakever-tests/{uuid.uuid4().hex}")
+
+
+def test_put_if_absent_once(store):
+    assert store.put_if_absent("_lakever/log/main/x.json", b"first")
+    assert not store.put_if_absent("_lakever/log/main/x.json", b"second")
+    assert store.read_bytes("_lakever/log/main/x.json") == b"first"
+
+
+def test_put_if_absent_empty_payload(store):
+    assert store.put_if_absent("a/empty", b"")
+    assert not store.put_if_absent("a/empty", b"x")
+    assert store.read_bytes("a/empty") == b""
+
+
+def test_put_if_absent_race_has_one_winner(store):
+    for round_ in range(20):
+        winners = []
+        barrier = threading.Barrier(8)
+
+        def attempt(i: int, round_: int = round_) -> None:
+            barrier.wait()
+            if store.put_if_absent(f"race/{round_}", str(i).encode()):
+                winners.append(i)
+
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(winners) == 1
+        assert store.read_bytes(f"race/{round_}") == str(winners[0]).encode()
+
+
+def test_write_new_refuses_existing(store):
+    store.write_new("data/f.parquet", b"abc")
+    with pytest.raises(FileExistsError):
+        store.write_new("data/f.parquet", b"def")
+    store.flush()
+    assert store.read_bytes("data/f.parquet") == b"abc"
+
+
+def test_replace_list_exists_delete(store):
+    store.replace("h/LATEST", b"1")
+    store.replace("h/LATEST", b"2")
+    assert store.read_bytes("h/LATEST") == b"2"
+    store.write_new("h/a", b"")
+    assert store.list("h") == ["LATEST", "a"]
+    assert store.list("nope") == []
+    assert store.exists("h/a")
+    store.delete("h/a")
+    store.delete("h/a")  # deleting twice is fine
+    assert not store.exists("h/a")
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("h/a")
+
+
+def test_local_put_if_absent_leaves_no_temp_files(tmp_path):
+    store = LocalStorage(str(tmp_path))
+    store.put_if_absent("d/x", b"1")
+    store.put_if_absent("d/x", b"2")
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["x"]
+
+
+@pytest.mark.parametrize(
+    "rel",
+    ["../etc/passwd", "/etc/passwd", "data/../../x", "a//b", "a\\b", "data/\x00x", "", "c:/x", "./a"],
+)
+def test_check_relative_refuses_escapes(rel):
+    with pytest.raises(lv.CorruptMetadata, match="not a plain path inside the dataset root"):
+        check_relative(rel)
+
+
+def test_check_relative_accepts_plain():
+    assert check_relative("data/ab12.parquet") == "data/ab12.parquet"
+
+
+def test_open_storage_forms(tmp_path):
+    assert isinstance(open_storage(str(tmp_path)), LocalStorage)
+    s = open_storage(f"file://{tmp_path}")
+    assert isinstance(s, LocalStorage) and s.uri == str(tmp_path)
+    m = open_storage("memory://bucket/ds")
+    assert isinstance(m, MemoryStorage) and m.uri == "memory://bucket/ds"
+    with pytest.raises(lv.InvalidArgument, match="empty or contains control characters"):
+        open_storage("a\nb")
+    with pytest.raises(lv.InvalidArgument, match="must be a path or URI string"):
+        open_storage(3)  # type: ignore[arg-type]
+
+
+def test_remote_backend_without_atomic_create_is_refused(tmp_path):
+    # fsspec's "dir" wrapper has no atomic create: reading works, committing is refused.
+    import fsspec
+
+    from lakever.storage import ReadOnlyFsspecStorage
+
+    store = ReadOnlyFsspecStorage(fsspec.filesystem("file"), str(tmp_path), "dirfs")
+    with pytest.raises(lv.StorageError, match="only commits where it has an atomic put-if-absent"):
+        store.put_if_absent("x", b"1")
+    with pytest.raises(lv.StorageError):
+        store.write_new("x", b"1")
