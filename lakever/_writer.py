@@ -16,13 +16,13 @@ import pyarrow as pa
 
 from lakever._convert import to_arrow_stream
 from lakever.errors import InvalidArgument
+from lakever.format import ManifestRef, Snapshot
 from lakever.fragments import (
     DEFAULT_MAX_ROWS_PER_FRAGMENT,
     read_manifest,
     write_fragments,
     write_manifest,
 )
-from lakever.format import ManifestRef, Snapshot
 from lakever.log import MANIFEST_FANOUT, Change, Log
 from lakever.schema import assign_field_ids, conform, schema_from_json, schema_to_json
 from lakever.storage import Storage

@@ -49,8 +49,17 @@ class Dataset:
     A view opened at an explicit version or pin is read-only.
     """
 
-    __slots__ = ("_con", "_fragments", "_lock", "_log", "_public", "_schema", "_snap", "_storage",
-                 "_writable")
+    __slots__ = (
+        "_con",
+        "_fragments",
+        "_lock",
+        "_log",
+        "_public",
+        "_schema",
+        "_snap",
+        "_storage",
+        "_writable",
+    )
 
     def __init__(self, storage: Storage, log: Log, snap: Snapshot, *, writable: bool) -> None:
         self._storage = storage
@@ -199,9 +208,12 @@ class Dataset:
             return scan.read_table(
                 self._storage, self._internal_schema(), public, self._entries(), columns
             )
-        return self._filtered(columns, filter).to_arrow_table().cast(
-            pa.schema([public.field(c) for c in scan.check_columns(public, columns)])
+        table: pa.Table = (
+            self._filtered(columns, filter)
+            .to_arrow_table()
+            .cast(pa.schema([public.field(c) for c in scan.check_columns(public, columns)]))
         )
+        return table
 
     def _filtered(self, columns: Sequence[str] | None, filter: str) -> duckdb.DuckDBPyRelation:
         from lakever.sql import run_filter
@@ -227,7 +239,11 @@ class Dataset:
         public = self.schema
         if filter is None:
             batches = scan.iter_batches(
-                self._storage, self._internal_schema(), public, self._entries(), columns,
+                self._storage,
+                self._internal_schema(),
+                public,
+                self._entries(),
+                columns,
                 batch_size,
             )
         else:
@@ -338,8 +354,14 @@ class Dataset:
         max_rows_per_fragment: int | None,
     ) -> Dataset:
         snap = commit_data(
-            self._storage, self._log, self._snap, data,
-            operation=operation, message=message, author=author, properties=properties,
+            self._storage,
+            self._log,
+            self._snap,
+            data,
+            operation=operation,
+            message=message,
+            author=author,
+            properties=properties,
             max_rows_per_fragment=max_rows_per_fragment,
         )
         return Dataset(self._storage, self._log, snap, writable=True)
@@ -361,8 +383,7 @@ def _resolve(log: Log, version: Any) -> Snapshot:
     uri = log.storage.uri
     if isinstance(version, bool) or not isinstance(version, int | datetime):
         raise InvalidArgument(
-            f"version must be an int (version number) or a timezone-aware datetime, "
-            f"got {version!r}"
+            f"version must be an int (version number) or a timezone-aware datetime, got {version!r}"
         )
     if isinstance(version, datetime):
         if version.tzinfo is None or version.utcoffset() is None:
@@ -397,9 +418,11 @@ def _resolve(log: Log, version: Any) -> Snapshot:
 
 
 def _open_pin(pin: str, storage_options: dict[str, Any] | None) -> Dataset:
-    body = pin[len(PIN_PREFIX):]
+    body = pin[len(PIN_PREFIX) :]
     if "?" not in body:
-        raise InvalidArgument(f"malformed pin {pin!r}: expected 'lakever:URI?version=N&snapshot=ID'")
+        raise InvalidArgument(
+            f"malformed pin {pin!r}: expected 'lakever:URI?version=N&snapshot=ID'"
+        )
     uri, query = body.rsplit("?", 1)
     params = {k: v[-1] for k, v in parse_qs(query).items()}
     try:
@@ -495,8 +518,14 @@ def create_dataset(
             uri=storage.uri,
         )
     snap = commit_data(
-        storage, log, None, data,
-        operation="create", message=message, author=author, properties=properties,
+        storage,
+        log,
+        None,
+        data,
+        operation="create",
+        message=message,
+        author=author,
+        properties=properties,
         max_rows_per_fragment=max_rows_per_fragment,
     )
     return Dataset(storage, log, snap, writable=True)
@@ -520,9 +549,7 @@ def write_dataset(
             ``"overwrite"`` (both create the dataset if it does not exist yet).
     """
     if mode not in ("create", "append", "overwrite"):
-        raise InvalidArgument(
-            f"mode must be 'create', 'append' or 'overwrite', got {mode!r}"
-        )
+        raise InvalidArgument(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
     kwargs: dict[str, Any] = {
         "message": message,
         "author": author,

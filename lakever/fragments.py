@@ -171,7 +171,7 @@ def write_fragments(
 # ------------------------------------------------------------------------- manifests
 
 _MANIFEST_SCHEMA = pa.schema(
-    [
+    [  # type: ignore[arg-type]  # pyarrow-stubs: Field[...] of differing types is list[object]
         pa.field("path", pa.string(), nullable=False),
         pa.field("num_rows", pa.int64(), nullable=False),
         pa.field("size_bytes", pa.int64(), nullable=False),
@@ -181,7 +181,9 @@ _MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def write_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: int) -> ManifestRef:
+def write_manifest(
+    storage: Storage, entries: Sequence[FragmentEntry], *, level: int
+) -> ManifestRef:
     """Write one manifest listing ``entries``; return its reference for the manifest list."""
     table = pa.Table.from_pydict(
         {
@@ -218,8 +220,7 @@ def read_manifest(storage: Storage, ref: ManifestRef) -> list[FragmentEntry]:
         data = storage.read_bytes(rel)
     except FileNotFoundError as exc:
         raise CorruptMetadata(
-            f"manifest {rel} referenced by the snapshot is missing; it was deleted outside "
-            "lakever",
+            f"manifest {rel} referenced by the snapshot is missing; it was deleted outside lakever",
             path=rel,
         ) from exc
     if f"sha256:{sha256_hex(data)}" != ref.content_hash:

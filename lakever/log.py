@@ -14,6 +14,7 @@ appends) or raises `CommitConflict` naming the winning version.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -186,7 +187,9 @@ class Log:
             manifests = self._manifests_for(current, change, merge_manifests, merged_cache)
             snap = _build(current, change, self.branch, manifests)
             self.storage.flush()
-            if self.storage.put_if_absent(log_path(self.branch, snap.version), encode_snapshot(snap)):
+            if self.storage.put_if_absent(
+                log_path(self.branch, snap.version), encode_snapshot(snap)
+            ):
                 self._write_hint(snap.version)
                 return snap
             winners = self._winners_after(snap.version - 1)
@@ -223,10 +226,9 @@ class Log:
         return cache[key]
 
     def _write_hint(self, version: int) -> None:
-        try:
+        # The hint is advisory: readers probe forward from any older value.
+        with contextlib.suppress(OSError):
             self.storage.replace(latest_hint_path(self.branch), str(version).encode())
-        except OSError:
-            pass  # The hint is advisory: readers probe forward from any older value.
 
 
 def _build(

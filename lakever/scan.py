@@ -8,7 +8,6 @@ of one snapshot always return the same rows in the same order.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -37,7 +36,9 @@ def check_columns(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]
     return list(columns)
 
 
-def _dataset(storage: Storage, schema: pa.Schema, fragments: Sequence[FragmentEntry]) -> pads.Dataset:
+def _dataset(
+    storage: Storage, schema: pa.Schema, fragments: Sequence[FragmentEntry]
+) -> pads.Dataset:
     # pyarrow.dataset imports pandas (~0.4 s): load it on the first read, not on import.
     import pyarrow.dataset as pads
 

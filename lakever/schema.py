@@ -59,13 +59,18 @@ _SIMPLE: dict[str, pa.DataType] = {
 _SIMPLE_BY_TYPE = {v: k for k, v in _SIMPLE.items()}
 
 
-def _field_id(field: pa.Field) -> int | None:
+def _map(key: pa.Field[Any], item: pa.Field[Any], keys_sorted: bool) -> pa.DataType:  # noqa: FBT001
+    # pyarrow-stubs still spell this argument "key_sorted"; pyarrow itself says keys_sorted.
+    return pa.map_(key, item, keys_sorted=keys_sorted)  # type: ignore[call-overload]
+
+
+def _field_id(field: pa.Field[Any]) -> int | None:
     md = field.metadata or {}
     raw = md.get(FIELD_ID_KEY)
     return int(raw) if raw is not None else None
 
 
-def _with_id(field: pa.Field, type_: pa.DataType, fid: int) -> pa.Field:
+def _with_id(field: pa.Field[Any], type_: pa.DataType, fid: int) -> pa.Field[Any]:
     return pa.field(field.name, type_, field.nullable, metadata={FIELD_ID_KEY: str(fid).encode()})
 
 
@@ -96,10 +101,10 @@ def normalize_type(t: pa.DataType) -> pa.DataType:
     if pa.types.is_struct(t):
         return pa.struct([pa.field(f.name, normalize_type(f.type), f.nullable) for f in t])
     if pa.types.is_map(t):
-        return pa.map_(
+        return _map(
             pa.field(t.key_field.name, normalize_type(t.key_type), False),
             pa.field(t.item_field.name, normalize_type(t.item_type), t.item_field.nullable),
-            keys_sorted=t.keys_sorted,
+            t.keys_sorted,
         )
     return t
 
@@ -112,7 +117,7 @@ def assign_field_ids(schema: pa.Schema, *, start: int = 1) -> tuple[pa.Schema, i
         counter[0] += 1
         return counter[0]
 
-    def visit(field: pa.Field) -> pa.Field:
+    def visit(field: pa.Field[Any]) -> pa.Field[Any]:
         fid = next_id()
         return _with_id(field, _assign_type(normalize_type(field.type)), fid)
 
@@ -126,7 +131,7 @@ def assign_field_ids(schema: pa.Schema, *, start: int = 1) -> tuple[pa.Schema, i
         if pa.types.is_fixed_size_list(t):
             return pa.list_(visit(t.value_field), t.list_size)
         if pa.types.is_map(t):
-            return pa.map_(visit(t.key_field), visit(t.item_field), keys_sorted=t.keys_sorted)
+            return _map(visit(t.key_field), visit(t.item_field), t.keys_sorted)
         return t
 
     fields = [visit(f) for f in schema]
@@ -155,10 +160,10 @@ def strip_field_ids(schema: pa.Schema) -> pa.Schema:
         if pa.types.is_fixed_size_list(t):
             return pa.list_(clean(t.value_field), t.list_size)
         if pa.types.is_map(t):
-            return pa.map_(clean(t.key_field), clean(t.item_field), keys_sorted=t.keys_sorted)
+            return _map(clean(t.key_field), clean(t.item_field), t.keys_sorted)
         return t
 
-    def clean(f: pa.Field) -> pa.Field:
+    def clean(f: pa.Field[Any]) -> pa.Field[Any]:
         return pa.field(f.name, clean_type(f.type), f.nullable)
 
     return pa.schema([clean(f) for f in schema])
@@ -198,7 +203,7 @@ def _type_to_json(t: pa.DataType) -> Any:
     raise InvalidArgument(f"type {t} is not supported by lakever; cast it to a supported type")
 
 
-def _field_to_json(f: pa.Field) -> dict[str, Any]:
+def _field_to_json(f: pa.Field[Any]) -> dict[str, Any]:
     fid = _field_id(f)
     out: dict[str, Any] = {"id": fid, "name": f.name, "nullable": f.nullable}
     out["type"] = _type_to_json(f.type)
@@ -236,15 +241,15 @@ def _type_from_json(j: Any) -> pa.DataType:
     if kind == "struct":
         return pa.struct([_field_from_json(f) for f in j["fields"]])
     if kind == "map":
-        return pa.map_(
+        return _map(
             _field_from_json(j["key"]),
             _field_from_json(j["value"]),
-            keys_sorted=j.get("keys_sorted", False),
+            bool(j.get("keys_sorted", False)),
         )
     raise ValueError(f"unknown type {kind!r}")
 
 
-def _field_from_json(j: dict[str, Any]) -> pa.Field:
+def _field_from_json(j: dict[str, Any]) -> pa.Field[Any]:
     t = _type_from_json(j["type"])
     md = {FIELD_ID_KEY: str(j["id"]).encode()} if j.get("id") is not None else None
     return pa.field(j["name"], t, j["nullable"], metadata=md)
@@ -263,7 +268,7 @@ def type_name(t: pa.DataType) -> str:
     return str(t)
 
 
-def iter_field_ids(schema: pa.Schema) -> Iterator[tuple[int, pa.Field]]:
+def iter_field_ids(schema: pa.Schema) -> Iterator[tuple[int, pa.Field[Any]]]:
     """Yield (field id, field) for top-level fields that carry an id."""
     for f in schema:
         fid = _field_id(f)
@@ -316,30 +321,30 @@ def conform(table: pa.Table, target: pa.Schema, *, what: str) -> pa.Table:
         )
     by_name = {f.name: f for f in table.schema}
     for f in target:
-        got = by_name.get(f.name)
-        if got is None:
+        have = by_name.get(f.name)
+        if have is None:
             differences.append((f.name, type_name(f.type), None))
-        elif not _same_logical(got.type, f.type):
-            differences.append((f.name, type_name(f.type), type_name(got.type)))
+        elif not _same_logical(have.type, f.type):
+            differences.append((f.name, type_name(f.type), type_name(have.type)))
     for name in names:
         if name not in target.names:
             differences.append((name, None, type_name(by_name[name].type)))
     if differences:
         parts = []
-        for col, exp, got in differences:
+        for name, exp, got in differences:
             if got is None:
-                parts.append(f"column {col!r} ({exp}) is missing from the data")
+                parts.append(f"column {name!r} ({exp}) is missing from the data")
             elif exp is None:
-                parts.append(f"column {col!r} ({got}) is not in the dataset schema")
+                parts.append(f"column {name!r} ({got}) is not in the dataset schema")
             else:
-                parts.append(f"column {col!r} is {got} in the data but {exp} in the dataset")
+                parts.append(f"column {name!r} is {got} in the data but {exp} in the dataset")
         raise SchemaMismatch(
             f"{what}: the data does not match the dataset schema: "
             + "; ".join(parts)
             + ". Select and cast the columns to the dataset schema (Dataset.schema) first.",
             differences=differences,
         )
-    columns = []
+    columns: list[pa.ChunkedArray[Any]] = []
     for f in target:
         col = table.column(f.name)
         if not f.nullable and col.null_count:

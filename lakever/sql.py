@@ -40,7 +40,9 @@ def _register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
     if storage.is_local:
         return
     fs = storage.fsspec_filesystem()
-    if not con.filesystem_is_registered(fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]):
+    if not con.filesystem_is_registered(
+        fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    ):
         con.register_filesystem(fs)
 
 
@@ -82,7 +84,9 @@ def run_filter(
         raise _error("filter", filter, exc, public) from exc
 
 
-def run_query(con: duckdb.DuckDBPyConnection, query: str, public: pa.Schema) -> duckdb.DuckDBPyRelation:
+def run_query(
+    con: duckdb.DuckDBPyConnection, query: str, public: pa.Schema
+) -> duckdb.DuckDBPyRelation:
     """Run ``query`` on ``con``; translate parse/bind errors into InvalidArgument."""
     import duckdb
 

@@ -16,6 +16,7 @@ check-then-write would let two writers both believe they committed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -187,10 +188,8 @@ class LocalStorage(Storage):
             return []
 
     def delete(self, rel: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._p(rel))
-        except FileNotFoundError:
-            pass
 
     def full_path(self, rel: str) -> str:
         return self._p(rel)
@@ -246,10 +245,8 @@ class _FsspecStorage(Storage):
         return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
     def delete(self, rel: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._p(rel))
-        except FileNotFoundError:
-            pass
 
     def full_path(self, rel: str) -> str:
         return f"{self.protocol}://{self._p(rel).lstrip('/')}"
@@ -257,7 +254,8 @@ class _FsspecStorage(Storage):
     def arrow_filesystem(self) -> pafs.FileSystem | None:
         import pyarrow.fs as pafs
 
-        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        handler = pafs.FSSpecHandler(self.fs)  # type: ignore[abstract]  # stubs lag pyarrow
+        return pafs.PyFileSystem(handler)
 
     def fsspec_filesystem(self) -> Any:
         return self.fs

@@ -21,8 +21,10 @@ def test_create_append_overwrite_versions(location):
     assert ds.version == 0 and ds.to_arrow().num_rows == 3
     ds3 = ds2.overwrite(events(100, 1))
     assert ds3.version == 2 and ds3.to_arrow()["id"].to_pylist() == [100]
-    assert lv.open_dataset(location, version=1).to_arrow().equals(
-        pa.concat_tables([events(0, 3), events(3, 2)])
+    assert (
+        lv.open_dataset(location, version=1)
+        .to_arrow()
+        .equals(pa.concat_tables([events(0, 3), events(3, 2)]))
     )
     assert lv.open_dataset(location).version == 2
 
@@ -64,7 +66,7 @@ def test_time_travel_by_datetime(location):
     assert lv.open_dataset(location, version=t1 - timedelta(microseconds=1)).version == 0
     assert lv.open_dataset(location, version=datetime.now(UTC) + timedelta(days=1)).version == 2
     before = datetime(2000, 1, 1, tzinfo=UTC)
-    with pytest.raises(lv.VersionNotFound, match="no version of .* existed at 2000-01-01"):
+    with pytest.raises(lv.VersionNotFound, match=r"no version of .* existed at 2000-01-01"):
         lv.open_dataset(location, version=before)
 
 
@@ -83,9 +85,11 @@ def test_readers_agree(location):
     assert ds.to_arrow().equals(expected)
     assert ds.to_polars().to_arrow().cast(expected.schema).equals(expected)
     assert ds.scan().collect().to_arrow().cast(expected.schema).equals(expected)
-    assert pa.Table.from_pandas(ds.to_pandas(), preserve_index=False).cast(
-        expected.schema
-    ).equals(expected)
+    assert (
+        pa.Table.from_pandas(ds.to_pandas(), preserve_index=False)
+        .cast(expected.schema)
+        .equals(expected)
+    )
     batches = list(ds.to_batches(batch_size=16))
     assert [b.num_rows for b in batches] == [16] * 5
     assert pa.Table.from_batches(batches).equals(expected)
@@ -111,13 +115,13 @@ def test_bad_projection_and_filter(location):
     ds = lv.create_dataset(location, events(0, 3))
     with pytest.raises(lv.InvalidArgument, match=r"unknown column\(s\) \['nope'\]"):
         ds.to_arrow(columns=["nope"])
-    with pytest.raises(lv.InvalidArgument, match="filter 'nope > 1' failed in DuckDB"):
+    with pytest.raises(lv.InvalidArgument, match=r"filter 'nope > 1' failed in DuckDB"):
         ds.to_arrow(filter="nope > 1")
-    with pytest.raises(lv.InvalidArgument, match="filter must be a non-empty"):
+    with pytest.raises(lv.InvalidArgument, match=r"filter must be a non-empty"):
         ds.to_arrow(filter="  ")
-    with pytest.raises(lv.InvalidArgument, match="batch_size must be a positive int"):
+    with pytest.raises(lv.InvalidArgument, match=r"batch_size must be a positive int"):
         list(ds.to_batches(batch_size=0))
-    with pytest.raises(lv.InvalidArgument, match="query 'SELEKT 1' failed in DuckDB"):
+    with pytest.raises(lv.InvalidArgument, match=r"query 'SELEKT 1' failed in DuckDB"):
         ds.sql("SELEKT 1")
 
 
@@ -161,7 +165,7 @@ def test_write_dataset_modes(location):
         lv.write_dataset(location, events(0, 2))
     assert lv.write_dataset(location, events(2, 2), mode="append").num_rows == 4
     assert lv.write_dataset(location, events(9, 1), mode="overwrite").num_rows == 1
-    with pytest.raises(lv.InvalidArgument, match="mode must be 'create', 'append' or 'overwrite'"):
+    with pytest.raises(lv.InvalidArgument, match=r"mode must be 'create', 'append' or 'overwrite'"):
         lv.write_dataset(location, events(0, 1), mode="upsert")  # type: ignore[arg-type]
 
 
@@ -185,7 +189,7 @@ def test_input_kinds(location):
     ds = ds.append(t.cast(pa.schema([("id", pa.int64()), ("s", pa.string_view())])))
     ds = ds.append(pa.table({"s": pa.array(["x"]).dictionary_encode(), "id": [7]}))
     assert ds.to_arrow()["s"].to_pylist()[-1] == "x"
-    with pytest.raises(lv.InvalidArgument, match="cannot write data of type builtins.dict"):
+    with pytest.raises(lv.InvalidArgument, match=r"cannot write data of type builtins.dict"):
         ds.append({"id": [1]})
 
 
@@ -194,7 +198,7 @@ def test_large_write_splits_into_fragments(location):
     ds = ds.append(events(10, 4500), max_rows_per_fragment=1000)
     assert [f.num_rows for f in ds.fragments()] == [10, 1000, 1000, 1000, 1000, 500]
     assert ds.to_arrow()["id"].to_pylist() == list(range(4510))
-    with pytest.raises(lv.InvalidArgument, match="max_rows_per_fragment must be a positive int"):
+    with pytest.raises(lv.InvalidArgument, match=r"max_rows_per_fragment must be a positive int"):
         ds.append(events(0, 1), max_rows_per_fragment=0)
 
 
@@ -229,7 +233,7 @@ def test_pin_reopens_exact_snapshot(location):
     again = lv.open_dataset(pin)
     assert again.snapshot_id == ds.snapshot_id and again.read_only
     assert again.to_arrow().equals(events(0, 3))
-    with pytest.raises(lv.InvalidArgument, match="do not also pass version="):
+    with pytest.raises(lv.InvalidArgument, match=r"do not also pass version="):
         lv.open_dataset(pin, version=0)
 
 
@@ -237,7 +241,9 @@ def test_nested_types_round_trip(location):
     t = pa.table(
         {
             "tags": pa.array([["a", "b"], []], pa.list_(pa.string())),
-            "point": pa.array([{"x": 1, "y": 2.0}, None], pa.struct([("x", pa.int32()), ("y", pa.float64())])),
+            "point": pa.array(
+                [{"x": 1, "y": 2.0}, None], pa.struct([("x", pa.int32()), ("y", pa.float64())])
+            ),
             "attrs": pa.array([[("k", 1)], []], pa.map_(pa.string(), pa.int64())),
             "amount": pa.array([1, 2], pa.decimal128(10, 2)),
             "ts": pa.array([1, 2], pa.timestamp("ns")),

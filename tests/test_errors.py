@@ -28,43 +28,45 @@ def test_every_error_is_a_lakever_error():
 
 
 def test_dataset_not_found(location):
-    with pytest.raises(lv.DatasetNotFound, match="no lakever dataset at .*create one with") as ei:
+    with pytest.raises(lv.DatasetNotFound, match=r"no lakever dataset at .*create one with") as ei:
         lv.open_dataset(location)
     assert ei.value.uri.endswith("events")
 
 
 def test_dataset_exists(location):
     lv.create_dataset(location, events(0, 1))
-    with pytest.raises(lv.DatasetExists, match="a dataset already exists at .*mode='append'"):
+    with pytest.raises(lv.DatasetExists, match=r"a dataset already exists at .*mode='append'"):
         lv.create_dataset(location, events(0, 1))
 
 
 def test_version_not_found(location):
     lv.create_dataset(location, events(0, 1)).append(events(1, 1))
-    with pytest.raises(lv.VersionNotFound, match=r"version 7 not found .* \(versions are 0 to 1\)") as ei:
+    with pytest.raises(
+        lv.VersionNotFound, match=r"version 7 not found .* \(versions are 0 to 1\)"
+    ) as ei:
         lv.open_dataset(location, version=7)
     assert ei.value.version == 7
-    with pytest.raises(lv.VersionNotFound, match="version -1 not found"):
+    with pytest.raises(lv.VersionNotFound, match=r"version -1 not found"):
         lv.open_dataset(location, version=-1)
 
 
 def test_naive_datetime_refused(location):
     lv.create_dataset(location, events(0, 1))
-    with pytest.raises(lv.InvalidArgument, match="is naive; pass a timezone-aware datetime"):
+    with pytest.raises(lv.InvalidArgument, match=r"is naive; pass a timezone-aware datetime"):
         lv.open_dataset(location, version=datetime(2026, 11, 1))
 
 
 @pytest.mark.parametrize("bad", ["3", 1.5, True])
 def test_version_of_wrong_type(location, bad):
     lv.create_dataset(location, events(0, 1))
-    with pytest.raises(lv.InvalidArgument, match="version must be an int"):
+    with pytest.raises(lv.InvalidArgument, match=r"version must be an int"):
         lv.open_dataset(location, version=bad)
 
 
 def test_read_only_dataset(location):
     lv.create_dataset(location, events(0, 1))
     old = lv.open_dataset(location, version=0)
-    with pytest.raises(lv.ReadOnlyDataset, match="pinned to version 0 and is read-only"):
+    with pytest.raises(lv.ReadOnlyDataset, match=r"pinned to version 0 and is read-only"):
         old.append(events(1, 1))
     with pytest.raises(lv.ReadOnlyDataset):
         old.overwrite(events(1, 1))
@@ -74,7 +76,7 @@ def test_read_only_dataset(location):
 def test_commit_conflict_names_winner(location):
     ds = lv.create_dataset(location, events(0, 1))
     ds.append(events(1, 1))  # someone else commits version 1
-    with pytest.raises(lv.CommitConflict, match="conflicts with version 1") as ei:
+    with pytest.raises(lv.CommitConflict, match=r"conflicts with version 1") as ei:
         ds.overwrite(events(5, 1))
     assert ei.value.winning_version == 1
     assert lv.open_dataset(location).version == 1
@@ -102,7 +104,7 @@ def test_schema_mismatch_lists_every_column(location):
 def test_schema_mismatch_on_nulls_in_non_nullable(location):
     schema = pa.schema([pa.field("id", pa.int64(), nullable=False)])
     ds = lv.create_dataset(location, pa.table({"id": [1]}, schema=schema))
-    with pytest.raises(lv.SchemaMismatch, match="'id' is declared non-nullable .* 1 null"):
+    with pytest.raises(lv.SchemaMismatch, match=r"'id' is declared non-nullable .* 1 null"):
         ds.append(pa.table({"id": [None, 2]}))
     ds = ds.append(pa.table({"id": [2]}))  # nullable input without nulls is fine
     assert ds.to_arrow().schema.field("id").nullable is False
@@ -119,14 +121,14 @@ def test_unsupported_type_refused(location):
     t = pa.table({"x": pa.array([{"a": 1}], pa.struct([("a", pa.int8())]))})
     lv.create_dataset(location, t)  # supported
     bad = pa.table({"i": pa.array([(1, 2, 3)], pa.month_day_nano_interval())})
-    with pytest.raises(lv.InvalidArgument, match="column 'i': type month_day_nano_interval"):
+    with pytest.raises(lv.InvalidArgument, match=r"column 'i': type month_day_nano_interval"):
         lv.create_dataset(location + "-2", bad)
 
 
 def test_bad_properties_and_message(location):
-    with pytest.raises(lv.InvalidArgument, match="properties must map str to str"):
+    with pytest.raises(lv.InvalidArgument, match=r"properties must map str to str"):
         lv.create_dataset(location, events(0, 1), properties={"k": 1})  # type: ignore[dict-item]
-    with pytest.raises(lv.InvalidArgument, match="message must be a string"):
+    with pytest.raises(lv.InvalidArgument, match=r"message must be a string"):
         lv.create_dataset(location, events(0, 1), message=3)  # type: ignore[arg-type]
 
 
@@ -135,7 +137,7 @@ def test_corrupt_metadata_truncated(local_location):
     path = _log_file(local_location, 1)
     data = Path(path).read_bytes()
     Path(path).write_bytes(data[: len(data) // 2])
-    with pytest.raises(lv.CorruptMetadata, match="is truncated or not valid JSON") as ei:
+    with pytest.raises(lv.CorruptMetadata, match=r"is truncated or not valid JSON") as ei:
         lv.open_dataset(local_location, version=1)
     assert ei.value.path == path
     assert lv.open_dataset(local_location, version=0).num_rows == 1
@@ -148,7 +150,7 @@ def test_corrupt_metadata_tampered(local_location):
     record["message"] = "rewritten"
     with open(path, "w") as f:
         f.write(json.dumps(record))
-    with pytest.raises(lv.CorruptMetadata, match="does not match its snapshot id") as ei:
+    with pytest.raises(lv.CorruptMetadata, match=r"does not match its snapshot id") as ei:
         lv.open_dataset(local_location)
     assert ei.value.path == path
 
@@ -158,7 +160,7 @@ def test_corrupt_manifest_detected(local_location):
     manifest = os.path.join(local_location, ds._snap.manifests[0].path)
     with open(manifest, "ab") as f:
         f.write(b"x")
-    with pytest.raises(lv.CorruptMetadata, match="does not match the hash recorded"):
+    with pytest.raises(lv.CorruptMetadata, match=r"does not match the hash recorded"):
         lv.open_dataset(local_location).to_arrow()
 
 
@@ -169,13 +171,13 @@ def test_unsupported_format_version(local_location):
     record["format_version"] = lv.FORMAT_VERSION + 1
     with open(path, "w") as f:
         f.write(json.dumps(record))
-    with pytest.raises(lv.UnsupportedFormatVersion, match="upgrade lakever") as ei:
+    with pytest.raises(lv.UnsupportedFormatVersion, match=r"upgrade lakever") as ei:
         lv.open_dataset(local_location)
     assert (ei.value.found, ei.value.supported) == (lv.FORMAT_VERSION + 1, lv.FORMAT_VERSION)
 
 
 def test_storage_error_on_read_only_backend():
-    with pytest.raises(lv.StorageError, match="cannot open storage for 'nosuchproto://x'"):
+    with pytest.raises(lv.StorageError, match=r"cannot open storage for 'nosuchproto://x'"):
         lv.create_dataset("nosuchproto://x", events(0, 1))
 
 
@@ -185,7 +187,7 @@ def test_pin_of_recreated_dataset(local_location):
     pin = lv.create_dataset(local_location, events(0, 1)).pin()
     shutil.rmtree(local_location)
     lv.create_dataset(local_location, events(5, 1))
-    with pytest.raises(lv.VersionNotFound, match="re-created or its history rewritten"):
+    with pytest.raises(lv.VersionNotFound, match=r"re-created or its history rewritten"):
         lv.open_dataset(pin)
-    with pytest.raises(lv.InvalidArgument, match="malformed pin"):
+    with pytest.raises(lv.InvalidArgument, match=r"malformed pin"):
         lv.open_dataset("lakever:/x/y")

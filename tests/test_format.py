@@ -24,22 +24,22 @@ from lakever.schema import assign_field_ids, schema_from_json, schema_to_json, s
 
 
 def _snap(**kw) -> Snapshot:
-    base = dict(
-        snapshot_id="",
-        parent_id=None,
-        branch="main",
-        version=0,
-        timestamp=datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC),
-        operation="create",
-        parameters={},
-        author="a",
-        message="m",
-        properties={"k": "v"},
-        schema={"fields": []},
-        last_field_id=0,
-        manifests=(ManifestRef("_lakever/manifests/x.parquet", "sha256:00", 1, 2, 3, 0),),
-        summary=Summary(rows_added=2, total_rows=2),
-    )
+    base = {
+        "snapshot_id": "",
+        "parent_id": None,
+        "branch": "main",
+        "version": 0,
+        "timestamp": datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC),
+        "operation": "create",
+        "parameters": {},
+        "author": "a",
+        "message": "m",
+        "properties": {"k": "v"},
+        "schema": {"fields": []},
+        "last_field_id": 0,
+        "manifests": (ManifestRef("_lakever/manifests/x.parquet", "sha256:00", 1, 2, 3, 0),),
+        "summary": Summary(rows_added=2, total_rows=2),
+    }
     base.update(kw)
     snap = Snapshot(**base)
     return Snapshot(**{**base, "snapshot_id": compute_snapshot_id(snap.body())})
@@ -68,9 +68,9 @@ def test_unknown_fields_are_kept_and_hashed():
     record["snapshot_id"] = compute_snapshot_id(record)
     back = decode_snapshot(json.dumps(record).encode(), path="p")
     assert back.extra == {"future_field": {"x": 1}}
-    assert encode_snapshot(back) == json.dumps(
-        record, sort_keys=True, separators=(",", ":")
-    ).encode()
+    assert (
+        encode_snapshot(back) == json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    )
 
 
 def test_missing_field_is_corrupt():
@@ -114,13 +114,21 @@ def test_schema_json_round_trip(schema):
 
 
 def test_field_ids_cover_nested_fields():
-    schema = pa.schema([("a", pa.int64()), ("s", pa.struct([("x", pa.int8()), ("y", pa.list_(pa.int8()))]))])
+    schema = pa.schema(
+        [("a", pa.int64()), ("s", pa.struct([("x", pa.int8()), ("y", pa.list_(pa.int8()))]))]
+    )
     _, last = assign_field_ids(schema)
     assert last == 5  # a, s, s.x, s.y, s.y.element
 
 
-@given(st.lists(st.sampled_from(["int64", "string", "float64", "bool", "date32"]), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.sampled_from(["int64", "string", "float64", "bool", "date32"]), min_size=1, max_size=8
+    )
+)
 def test_schema_json_round_trip_property(types):
-    schema = pa.schema([(f"c{i}", getattr(pa, t if t != "bool" else "bool_")()) for i, t in enumerate(types)])
+    schema = pa.schema(
+        [(f"c{i}", getattr(pa, t if t != "bool" else "bool_")()) for i, t in enumerate(types)]
+    )
     with_ids, _ = assign_field_ids(schema)
     assert schema_from_json(schema_to_json(with_ids)).equals(with_ids, check_metadata=True)

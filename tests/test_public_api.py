@@ -10,8 +10,18 @@ import lakever
 
 def test_all_is_exact():
     public = sorted(n for n in dir(lakever) if not n.startswith("_"))
-    modules = {"cli", "dataset", "errors", "format", "fragments", "log", "scan", "schema", "sql",
-               "storage"}
+    modules = {
+        "cli",
+        "dataset",
+        "errors",
+        "format",
+        "fragments",
+        "log",
+        "scan",
+        "schema",
+        "sql",
+        "storage",
+    }
     assert sorted(lakever.__all__) == sorted(n for n in public if n not in modules)
 
 

@@ -31,16 +31,17 @@ def test_put_if_absent_empty_payload(store):
 
 
 def test_put_if_absent_race_has_one_winner(store):
+    def attempt(i: int, round_: int, barrier: threading.Barrier, winners: list[int]) -> None:
+        barrier.wait()
+        if store.put_if_absent(f"race/{round_}", str(i).encode()):
+            winners.append(i)
+
     for round_ in range(20):
-        winners = []
+        winners: list[int] = []
         barrier = threading.Barrier(8)
-
-        def attempt(i: int, round_: int = round_) -> None:
-            barrier.wait()
-            if store.put_if_absent(f"race/{round_}", str(i).encode()):
-                winners.append(i)
-
-        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+        threads = [
+            threading.Thread(target=attempt, args=(i, round_, barrier, winners)) for i in range(8)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -81,7 +82,17 @@ def test_local_put_if_absent_leaves_no_temp_files(tmp_path):
 
 @pytest.mark.parametrize(
     "rel",
-    ["../etc/passwd", "/etc/passwd", "data/../../x", "a//b", "a\\b", "data/\x00x", "", "c:/x", "./a"],
+    [
+        "../etc/passwd",
+        "/etc/passwd",
+        "data/../../x",
+        "a//b",
+        "a\\b",
+        "data/\x00x",
+        "",
+        "c:/x",
+        "./a",
+    ],
 )
 def test_check_relative_refuses_escapes(rel):
     with pytest.raises(lv.CorruptMetadata, match="not a plain path inside the dataset root"):

@@ -122,7 +122,8 @@ def log(
         for c in commits
     ]
     print_table(
-        None, ["version", "snapshot", "time (UTC)", "operation", "author", "rows", "total", "message"],
+        None,
+        ["version", "snapshot", "time (UTC)", "operation", "author", "rows", "total", "message"],
         rows,
     )
 
@@ -137,7 +138,12 @@ def show(
     c = ds.commit
     field_ids = ds.field_ids
     schema = [
-        {"name": f.name, "type": str(f.type), "nullable": f.nullable, "field_id": field_ids.get(f.name)}
+        {
+            "name": f.name,
+            "type": str(f.type),
+            "nullable": f.nullable,
+            "field_id": field_ids.get(f.name),
+        }
         for f in ds.schema
     ]
     fragments = ds.fragments()
