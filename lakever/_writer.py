@@ -19,6 +19,7 @@ from lakever.errors import InvalidArgument
 from lakever.format import ManifestRef, Snapshot
 from lakever.fragments import (
     DEFAULT_MAX_ROWS_PER_FRAGMENT,
+    make_manifest,
     read_manifest,
     write_fragments,
     write_manifest,
@@ -120,7 +121,7 @@ def commit_data(
     entries = write_fragments(
         storage, _conformed(tables, target, what), max_rows=max_rows_per_fragment
     )
-    added = write_manifest(storage, entries, level=0) if entries else None
+    added = make_manifest(storage, entries, level=0) if entries else None
     change = Change(
         operation=operation,
         author=author if author is not None else default_author(),

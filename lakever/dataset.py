@@ -25,8 +25,8 @@ from lakever.errors import (
     ReadOnlyDataset,
     VersionNotFound,
 )
-from lakever.format import MAIN_BRANCH, Snapshot, format_time
-from lakever.fragments import FragmentEntry, read_manifest
+from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot, format_time
+from lakever.fragments import read_manifest
 from lakever.log import Log
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.storage import Storage, open_storage

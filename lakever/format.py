@@ -25,6 +25,8 @@ from lakever.errors import CorruptMetadata, UnsupportedFormatVersion
 
 __all__ = [
     "FORMAT_VERSION",
+    "FragmentEntry",
+    "check_relative",
     "ManifestRef",
     "Snapshot",
     "Summary",
@@ -73,36 +75,106 @@ def parse_time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+def check_relative(rel: str) -> str:
+    """Refuse a stored relative path that could escape the dataset root."""
+    parts = rel.split("/") if isinstance(rel, str) else [""]
+    if (
+        not isinstance(rel, str)
+        or not rel
+        or rel.startswith("/")
+        or "\\" in rel
+        or any(p in ("", ".", "..") for p in parts)
+        or any(ord(c) < 32 or ord(c) == 127 for c in rel)
+        or ":" in parts[0]
+    ):
+        raise CorruptMetadata(
+            f"metadata references the path {rel!r}, which is not a plain path inside the "
+            "dataset root; the metadata was tampered with or is corrupt",
+            path=str(rel),
+        )
+    return rel
+
+
 @dataclass(frozen=True, slots=True)
-class ManifestRef:
-    """One manifest in a snapshot's manifest list."""
+class FragmentEntry:
+    """A fragment as listed in a manifest."""
 
     path: str
+    num_rows: int
+    size_bytes: int
     content_hash: str
-    fragments: int
-    rows: int
-    bytes: int
-    level: int
+    #: field id -> {"min": v, "max": v, "nulls": n}; min/max absent when unknown.
+    stats: dict[int, dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
+            "num_rows": self.num_rows,
+            "size_bytes": self.size_bytes,
             "content_hash": self.content_hash,
+            "stats": {str(k): v for k, v in self.stats.items()},
+        }
+
+    @staticmethod
+    def from_json(j: dict[str, Any]) -> FragmentEntry:
+        return FragmentEntry(
+            path=check_relative(j["path"]),
+            num_rows=int(j["num_rows"]),
+            size_bytes=int(j["size_bytes"]),
+            content_hash=str(j["content_hash"]),
+            stats={int(k): v for k, v in j["stats"].items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRef:
+    """One manifest in a snapshot's manifest list: a file, or entries inlined in the record.
+
+    Small commits inline their fragment entries (``inline``; ``path`` and
+    ``content_hash`` are None) so they write no manifest file; inlined manifests
+    are level 0 and are folded into a manifest file by the next level merge.
+    """
+
+    path: str | None
+    content_hash: str | None
+    fragments: int
+    rows: int
+    bytes: int
+    level: int
+    inline: tuple[FragmentEntry, ...] | None = None
+
+    @property
+    def key(self) -> str:
+        """A string identifying this manifest (fragment paths are unique)."""
+        if self.path is not None:
+            return self.path
+        return "inline:" + ",".join(e.path for e in self.inline or ())
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "fragments": self.fragments,
             "rows": self.rows,
             "bytes": self.bytes,
             "level": self.level,
         }
+        if self.inline is not None:
+            out["inline"] = [e.to_json() for e in self.inline]
+        else:
+            out["path"] = self.path
+            out["content_hash"] = self.content_hash
+        return out
 
     @staticmethod
     def from_json(j: dict[str, Any]) -> ManifestRef:
+        inline = j.get("inline")
         return ManifestRef(
-            path=j["path"],
-            content_hash=j["content_hash"],
+            path=None if inline is not None else check_relative(j["path"]),
+            content_hash=None if inline is not None else str(j["content_hash"]),
             fragments=int(j["fragments"]),
             rows=int(j["rows"]),
             bytes=int(j["bytes"]),
             level=int(j["level"]),
+            inline=None if inline is None else tuple(FragmentEntry.from_json(e) for e in inline),
         )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -21,13 +22,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakever.errors import CorruptMetadata
-from lakever.format import DATA_DIR, MANIFEST_DIR, ManifestRef, sha256_hex
+from lakever.format import (
+    DATA_DIR,
+    MANIFEST_DIR,
+    FragmentEntry,
+    ManifestRef,
+    check_relative,
+    sha256_hex,
+)
 from lakever.schema import FIELD_ID_KEY
-from lakever.storage import Storage, check_relative
+from lakever.storage import Storage
 
 __all__ = [
     "DEFAULT_MAX_ROWS_PER_FRAGMENT",
-    "FragmentEntry",
+    "INLINE_MAX_FRAGMENTS",
+    "make_manifest",
     "read_manifest",
     "write_fragments",
     "write_manifest",
@@ -35,20 +44,10 @@ __all__ = [
 
 #: Rows per fragment before a write starts a new one (also the row-group size).
 DEFAULT_MAX_ROWS_PER_FRAGMENT = 1 << 20
+#: A commit adding at most this many fragments inlines their entries in its snapshot record.
+INLINE_MAX_FRAGMENTS = 4
 _MAX_STAT_STRING = 64
 _WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass(frozen=True, slots=True)
-class FragmentEntry:
-    """A fragment as listed in a manifest."""
-
-    path: str
-    num_rows: int
-    size_bytes: int
-    content_hash: str
-    #: field id -> {"min": v, "max": v, "nulls": n}; min/max absent when unknown.
-    stats: dict[int, dict[str, Any]]
 
 
 # ------------------------------------------------------------------------- stats
@@ -203,9 +202,11 @@ def write_manifest(
     data = sink.getvalue().to_pybytes()
     rel = _new_name(MANIFEST_DIR)
     storage.write_new(rel, data)
+    content_hash = f"sha256:{sha256_hex(data)}"
+    _CACHE.put((f"{storage.uri}/{rel}", content_hash), list(entries))
     return ManifestRef(
         path=rel,
-        content_hash=f"sha256:{sha256_hex(data)}",
+        content_hash=content_hash,
         fragments=len(entries),
         rows=sum(e.num_rows for e in entries),
         bytes=sum(e.size_bytes for e in entries),
@@ -213,9 +214,77 @@ def write_manifest(
     )
 
 
+class _ManifestCache:
+    """Process-wide LRU of parsed manifests.
+
+    Manifests are immutable and verified by content hash, so a parsed copy can be
+    reused by every later snapshot (and by manifest merges) without re-reading.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._size = 0
+        self._items: OrderedDict[tuple[str, str], list[FragmentEntry]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> list[FragmentEntry] | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
+    def put(self, key: tuple[str, str], entries: list[FragmentEntry]) -> None:
+        with self._lock:
+            if key in self._items or len(entries) > self._max:
+                return
+            self._items[key] = entries
+            self._size += len(entries)
+            while self._size > self._max:
+                _, old = self._items.popitem(last=False)
+                self._size -= len(old)
+
+
+_CACHE = _ManifestCache(max_entries=1_000_000)
+
+
+def make_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: int) -> ManifestRef:
+    """Return a level manifest for ``entries``: inlined if small, else written as a file."""
+    if len(entries) <= INLINE_MAX_FRAGMENTS:
+        return ManifestRef(
+            path=None,
+            content_hash=None,
+            fragments=len(entries),
+            rows=sum(e.num_rows for e in entries),
+            bytes=sum(e.size_bytes for e in entries),
+            level=level,
+            inline=tuple(entries),
+        )
+    return write_manifest(storage, entries, level=level)
+
+
 def read_manifest(storage: Storage, ref: ManifestRef) -> list[FragmentEntry]:
-    """Read and verify one manifest; raise CorruptMetadata if it was altered."""
-    rel = check_relative(ref.path)
+    """Return a manifest's entries; a file is verified against its hash (and cached)."""
+    if ref.inline is not None:
+        return list(ref.inline)
+    assert ref.path is not None
+    assert ref.content_hash is not None
+    key = (f"{storage.uri}/{ref.path}", ref.content_hash)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return list(cached)
+    entries = _read_manifest_file(storage, ref.path, ref.content_hash)
+    _CACHE.put(key, entries)
+    return list(entries)
+
+
+def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[FragmentEntry]:
+    rel = check_relative(path)
     try:
         data = storage.read_bytes(rel)
     except FileNotFoundError as exc:
@@ -223,14 +292,14 @@ def read_manifest(storage: Storage, ref: ManifestRef) -> list[FragmentEntry]:
             f"manifest {rel} referenced by the snapshot is missing; it was deleted outside lakever",
             path=rel,
         ) from exc
-    if f"sha256:{sha256_hex(data)}" != ref.content_hash:
+    if f"sha256:{sha256_hex(data)}" != content_hash:
         raise CorruptMetadata(
             f"manifest {rel} does not match the hash recorded in its snapshot; it was modified "
             "after it was written",
             path=rel,
         )
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = pq.ParquetFile(pa.BufferReader(data)).read()
         cols = table.to_pydict()
         return [
             FragmentEntry(

@@ -220,7 +220,7 @@ class Log:
     ) -> tuple[ManifestRef, ...]:
         kept = () if (current is None or change.replace_all) else current.manifests
         listed = kept + ((change.added,) if change.added is not None else ())
-        key = tuple(m.path for m in listed)
+        key = tuple(m.key for m in listed)
         if key not in cache:
             cache[key] = merge_manifests(listed)
         return cache[key]
@@ -228,7 +228,7 @@ class Log:
     def _write_hint(self, version: int) -> None:
         # The hint is advisory: readers probe forward from any older value.
         with contextlib.suppress(OSError):
-            self.storage.replace(latest_hint_path(self.branch), str(version).encode())
+            self.storage.write_hint(latest_hint_path(self.branch), b"%020d\n" % version)
 
 
 def _build(

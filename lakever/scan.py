@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from lakever.errors import InvalidArgument
-from lakever.fragments import FragmentEntry
+from lakever.format import FragmentEntry
 from lakever.storage import Storage
 
 if TYPE_CHECKING:

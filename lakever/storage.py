@@ -23,31 +23,12 @@ import uuid
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from lakever.errors import CorruptMetadata, InvalidArgument, StorageError
+from lakever.errors import InvalidArgument, StorageError
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 __all__ = ["LocalStorage", "MemoryStorage", "ReadOnlyFsspecStorage", "Storage", "open_storage"]
-
-
-def check_relative(rel: str) -> str:
-    """Refuse a stored relative path that could escape the dataset root."""
-    parts = rel.split("/")
-    if (
-        not rel
-        or rel.startswith("/")
-        or "\\" in rel
-        or any(p in ("", ".", "..") for p in parts)
-        or any(ord(c) < 32 or ord(c) == 127 for c in rel)
-        or ":" in parts[0]
-    ):
-        raise CorruptMetadata(
-            f"metadata references the path {rel!r}, which is not a plain path inside the "
-            "dataset root; the metadata was tampered with or is corrupt",
-            path=rel,
-        )
-    return rel
 
 
 class Storage(ABC):
@@ -71,8 +52,13 @@ class Storage(ABC):
         """Atomically create ``rel`` with ``data``; return False if it already existed."""
 
     @abstractmethod
-    def replace(self, rel: str, data: bytes) -> None:
-        """Atomically replace an advisory object (hints only, never data or log entries)."""
+    def write_hint(self, rel: str, data: bytes) -> None:
+        """Overwrite an advisory object (hints only, never data or log entries).
+
+        Not durable and, on some backends, not atomic: readers must validate what
+        they read and fall back when it is missing, stale or garbled. Writers of a
+        hint use fixed-width content so an in-place overwrite never leaves a tail.
+        """
 
     @abstractmethod
     def exists(self, rel: str) -> bool:
@@ -170,13 +156,16 @@ class LocalStorage(Storage):
         _fsync_dir(os.path.dirname(path))
         return True
 
-    def replace(self, rel: str, data: bytes) -> None:
+    def write_hint(self, rel: str, data: bytes) -> None:
+        # One pwrite in place: cheaper than a rename (a journaled metadata change),
+        # and POSIX makes a write atomic with respect to reads of the same file.
         path = self._p(rel)
         self._mkdir(path)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+        finally:
+            os.close(fd)
 
     def exists(self, rel: str) -> bool:
         return os.path.exists(self._p(rel))
@@ -287,7 +276,7 @@ class MemoryStorage(_FsspecStorage):
             self.fs.pipe_file(path, data)
         return True
 
-    def replace(self, rel: str, data: bytes) -> None:
+    def write_hint(self, rel: str, data: bytes) -> None:
         with MemoryStorage._lock:
             self.fs.pipe_file(self._p(rel), data)
 
@@ -309,7 +298,7 @@ class ReadOnlyFsspecStorage(_FsspecStorage):
     def put_if_absent(self, rel: str, data: bytes) -> bool:
         raise self._refuse(rel)
 
-    def replace(self, rel: str, data: bytes) -> None:
+    def write_hint(self, rel: str, data: bytes) -> None:
         raise self._refuse(rel)
 
 

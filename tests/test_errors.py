@@ -156,10 +156,14 @@ def test_corrupt_metadata_tampered(local_location):
 
 
 def test_corrupt_manifest_detected(local_location):
-    ds = lv.create_dataset(local_location, events(0, 1))
-    manifest = os.path.join(local_location, ds._snap.manifests[0].path)
-    with open(manifest, "ab") as f:
+    from lakever.fragments import _CACHE
+
+    ds = lv.create_dataset(local_location, events(0, 10), max_rows_per_fragment=1)
+    manifest = ds._snap.manifests[0].path
+    assert manifest is not None  # 10 fragments: too many to inline, written as a file
+    with open(os.path.join(local_location, manifest), "ab") as f:
         f.write(b"x")
+    _CACHE.clear()  # verified manifests are cached in-process; a new process reads the file
     with pytest.raises(lv.CorruptMetadata, match=r"does not match the hash recorded"):
         lv.open_dataset(local_location).to_arrow()
 

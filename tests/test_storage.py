@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 import lakever as lv
-from lakever.storage import LocalStorage, MemoryStorage, Storage, check_relative, open_storage
+from lakever.format import check_relative
+from lakever.storage import LocalStorage, MemoryStorage, Storage, open_storage
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -58,11 +59,11 @@ def test_write_new_refuses_existing(store):
     assert store.read_bytes("data/f.parquet") == b"abc"
 
 
-def test_replace_list_exists_delete(store):
-    store.replace("h/LATEST", b"1")
-    store.replace("h/LATEST", b"2")
-    assert store.read_bytes("h/LATEST") == b"2"
+def test_hint_list_exists_delete(store):
     store.write_new("h/a", b"")
+    store.write_hint("h/LATEST", b"1")
+    store.write_hint("h/LATEST", b"2")
+    assert store.read_bytes("h/LATEST") == b"2"
     assert store.list("h") == ["LATEST", "a"]
     assert store.list("nope") == []
     assert store.exists("h/a")
