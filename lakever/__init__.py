@@ -10,7 +10,7 @@ Example:
     >>> lv.open_dataset("lake/events", version=0).to_arrow()
 """
 
-from lakever._records import Commit, Fragment
+from lakever._records import Branch, Commit, Fragment
 from lakever.dataset import Dataset, create_dataset, open_dataset, write_dataset
 from lakever.errors import (
     CommitConflict,
@@ -18,19 +18,25 @@ from lakever.errors import (
     DatasetExists,
     DatasetNotFound,
     InvalidArgument,
+    InvalidRefName,
     LakeverError,
+    MergeConflict,
     ReadOnlyDataset,
+    RefExists,
+    RefNotFound,
     SchemaMismatch,
     StorageError,
     UnsupportedFormatVersion,
     VersionNotFound,
 )
 from lakever.format import FORMAT_VERSION
+from lakever.refs import Tag
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FORMAT_VERSION",
+    "Branch",
     "Commit",
     "CommitConflict",
     "CorruptMetadata",
@@ -39,10 +45,15 @@ __all__ = [
     "DatasetNotFound",
     "Fragment",
     "InvalidArgument",
+    "InvalidRefName",
     "LakeverError",
+    "MergeConflict",
     "ReadOnlyDataset",
+    "RefExists",
+    "RefNotFound",
     "SchemaMismatch",
     "StorageError",
+    "Tag",
     "UnsupportedFormatVersion",
     "VersionNotFound",
     "create_dataset",

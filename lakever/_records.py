@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakever.format import Snapshot
 
-__all__ = ["Commit", "Fragment"]
+if TYPE_CHECKING:
+    from lakever.refs import BranchInfo
+
+__all__ = ["Branch", "Commit", "Fragment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +21,9 @@ class Commit:
     version: int
     snapshot_id: str
     parent_id: str | None
+    #: The second parent of a merge commit (the merged snapshot), else None.
+    merge_parent_id: str | None
+    #: Id of the branch whose log holds this commit ("main" for the default branch).
     branch: str
     timestamp: datetime
     operation: str
@@ -42,6 +48,7 @@ class Commit:
             version=snap.version,
             snapshot_id=snap.snapshot_id,
             parent_id=snap.parent_id,
+            merge_parent_id=(snap.merge_parent or {}).get("snapshot_id"),
             branch=snap.branch,
             timestamp=snap.timestamp,
             operation=snap.operation,
@@ -84,3 +91,32 @@ class Fragment:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """A branch and its head."""
+
+    name: str
+    head_version: int
+    head_snapshot_id: str
+    #: Where the branch started: (version, snapshot id) on its base line; None for main.
+    base_version: int | None
+    base_snapshot_id: str | None
+    created: datetime | None
+
+    @staticmethod
+    def from_info(info: BranchInfo, head: Snapshot) -> Branch:
+        return Branch(
+            name=info.name,
+            head_version=head.version,
+            head_snapshot_id=head.snapshot_id,
+            base_version=info.base[1] if info.base else None,
+            base_snapshot_id=info.base[2] if info.base else None,
+            created=info.created,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__slots__}
+        out["created"] = self.created.isoformat() if self.created else None
+        return out

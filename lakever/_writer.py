@@ -9,14 +9,14 @@ version or a complete one, plus at worst unreferenced files.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
 
 from lakever._convert import to_arrow_stream
-from lakever.errors import InvalidArgument
-from lakever.format import ManifestRef, Snapshot
+from lakever.errors import CommitConflict, InvalidArgument, MergeConflict
+from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
 from lakever.fragments import (
     DEFAULT_MAX_ROWS_PER_FRAGMENT,
     make_manifest,
@@ -25,10 +25,13 @@ from lakever.fragments import (
     write_manifest,
 )
 from lakever.log import MANIFEST_FANOUT, Change, Log
+from lakever.merge import MergePlan, MergeStrategy, merge_base, plan_merge
 from lakever.schema import assign_field_ids, conform, schema_from_json, schema_to_json
 from lakever.storage import Storage
 
-__all__ = ["commit_data", "default_author"]
+__all__ = ["commit_data", "commit_merge", "default_author"]
+
+_MERGE_ATTEMPTS = 16
 
 
 def default_author() -> str:
@@ -134,4 +137,175 @@ def commit_data(
     )
     return log.commit(
         base, change, merge_manifests=lambda refs: merge_manifest_levels(storage, refs)
+    )
+
+
+def _lines(storage: Storage) -> Callable[[str], Log]:
+    from lakever.refs import line_for
+
+    cache: dict[str, Log] = {}
+
+    def get(branch_id: str) -> Log:
+        if branch_id not in cache:
+            cache[branch_id] = line_for(storage, branch_id)
+        return cache[branch_id]
+
+    return get
+
+
+def _parents_fn(storage: Storage) -> Callable[[Snapshot], Iterator[Snapshot]]:
+    lines = _lines(storage)
+
+    def parents(snap: Snapshot) -> Iterator[Snapshot]:
+        if snap.version > 0:
+            parent = lines(snap.branch).read(snap.version - 1)
+            if parent is not None:
+                yield parent
+        mp = snap.merge_parent
+        if mp:
+            other = lines(str(mp["branch"])).read(int(mp["version"]))
+            if other is not None and other.snapshot_id == mp["snapshot_id"]:
+                yield other
+
+    return parents
+
+
+def _entries_of(storage: Storage, snap: Snapshot) -> list[FragmentEntry]:
+    return [e for m in snap.manifests for e in read_manifest(storage, m)]
+
+
+def _delta(before: list[FragmentEntry], after: list[FragmentEntry]) -> Summary:
+    b = {e.path: e for e in before}
+    a = {e.path: e for e in after}
+    added = [e for p, e in a.items() if p not in b]
+    removed = [e for p, e in b.items() if p not in a]
+    return Summary(
+        rows_added=sum(e.num_rows for e in added),
+        rows_removed=sum(e.num_rows for e in removed),
+        bytes_added=sum(e.size_bytes for e in added),
+        bytes_removed=sum(e.size_bytes for e in removed),
+        fragments_added=len(added),
+        fragments_removed=len(removed),
+    )
+
+
+def _three_way_manifests(
+    storage: Storage, ours: Snapshot, plan: MergePlan
+) -> tuple[ManifestRef, ...]:
+    """Ours' manifest list minus theirs' removals, plus theirs' additions."""
+    removed = {e.path for e in plan.removed}
+    refs: list[ManifestRef] = []
+    for m in ours.manifests:
+        entries = read_manifest(storage, m)
+        if not any(e.path in removed for e in entries):
+            refs.append(m)  # untouched manifests are reused by reference
+            continue
+        keep = [e for e in entries if e.path not in removed]
+        if keep:
+            refs.append(
+                make_manifest(storage, keep, level=0)
+                if m.level == 0
+                else write_manifest(storage, keep, level=m.level)
+            )
+    if plan.added:
+        refs.append(make_manifest(storage, plan.added, level=0))
+    return merge_manifest_levels(storage, tuple(refs))
+
+
+def _conflict_message(
+    source: str, ours: Snapshot, theirs: Snapshot, base: Snapshot, conflicts: list[dict[str, str]]
+) -> str:
+    shown = "; ".join(
+        f"{c['kind']} {c['item']}: ours {c['ours']}, theirs {c['theirs']}" for c in conflicts[:10]
+    )
+    more = f" (and {len(conflicts) - 10} more)" if len(conflicts) > 10 else ""
+    return (
+        f"merging {source!r} (version {theirs.version}) into version {ours.version} conflicts "
+        f"against their common ancestor (version {base.version}): {shown}{more}. Nothing was "
+        "changed; pass strategy='ours' to keep the target's snapshot or strategy='theirs' to "
+        "take the source's"
+    )
+
+
+def commit_merge(
+    storage: Storage,
+    log: Log,
+    theirs: Snapshot,
+    *,
+    source: str,
+    strategy: MergeStrategy | None,
+    message: str | None,
+    author: str | None,
+    properties: Mapping[str, str] | None,
+) -> Snapshot:
+    """Merge snapshot ``theirs`` into the head of ``log``'s branch and commit the result.
+
+    A commit that lands on the target meanwhile makes the merge re-plan from the
+    new head (up to a bound), so a merge never overwrites a concurrent commit.
+    """
+    if message is not None and not isinstance(message, str):
+        raise InvalidArgument(f"message must be a string, got {message!r}")
+    props = _check_properties(properties)
+    parents = _parents_fn(storage)
+    for _attempt in range(_MERGE_ATTEMPTS):
+        ours = log.head()
+        assert ours is not None
+        base = merge_base(ours, theirs, parents)
+        if base is None:
+            raise MergeConflict(
+                f"{source!r} shares no history with the target branch", conflicts=[]
+            )
+        ours_e, theirs_e = _entries_of(storage, ours), _entries_of(storage, theirs)
+        plan = plan_merge(
+            base,
+            ours,
+            theirs,
+            base_fragments=_entries_of(storage, base),
+            ours_fragments=ours_e,
+            theirs_fragments=theirs_e,
+            strategy=strategy,
+        )
+        if plan.kind == "up-to-date":
+            return ours
+        if plan.kind == "three-way" and plan.conflicts:
+            raise MergeConflict(
+                _conflict_message(source, ours, theirs, base, plan.conflicts),
+                conflicts=plan.conflicts,
+            )
+        if plan.kind in ("fast-forward", "theirs"):
+            manifests, schema, result = theirs.manifests, theirs.schema, theirs_e
+        elif plan.kind == "ours":
+            manifests, schema, result = ours.manifests, ours.schema, ours_e
+        else:
+            assert plan.schema is not None
+            manifests, schema = _three_way_manifests(storage, ours, plan), plan.schema
+            result = plan.fragments
+        change = Change(
+            operation="merge",
+            author=author if author is not None else default_author(),
+            message=message or "",
+            properties=props,
+            schema=schema,
+            last_field_id=max(ours.last_field_id, theirs.last_field_id),
+            parameters={
+                "source": source,
+                "kind": plan.kind,
+                "base_snapshot_id": base.snapshot_id,
+                "conflicts": len(plan.conflicts),
+            },
+            manifests=manifests,
+            delta=_delta(ours_e, list(result)),
+            merge_parent={
+                "snapshot_id": theirs.snapshot_id,
+                "branch": theirs.branch,
+                "version": theirs.version,
+            },
+        )
+        try:
+            return log.commit(ours, change, merge_manifests=lambda refs: refs)
+        except CommitConflict:
+            continue  # the target moved: plan again from its new head
+    raise CommitConflict(
+        f"gave up merging {source!r}: the target kept changing during {_MERGE_ATTEMPTS} attempts",
+        winning_version=(log.latest_version() or 0),
     )

@@ -9,25 +9,26 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote
 
 import pyarrow as pa
 
-from lakever import scan
+from lakever import refs, scan
 from lakever._convert import arrow_to_pandas, arrow_to_polars
-from lakever._records import Commit, Fragment
+from lakever._records import Branch, Commit, Fragment
+from lakever._resolve import PIN_PREFIX, Located, locate, locate_pin, make_pin
 from lakever._types import DataLike, Properties, WriteMode
-from lakever._writer import commit_data
+from lakever._writer import commit_data, commit_merge, default_author
 from lakever.errors import (
     DatasetExists,
-    DatasetNotFound,
     InvalidArgument,
     ReadOnlyDataset,
+    RefNotFound,
     VersionNotFound,
 )
-from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot, format_time
+from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot
 from lakever.fragments import read_manifest
 from lakever.log import Log
+from lakever.merge import MergeStrategy
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.storage import Storage, open_storage
 
@@ -38,18 +39,19 @@ if TYPE_CHECKING:
 
 __all__ = ["Dataset", "create_dataset", "open_dataset", "write_dataset"]
 
-PIN_PREFIX = "lakever:"
-
 
 class Dataset:
     """An immutable view of one snapshot of a dataset.
 
     Reading never changes what a `Dataset` shows, even while others commit.
     Writes (`append`, `overwrite`) return a new `Dataset` at the new version.
-    A view opened at an explicit version or pin is read-only.
+    A view opened at the head of a branch can write to that branch; a view
+    opened at an old version, a tag, a snapshot id or a pin is read-only
+    ("detached").
     """
 
     __slots__ = (
+        "_branch_name",
         "_con",
         "_fragments",
         "_lock",
@@ -61,21 +63,34 @@ class Dataset:
         "_writable",
     )
 
-    def __init__(self, storage: Storage, log: Log, snap: Snapshot, *, writable: bool) -> None:
+    def __init__(
+        self, storage: Storage, log: Log, snap: Snapshot, *, writable: bool, branch_name: str
+    ) -> None:
         self._storage = storage
         self._log = log
         self._snap = snap
         self._writable = writable
+        self._branch_name = branch_name
         self._schema: pa.Schema | None = None
         self._public: pa.Schema | None = None
         self._fragments: list[FragmentEntry] | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def _at(cls, storage: Storage, where: Located) -> Dataset:
+        return cls(
+            storage, where.log, where.snap, writable=where.writable, branch_name=where.branch_name
+        )
+
+    def _child(self, snap: Snapshot) -> Dataset:
+        """The Dataset at a snapshot this one just committed on its branch."""
+        return Dataset(self._storage, self._log, snap, writable=True, branch_name=self._branch_name)
+
     def __repr__(self) -> str:
         mode = "" if self._writable else ", read-only"
         return (
-            f"<lakever.Dataset {self.uri!r} version={self.version} "
+            f"<lakever.Dataset {self.uri!r} branch={self.branch_name!r} version={self.version} "
             f"snapshot={self.snapshot_id[:12]} rows={self.num_rows}{mode}>"
         )
 
@@ -92,9 +107,9 @@ class Dataset:
         return self._snap.version
 
     @property
-    def branch(self) -> str:
-        """The branch this snapshot belongs to."""
-        return self._snap.branch
+    def branch_name(self) -> str:
+        """The branch this view was opened on (detached views: the branch that committed it)."""
+        return self._branch_name
 
     @property
     def snapshot_id(self) -> str:
@@ -179,10 +194,7 @@ class Dataset:
 
     def pin(self) -> str:
         """Return a string that reopens exactly this snapshot: ``lakever.open_dataset(pin)``."""
-        return (
-            f"{PIN_PREFIX}{self.uri}?branch={quote(self.branch, safe='')}"
-            f"&version={self.version}&snapshot={self.snapshot_id}"
-        )
+        return make_pin(self.uri, self._snap)
 
     # ----------------------------------------------------------------- reading
 
@@ -301,9 +313,17 @@ class Dataset:
     def _require_writable(self, what: str) -> None:
         if not self._writable:
             raise ReadOnlyDataset(
-                f"cannot {what}: this view of {self.uri} is pinned to version {self.version} "
-                "and is read-only; open the dataset without version= to write to the latest"
+                f"cannot {what}: this view of {self.uri} is detached at version {self.version} "
+                f"(snapshot {self.snapshot_id[:12]}) and is read-only; open the dataset without "
+                "version= to write to the latest, or branch from this snapshot with "
+                ".branch(name)"
             )
+        if self._branch_name != MAIN_BRANCH:
+            info = refs.get_branch(self._storage, self._branch_name)
+            if info is None or info.id != self._log.branch:
+                raise ReadOnlyDataset(
+                    f"cannot {what}: branch {self._branch_name!r} of {self.uri} was deleted"
+                )
 
     def append(
         self,
@@ -364,126 +384,162 @@ class Dataset:
             properties=properties,
             max_rows_per_fragment=max_rows_per_fragment,
         )
-        return Dataset(self._storage, self._log, snap, writable=True)
+        return self._child(snap)
+
+    # ----------------------------------------------------------------- refs
+
+    def tag(self, name: str, *, message: str | None = None, author: str | None = None) -> refs.Tag:
+        """Give this snapshot an immutable name; ``open_dataset(uri, version=name)`` reopens it.
+
+        Raises:
+            InvalidRefName: the name breaks git's ref-name rules.
+            RefExists: the tag exists (tags never move: delete it first to re-point it).
+        """
+        return refs.create_tag(
+            self._storage,
+            name,
+            snapshot_id=self.snapshot_id,
+            branch_id=self._snap.branch,
+            version=self.version,
+            author=author if author is not None else default_author(),
+            message=message or "",
+        )
+
+    def tags(self) -> list[refs.Tag]:
+        """All tags of the dataset, by name."""
+        return refs.list_tags(self._storage)
+
+    def delete_tag(self, name: str, *, author: str | None = None) -> None:
+        """Delete a tag (recorded in the ref audit trail); its snapshot stays in history.
+
+        Raises:
+            RefNotFound: no such tag.
+        """
+        refs.delete_tag(self._storage, name, author=author or default_author())
+
+    def branch(self, name: str, *, author: str | None = None) -> Dataset:
+        """Create a branch at this snapshot; return the Dataset on it (writable).
+
+        Commits to the new branch leave every other branch untouched.
+
+        Raises:
+            InvalidRefName: the name breaks git's ref-name rules.
+            RefExists: a branch with that name exists.
+        """
+        info = refs.create_branch(
+            self._storage,
+            name,
+            base=(self._snap.branch, self.version, self.snapshot_id),
+            author=author or default_author(),
+        )
+        log = refs.line_for(self._storage, info.id)
+        return Dataset(self._storage, log, self._snap, writable=True, branch_name=name)
+
+    def branches(self) -> list[Branch]:
+        """All branches with their heads; main first."""
+        out = []
+        for info in refs.list_branches(self._storage):
+            head = refs.line_for(self._storage, info.id).head()
+            if head is not None:
+                out.append(Branch.from_info(info, head))
+        return out
+
+    def delete_branch(self, name: str, *, author: str | None = None) -> None:
+        """Delete a branch name; its commits stay readable through tags, pins and ids.
+
+        Raises:
+            RefNotFound: no such branch.
+            InvalidArgument: ``name`` is ``main``.
+        """
+        refs.delete_branch(self._storage, name, author=author or default_author())
+
+    def merge(
+        self,
+        source: str,
+        *,
+        message: str | None = None,
+        strategy: MergeStrategy | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Merge ``source`` (a branch, tag or snapshot id) into the branch this view is on.
+
+        Fast-forwards when this branch has not moved since ``source`` branched off;
+        otherwise merges fragment by fragment against the common ancestor. A merge
+        commit records both parents. Returns the Dataset at the merge commit (or at
+        the head, unchanged, when there was nothing to merge).
+
+        Raises:
+            MergeConflict: both sides removed the same fragment or changed the schema
+                differently; nothing is changed. Pass ``strategy="ours"`` or
+                ``"theirs"`` to take one side's snapshot as the result.
+            RefNotFound: ``source`` names no branch, tag or snapshot.
+        """
+        self._require_writable("merge")
+        if strategy not in (None, "ours", "theirs"):
+            raise InvalidArgument(f"strategy must be None, 'ours' or 'theirs', got {strategy!r}")
+        snap = commit_merge(
+            self._storage,
+            self._log,
+            resolve_source(self._storage, source),
+            source=source,
+            strategy=strategy,
+            message=message,
+            author=author,
+            properties=properties,
+        )
+        return self._child(snap)
 
 
 # --------------------------------------------------------------------- top level
 
 
-def _not_found(storage: Storage) -> DatasetNotFound:
-    return DatasetNotFound(
-        f"no lakever dataset at {storage.uri}; create one with lakever.create_dataset(uri, data) "
-        "or 'lakever init PATH --from FILE'",
-        uri=storage.uri,
-    )
-
-
-def _resolve(log: Log, version: Any) -> Snapshot:
-    """Resolve an explicit ``version=`` (int or aware datetime) on ``log``'s branch."""
-    uri = log.storage.uri
-    if isinstance(version, bool) or not isinstance(version, int | datetime):
-        raise InvalidArgument(
-            f"version must be an int (version number) or a timezone-aware datetime, got {version!r}"
-        )
-    if isinstance(version, datetime):
-        if version.tzinfo is None or version.utcoffset() is None:
-            raise InvalidArgument(
-                f"version datetime {version.isoformat()} is naive; pass a timezone-aware "
-                "datetime, e.g. datetime(2026, 11, 1, tzinfo=UTC)"
-            )
-        head = log.head()
-        if head is None:
-            raise _not_found(log.storage)
-        snap = log.at_time(version, head)
-        if snap is None:
-            first = log.read(0)
-            assert first is not None
-            raise VersionNotFound(
-                f"no version of {uri} existed at {version.isoformat()}; the first commit was at "
-                f"{format_time(first.timestamp)}",
-                version=version,
-            )
-        return snap
-    snap = log.read(version) if version >= 0 else None
-    if snap is None:
-        latest = log.latest_version()
-        if latest is None:
-            raise _not_found(log.storage)
-        raise VersionNotFound(
-            f"version {version} not found in {uri} on branch '{log.branch}' "
-            f"(versions are 0 to {latest}); see 'lakever log {uri}'",
-            version=version,
-        )
-    return snap
-
-
-def _open_pin(pin: str, storage_options: dict[str, Any] | None) -> Dataset:
-    body = pin[len(PIN_PREFIX) :]
-    if "?" not in body:
-        raise InvalidArgument(
-            f"malformed pin {pin!r}: expected 'lakever:URI?version=N&snapshot=ID'"
-        )
-    uri, query = body.rsplit("?", 1)
-    params = {k: v[-1] for k, v in parse_qs(query).items()}
+def resolve_source(storage: Storage, source: str) -> Snapshot:
+    """The snapshot a merge source names (a branch head, a tag or a snapshot id)."""
+    if not isinstance(source, str):
+        raise InvalidArgument(f"merge source must be a branch, tag or snapshot id, got {source!r}")
     try:
-        version = int(params["version"])
-        snapshot = params["snapshot"]
-    except (KeyError, ValueError) as exc:
-        raise InvalidArgument(f"malformed pin {pin!r}: needs version=N and snapshot=ID") from exc
-    branch = params.get("branch", MAIN_BRANCH)
-    storage = open_storage(uri, storage_options)
-    log = Log(storage, branch)
-    snap = log.read(version)
-    if snap is None:
-        if log.read(0) is None:
-            raise _not_found(storage)
-        raise VersionNotFound(
-            f"pin {pin!r} refers to version {version}, which does not exist in {storage.uri}",
-            version=version,
-        )
-    if snap.snapshot_id != snapshot:
-        raise VersionNotFound(
-            f"pin {pin!r} refers to snapshot {snapshot}, but version {version} of "
-            f"{storage.uri} is snapshot {snap.snapshot_id}: the dataset was re-created or its "
-            "history rewritten, so the pinned data is gone",
-            version=version,
-        )
-    return Dataset(storage, log, snap, writable=False)
+        return locate(storage, version=source, branch=None).snap
+    except VersionNotFound as exc:
+        raise RefNotFound(str(exc), name=source) from exc
 
 
 def open_dataset(
     uri: str,
     *,
-    version: int | datetime | None = None,
+    version: int | str | datetime | None = None,
+    branch: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Dataset:
-    """Open a dataset at its latest version, an earlier version, a point in time, or a pin.
+    """Open a dataset at a branch head, a version, a point in time, a tag, or a pin.
 
     Args:
         uri: a local path, ``file://`` or ``memory://`` URI, or a pin from `Dataset.pin`.
-        version: an int version number, or a timezone-aware datetime ("as of").
+        version: an int version number on the branch; a timezone-aware datetime (the
+            last commit at or before it); or a string: a tag, a branch or a snapshot id
+            (prefix of at least 8 hex digits). ``"tag:NAME"`` forces the tag meaning.
+        branch: the branch for int/datetime versions and for the head (default main).
         storage_options: passed to fsspec for remote storage.
 
     Returns:
-        The Dataset. Opened at the latest version it can write; otherwise it is read-only.
+        The Dataset. At a branch head it can write to that branch; otherwise it is
+        read-only (detached).
 
     Raises:
         DatasetNotFound: nothing at ``uri``.
-        VersionNotFound: no such version, or nothing committed yet at that time.
-        InvalidArgument: ``version`` of the wrong type, or a naive datetime.
+        VersionNotFound: no such version, time, tag, branch or snapshot id.
+        InvalidArgument: ``version`` of the wrong type, a naive datetime, or an
+            ambiguous name.
     """
     if isinstance(uri, str) and uri.startswith(PIN_PREFIX):
-        if version is not None:
-            raise InvalidArgument("a pin names one snapshot already; do not also pass version=")
-        return _open_pin(uri, storage_options)
+        if version is not None or branch is not None:
+            raise InvalidArgument(
+                "a pin names one snapshot already; do not also pass version= or branch="
+            )
+        storage, where = locate_pin(uri, lambda u: open_storage(u, storage_options))
+        return Dataset._at(storage, where)
     storage = open_storage(uri, storage_options)
-    log = Log(storage, MAIN_BRANCH)
-    if version is not None:
-        return Dataset(storage, log, _resolve(log, version), writable=False)
-    head = log.head()
-    if head is None:
-        raise _not_found(storage)
-    return Dataset(storage, log, head, writable=True)
+    return Dataset._at(storage, locate(storage, version=version, branch=branch))
 
 
 def create_dataset(
@@ -528,7 +584,7 @@ def create_dataset(
         properties=properties,
         max_rows_per_fragment=max_rows_per_fragment,
     )
-    return Dataset(storage, log, snap, writable=True)
+    return Dataset(storage, log, snap, writable=True, branch_name=MAIN_BRANCH)
 
 
 def write_dataset(
@@ -562,4 +618,4 @@ def write_dataset(
     log = Log(storage, MAIN_BRANCH)
     head = log.head()
     snap = commit_data(storage, log, head, data, operation=mode, **kwargs)
-    return Dataset(storage, log, snap, writable=True)
+    return Dataset(storage, log, snap, writable=True, branch_name=MAIN_BRANCH)

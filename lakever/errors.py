@@ -4,11 +4,15 @@ The tree::
 
     LakeverError                      catch-all: `except lakever.LakeverError`
     ├── InvalidArgument (ValueError)  a parameter value is wrong (bad mode, naive datetime, ...)
+    │   └── InvalidRefName            a tag/branch name breaks git's rules
     ├── DatasetNotFound               no dataset at this location
     ├── DatasetExists                 create on a location that already holds a dataset
-    ├── VersionNotFound               no such version number / time / pin on this branch
-    ├── ReadOnlyDataset               write on a view opened at an explicit version
+    ├── VersionNotFound               no such version, time, tag, branch, snapshot id or pin
+    ├── RefNotFound                   deleting or merging a tag/branch that does not exist
+    ├── RefExists                     creating a tag/branch whose name is taken
+    ├── ReadOnlyDataset               write on a detached view (old version, tag, snapshot id)
     ├── CommitConflict                a concurrent commit changed what this commit read
+    ├── MergeConflict                 both sides of a merge changed the same thing
     ├── SchemaMismatch                written data does not match the dataset schema
     ├── CorruptMetadata               a truncated or tampered metadata file
     ├── UnsupportedFormatVersion      written by a newer lakever than this one
@@ -29,8 +33,12 @@ __all__ = [
     "DatasetExists",
     "DatasetNotFound",
     "InvalidArgument",
+    "InvalidRefName",
     "LakeverError",
+    "MergeConflict",
     "ReadOnlyDataset",
+    "RefExists",
+    "RefNotFound",
     "SchemaMismatch",
     "StorageError",
     "UnsupportedFormatVersion",
@@ -44,6 +52,14 @@ class LakeverError(Exception):
 
 class InvalidArgument(LakeverError, ValueError):
     """A parameter value is wrong; the message names it and the accepted values."""
+
+
+class InvalidRefName(InvalidArgument):
+    """A tag or branch name breaks git's naming rules; raised before storage is touched."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class DatasetNotFound(LakeverError):
@@ -70,6 +86,22 @@ class VersionNotFound(LakeverError):
         self.version = version
 
 
+class RefNotFound(LakeverError):
+    """The named tag or branch does not exist."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class RefExists(LakeverError):
+    """A tag or branch with this name already exists."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class ReadOnlyDataset(LakeverError):
     """A write was attempted on a view opened at an explicit version."""
 
@@ -80,6 +112,19 @@ class CommitConflict(LakeverError):
     def __init__(self, message: str, *, winning_version: int) -> None:
         super().__init__(message)
         self.winning_version = winning_version
+
+
+class MergeConflict(LakeverError):
+    """Both sides of a merge changed the same fragments or the schema incompatibly.
+
+    ``conflicts`` holds one dict per conflict: ``{"kind": "fragment" | "schema",
+    "item": <fragment path or column>, "ours": <what the target did>,
+    "theirs": <what the source did>}``.
+    """
+
+    def __init__(self, message: str, *, conflicts: Sequence[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.conflicts = list(conflicts)
 
 
 class SchemaMismatch(LakeverError):

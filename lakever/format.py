@@ -53,6 +53,10 @@ def log_path(branch_id: str, version: int) -> str:
     return f"{LOG_DIR}/{branch_id}/{version:020d}.json"
 
 
+def snapshot_index_path(snapshot_id: str) -> str:
+    return f"{META_DIR}/snapshots/{snapshot_id[:2]}/{snapshot_id}.json"
+
+
 def latest_hint_path(branch_id: str) -> str:
     return f"{LOG_DIR}/{branch_id}/LATEST"
 
@@ -219,6 +223,8 @@ class Snapshot:
     manifests: tuple[ManifestRef, ...]
     summary: Summary
     format_version: int = FORMAT_VERSION
+    #: The second parent of a merge commit: {"snapshot_id", "branch", "version"}.
+    merge_parent: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
@@ -239,6 +245,8 @@ class Snapshot:
             "manifests": [m.to_json() for m in self.manifests],
             "summary": self.summary.to_json(),
         }
+        if self.merge_parent is not None:
+            out["merge_parent"] = self.merge_parent
         out.update(self.extra)
         return out
 
@@ -268,6 +276,7 @@ _KNOWN = {
     "manifests",
     "summary",
     "snapshot_id",
+    "merge_parent",
 }
 
 
@@ -317,6 +326,7 @@ def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
             manifests=tuple(ManifestRef.from_json(m) for m in j["manifests"]),
             summary=Summary.from_json(j["summary"]),
             format_version=fv,
+            merge_parent=j.get("merge_parent"),
             extra={k: v for k, v in j.items() if k not in _KNOWN},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -27,11 +27,13 @@ from lakever.format import (
     ManifestRef,
     Snapshot,
     Summary,
+    canonical_json,
     compute_snapshot_id,
     decode_snapshot,
     encode_snapshot,
     latest_hint_path,
     log_path,
+    snapshot_index_path,
 )
 from lakever.storage import Storage
 
@@ -57,19 +59,36 @@ class Change:
     added: ManifestRef | None = None
     #: Drop every fragment of the base snapshot (overwrite).
     replace_all: bool = False
+    #: The complete manifest list of the new snapshot (merges); valid only on ``base``.
+    manifests: tuple[ManifestRef, ...] | None = None
+    #: What the change adds and removes, when ``manifests`` is given.
+    delta: Summary | None = None
+    #: The other parent of a merge commit: {"snapshot_id", "branch", "version"}.
+    merge_parent: dict[str, Any] | None = None
 
 
 class Log:
-    """The log of one branch of one dataset."""
+    """The line of history of one branch: its own log, plus its base's line below it.
 
-    def __init__(self, storage: Storage, branch: str = "main") -> None:
+    A branch made at version ``b`` of another line shares versions ``0..b`` with
+    that line; its own log holds versions ``b+1`` onwards.
+    """
+
+    def __init__(
+        self, storage: Storage, branch: str = "main", base: tuple[Log, int] | None = None
+    ) -> None:
         self.storage = storage
         self.branch = branch
+        self.base = base
+        #: The first version stored in this branch's own log.
+        self.first_own = base[1] + 1 if base is not None else 0
 
     # ----------------------------------------------------------------- reading
 
     def read(self, version: int) -> Snapshot | None:
         """Return the snapshot at ``version``, or None if that version does not exist."""
+        if version < self.first_own:
+            return self.base[0].read(version) if self.base is not None and version >= 0 else None
         rel = log_path(self.branch, version)
         try:
             data = self.storage.read_bytes(rel)
@@ -112,12 +131,12 @@ class Log:
     def latest_version(self) -> int | None:
         """Return the newest version number (None: no version), without parsing any entry."""
         hint = self._hint()
-        if hint is not None and hint >= 0 and self._exists(hint):
+        if hint is not None and hint >= self.first_own and self._exists(hint):
             return self._gallop(hint)
         # No usable hint: search from the start (logarithmic in the number of versions).
-        if not self._exists(0):
-            return None
-        return self._gallop(0)
+        if not self._exists(self.first_own):
+            return self.first_own - 1 if self.base is not None else None
+        return self._gallop(self.first_own)
 
     def head(self) -> Snapshot | None:
         """Return the newest snapshot, or None when the branch has no version."""
@@ -191,6 +210,7 @@ class Log:
                 log_path(self.branch, snap.version), encode_snapshot(snap)
             ):
                 self._write_hint(snap.version)
+                self._index(snap)
                 return snap
             winners = self._winners_after(snap.version - 1)
             for w in winners:
@@ -218,12 +238,22 @@ class Log:
         merge_manifests: Callable[[tuple[ManifestRef, ...]], tuple[ManifestRef, ...]],
         cache: dict[tuple[str, ...], tuple[ManifestRef, ...]],
     ) -> tuple[ManifestRef, ...]:
+        if change.manifests is not None:
+            return change.manifests
         kept = () if (current is None or change.replace_all) else current.manifests
         listed = kept + ((change.added,) if change.added is not None else ())
         key = tuple(m.key for m in listed)
         if key not in cache:
             cache[key] = merge_manifests(listed)
         return cache[key]
+
+    def _index(self, snap: Snapshot) -> None:
+        # Advisory, like the hint: lets a snapshot id be found without a scan. Verified on use.
+        with contextlib.suppress(OSError):
+            self.storage.write_hint(
+                snapshot_index_path(snap.snapshot_id),
+                canonical_json({"branch": snap.branch, "version": snap.version}),
+            )
 
     def _write_hint(self, version: int) -> None:
         # The hint is advisory: readers probe forward from any older value.
@@ -238,22 +268,25 @@ def _build(
     if base is not None and now <= base.timestamp:
         # Commit times on a branch are strictly increasing even if the clock steps back.
         now = base.timestamp + timedelta(microseconds=1)
-    removed = base.summary if (base is not None and change.replace_all) else Summary()
-    added = change.added
-    total_rows = sum(m.rows for m in manifests)
-    total_bytes = sum(m.bytes for m in manifests)
-    total_fragments = sum(m.fragments for m in manifests)
-    summary = Summary(
-        rows_added=added.rows if added else 0,
-        rows_removed=removed.total_rows,
-        bytes_added=added.bytes if added else 0,
-        bytes_removed=removed.total_bytes,
-        fragments_added=added.fragments if added else 0,
-        fragments_removed=removed.total_fragments,
-        total_rows=total_rows,
-        total_bytes=total_bytes,
-        total_fragments=total_fragments,
-    )
+    totals = {
+        "total_rows": sum(m.rows for m in manifests),
+        "total_bytes": sum(m.bytes for m in manifests),
+        "total_fragments": sum(m.fragments for m in manifests),
+    }
+    if change.delta is not None:
+        summary = replace(change.delta, **totals)
+    else:
+        removed = base.summary if (base is not None and change.replace_all) else Summary()
+        added = change.added
+        summary = Summary(
+            rows_added=added.rows if added else 0,
+            rows_removed=removed.total_rows,
+            bytes_added=added.bytes if added else 0,
+            bytes_removed=removed.total_bytes,
+            fragments_added=added.fragments if added else 0,
+            fragments_removed=removed.total_fragments,
+            **totals,
+        )
     snap = Snapshot(
         snapshot_id="",
         parent_id=base.snapshot_id if base else None,
@@ -269,6 +302,7 @@ def _build(
         last_field_id=change.last_field_id,
         manifests=manifests,
         summary=summary,
+        merge_parent=change.merge_parent,
     )
     return replace(snap, snapshot_id=compute_snapshot_id(snap.body()))
 

@@ -1,0 +1,409 @@
+"""Branches and tags: name validation, ref records, create/list/delete.
+
+Names never appear in storage paths: a ref lives at
+``_lakever/refs/{tags,branches}/<sha256(name)[:32]>.json`` and holds its name,
+so no name can escape the dataset root or collide on a case-insensitive
+filesystem. Refs are created with put-if-absent (so two writers can never both
+create one) and are immutable; deleting one removes the file and appends an
+audit event under ``_lakever/refs/events/``.
+
+A branch has an immutable id (``main`` for the default branch, a random hex id
+otherwise); its log lives under ``_lakever/log/<id>/`` and its
+``BRANCH.json`` records where it started (base branch id, version, snapshot id).
+Version numbers continue from the base: a branch made at main's version 5 has
+versions 0..5 in common with main, and its first own commit is version 6.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from lakever.errors import (
+    CorruptMetadata,
+    InvalidArgument,
+    InvalidRefName,
+    RefExists,
+    RefNotFound,
+)
+from lakever.format import (
+    LOG_DIR,
+    MAIN_BRANCH,
+    META_DIR,
+    Snapshot,
+    canonical_json,
+    format_time,
+    parse_time,
+    snapshot_index_path,
+)
+from lakever.log import Log
+from lakever.storage import Storage
+
+__all__ = [
+    "BranchInfo",
+    "Tag",
+    "branch_meta_path",
+    "find_snapshot",
+    "line_for",
+    "validate_ref_name",
+]
+
+RefKind = Literal["tag", "branch"]
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+REFS_DIR = f"{META_DIR}/refs"
+_DIRS: dict[str, str] = {"tag": "tags", "branch": "branches"}
+
+
+def validate_ref_name(name: Any, *, kind: RefKind) -> str:
+    """Return ``name`` if it follows git's ref-name rules, else raise InvalidRefName.
+
+    Rules (git check-ref-format, plus ours): a non-empty string of at most 255
+    bytes; no control characters, space, ``~ ^ : ? * [ \\``; no ``..`` or ``@{``;
+    not ``@``; no leading ``-`` or ``/``, no trailing ``/`` or ``.``, no ``//``;
+    no component that starts with ``.`` or ends with ``.lock``.
+    """
+    problem = None
+    if not isinstance(name, str):
+        problem = "must be a string"
+    elif not name:
+        problem = "must not be empty"
+    elif len(name.encode("utf-8", "surrogatepass")) > 255:
+        problem = "must be at most 255 bytes"
+    elif _FORBIDDEN.search(name):
+        problem = "must not contain control characters, spaces or any of ~ ^ : ? * [ \\"
+    elif ".." in name:
+        problem = "must not contain '..'"
+    elif "@{" in name or name == "@":
+        problem = "must not be '@' or contain '@{'"
+    elif name.startswith(("-", "/")):
+        problem = "must not start with '-' or '/'"
+    elif name.endswith(("/", ".")):
+        problem = "must not end with '/' or '.'"
+    elif "//" in name:
+        problem = "must not contain '//'"
+    elif any(c.startswith(".") or c.endswith(".lock") for c in name.split("/")):
+        problem = "must not have a component starting with '.' or ending with '.lock'"
+    if problem is not None:
+        raise InvalidRefName(
+            f"invalid {kind} name {name!r}: a {kind} name {problem} (git's ref-name rules); "
+            f"use e.g. 'train-2026-11' or 'exp/dedup'",
+            name=str(name),
+        )
+    assert isinstance(name, str)
+    return name
+
+
+def _ref_path(kind: RefKind, name: str) -> str:
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{REFS_DIR}/{_DIRS[kind]}/{digest}.json"
+
+
+def branch_meta_path(branch_id: str) -> str:
+    return f"{META_DIR}/log/{branch_id}/BRANCH.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """A tag: an immutable name for one snapshot."""
+
+    name: str
+    snapshot_id: str
+    #: Id of the branch whose log holds the snapshot, and its version there.
+    branch_id: str
+    version: int
+    created: datetime
+    author: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "snapshot_id": self.snapshot_id,
+            "version": self.version,
+            "created": self.created.isoformat(),
+            "author": self.author,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BranchInfo:
+    """A branch: a line of history with its own log."""
+
+    name: str
+    id: str
+    #: (base branch id, base version, base snapshot id); None for main.
+    base: tuple[str, int, str] | None
+    created: datetime | None
+
+
+def _load(storage: Storage, rel: str) -> dict[str, Any] | None:
+    try:
+        data = storage.read_bytes(rel)
+    except FileNotFoundError:
+        return None
+    try:
+        out = json.loads(data)
+        if not isinstance(out, dict):
+            raise ValueError("not an object")
+        return out
+    except ValueError as exc:
+        path = storage.full_path(rel)
+        raise CorruptMetadata(f"ref file {path} is not valid JSON ({exc})", path=path) from exc
+
+
+def _event(storage: Storage, action: str, kind: RefKind, record: dict[str, Any]) -> None:
+    now = datetime.now(UTC)
+    rel = f"{REFS_DIR}/events/{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json"
+    storage.write_new(rel, canonical_json({"action": action, "kind": kind, **record}))
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def _tag_from(j: dict[str, Any], path: str) -> Tag:
+    try:
+        return Tag(
+            name=j["name"],
+            snapshot_id=j["snapshot_id"],
+            branch_id=j["branch"],
+            version=int(j["version"]),
+            created=parse_time(j["created"]),
+            author=j["author"],
+            message=j["message"],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptMetadata(f"tag file {path} is malformed ({exc!r})", path=path) from exc
+
+
+def get_tag(storage: Storage, name: str) -> Tag | None:
+    rel = _ref_path("tag", name)
+    j = _load(storage, rel)
+    if j is None:
+        return None
+    tag = _tag_from(j, storage.full_path(rel))
+    return tag if tag.name == name else None
+
+
+def create_tag(
+    storage: Storage,
+    name: str,
+    *,
+    snapshot_id: str,
+    branch_id: str,
+    version: int,
+    author: str,
+    message: str,
+) -> Tag:
+    validate_ref_name(name, kind="tag")
+    record = {
+        "name": name,
+        "snapshot_id": snapshot_id,
+        "branch": branch_id,
+        "version": version,
+        "created": format_time(datetime.now(UTC)),
+        "author": author,
+        "message": message,
+    }
+    storage.flush()
+    if not storage.put_if_absent(_ref_path("tag", name), canonical_json(record)):
+        existing = get_tag(storage, name)
+        where = f" (snapshot {existing.snapshot_id[:12]})" if existing else ""
+        raise RefExists(
+            f"tag {name!r} already exists{where}; tags never move: delete it first "
+            f"(delete_tag / 'lakever tag PATH --delete {name}') to re-point it",
+            name=name,
+        )
+    _event(storage, "create", "tag", record)
+    return _tag_from(record, _ref_path("tag", name))
+
+
+def delete_tag(storage: Storage, name: str, *, author: str) -> Tag:
+    validate_ref_name(name, kind="tag")
+    tag = get_tag(storage, name)
+    if tag is None:
+        raise RefNotFound(f"tag {name!r} does not exist; see tags()", name=name)
+    storage.delete(_ref_path("tag", name))
+    _event(storage, "delete", "tag", {**tag.to_dict(), "deleted_by": author})
+    return tag
+
+
+def list_tags(storage: Storage) -> list[Tag]:
+    out = []
+    for fname in storage.list(f"{REFS_DIR}/tags"):
+        if not fname.endswith(".json"):
+            continue
+        rel = f"{REFS_DIR}/tags/{fname}"
+        j = _load(storage, rel)
+        if j is not None:
+            out.append(_tag_from(j, storage.full_path(rel)))
+    return sorted(out, key=lambda t: t.name)
+
+
+# ----------------------------------------------------------------------- branches
+
+
+def _branch_from(j: dict[str, Any], path: str) -> BranchInfo:
+    try:
+        base = j.get("base")
+        return BranchInfo(
+            name=j["name"],
+            id=j["id"],
+            base=None
+            if base is None
+            else (base["branch"], int(base["version"]), base["snapshot_id"]),
+            created=parse_time(j["created"]) if j.get("created") else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptMetadata(f"branch file {path} is malformed ({exc!r})", path=path) from exc
+
+
+MAIN = BranchInfo(name=MAIN_BRANCH, id=MAIN_BRANCH, base=None, created=None)
+
+
+def get_branch(storage: Storage, name: str) -> BranchInfo | None:
+    """Look a branch up by name (None if absent)."""
+    if name == MAIN_BRANCH:
+        return MAIN
+    rel = _ref_path("branch", name)
+    j = _load(storage, rel)
+    if j is None or j.get("name") != name:
+        return None
+    return branch_by_id(storage, str(j["id"]))
+
+
+def branch_by_id(storage: Storage, branch_id: str) -> BranchInfo:
+    """Load a branch's immutable record by id (works after the name was deleted)."""
+    if branch_id == MAIN_BRANCH:
+        return MAIN
+    if not re.fullmatch(r"[0-9a-f]{32}", branch_id):
+        raise CorruptMetadata(f"invalid branch id {branch_id!r} in metadata", path=branch_id)
+    rel = branch_meta_path(branch_id)
+    j = _load(storage, rel)
+    if j is None:
+        path = storage.full_path(rel)
+        raise CorruptMetadata(f"branch record {path} is missing", path=path)
+    return _branch_from(j, storage.full_path(rel))
+
+
+def create_branch(
+    storage: Storage, name: str, *, base: tuple[str, int, str], author: str
+) -> BranchInfo:
+    validate_ref_name(name, kind="branch")
+    if name == MAIN_BRANCH or get_branch(storage, name) is not None:
+        raise RefExists(
+            f"branch {name!r} already exists; pick another name or delete it first", name=name
+        )
+    branch_id = uuid.uuid4().hex
+    now = format_time(datetime.now(UTC))
+    meta = {
+        "id": branch_id,
+        "name": name,
+        "base": {"branch": base[0], "version": base[1], "snapshot_id": base[2]},
+        "created": now,
+        "author": author,
+    }
+    storage.write_new(branch_meta_path(branch_id), canonical_json(meta))
+    storage.flush()
+    if not storage.put_if_absent(
+        _ref_path("branch", name), canonical_json({"name": name, "id": branch_id})
+    ):
+        raise RefExists(f"branch {name!r} was just created by another writer", name=name)
+    _event(storage, "create", "branch", meta)
+    return _branch_from(meta, branch_meta_path(branch_id))
+
+
+def delete_branch(storage: Storage, name: str, *, author: str) -> BranchInfo:
+    validate_ref_name(name, kind="branch")
+    if name == MAIN_BRANCH:
+        raise InvalidArgument("the default branch 'main' cannot be deleted")
+    info = get_branch(storage, name)
+    if info is None:
+        raise RefNotFound(f"branch {name!r} does not exist; see branches()", name=name)
+    storage.delete(_ref_path("branch", name))
+    _event(storage, "delete", "branch", {"name": name, "id": info.id, "deleted_by": author})
+    return info
+
+
+def list_branches(storage: Storage) -> list[BranchInfo]:
+    out = [MAIN]
+    for fname in storage.list(f"{REFS_DIR}/branches"):
+        if not fname.endswith(".json"):
+            continue
+        j = _load(storage, f"{REFS_DIR}/branches/{fname}")
+        if j is not None:
+            out.append(branch_by_id(storage, str(j["id"])))
+    return [out[0], *sorted(out[1:], key=lambda b: b.name)]
+
+
+def list_events(storage: Storage) -> list[dict[str, Any]]:
+    """The audit trail of ref creations and deletions, oldest first."""
+    out = []
+    for fname in storage.list(f"{REFS_DIR}/events"):
+        j = _load(storage, f"{REFS_DIR}/events/{fname}")
+        if j is not None:
+            out.append(j)
+    return out
+
+
+# ------------------------------------------------------------------ lines & lookup
+
+
+def line_for(storage: Storage, branch_id: str) -> Log:
+    """The `Log` of a branch id, with its base lines chained below it."""
+    info = branch_by_id(storage, branch_id)
+    if info.base is None:
+        return Log(storage, info.id)
+    base_id, base_version, _ = info.base
+    return Log(storage, info.id, (line_for(storage, base_id), base_version))
+
+
+def _read_verified(
+    storage: Storage, branch_id: str, version: int, snapshot_id: str
+) -> Snapshot | None:
+    try:
+        snap = line_for(storage, branch_id).read(version)
+    except CorruptMetadata:
+        return None
+    return snap if snap is not None and snap.snapshot_id == snapshot_id else None
+
+
+def find_snapshot(storage: Storage, prefix: str) -> list[Snapshot]:
+    """Committed snapshots whose id starts with ``prefix`` (at least 8 hex digits).
+
+    Uses the advisory index ``_lakever/snapshots/<id[:2]>/<id>.json`` (verified
+    against the log). A writer killed right after committing may not have indexed
+    its commit, so on a miss the newest versions of every branch are also checked.
+    """
+    found: dict[str, Snapshot] = {}
+    shard = snapshot_index_path(prefix).rsplit("/", 1)[0]
+    for fname in storage.list(shard):
+        sid = fname.removesuffix(".json")
+        if not sid.startswith(prefix):
+            continue
+        j = _load(storage, f"{shard}/{fname}")
+        if j is None:
+            continue
+        snap = _read_verified(storage, str(j.get("branch")), int(j.get("version", -1)), sid)
+        if snap is not None:
+            found[sid] = snap
+    if found:
+        return list(found.values())
+    for branch_id in storage.list(LOG_DIR):
+        try:
+            line = line_for(storage, branch_id)
+        except CorruptMetadata:
+            continue
+        latest = line.latest_version()
+        if latest is None:
+            continue
+        for v in range(max(line.first_own, latest - 63), latest + 1):
+            snap = line.read(v)
+            if snap is not None and snap.snapshot_id.startswith(prefix):
+                found[snap.snapshot_id] = snap
+    return list(found.values())
