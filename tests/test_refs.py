@@ -56,7 +56,7 @@ BAD = [
 @pytest.mark.parametrize("name", GOOD)
 def test_good_names(ds, name):
     ds.tag(name)
-    assert lv.open_dataset(ds.uri if "://" not in ds.uri else ds.uri, version=name).version == 1
+    assert lv.open_dataset(ds.uri, version=name).version == 1
     b = ds.branch(name)
     assert b.branch_name == name
 
