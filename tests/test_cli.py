@@ -70,7 +70,11 @@ def test_init_append_log_show_cat(tmp_path, files):
     [
         (["log", "{missing}"], "error: no lakever dataset at"),
         (["show", "{lake}", "9"], "error: version 9 not found"),
-        (["show", "{lake}", "yesterday"], "error: version 'yesterday' is neither a version number"),
+        (["show", "{lake}", "yesterday"], "error: no tag, branch or snapshot id 'yesterday'"),
+        (
+            ["show", "{lake}", "2026-13-45T00:00"],
+            "error: version '2026-13-45T00:00' looks like a time",
+        ),
         (["cat", "{lake}", "2026-01-01"], "error: time '2026-01-01' has no timezone"),
         (["init", "{lake}", "--from", "{csv}"], "error: a dataset already exists"),
         (["append", "{lake}", "{nofile}"], "error: input file"),

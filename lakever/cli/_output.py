@@ -52,3 +52,9 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def print_lines(lines: Sequence[str]) -> None:
+    """Print plain lines (no markup interpretation)."""
+    for line in lines:
+        _console.out(line, highlight=False)

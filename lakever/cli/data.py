@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ import pyarrow as pa
 import typer
 
 import lakever as lv
-from lakever.cli._output import human_bytes, print_json, print_pairs, print_table
+from lakever.cli._graph import branch_heads, collect_graph, draw_graph
+from lakever.cli._output import human_bytes, print_json, print_lines, print_pairs, print_table
 
 PATH_ARG = typer.Argument(..., help="Dataset location: a path, file:// or memory:// URI.")
 VERSION_ARG = typer.Argument(
@@ -20,19 +22,24 @@ VERSION_ARG = typer.Argument(
 )
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
 MESSAGE_OPT = typer.Option(None, "--message", "-m", help="Commit message.")
+BRANCH_OPT = typer.Option(None, "--branch", "-b", help="Branch (default: main).")
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
-def parse_version(text: str | None) -> int | datetime | None:
-    """CLI form of ``version=``: digits are a version number, anything else a time."""
+def parse_version(text: str | None) -> int | str | datetime | None:
+    """CLI form of ``version=``: digits are a version number, an ISO 8601 time is "as of",
+    anything else is a tag, branch or snapshot id."""
     if text is None:
         return None
     if text.isdigit():
         return int(text)
+    if not _TIME.match(text):
+        return text
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise lv.InvalidArgument(
-            f"version {text!r} is neither a version number nor an ISO 8601 time "
+            f"version {text!r} looks like a time but is not valid ISO 8601 "
             "(e.g. 2026-11-01T00:00:00+00:00)"
         ) from None
     if when.tzinfo is None:
@@ -42,9 +49,9 @@ def parse_version(text: str | None) -> int | datetime | None:
     return when
 
 
-def open_at(path: str, version: str | None) -> lv.Dataset:
-    """Open ``path`` at a CLI version argument (a pin given as PATH is accepted too)."""
-    return lv.open_dataset(path, version=parse_version(version))
+def open_at(path: str, version: str | None, branch: str | None = None) -> lv.Dataset:
+    """Open ``path`` at CLI version/branch arguments (a pin given as PATH is accepted too)."""
+    return lv.open_dataset(path, version=parse_version(version), branch=branch)
 
 
 def read_input(file: Path) -> pa.Table:
@@ -92,21 +99,32 @@ def append(
     path: str = PATH_ARG,
     file: Path = typer.Argument(..., help="Parquet or CSV file with the rows to add."),
     message: str | None = MESSAGE_OPT,
+    branch: str | None = BRANCH_OPT,
 ) -> None:
     """Append the rows of a Parquet or CSV file as a new version."""
-    ds = lv.open_dataset(path).append(read_input(file), message=message)
+    ds = lv.open_dataset(path, branch=branch).append(read_input(file), message=message)
     typer.echo(_commit_line(ds))
 
 
 def log(
     path: str = PATH_ARG,
     limit: int | None = typer.Option(None, "--limit", "-n", help="Show at most N commits."),
+    branch: str | None = BRANCH_OPT,
+    graph: bool = typer.Option(False, "--graph", help="Draw branches and merges."),
+    all_branches: bool = typer.Option(False, "--all", help="Show the commits of every branch."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show the history of commits, newest first."""
-    commits = lv.open_dataset(path).history(limit=limit)
+    ds = lv.open_dataset(path, branch=branch)
+    if graph or all_branches:
+        commits = collect_graph(ds, all_branches=all_branches)[:limit]
+    else:
+        commits = ds.history(limit=limit)
     if as_json:
         print_json([c.to_dict() for c in commits])
+        return
+    if graph:
+        print_lines(draw_graph(commits, branch_heads(ds)))
         return
     rows = [
         (
@@ -131,10 +149,11 @@ def log(
 def show(
     path: str = PATH_ARG,
     version: str | None = VERSION_ARG,
+    branch: str | None = BRANCH_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show one snapshot: commit metadata, schema, row count and fragments."""
-    ds = open_at(path, version)
+    ds = open_at(path, version, branch)
     c = ds.commit
     field_ids = ds.field_ids
     schema = [
@@ -161,6 +180,7 @@ def show(
     print_pairs(
         f"{ds.uri} @ version {c.version}",
         [
+            ("branch", ds.branch_name),
             ("snapshot", c.snapshot_id),
             ("pin", ds.pin()),
             ("time (UTC)", c.timestamp.isoformat()),
@@ -191,10 +211,11 @@ def cat(
     path: str = PATH_ARG,
     version: str | None = VERSION_ARG,
     limit: int = typer.Option(20, "--limit", "-n", min=0, help="Print at most N rows."),
+    branch: str | None = BRANCH_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Print the first rows of a snapshot."""
-    ds = open_at(path, version)
+    ds = open_at(path, version, branch)
     batches = []
     taken = 0
     if limit:
