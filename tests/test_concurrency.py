@@ -286,7 +286,6 @@ def test_overwrite_races_append_threads(location: str) -> None:
             outcomes["append won"] += 1
             assert app.version == k + 1
             assert over.winning_version == k + 1
-            assert f"version {k + 1}" in str(over)
             expected[k + 1] = expected[k] + app_ids
         assert ids_of(app) == expected[app.version]
         acknowledged.append((app.version, app.snapshot_id))
@@ -302,6 +301,7 @@ def test_overwrite_races_append_threads(location: str) -> None:
     for v, sid in acknowledged:
         assert lv.open_dataset(location, version=v).snapshot_id == sid
     assert sum(outcomes.values()) == 24
+    print(outcomes)
 
 
 def test_racing_appends_threads_share_one_handle(location: str) -> None:

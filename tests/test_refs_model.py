@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pytest
 from hypothesis import assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -135,12 +136,10 @@ class RefMachine(RuleBasedStateMachine):
             b, o, t = set(base.frags), set(ours.frags), set(theirs.frags)
             conflict = (b - o) & (b - t)
             if conflict and strategy is None:
-                try:
+                with pytest.raises(lv.MergeConflict) as info:
                     target.merge(source)
-                except lv.MergeConflict as exc:
-                    assert len(exc.conflicts) >= 1
-                    return
-                raise AssertionError("expected a MergeConflict")
+                assert len(info.value.conflicts) == len(conflict)
+                return
             if conflict:
                 frags = ours.frags if strategy == "ours" else theirs.frags
             else:
