@@ -147,3 +147,25 @@ def lv_field():
     import pyarrow as pa
 
     return pa.field("extra", pa.int64())
+
+
+def test_commit_times_increase_even_if_the_clock_goes_back(local_location, monkeypatch):
+    from datetime import UTC, datetime
+
+    import lakever.log as log_module
+
+    ds = lv.create_dataset(local_location, events(0, 1))
+
+    class PastClock(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            return datetime(2001, 1, 1, tzinfo=UTC)
+
+    monkeypatch.setattr(log_module, "datetime", PastClock)
+    later = ds.append(events(1, 1)).append(events(2, 1))
+    times = [c.timestamp for c in later.history()]
+    assert times == sorted(times, reverse=True)
+    assert len(set(times)) == 3
+    assert times[1] > ds.timestamp
+    # time travel still finds each version
+    assert lv.open_dataset(local_location, version=times[1]).version == 1
