@@ -11,6 +11,7 @@ Example:
 """
 
 from lakever._records import Branch, Commit, Fragment
+from lakever.catalog import Lake, connect
 from lakever.dataset import Dataset, create_dataset, open_dataset, write_dataset
 from lakever.errors import (
     CommitConflict,
@@ -46,6 +47,7 @@ __all__ = [
     "Fragment",
     "InvalidArgument",
     "InvalidRefName",
+    "Lake",
     "LakeverError",
     "MergeConflict",
     "ReadOnlyDataset",
@@ -56,6 +58,7 @@ __all__ = [
     "Tag",
     "UnsupportedFormatVersion",
     "VersionNotFound",
+    "connect",
     "create_dataset",
     "open_dataset",
     "write_dataset",

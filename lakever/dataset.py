@@ -20,6 +20,7 @@ from lakever._types import DataLike, Properties, WriteMode
 from lakever._writer import commit_data, commit_merge, default_author
 from lakever.errors import (
     DatasetExists,
+    DatasetNotFound,
     InvalidArgument,
     ReadOnlyDataset,
     RefNotFound,
@@ -297,16 +298,41 @@ class Dataset:
     ) -> duckdb.DuckDBPyRelation:
         """Run a DuckDB SQL query in which the table ``self`` is this snapshot.
 
+        ``self VERSION AS OF 3`` (and the other time-travel forms of `lakever.connect`)
+        reads another snapshot of the same dataset.
+
         Example:
             ``ds.sql("SELECT category, count(*) FROM self GROUP BY 1").to_arrow_table()``
         """
+        from lakever._sqlrewrite import Reference, rewrite
         from lakever.sql import run_query
 
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
         target = con or self._duck()
-        self.to_duckdb(target).create_view("self", replace=True)
-        return run_query(target, query, self.schema)
+
+        def view_for(ref: Reference) -> str:
+            if ref.name != "self":
+                raise DatasetNotFound(
+                    f"{ref.name!r} is not a dataset here: Dataset.sql knows only 'self'; "
+                    "use lakever.connect(root).sql(...) to query several datasets",
+                    uri=ref.name,
+                )
+            if ref.version is None:
+                self.to_duckdb(target).create_view("self", replace=True)
+                return "self"
+            other = open_dataset(self.uri, version=ref.version, branch=None)
+            view = f"self@{other.snapshot_id}"
+            other.to_duckdb(target).create_view(view, replace=True)
+            return view
+
+        text = rewrite(
+            query,
+            is_dataset=lambda n: n == "self",
+            view_for=view_for,
+            all_datasets=lambda: ["self"],
+        )
+        return run_query(target, text, self.schema)
 
     # ----------------------------------------------------------------- writing
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -79,17 +80,15 @@ def parse_time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+_PLAIN_PATH = re.compile(r"(?:[^/\\\x00-\x1f\x7f:]+)(?:/[^/\\\x00-\x1f\x7f]+)*")
+
+
 def check_relative(rel: str) -> str:
     """Refuse a stored relative path that could escape the dataset root."""
-    parts = rel.split("/") if isinstance(rel, str) else [""]
     if (
         not isinstance(rel, str)
-        or not rel
-        or rel.startswith("/")
-        or "\\" in rel
-        or any(p in ("", ".", "..") for p in parts)
-        or any(ord(c) < 32 or ord(c) == 127 for c in rel)
-        or ":" in parts[0]
+        or not _PLAIN_PATH.fullmatch(rel)
+        or any(part in (".", "..") for part in rel.split("/"))
     ):
         raise CorruptMetadata(
             f"metadata references the path {rel!r}, which is not a plain path inside the "

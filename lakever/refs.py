@@ -386,10 +386,14 @@ def find_snapshot(storage: Storage, prefix: str) -> list[Snapshot]:
         sid = fname.removesuffix(".json")
         if not sid.startswith(prefix):
             continue
-        j = _load(storage, f"{shard}/{fname}")
-        if j is None:
-            continue
-        snap = _read_verified(storage, str(j.get("branch")), int(j.get("version", -1)), sid)
+        try:
+            j = _load(storage, f"{shard}/{fname}")
+            if j is None:
+                continue
+            branch_id, version = str(j["branch"]), int(j["version"])
+        except (CorruptMetadata, KeyError, TypeError, ValueError):
+            continue  # the index is advisory: a torn entry is a miss, the log scan below decides
+        snap = _read_verified(storage, branch_id, version, sid)
         if snap is not None:
             found[sid] = snap
     if found:

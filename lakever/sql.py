@@ -60,9 +60,10 @@ def relation(
     return rel.project(", ".join(quote_identifier(n) for n in public.names))
 
 
-def _error(what: str, text: str, exc: Exception, public: pa.Schema) -> InvalidArgument:
+def _error(what: str, text: str, exc: Exception, public: pa.Schema | None) -> InvalidArgument:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return InvalidArgument(f"{what} {text!r} failed in DuckDB: {first} (columns: {public.names})")
+    cols = f" (columns: {public.names})" if public is not None else ""
+    return InvalidArgument(f"{what} {text!r} failed in DuckDB: {first}{cols}")
 
 
 def run_filter(
@@ -85,7 +86,7 @@ def run_filter(
 
 
 def run_query(
-    con: duckdb.DuckDBPyConnection, query: str, public: pa.Schema
+    con: duckdb.DuckDBPyConnection, query: str, public: pa.Schema | None
 ) -> duckdb.DuckDBPyRelation:
     """Run ``query`` on ``con``; translate parse/bind errors into InvalidArgument."""
     import duckdb

@@ -111,11 +111,17 @@ class LocalStorage(Storage):
 
     def _mkdir(self, path: str) -> None:
         d = os.path.dirname(path)
-        if not os.path.isdir(d):
-            os.makedirs(d, exist_ok=True)
-            # New directories must survive a crash too: sync their parents.
-            with self._lock:
-                self._dirty.add(os.path.dirname(d))
+        if os.path.isdir(d):
+            return
+        created = []
+        probe = d
+        while not os.path.isdir(probe):
+            created.append(probe)
+            probe = os.path.dirname(probe)
+        os.makedirs(d, exist_ok=True)
+        # New directories must survive a crash too: sync the parent of every level created.
+        with self._lock:
+            self._dirty.update(os.path.dirname(c) for c in created)
 
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
         path = self._p(rel)
@@ -131,9 +137,13 @@ class LocalStorage(Storage):
 
     def flush(self) -> None:
         with self._lock:
-            dirs, self._dirty = sorted(self._dirty), set()
+            dirs = sorted(self._dirty)
         for d in dirs:
             _fsync_dir(d)
+        # Forget a directory only once it is synced: a concurrent flush that runs
+        # meanwhile syncs it again rather than returning before it is durable.
+        with self._lock:
+            self._dirty.difference_update(dirs)
 
     def put_if_absent(self, rel: str, data: bytes) -> bool:
         path = self._p(rel)

@@ -90,6 +90,7 @@ N_APPENDS = 25
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_concurrent_appends_from_processes(local_location: str) -> None:
     base = lv.create_dataset(local_location, events(0, 10), message="seed")
     workers = Workers([["append", local_location, str(w), str(N_APPENDS)] for w in range(N_PROCS)])
@@ -155,6 +156,7 @@ def test_concurrent_appends_from_processes(local_location: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_racing_create_dataset_exactly_one_wins(tmp_path) -> None:
     rounds = 6
     workers = Workers([["create", str(w), "create"] for w in range(N_PROCS)])
@@ -182,6 +184,7 @@ def test_racing_create_dataset_exactly_one_wins(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_racing_write_dataset_append_on_missing_dataset(tmp_path) -> None:
     """mode='append' creates the dataset when missing; racing ones all land, in some order."""
     rounds = 4

@@ -12,7 +12,7 @@ import sys
 import typer
 
 import lakever
-from lakever.cli import data, refs
+from lakever.cli import data, refs, sql
 
 app = typer.Typer(
     name="lakever",
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 data.register(app)
 refs.register(app)
+sql.register(app)
 
 
 def _version_callback(value: bool) -> None:

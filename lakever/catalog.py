@@ -1,0 +1,131 @@
+"""A lake: a folder of datasets queried together with DuckDB SQL and time travel.
+
+``lake = lakever.connect("lake/")``; ``lake.sql("SELECT ... FROM events VERSION AS OF 3
+JOIN users FOR TIMESTAMP AS OF '2026-11-01' u USING (user_id)")``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import TYPE_CHECKING, Any
+
+from lakever._sqlrewrite import Reference, rewrite
+from lakever.dataset import Dataset, create_dataset, open_dataset
+from lakever.errors import DatasetNotFound, InvalidArgument
+from lakever.format import log_path
+from lakever.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["Lake", "connect", "validate_dataset_name"]
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def validate_dataset_name(name: Any) -> str:
+    """A dataset name in a lake: letters, digits, ``_ . -``; no path separators."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise InvalidArgument(
+            f"invalid dataset name {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
+            "starting with a letter, digit or '_' (no '/', no '..')"
+        )
+    return name
+
+
+class Lake:
+    """Many datasets under one root, and one DuckDB connection to query them together."""
+
+    def __init__(self, root: str, *, storage_options: dict[str, Any] | None = None) -> None:
+        self._storage: Storage = open_storage(root, storage_options)
+        self._options = storage_options
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._views: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<lakever.Lake {self.uri!r}>"
+
+    @property
+    def uri(self) -> str:
+        """The lake's root."""
+        return self._storage.uri
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection `sql` runs on (dataset names are views in it)."""
+        from lakever.sql import connect as duck_connect
+
+        with self._lock:
+            if self._con is None:
+                self._con = duck_connect()
+            return self._con
+
+    def _uri_of(self, name: str) -> str:
+        return f"{self.uri.rstrip('/')}/{validate_dataset_name(name)}"
+
+    def datasets(self) -> list[str]:
+        """Names of the datasets in the lake."""
+        return [
+            name
+            for name in self._storage.list("")
+            if _NAME.fullmatch(name) and self._storage.exists(f"{name}/{log_path('main', 0)}")
+        ]
+
+    def open(self, name: str, **kwargs: Any) -> Dataset:
+        """Open a dataset of the lake (same arguments as `lakever.open_dataset`)."""
+        try:
+            return open_dataset(self._uri_of(name), storage_options=self._options, **kwargs)
+        except DatasetNotFound:
+            raise DatasetNotFound(
+                f"no dataset {name!r} in lake {self.uri}; datasets are {self.datasets()}",
+                uri=self._uri_of(name),
+            ) from None
+
+    def create_dataset(self, name: str, data: Any, **kwargs: Any) -> Dataset:
+        """Create a dataset in the lake (same arguments as `lakever.create_dataset`)."""
+        return create_dataset(self._uri_of(name), data, storage_options=self._options, **kwargs)
+
+    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+        """Run DuckDB SQL over the lake's datasets, with lakehouse time-travel clauses.
+
+        ``events`` is the latest snapshot on main; ``events VERSION AS OF 3``,
+        ``events FOR TIMESTAMP AS OF '2026-11-01'`` (UTC unless an offset is given),
+        ``events FOR VERSION AS OF 'train-v3'`` (a tag, branch or snapshot id) and
+        ``events AT (VERSION => 3)`` pick a snapshot.
+
+        Raises:
+            DatasetNotFound: time travel on a name that is not a dataset of the lake.
+            VersionNotFound: no such version, time, tag, branch or snapshot id.
+            InvalidArgument: the SQL cannot be parsed or fails to bind in DuckDB.
+        """
+        from lakever.sql import run_query
+
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
+        names = set(self.datasets())
+        con = self.connection
+        text = rewrite(
+            query,
+            is_dataset=lambda n: n in names,
+            view_for=lambda ref: self._register(con, ref),
+            all_datasets=lambda: names,
+        )
+        return run_query(con, text, None)
+
+    def _register(self, con: duckdb.DuckDBPyConnection, ref: Reference) -> str:
+        ds = self.open(ref.name, version=ref.version)
+        if ref.version is None:
+            view = ref.name  # the query runs verbatim: the view carries the dataset's name
+        else:
+            view = f"{ref.name}@{ds.snapshot_id}"
+        if self._views.get(view) != ds.snapshot_id:
+            ds.to_duckdb(con).create_view(view, replace=True)
+            self._views[view] = ds.snapshot_id
+        return view
+
+
+def connect(root: str, *, storage_options: dict[str, Any] | None = None) -> Lake:
+    """Connect to a lake: a folder (local path, ``file://`` or ``memory://``) of datasets."""
+    return Lake(root, storage_options=storage_options)
