@@ -76,6 +76,8 @@ def _stats_for(table: pa.Table) -> dict[int, dict[str, Any]]:
         if raw is None:
             continue
         entry: dict[str, Any] = {"nulls": col.null_count}
+        if pa.types.is_floating(f.type):
+            entry["nans"] = pc.sum(pc.is_nan(col).cast(pa.int64())).as_py() or 0
         t = f.type
         if (
             pa.types.is_integer(t)
