@@ -139,12 +139,6 @@ def test_pruning_never_drops_a_match(frags, op, lit, op2, lit2, conj, floats):
         else:
             arr = pa.array(rows, pa.int64())
         table = pa.table({"x": arr})
-        matches = (
-            con.sql(f"SELECT count(*) FROM table_ WHERE {filter}".replace("table_", "t"))
-            if False
-            else None
-        )
-        del matches
         con.register("t", table)
         n = con.sql(f"SELECT count(*) FROM t WHERE {filter}").fetchall()[0][0]
         if n:
