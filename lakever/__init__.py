@@ -10,7 +10,7 @@ Example:
     >>> lv.open_dataset("lake/events", version=0).to_arrow()
 """
 
-from lakever._records import Branch, Commit, Fragment
+from lakever._records import Branch, Commit, Fragment, ScanPlan
 from lakever.catalog import Lake, connect
 from lakever.dataset import Dataset, create_dataset, open_dataset, write_dataset
 from lakever.errors import (
@@ -53,6 +53,7 @@ __all__ = [
     "ReadOnlyDataset",
     "RefExists",
     "RefNotFound",
+    "ScanPlan",
     "SchemaMismatch",
     "StorageError",
     "Tag",

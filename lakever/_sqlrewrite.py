@@ -33,6 +33,9 @@ class Reference:
     name: str
     #: None (latest), an int version, a str (tag / branch / snapshot id), or an aware datetime.
     version: int | str | datetime | None
+    #: Conjuncts of the WHERE clause that only this reference's columns appear in: fragments
+    #: that cannot match them may be skipped (the query still applies the full WHERE).
+    prune: str | None = None
 
 
 def _literal(node: Any, what: str) -> Any:
@@ -127,8 +130,8 @@ def rewrite(
         if spec is None and not is_dataset(t.name):
             continue  # not ours: a table or view the connection already has
         # Time travel on an unknown name reaches view_for, which reports it by name.
-        refs.append((t, Reference(t.name, spec)))
-    if not travel:
+        refs.append((t, Reference(t.name, spec, _prunable_where(t))))
+    if not travel and not any(ref.prune for _, ref in refs):
         for _, ref in refs:
             view_for(ref)  # registers the dataset's latest snapshot under its own name
         return query
@@ -141,3 +144,44 @@ def rewrite(
         if not alias:
             t.set("alias", exp.TableAlias(this=exp.to_identifier(ref.name, quoted=True)))
     return tree.sql(dialect="duckdb")
+
+
+def _prunable_where(table: Any) -> str | None:
+    """The WHERE conjuncts of ``table``'s SELECT that only read ``table``'s columns.
+
+    Only for a SELECT whose sources are joined with inner or cross joins: on the
+    null-supplying side of an outer join, skipping rows could change the result.
+    """
+    import sqlglot.expressions as exp
+
+    select = table.parent_select
+    if not isinstance(select, exp.Select):
+        return None
+    where = select.args.get("where")
+    if where is None:
+        return None
+    sources = [
+        select.args.get("from_") or select.args.get("from"),
+        *(select.args.get("joins") or []),
+    ]
+    tables_here = [s.this for s in sources if s is not None]
+    if any(not isinstance(src, exp.Table) for src in tables_here):
+        return None  # subqueries or functions as sources: keep it simple and safe
+    for join in select.args.get("joins") or []:
+        if join.side or (join.kind and join.kind.upper() not in ("INNER", "CROSS")):
+            return None
+    if table not in tables_here:
+        return None
+    qualifier = table.alias_or_name
+    single = len(tables_here) == 1
+    kept = []
+    for conjunct in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
+        columns = list(conjunct.find_all(exp.Column))
+        if not columns or conjunct.find(exp.Subquery, exp.Select) is not None:
+            continue
+        if all(c.table == qualifier or (single and not c.table) for c in columns):
+            stripped = conjunct.copy()
+            for c in stripped.find_all(exp.Column):
+                c.set("table", None)
+            kept.append(stripped.sql(dialect="duckdb"))
+    return " AND ".join(f"({k})" for k in kept) or None

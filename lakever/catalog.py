@@ -6,6 +6,7 @@ JOIN users FOR TIMESTAMP AS OF '2026-11-01' u USING (user_id)")``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from typing import TYPE_CHECKING, Any
@@ -116,12 +117,14 @@ class Lake:
 
     def _register(self, con: duckdb.DuckDBPyConnection, ref: Reference) -> str:
         ds = self.open(ref.name, version=ref.version)
-        if ref.version is None:
+        if ref.version is None and ref.prune is None:
             view = ref.name  # the query runs verbatim: the view carries the dataset's name
         else:
             view = f"{ref.name}@{ds.snapshot_id}"
+            if ref.prune is not None:
+                view += "?" + hashlib.sha256(ref.prune.encode()).hexdigest()[:12]
         if self._views.get(view) != ds.snapshot_id:
-            ds.to_duckdb(con).create_view(view, replace=True)
+            ds.to_duckdb(con, prune=ref.prune).create_view(view, replace=True)
             self._views[view] = ds.snapshot_id
         return view
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ import pyarrow as pa
 
 from lakever import refs, scan
 from lakever._convert import arrow_to_pandas, arrow_to_polars
-from lakever._records import Branch, Commit, Fragment
+from lakever._records import Branch, Commit, Fragment, ScanPlan
 from lakever._resolve import PIN_PREFIX, Located, locate, locate_pin, make_pin
 from lakever._types import DataLike, Properties, WriteMode
 from lakever._writer import commit_data, commit_merge, default_author
@@ -39,6 +40,15 @@ if TYPE_CHECKING:
     import polars as pl
 
 __all__ = ["Dataset", "create_dataset", "open_dataset", "write_dataset"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pruned:
+    """Fragments before pruning, after partition pruning, and after stats pruning."""
+
+    all: list[FragmentEntry]
+    after_partitions: list[FragmentEntry]
+    kept: list[FragmentEntry]
 
 
 class Dataset:
@@ -231,10 +241,9 @@ class Dataset:
     def _filtered(self, columns: Sequence[str] | None, filter: str) -> duckdb.DuckDBPyRelation:
         from lakever.sql import run_filter
 
-        if not isinstance(filter, str) or not filter.strip():
-            raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
         names = scan.check_columns(self.schema, columns)
-        return run_filter(self._duck(), self._storage, self.schema, self._entries(), names, filter)
+        kept = self._pruned(filter).kept  # also validates the filter
+        return run_filter(self._duck(), self._storage, self.schema, kept, names, filter)
 
     def to_batches(
         self,
@@ -277,21 +286,65 @@ class Dataset:
         """Read the snapshot as a pandas DataFrame (see `to_arrow` for the arguments)."""
         return arrow_to_pandas(self.to_arrow(columns, filter=filter))
 
-    def scan(self) -> pl.LazyFrame:
-        """Return a polars LazyFrame over the snapshot (polars pushes filters into Parquet)."""
+    def scan(self, *, filter: str | None = None) -> pl.LazyFrame:
+        """Return a polars LazyFrame over the snapshot.
+
+        Args:
+            filter: a SQL boolean expression; fragments that cannot match are skipped
+                using manifest statistics, and the rest are filtered by polars
+                (``polars.sql_expr``). Later polars filters are pushed into Parquet.
+        """
         import polars as pl
 
-        entries = self._entries()
+        entries = self._entries() if filter is None else self._pruned(filter).kept
+        if filter is not None:
+            return self._scan_entries(entries).filter(pl.sql_expr(filter))
+        return self._scan_entries(entries)
+
+    def _scan_entries(self, entries: list[FragmentEntry]) -> pl.LazyFrame:
+        import polars as pl
+
         if not entries or not self._storage.is_local:
-            return arrow_to_polars(self.to_arrow()).lazy()
+            table = scan.read_table(
+                self._storage, self._internal_schema(), self.schema, entries, None
+            )
+            return arrow_to_polars(table).lazy()
         lf = pl.scan_parquet([self._storage.full_path(e.path) for e in entries])
         return lf.select(self.schema.names)
 
-    def to_duckdb(self, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyRelation:
-        """Return the snapshot as a DuckDB relation (on ``con``, or a private connection)."""
+    def to_duckdb(
+        self, con: duckdb.DuckDBPyConnection | None = None, *, prune: str | None = None
+    ) -> duckdb.DuckDBPyRelation:
+        """Return the snapshot as a DuckDB relation (on ``con``, or a private connection).
+
+        Args:
+            prune: a filter (DuckDB SQL) whose non-matching fragments may be left out,
+                judged from manifest statistics. The relation still holds rows that do
+                not match it: apply the filter yourself.
+        """
         from lakever.sql import relation
 
-        return relation(con or self._duck(), self._storage, self.schema, self._entries())
+        entries = self._entries() if prune is None else self._pruned(prune).kept
+        return relation(con or self._duck(), self._storage, self.schema, entries)
+
+    def _pruned(self, filter: str) -> _Pruned:
+        from lakever.pruning import compile_filter
+
+        if not isinstance(filter, str) or not filter.strip():
+            raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
+        pruner = compile_filter(filter, self.schema, self.field_ids)
+        entries = self._entries()
+        kept = [e for e in entries if pruner.may_match(e.stats, e.num_rows)]
+        return _Pruned(entries, entries, kept)
+
+    def explain(self, filter: str) -> ScanPlan:
+        """Report how many fragments a filter reads after pruning, without reading any.
+
+        Example:
+            ``ds.explain("category = 'click' AND ts >= '2026-11-01'")``
+        """
+        p = self._pruned(filter)
+        return ScanPlan.of(filter, p.all, p.after_partitions, p.kept)
 
     def sql(
         self, query: str, *, con: duckdb.DuckDBPyConnection | None = None
