@@ -81,3 +81,20 @@ def test_lake_sql_prunes_where_conjuncts(tmp_path, spy):
     ).fetchall()
     assert rows == [(100,)]
     assert 10 in spy
+
+
+def test_cli_explain(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lakever.cli import app
+
+    path = str(tmp_path / "ds")
+    lv.create_dataset(path, events(0, 100), max_rows_per_fragment=10)
+    out = CliRunner().invoke(app, ["explain", path, "id >= 95", "--json"])
+    assert out.exit_code == 0, out.output
+    plan = json.loads(out.stdout)
+    assert (plan["fragments_total"], plan["fragments_after_stats_pruning"]) == (10, 1)
+    out = CliRunner().invoke(app, ["explain", path, "id >= 95"])
+    assert "after stats pruning" in out.stdout

@@ -235,7 +235,35 @@ def cat(
     )
 
 
+def explain(
+    path: str = PATH_ARG,
+    filter: str = typer.Argument(..., help="DuckDB SQL boolean expression."),
+    version: str | None = VERSION_ARG,
+    branch: str | None = BRANCH_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Show how many fragments a filter reads after partition and statistics pruning."""
+    plan = open_at(path, version, branch).explain(filter)
+    if as_json:
+        print_json(plan.to_dict())
+        return
+    print_table(
+        f"filter: {plan.filter}",
+        ["step", "fragments", "rows", "bytes"],
+        [
+            ("total", plan.fragments_total, plan.rows_total, human_bytes(plan.bytes_total)),
+            ("after partition pruning", plan.fragments_after_partition_pruning, "", ""),
+            (
+                "after stats pruning",
+                plan.fragments_after_stats_pruning,
+                plan.rows_after_pruning,
+                human_bytes(plan.bytes_after_pruning),
+            ),
+        ],
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the data commands to ``app``."""
-    for fn in (init, append, log, show, cat):
+    for fn in (init, append, log, show, cat, explain):
         app.command()(fn)
