@@ -69,8 +69,35 @@ def _stat_value(value: Any, t: pa.DataType) -> Any:
     return None
 
 
-def _stats_for(table: pa.Table) -> dict[int, dict[str, Any]]:
+def _parquet_string_bounds(meta: pq.FileMetaData | None) -> dict[str, tuple[Any, Any]]:
+    """min/max of top-level string columns from the Parquet footer (free to read)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    if meta is None or meta.num_row_groups == 0:
+        return out
+    for j in range(meta.num_columns):
+        lo = hi = None
+        for g in range(meta.num_row_groups):
+            col = meta.row_group(g).column(j)
+            st = col.statistics
+            if "." in col.path_in_schema or st is None or not st.has_min_max:
+                if st is None or st.null_count != col.num_values:
+                    lo = hi = None
+                    break
+                continue
+            if not isinstance(st.min, str) or not isinstance(st.max, str):
+                lo = hi = None
+                break
+            lo = st.min if lo is None or st.min < lo else lo
+            hi = st.max if hi is None or st.max > hi else hi
+        else:
+            if lo is not None:
+                out[meta.row_group(0).column(j).path_in_schema] = (lo, hi)
+    return out
+
+
+def _stats_for(table: pa.Table, meta: pq.FileMetaData | None = None) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
+    strings = _parquet_string_bounds(meta)
     for f, col in zip(table.schema, table.columns, strict=True):
         raw = (f.metadata or {}).get(FIELD_ID_KEY)
         if raw is None:
@@ -88,6 +115,13 @@ def _stats_for(table: pa.Table) -> dict[int, dict[str, Any]]:
             or pa.types.is_boolean(t)
             or pa.types.is_temporal(t)
         ) and col.null_count < len(col):
+            if f.name in strings:
+                # String min/max is the costly one; the Parquet writer computed it already.
+                lo_str, hi_str = (_stat_value(v, t) for v in strings[f.name])
+                if lo_str is not None and hi_str is not None:
+                    entry["min"], entry["max"] = lo_str, hi_str
+                out[int(raw)] = entry
+                continue
             mm = pc.min_max(col)
             lo_s, hi_s = mm["min"], mm["max"]
             ptype = t
@@ -111,7 +145,8 @@ def _new_name(directory: str) -> str:
 
 def _write_one(storage: Storage, table: pa.Table) -> FragmentEntry:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, row_group_size=DEFAULT_MAX_ROWS_PER_FRAGMENT)
+    with pq.ParquetWriter(sink, table.schema) as writer:
+        writer.write_table(table, row_group_size=DEFAULT_MAX_ROWS_PER_FRAGMENT)
     buf = sink.getvalue()
     data = memoryview(buf)
     rel = _new_name(DATA_DIR)
@@ -122,7 +157,7 @@ def _write_one(storage: Storage, table: pa.Table) -> FragmentEntry:
         num_rows=table.num_rows,
         size_bytes=buf.size,
         content_hash=f"sha256:{digest}",
-        stats=_stats_for(table),
+        stats=_stats_for(table, writer.writer.metadata),
     )
 
 
