@@ -10,16 +10,18 @@ Example:
     >>> lv.open_dataset("lake/events", version=0).to_arrow()
 """
 
-from lakever._records import Commit, Fragment
+from lakever._records import Commit, Fragment, SchemaChange, SchemaVersion
 from lakever.dataset import Dataset, create_dataset, open_dataset, write_dataset
 from lakever.errors import (
     CommitConflict,
+    ContractViolation,
     CorruptMetadata,
     DatasetExists,
     DatasetNotFound,
     InvalidArgument,
     LakeverError,
     ReadOnlyDataset,
+    SchemaEvolutionError,
     SchemaMismatch,
     StorageError,
     UnsupportedFormatVersion,
@@ -33,6 +35,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Commit",
     "CommitConflict",
+    "ContractViolation",
     "CorruptMetadata",
     "Dataset",
     "DatasetExists",
@@ -41,7 +44,10 @@ __all__ = [
     "InvalidArgument",
     "LakeverError",
     "ReadOnlyDataset",
+    "SchemaChange",
+    "SchemaEvolutionError",
     "SchemaMismatch",
+    "SchemaVersion",
     "StorageError",
     "UnsupportedFormatVersion",
     "VersionNotFound",

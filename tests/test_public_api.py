@@ -12,11 +12,14 @@ def test_all_is_exact():
     public = sorted(n for n in dir(lakever) if not n.startswith("_"))
     modules = {
         "cli",
+        "contract",
         "dataset",
         "errors",
+        "evolution",
         "format",
         "fragments",
         "log",
+        "projection",
         "scan",
         "schema",
         "sql",
