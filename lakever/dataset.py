@@ -6,18 +6,20 @@ Methods parse and check arguments, then delegate to one lower module.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 import pyarrow as pa
 
+from lakever import contract as contracts
 from lakever import scan
 from lakever._convert import arrow_to_pandas, arrow_to_polars
-from lakever._records import Commit, Fragment
-from lakever._types import DataLike, Properties, WriteMode
-from lakever._writer import commit_data
+from lakever._metafiles import read_contract_text, read_schema
+from lakever._records import Commit, Fragment, SchemaChange, SchemaVersion
+from lakever._types import DataLike, Properties, SchemaMode, ValidateMode, WriteMode
+from lakever._writer import commit_contract, commit_data, commit_evolve
 from lakever.errors import (
     DatasetExists,
     DatasetNotFound,
@@ -25,7 +27,8 @@ from lakever.errors import (
     ReadOnlyDataset,
     VersionNotFound,
 )
-from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot, format_time
+from lakever.evolution import ColumnRef, diff, stats_compatible
+from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot, format_time, schema_id
 from lakever.fragments import read_manifest
 from lakever.log import Log
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
@@ -56,6 +59,7 @@ class Dataset:
         "_log",
         "_public",
         "_schema",
+        "_schema_id",
         "_snap",
         "_storage",
         "_writable",
@@ -67,6 +71,7 @@ class Dataset:
         self._snap = snap
         self._writable = writable
         self._schema: pa.Schema | None = None
+        self._schema_id = schema_id(snap.schema)
         self._public: pa.Schema | None = None
         self._fragments: list[FragmentEntry] | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -138,6 +143,16 @@ class Dataset:
             self._schema = schema_from_json(self._snap.schema, path=f"snapshot {self.snapshot_id}")
         return self._schema
 
+    def _schema_of(self, sid: str) -> pa.Schema:
+        """The schema (with field ids) a fragment of this snapshot was written under."""
+        if sid == self._schema_id:
+            return self._internal_schema()
+        return read_schema(self._storage, sid)
+
+    def _uniform(self) -> bool:
+        """Whether every fragment was written under this snapshot's schema."""
+        return all(e.schema_id == self._schema_id for e in self._entries())
+
     def _entries(self) -> list[FragmentEntry]:
         if self._fragments is None:
             with self._lock:
@@ -148,19 +163,34 @@ class Dataset:
         return self._fragments
 
     def fragments(self) -> list[Fragment]:
-        """The fragments of this snapshot, in read order, with sizes, hashes and stats."""
-        names = {fid: f.name for fid, f in iter_field_ids(self._internal_schema())}
-        return [
-            Fragment(
-                path=e.path,
-                uri=self._storage.full_path(e.path),
-                num_rows=e.num_rows,
-                size_bytes=e.size_bytes,
-                content_hash=e.content_hash,
-                stats={names[k]: v for k, v in e.stats.items() if k in names},
-            )
-            for e in self._entries()
-        ]
+        """The fragments of this snapshot, in read order, with sizes, hashes and stats.
+
+        Stats are keyed by the column's current name. A fragment written before a
+        column was widened keeps its min/max when they remain valid bounds (numbers,
+        decimals, strings); otherwise (e.g. date to timestamp) only the null count.
+        """
+        return [self._fragment(e) for e in self._entries()]
+
+    def _fragment(self, e: FragmentEntry) -> Fragment:
+        current = dict(iter_field_ids(self._internal_schema()))
+        written = current if e.schema_id == self._schema_id else None
+        if written is None:
+            written = dict(iter_field_ids(self._schema_of(e.schema_id)))
+        stats = {}
+        for fid, st in e.stats.items():
+            if fid not in current:
+                continue  # dropped since the fragment was written
+            old, new = written[fid].type, current[fid].type
+            keep = stats_compatible(old, new)
+            stats[current[fid].name] = st if keep else {"nulls": st.get("nulls", 0)}
+        return Fragment(
+            path=e.path,
+            uri=self._storage.full_path(e.path),
+            num_rows=e.num_rows,
+            size_bytes=e.size_bytes,
+            content_hash=e.content_hash,
+            stats=stats,
+        )
 
     def history(self, limit: int | None = None) -> list[Commit]:
         """Commits from this snapshot back to the creation, newest first.
@@ -206,7 +236,12 @@ class Dataset:
         public = self.schema
         if filter is None:
             return scan.read_table(
-                self._storage, self._internal_schema(), public, self._entries(), columns
+                self._storage,
+                self._internal_schema(),
+                public,
+                self._entries(),
+                columns,
+                self._schema_of,
             )
         table: pa.Table = (
             self._filtered(columns, filter)
@@ -221,7 +256,7 @@ class Dataset:
         if not isinstance(filter, str) or not filter.strip():
             raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
         names = scan.check_columns(self.schema, columns)
-        return run_filter(self._duck(), self._storage, self.schema, self._entries(), names, filter)
+        return run_filter(self.to_duckdb(), self.schema, names, filter)
 
     def to_batches(
         self,
@@ -245,6 +280,7 @@ class Dataset:
                 self._entries(),
                 columns,
                 batch_size,
+                self._schema_of,
             )
         else:
             out_schema = pa.schema([public.field(c) for c in scan.check_columns(public, columns)])
@@ -265,11 +301,15 @@ class Dataset:
         return arrow_to_pandas(self.to_arrow(columns, filter=filter))
 
     def scan(self) -> pl.LazyFrame:
-        """Return a polars LazyFrame over the snapshot (polars pushes filters into Parquet)."""
+        """Return a polars LazyFrame over the snapshot (polars pushes filters into Parquet).
+
+        When fragments were written under older schemas, the snapshot is read through
+        Arrow first (polars cannot map columns by field id).
+        """
         import polars as pl
 
         entries = self._entries()
-        if not entries or not self._storage.is_local:
+        if not entries or not self._storage.is_local or not self._uniform():
             return arrow_to_polars(self.to_arrow()).lazy()
         lf = pl.scan_parquet([self._storage.full_path(e.path) for e in entries])
         return lf.select(self.schema.names)
@@ -278,7 +318,15 @@ class Dataset:
         """Return the snapshot as a DuckDB relation (on ``con``, or a private connection)."""
         from lakever.sql import relation
 
-        return relation(con or self._duck(), self._storage, self.schema, self._entries())
+        return relation(
+            con or self._duck(),
+            self._storage,
+            self._internal_schema(),
+            self.schema,
+            self._entries(),
+            uniform=self._uniform(),
+            to_arrow=self.to_arrow,
+        )
 
     def sql(
         self, query: str, *, con: duckdb.DuckDBPyConnection | None = None
@@ -313,19 +361,42 @@ class Dataset:
         author: str | None = None,
         properties: Properties | None = None,
         max_rows_per_fragment: int | None = None,
+        schema_mode: SchemaMode = "strict",
+        validate: ValidateMode = "contract",
     ) -> Dataset:
         """Add rows; return the Dataset at the new version.
 
         Concurrent appends never conflict: a writer that loses the race retries
         on top of the winner automatically.
 
+        Args:
+            schema_mode: ``"strict"`` (default): the data must have the schema's
+                columns and types. ``"add"``: new columns are added to the schema
+                (nullable), missing nullable ones are written as nulls. ``"merge"``:
+                also widens columns whose data type is wider (see
+                docs/schema-evolution.md). Nothing is ever dropped, truncated or narrowed.
+            validate: ``"contract"`` (default) checks the rows against the contract
+                before anything is committed; ``"skip"`` is for emergencies and is
+                recorded in the commit's parameters.
+
         Raises:
             SchemaMismatch: the data's columns or types differ from the schema.
-            CommitConflict: a concurrent commit changed the schema.
+            SchemaEvolutionError: (merge) a column's type cannot be widened to the data's.
+            ContractViolation: the rows break the contract; nothing was committed.
+            CommitConflict: a concurrent commit changed the schema or the contract.
             ReadOnlyDataset: this view is pinned to an explicit version.
         """
         self._require_writable("append")
-        return self._write(data, "append", message, author, properties, max_rows_per_fragment)
+        return self._write(
+            data,
+            "append",
+            message,
+            author,
+            properties,
+            max_rows_per_fragment,
+            schema_mode,
+            validate,
+        )
 
     def overwrite(
         self,
@@ -335,14 +406,27 @@ class Dataset:
         author: str | None = None,
         properties: Properties | None = None,
         max_rows_per_fragment: int | None = None,
+        schema_mode: SchemaMode = "strict",
+        validate: ValidateMode = "contract",
     ) -> Dataset:
         """Replace all rows (history keeps the old ones); return the Dataset at the new version.
+
+        ``schema_mode`` and ``validate`` work as in `append`.
 
         Raises:
             CommitConflict: another commit landed after the version this view shows.
         """
         self._require_writable("overwrite")
-        return self._write(data, "overwrite", message, author, properties, max_rows_per_fragment)
+        return self._write(
+            data,
+            "overwrite",
+            message,
+            author,
+            properties,
+            max_rows_per_fragment,
+            schema_mode,
+            validate,
+        )
 
     def _write(
         self,
@@ -352,6 +436,8 @@ class Dataset:
         author: str | None,
         properties: Mapping[str, str] | None,
         max_rows_per_fragment: int | None,
+        schema_mode: SchemaMode,
+        validate: ValidateMode,
     ) -> Dataset:
         snap = commit_data(
             self._storage,
@@ -363,11 +449,159 @@ class Dataset:
             author=author,
             properties=properties,
             max_rows_per_fragment=max_rows_per_fragment,
+            schema_mode=schema_mode,
+            validate=validate,
         )
         return Dataset(self._storage, self._log, snap, writable=True)
 
+    # ------------------------------------------------------- schema and contract
+
+    def evolve(
+        self,
+        *,
+        add: Mapping[ColumnRef, pa.DataType | pa.Field[Any]] | None = None,
+        rename: Mapping[ColumnRef, str] | None = None,
+        drop: Iterable[ColumnRef] | None = None,
+        widen: Mapping[ColumnRef, pa.DataType | pa.Field[Any]] | None = None,
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Change the schema in a schema-only commit (no fragment is rewritten).
+
+        Columns are named by their current name, or a tuple path for nested fields
+        (``("address", "zip")``). Changes apply in the order drop, widen, rename,
+        add; an added column is nullable and gets a new field id, even if it reuses
+        a dropped name (the old values never resurface).
+
+        Example:
+            ``ds.evolve(add={"score": pa.float64()}, rename={"ts": "event_time"},
+            drop=["debug"], widen={"n": pa.int64()}, message="v2 schema")``
+
+        Raises:
+            SchemaEvolutionError: a refused change (narrowing, another type family,
+                making a column non-nullable, a name collision, or a change the
+                contract forbids); nothing was committed.
+            InvalidArgument: an unknown column or a malformed argument.
+            CommitConflict: a concurrent commit changed the schema or the contract.
+        """
+        self._require_writable("evolve the schema")
+        snap = commit_evolve(
+            self._storage,
+            self._log,
+            self._snap,
+            add=add,
+            rename=rename,
+            drop=drop,
+            widen=widen,
+            message=message,
+            author=author,
+            properties=properties,
+        )
+        return Dataset(self._storage, self._log, snap, writable=True)
+
+    @property
+    def contract(self) -> Any:
+        """The contract in force at this snapshot (a pandera DataFrameSchema), or None."""
+        ref = self._snap.contract
+        if ref is None:
+            return None
+        return contracts.from_json(ref.api, read_contract_text(self._storage, ref.id))
+
+    def set_contract(
+        self,
+        contract: Any,
+        *,
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Attach a pandera contract (None removes it) in a new commit; rows are not rewritten.
+
+        Every later commit validates its incoming rows against it. Existing rows are
+        not re-checked; `validate` does that.
+
+        Args:
+            contract: a ``pandera.polars`` DataFrameSchema or DataFrameModel class
+                (preferred), or a pandas-API one; stored as pandera's JSON.
+
+        Raises:
+            InvalidArgument: not a pandera schema, or one with checks pandera cannot
+                serialize (e.g. lambdas): use built-in or registered checks.
+            ContractViolation: the contract does not fit the schema (missing
+                columns, other dtypes).
+        """
+        self._require_writable("set the contract")
+        snap = commit_contract(
+            self._storage,
+            self._log,
+            self._snap,
+            contract,
+            message=message,
+            author=author,
+            properties=properties,
+        )
+        return Dataset(self._storage, self._log, snap, writable=True)
+
+    def validate(self, *, batch_size: int = 1 << 20) -> int:
+        """Re-check every row of this snapshot against its contract; return the rows checked.
+
+        Rows are checked in batches of ``batch_size`` (``unique`` checks apply
+        within a batch).
+
+        Raises:
+            ContractViolation: with the failure cases of every batch.
+            InvalidArgument: this snapshot has no contract.
+        """
+        ref = self._snap.contract
+        if ref is None:
+            raise InvalidArgument(
+                f"version {self.version} of {self.uri} has no contract to validate against; "
+                "attach one with Dataset.set_contract"
+            )
+        batches = (pa.Table.from_batches([b]) for b in self.to_batches(batch_size))
+        text = read_contract_text(self._storage, ref.id)
+        what = f"version {self.version} of {self.uri}"
+        return contracts.validate_batches(ref.api, text, batches, what=what)
+
+    def schema_history(self) -> list[SchemaVersion]:
+        """Every schema from the creation to this snapshot, oldest first, and what changed.
+
+        One entry per commit that changed the schema (the first is the creation).
+        Reads every log entry back to the creation, like `history`.
+        """
+        snaps = list(self._log.ancestors(self._snap))[::-1]
+        out: list[SchemaVersion] = []
+        previous: pa.Schema | None = None
+        for snap in snaps:
+            if previous is not None and snap.schema == snaps[snap.version - 1].schema:
+                continue
+            schema = schema_from_json(snap.schema, path=f"snapshot {snap.snapshot_id}")
+            out.append(_schema_version(snap, schema, previous))
+            previous = schema
+        return out
+
+    def schema_diff(self, other: Dataset) -> list[SchemaChange]:
+        """What changed from this snapshot's schema to ``other``'s (same dataset), by field id."""
+        if not isinstance(other, Dataset):
+            raise InvalidArgument(f"schema_diff needs another Dataset, got {other!r}")
+        return diff(self._internal_schema(), other._internal_schema())
+
 
 # --------------------------------------------------------------------- top level
+
+
+def _schema_version(snap: Snapshot, schema: pa.Schema, previous: pa.Schema | None) -> SchemaVersion:
+    return SchemaVersion(
+        version=snap.version,
+        snapshot_id=snap.snapshot_id,
+        timestamp=snap.timestamp,
+        operation=snap.operation,
+        message=snap.message,
+        schema=strip_field_ids(schema),
+        field_ids={f.name: fid for fid, f in iter_field_ids(schema)},
+        changes=() if previous is None else tuple(diff(previous, schema)),
+    )
 
 
 def _not_found(storage: Storage) -> DatasetNotFound:
@@ -495,6 +729,8 @@ def create_dataset(
     properties: Properties | None = None,
     max_rows_per_fragment: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    contract: Any = None,
+    validate: ValidateMode = "contract",
 ) -> Dataset:
     """Create a dataset from ``data`` (version 0); fail if one exists at ``uri``.
 
@@ -505,9 +741,13 @@ def create_dataset(
         properties: arbitrary str -> str metadata recorded with the commit.
         max_rows_per_fragment: split the rows into Parquet fragments of at most this
             many rows (default 1,048,576).
+        contract: a pandera schema every commit's rows must satisfy, starting with
+            these (see `Dataset.set_contract`).
+        validate: ``"skip"`` does not check ``data`` against ``contract`` (recorded).
 
     Raises:
         DatasetExists: a dataset already exists at ``uri``.
+        ContractViolation: ``data`` breaks ``contract``; nothing was created.
     """
     storage = open_storage(uri, storage_options)
     log = Log(storage, MAIN_BRANCH)
@@ -527,6 +767,8 @@ def create_dataset(
         author=author,
         properties=properties,
         max_rows_per_fragment=max_rows_per_fragment,
+        validate=validate,
+        contract=contract,
     )
     return Dataset(storage, log, snap, writable=True)
 
@@ -541,12 +783,16 @@ def write_dataset(
     properties: Properties | None = None,
     max_rows_per_fragment: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    schema_mode: SchemaMode = "strict",
+    validate: ValidateMode = "contract",
 ) -> Dataset:
     """Write ``data`` in one call.
 
     Args:
         mode: ``"create"`` (default; fails if the dataset exists), ``"append"`` or
             ``"overwrite"`` (both create the dataset if it does not exist yet).
+        schema_mode: as in `Dataset.append` (ignored when the call creates the dataset).
+        validate: as in `Dataset.append`.
     """
     if mode not in ("create", "append", "overwrite"):
         raise InvalidArgument(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
@@ -555,11 +801,12 @@ def write_dataset(
         "author": author,
         "properties": properties,
         "max_rows_per_fragment": max_rows_per_fragment,
+        "validate": validate,
     }
     if mode == "create":
         return create_dataset(uri, data, storage_options=storage_options, **kwargs)
     storage = open_storage(uri, storage_options)
     log = Log(storage, MAIN_BRANCH)
     head = log.head()
-    snap = commit_data(storage, log, head, data, operation=mode, **kwargs)
+    snap = commit_data(storage, log, head, data, operation=mode, schema_mode=schema_mode, **kwargs)
     return Dataset(storage, log, snap, writable=True)

@@ -4,6 +4,8 @@ Layout under a dataset root::
 
     data/<uuid>.parquet                         immutable data fragments
     _lakever/manifests/<uuid>.parquet           immutable manifests (one row per fragment)
+    _lakever/schemas/<schema-id>.json           immutable, content-addressed schemas
+    _lakever/contracts/<contract-id>.json       immutable, content-addressed pandera contracts
     _lakever/log/<branch-id>/<version:020>.json the log: one immutable snapshot record per version
     _lakever/log/<branch-id>/LATEST             advisory hint: the newest version seen committed
 
@@ -11,6 +13,10 @@ A snapshot record is canonical JSON. Its ``snapshot_id`` is the first 32 hex
 digits of the SHA-256 of the record without ``snapshot_id``; manifests are
 referenced with their SHA-256 and fragments with theirs, so a snapshot id is a
 Merkle root over everything the snapshot shows.
+
+Each fragment entry names the schema its file was written under (``schema_id``,
+a content hash); readers map a fragment's columns to the snapshot schema by field
+id, which is what lets schemas evolve without rewriting fragments.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from lakever.errors import CorruptMetadata, UnsupportedFormatVersion
 
 __all__ = [
     "FORMAT_VERSION",
+    "ContractRef",
     "FragmentEntry",
     "check_relative",
     "ManifestRef",
@@ -42,6 +49,8 @@ MAIN_BRANCH = "main"
 META_DIR = "_lakever"
 DATA_DIR = "data"
 MANIFEST_DIR = f"{META_DIR}/manifests"
+SCHEMA_DIR = f"{META_DIR}/schemas"
+CONTRACT_DIR = f"{META_DIR}/contracts"
 LOG_DIR = f"{META_DIR}/log"
 
 
@@ -65,6 +74,16 @@ def canonical_json(obj: Any) -> bytes:
 
 def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def object_id(data: bytes) -> str:
+    """The id of a content-addressed metadata object: 32 hex digits of its SHA-256."""
+    return sha256_hex(data)[:32]
+
+
+def schema_id(schema_json: dict[str, Any]) -> str:
+    """The id of a schema: `object_id` of its canonical JSON (the bytes of its schema file)."""
+    return object_id(canonical_json(schema_json))
 
 
 def format_time(ts: datetime) -> str:
@@ -95,6 +114,41 @@ def check_relative(rel: str) -> str:
     return rel
 
 
+def check_object_id(value: Any) -> str:
+    """Refuse a stored object id that is not 32 lowercase hex digits (it names a file)."""
+    if not (
+        isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    ):
+        raise CorruptMetadata(
+            f"metadata references the object id {value!r}, which is not 32 hex digits; "
+            "the metadata was tampered with or is corrupt",
+            path=str(value),
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ContractRef:
+    """The contract in force at a snapshot: a content-addressed pandera JSON file."""
+
+    #: `object_id` of the contract file's bytes.
+    id: str
+    #: The pandera API the contract was written for: "polars" or "pandas".
+    api: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "api": self.api}
+
+    @staticmethod
+    def from_json(j: Any) -> ContractRef | None:
+        if j is None:
+            return None
+        api = j["api"]
+        if api not in ("polars", "pandas"):
+            raise ValueError(f"unknown contract api {api!r}")
+        return ContractRef(id=check_object_id(j["id"]), api=api)
+
+
 @dataclass(frozen=True, slots=True)
 class FragmentEntry:
     """A fragment as listed in a manifest."""
@@ -105,6 +159,8 @@ class FragmentEntry:
     content_hash: str
     #: field id -> {"min": v, "max": v, "nulls": n}; min/max absent when unknown.
     stats: dict[int, dict[str, Any]]
+    #: Id of the schema the file was written under (its physical schema).
+    schema_id: str
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +169,7 @@ class FragmentEntry:
             "size_bytes": self.size_bytes,
             "content_hash": self.content_hash,
             "stats": {str(k): v for k, v in self.stats.items()},
+            "schema_id": self.schema_id,
         }
 
     @staticmethod
@@ -123,6 +180,7 @@ class FragmentEntry:
             size_bytes=int(j["size_bytes"]),
             content_hash=str(j["content_hash"]),
             stats={int(k): v for k, v in j["stats"].items()},
+            schema_id=check_object_id(j["schema_id"]),
         )
 
 
@@ -218,6 +276,7 @@ class Snapshot:
     last_field_id: int
     manifests: tuple[ManifestRef, ...]
     summary: Summary
+    contract: ContractRef | None = None
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -238,6 +297,7 @@ class Snapshot:
             "last_field_id": self.last_field_id,
             "manifests": [m.to_json() for m in self.manifests],
             "summary": self.summary.to_json(),
+            "contract": None if self.contract is None else self.contract.to_json(),
         }
         out.update(self.extra)
         return out
@@ -267,6 +327,7 @@ _KNOWN = {
     "last_field_id",
     "manifests",
     "summary",
+    "contract",
     "snapshot_id",
 }
 
@@ -316,6 +377,7 @@ def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
             last_field_id=int(j["last_field_id"]),
             manifests=tuple(ManifestRef.from_json(m) for m in j["manifests"]),
             summary=Summary.from_json(j["summary"]),
+            contract=ContractRef.from_json(j["contract"]),
             format_version=fv,
             extra={k: v for k, v in j.items() if k not in _KNOWN},
         )
