@@ -20,6 +20,7 @@ import pyarrow as pa
 from lakever import contract as contracts
 from lakever._convert import to_arrow_stream
 from lakever._metafiles import read_contract_text, write_contract_text, write_schema
+from lakever._records import SchemaChange
 from lakever._types import SchemaMode, ValidateMode
 from lakever.errors import InvalidArgument, SchemaEvolutionError
 from lakever.evolution import ColumnRef, diff, evolve, plan_write
@@ -208,19 +209,26 @@ def commit_data(
     return log.commit(base, change, merge_manifests=_merge(storage))
 
 
-def _contract_refusal(cases: pa.Table, old: pa.Schema, new: pa.Schema) -> SchemaEvolutionError:
+def _contract_refusal(
+    cases: pa.Table, old: pa.Schema, new: pa.Schema, changes: list[SchemaChange]
+) -> SchemaEvolutionError:
     """Explain why the contract in force forbids a schema change."""
     case = cases.to_pylist()[0]
     column, check = case["column"] or "?", case["check"]
     old_type = str(old.field(column).type) if column in old.names else None
     new_type = str(new.field(column).type) if column in new.names else None
     if check == "column_in_dataframe":
-        what = f"cannot remove column {column!r} (drop or rename)"
+        change = next((c for c in changes if column in (c.column, c.old_column)), None)
+        if change is not None and change.kind == "rename":
+            what = f"cannot rename column {column!r} to {change.column!r}"
+        else:
+            what = f"cannot drop column {column!r}"
+        why = f"the dataset's contract requires a column named {column!r}"
     else:
         what = f"cannot change column {column!r} to {new_type}"
+        why = f"the dataset's contract requires {check} for it"
     return SchemaEvolutionError(
-        f"{what}: the dataset's contract requires {check} for it. Change the contract first "
-        "(Dataset.set_contract), then evolve the schema",
+        f"{what}: {why}. Change the contract first (Dataset.set_contract), then evolve the schema",
         column=column,
         old_type=old_type,
         new_type=new_type,
@@ -247,12 +255,13 @@ def commit_evolve(
     new, last_id = evolve(
         current, base.last_field_id, add=add, rename=rename, drop=drop, widen=widen
     )
+    changes = diff(current, new)
     if base.contract is not None:
         text = read_contract_text(storage, base.contract.id)
         public = strip_field_ids(new)
         cases = contracts.failures(base.contract.api, text, public.empty_table())
         if cases is not None:
-            raise _contract_refusal(cases, strip_field_ids(current), public)
+            raise _contract_refusal(cases, strip_field_ids(current), public, changes)
     write_schema(storage, new)
     change = Change(
         operation="evolve",
@@ -261,7 +270,7 @@ def commit_evolve(
         properties=props,
         schema=schema_to_json(new),
         last_field_id=last_id,
-        parameters={"schema_changes": [c.to_dict() for c in diff(current, new)]},
+        parameters={"schema_changes": [c.to_dict() for c in changes]},
         contract=base.contract,
     )
     return log.commit(base, change, merge_manifests=_merge(storage))

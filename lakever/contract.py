@@ -189,7 +189,14 @@ def failures(api: str, text: str, table: pa.Table) -> pa.Table | None:
     return None
 
 
-def violation(what: str, cases: pa.Table) -> ContractViolation:
+#: What to do about a violation found while committing.
+COMMIT_ADVICE = (
+    "Nothing was committed. Fix the data, or change the contract (Dataset.set_contract); "
+    "validate='skip' bypasses the check in an emergency and is recorded in the commit"
+)
+
+
+def violation(what: str, cases: pa.Table, *, advice: str = COMMIT_ADVICE) -> ContractViolation:
     """Build the error for failure cases: the first few in the message, all in the field."""
     rows = cases.to_pylist()
     total = sum(r["count"] for r in rows)
@@ -203,8 +210,8 @@ def violation(what: str, cases: pa.Table) -> ContractViolation:
         f"{what} violates the dataset's contract ({total} failure(s)): "
         + "; ".join(shown)
         + more
-        + ". Nothing was committed. Fix the data, or change the contract (Dataset.set_contract); "
-        "validate='skip' bypasses the check in an emergency and is recorded in the commit",
+        + ". "
+        + advice,
         failure_cases=cases,
     )
 
@@ -216,7 +223,9 @@ def check(api: str, text: str, table: pa.Table, *, what: str) -> None:
         raise violation(what, cases)
 
 
-def validate_batches(api: str, text: str, batches: Iterable[pa.Table], *, what: str) -> int:
+def validate_batches(
+    api: str, text: str, batches: Iterable[pa.Table], *, what: str, advice: str
+) -> int:
     """Validate every batch; raise one `ContractViolation` for all failures, else return rows."""
     rows = 0
     found: list[dict[str, Any]] = []
@@ -226,5 +235,5 @@ def validate_batches(api: str, text: str, batches: Iterable[pa.Table], *, what: 
         if cases is not None:
             found.extend(cases.to_pylist())
     if found:
-        raise violation(what, _summarize(found))
+        raise violation(what, _summarize(found), advice=advice)
     return rows

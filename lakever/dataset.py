@@ -562,7 +562,11 @@ class Dataset:
         batches = (pa.Table.from_batches([b]) for b in self.to_batches(batch_size))
         text = read_contract_text(self._storage, ref.id)
         what = f"version {self.version} of {self.uri}"
-        return contracts.validate_batches(ref.api, text, batches, what=what)
+        advice = (
+            "Rows committed with validate='skip', or before the contract was attached, are "
+            "not checked on commit; overwrite them with corrected rows to fix the dataset"
+        )
+        return contracts.validate_batches(ref.api, text, batches, what=what, advice=advice)
 
     def schema_history(self) -> list[SchemaVersion]:
         """Every schema from the creation to this snapshot, oldest first, and what changed.

@@ -12,7 +12,7 @@ import sys
 import typer
 
 import lakever
-from lakever.cli import data
+from lakever.cli import data, schema
 
 app = typer.Typer(
     name="lakever",
@@ -22,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 data.register(app)
+schema.register(app)
 
 
 def _version_callback(value: bool) -> None:
