@@ -86,7 +86,7 @@ def _stats_for(table: pa.Table) -> dict[int, dict[str, Any]]:
             or pa.types.is_large_string(t)
             or pa.types.is_decimal(t)
             or pa.types.is_boolean(t)
-            or pa.types.is_temporal(t)
+            or (pa.types.is_temporal(t) and not pa.types.is_duration(t))
         ) and col.null_count < len(col):
             mm = pc.min_max(col)
             lo_s, hi_s = mm["min"], mm["max"]
