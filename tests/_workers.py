@@ -15,8 +15,9 @@ import random
 import sys
 from pathlib import Path
 
-import lakever as lv
 from _data import events
+
+import lakever as lv
 
 WORKERS_PY = str(Path(__file__).resolve())
 
@@ -74,7 +75,9 @@ def cmd_create(worker: str, mode: str) -> None:
         except lv.DatasetExists:
             _say({"worker": w, "result": "exists"})
         else:
-            _say({"worker": w, "result": "ok", "version": ds.version, "snapshot_id": ds.snapshot_id})
+            _say(
+                {"worker": w, "result": "ok", "version": ds.version, "snapshot_id": ds.snapshot_id}
+            )
 
 
 def _log_line(f, obj: object) -> None:
