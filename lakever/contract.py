@@ -13,6 +13,7 @@ with the failure cases); whether a commit proceeds is decided by its caller.
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from collections.abc import Iterable
@@ -141,9 +142,29 @@ def from_json(api: str, text: str) -> Any:
         from pandera.api.pandas.container import DataFrameSchema as PandasSchema
 
         schema = PandasSchema.from_json(text)
+    if schema.to_json() != text:
+        raise InvalidArgument(
+            "the dataset's contract cannot be loaded faithfully in this process: pandera "
+            f"dropped the checks {_lost_checks(text, schema.to_json())}, which are not "
+            "registered here. Import the module that registers them "
+            "(pandera.extensions.register_check_method) before using this dataset"
+        )
     with _lock:
         _loaded[key] = schema
     return schema
+
+
+def _lost_checks(stored: str, loaded: str) -> list[str]:
+    """Names of column properties or checks present in ``stored`` but not in ``loaded``."""
+    a, b = json.loads(stored), json.loads(loaded)
+    lost = {
+        key
+        for name, spec in (a.get("columns") or {}).items()
+        for key in spec or {}
+        if key not in ((b.get("columns") or {}).get(name) or {})
+    }
+    lost |= {key for key in a if key not in b}
+    return sorted(lost)
 
 
 def _text(value: Any) -> str | None:
