@@ -37,7 +37,10 @@ from lakever.projection import conform
 from lakever.schema import assign_field_ids, schema_from_json, schema_to_json, strip_field_ids
 from lakever.storage import Storage
 
-__all__ = ["commit_contract", "commit_data", "commit_evolve", "default_author"]
+__all__ = ["KEEP", "commit_contract", "commit_data", "commit_evolve", "default_author"]
+
+#: ``contract=`` default of `commit_evolve`: the contract in force stays.
+KEEP: Any = object()
 
 
 def default_author() -> str:
@@ -228,7 +231,8 @@ def _contract_refusal(
         what = f"cannot change column {column!r} to {new_type}"
         why = f"the dataset's contract requires {check} for it"
     return SchemaEvolutionError(
-        f"{what}: {why}. Change the contract first (Dataset.set_contract), then evolve the schema",
+        f"{what}: {why}. Pass the updated contract in the same commit: "
+        "evolve(..., contract=new_contract)",
         column=column,
         old_type=old_type,
         new_type=new_type,
@@ -244,11 +248,16 @@ def commit_evolve(
     rename: Mapping[ColumnRef, str] | None,
     drop: Iterable[ColumnRef] | None,
     widen: Mapping[ColumnRef, Any] | None,
+    contract: Any = KEEP,
     message: str | None,
     author: str | None,
     properties: Mapping[str, str] | None,
 ) -> Snapshot:
-    """Commit a schema-only snapshot (operation "evolve"): no fragment is written or rewritten."""
+    """Commit a schema-only snapshot (operation "evolve"): no fragment is written or rewritten.
+
+    ``contract`` (unless `KEEP`) replaces the contract in the same commit; the
+    contract in force afterwards must accept the new schema.
+    """
     _check_options(1, message, "strict", "contract")
     props = _check_properties(properties)
     current = schema_from_json(base.schema)
@@ -256,12 +265,18 @@ def commit_evolve(
         current, base.last_field_id, add=add, rename=rename, drop=drop, widen=widen
     )
     changes = diff(current, new)
-    if base.contract is not None:
-        text = read_contract_text(storage, base.contract.id)
-        public = strip_field_ids(new)
-        cases = contracts.failures(base.contract.api, text, public.empty_table())
-        if cases is not None:
-            raise _contract_refusal(cases, strip_field_ids(current), public, changes)
+    public = strip_field_ids(new)
+    parameters: dict[str, Any] = {"schema_changes": [c.to_dict() for c in changes]}
+    ref = base.contract
+    if contract is KEEP:
+        if ref is not None:
+            text = read_contract_text(storage, ref.id)
+            cases = contracts.failures(ref.api, text, public.empty_table())
+            if cases is not None:
+                raise _contract_refusal(cases, strip_field_ids(current), public, changes)
+    else:
+        ref = _fitting_contract(storage, contract, public, f"the new schema of {storage.uri}")
+        parameters["contract"] = None if ref is None else ref.to_json()
     write_schema(storage, new)
     change = Change(
         operation="evolve",
@@ -270,10 +285,27 @@ def commit_evolve(
         properties=props,
         schema=schema_to_json(new),
         last_field_id=last_id,
-        parameters={"schema_changes": [c.to_dict() for c in changes]},
-        contract=base.contract,
+        parameters=parameters,
+        contract=ref,
     )
     return log.commit(base, change, merge_manifests=_merge(storage))
+
+
+def _fitting_contract(
+    storage: Storage, contract: Any, schema: pa.Schema, what: str
+) -> ContractRef | None:
+    """Store ``contract`` (None: no contract) if it accepts ``schema``; return its reference."""
+    if contract is None:
+        return None
+    api, text = contracts.to_json(contract)
+    cases = contracts.failures(api, text, schema.empty_table())
+    if cases is not None:
+        raise contracts.violation(
+            f"the contract does not fit {what}, so attaching it",
+            cases,
+            advice="Nothing was committed. Change the contract so that it accepts the schema",
+        )
+    return ContractRef(id=write_contract_text(storage, text), api=api)
 
 
 def commit_contract(
@@ -295,18 +327,9 @@ def commit_contract(
     """
     _check_options(1, message, "strict", "contract")
     props = _check_properties(properties)
-    ref: ContractRef | None = None
-    if contract is not None:
-        api, text = contracts.to_json(contract)
-        public = strip_field_ids(schema_from_json(base.schema))
-        cases = contracts.failures(api, text, public.empty_table())
-        if cases is not None:
-            raise contracts.violation(
-                f"the contract does not fit the schema of {storage.uri} "
-                f"(version {base.version}), so attaching it",
-                cases,
-            )
-        ref = ContractRef(id=write_contract_text(storage, text), api=api)
+    public = strip_field_ids(schema_from_json(base.schema))
+    what = f"the schema of {storage.uri} (version {base.version})"
+    ref = _fitting_contract(storage, contract, public, what)
     change = Change(
         operation="set_contract",
         author=author if author is not None else default_author(),

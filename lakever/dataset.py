@@ -19,7 +19,7 @@ from lakever._convert import arrow_to_pandas, arrow_to_polars
 from lakever._metafiles import read_contract_text, read_schema
 from lakever._records import Commit, Fragment, SchemaChange, SchemaVersion
 from lakever._types import DataLike, Properties, SchemaMode, ValidateMode, WriteMode
-from lakever._writer import commit_contract, commit_data, commit_evolve
+from lakever._writer import KEEP, commit_contract, commit_data, commit_evolve
 from lakever.errors import (
     DatasetExists,
     DatasetNotFound,
@@ -463,6 +463,7 @@ class Dataset:
         rename: Mapping[ColumnRef, str] | None = None,
         drop: Iterable[ColumnRef] | None = None,
         widen: Mapping[ColumnRef, pa.DataType | pa.Field[Any]] | None = None,
+        contract: Any = KEEP,
         message: str | None = None,
         author: str | None = None,
         properties: Properties | None = None,
@@ -473,6 +474,10 @@ class Dataset:
         (``("address", "zip")``). Changes apply in the order drop, widen, rename,
         add; an added column is nullable and gets a new field id, even if it reuses
         a dropped name (the old values never resurface).
+
+        The contract in force must accept the new schema. To change both, pass the
+        new contract (or None) as ``contract``: it is checked against the new schema
+        and committed together with it.
 
         Example:
             ``ds.evolve(add={"score": pa.float64()}, rename={"ts": "event_time"},
@@ -494,6 +499,7 @@ class Dataset:
             rename=rename,
             drop=drop,
             widen=widen,
+            contract=contract,
             message=message,
             author=author,
             properties=properties,

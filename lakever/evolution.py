@@ -571,16 +571,9 @@ def evolve(
                 t, nullable, path = widened[n.id]
                 m = _widen(m, t, n.nullable if nullable is None else nullable, path, ids)
             out.append(m)
-        if not out and not prefix:
-            raise SchemaEvolutionError(
-                "cannot drop every column: a dataset keeps at least one column; add the new "
-                "columns in the same call (add=...) or create a new dataset",
-                column=", ".join(n.name for n in level),
-                old_type=None,
-                new_type=None,
-            )
         return out
 
+    names = [n.name for n in nodes]
     nodes = rebuild(nodes, ())
     _rename(nodes, renamed, ())
     for parent, path, f in added:
@@ -594,6 +587,14 @@ def evolve(
                 new_type=type_name(f.type),
             )
         level.append(ids.new_node(f, path))
+    if not nodes:
+        raise SchemaEvolutionError(
+            "cannot drop every column: a dataset keeps at least one column; add the new "
+            "columns in the same call (add=...) or create a new dataset",
+            column=", ".join(names),
+            old_type=None,
+            new_type=None,
+        )
     return _schema(nodes), ids.last
 
 

@@ -223,7 +223,7 @@ def test_schema_changes_the_contract_forbids(location):
         ds.evolve(drop=["status"])
     assert str(ei.value) == (
         "cannot drop column 'status': the dataset's contract requires a column named 'status'. "
-        "Change the contract first (Dataset.set_contract), then evolve the schema"
+        "Pass the updated contract in the same commit: evolve(..., contract=new_contract)"
     )
     assert (ei.value.column, ei.value.old_type, ei.value.new_type) == ("status", "string", None)
     with pytest.raises(lv.SchemaEvolutionError, match="cannot rename column 'id' to 'key'"):
@@ -240,6 +240,18 @@ def test_schema_changes_the_contract_forbids(location):
     )
     # Adding a column the contract does not mention is fine (the contract is not strict).
     assert ds.evolve(add={"note": pa.string()}).contract.to_json() == CONTRACT.to_json()
+    # Schema and contract change together, atomically.
+    int64 = pap.DataFrameSchema({"n": pap.Column(pl.Int64)})
+    with pytest.raises(lv.ContractViolation, match="does not fit the new schema of"):
+        small.evolve(add={"m": pa.int8()}, contract=int64)
+    small = small.evolve(widen={"n": pa.int64()}, contract=int64)
+    assert small.contract.to_json() == int64.to_json()
+    assert small.commit.parameters["contract"]["api"] == "polars"
+    assert lv.open_dataset(location + "-2", version=0).contract.columns["n"].dtype != (
+        small.contract.columns["n"].dtype
+    )
+    small = small.evolve(drop=["n"], add={"k": pa.int8()}, contract=None)
+    assert small.contract is None
 
 
 def test_strict_contract_refuses_new_columns_on_write(location):
