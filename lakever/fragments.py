@@ -81,7 +81,7 @@ def _stats_for(table: pa.Table) -> dict[int, dict[str, Any]]:
         t = f.type
         if (
             pa.types.is_integer(t)
-            or pa.types.is_floating(t)
+            or (pa.types.is_floating(t) and not pa.types.is_float16(t))
             or pa.types.is_string(t)
             or pa.types.is_large_string(t)
             or pa.types.is_decimal(t)
