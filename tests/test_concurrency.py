@@ -136,7 +136,7 @@ def test_concurrent_appends_from_processes(local_location: str) -> None:
     # Every row present exactly once, in commit order (appends add rows at the end).
     assert ids_of(ds) == expected_ids
     assert ds.num_rows == len(expected_ids)
-    assert ds.sql("SELECT count(DISTINCT id) FROM self").fetchone() == (len(expected_ids),)
+    assert ds.sql("SELECT count(DISTINCT id) FROM self").fetchall() == [(len(expected_ids),)]
 
     # Every acknowledged commit is the version it was acknowledged as.
     for w, lines in enumerate(acks):
