@@ -169,10 +169,10 @@ class Dataset:
         column was widened keeps its min/max when they remain valid bounds (numbers,
         decimals, strings); otherwise (e.g. date to timestamp) only the null count.
         """
-        return [self._fragment(e) for e in self._entries()]
-
-    def _fragment(self, e: FragmentEntry) -> Fragment:
         current = dict(iter_field_ids(self._internal_schema()))
+        return [self._fragment(e, current) for e in self._entries()]
+
+    def _fragment(self, e: FragmentEntry, current: dict[int, pa.Field[Any]]) -> Fragment:
         written = current if e.schema_id == self._schema_id else None
         if written is None:
             written = dict(iter_field_ids(self._schema_of(e.schema_id)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
@@ -57,7 +58,7 @@ def schema(
                 "uri": ds.uri,
                 "version": ds.version,
                 "schema": columns,
-                "contract": None if contract is None else contract.to_json(),
+                "contract": None if contract is None else json.loads(contract.to_json()),
             }
         )
         return
