@@ -173,8 +173,8 @@ class Dataset:
         return [self._fragment(e, current) for e in self._entries()]
 
     def _fragment(self, e: FragmentEntry, current: dict[int, pa.Field[Any]]) -> Fragment:
-        written = current if e.schema_id == self._schema_id else None
-        if written is None:
+        written = current
+        if e.schema_id != self._schema_id:
             written = dict(iter_field_ids(self._schema_of(e.schema_id)))
         stats = {}
         for fid, st in e.stats.items():
