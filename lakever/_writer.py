@@ -106,9 +106,12 @@ def _conformed(
         yield t
 
 
-def _check_options(
-    max_rows_per_fragment: Any, message: Any, schema_mode: Any, validate: Any
-) -> None:
+def _check_message(message: Any) -> None:
+    if message is not None and not isinstance(message, str):
+        raise InvalidArgument(f"message must be a string, got {message!r}")
+
+
+def _check_write_options(max_rows_per_fragment: Any, schema_mode: Any, validate: Any) -> None:
     if (
         isinstance(max_rows_per_fragment, bool)
         or not isinstance(max_rows_per_fragment, int)
@@ -117,19 +120,12 @@ def _check_options(
         raise InvalidArgument(
             f"max_rows_per_fragment must be a positive int, got {max_rows_per_fragment!r}"
         )
-    if message is not None and not isinstance(message, str):
-        raise InvalidArgument(f"message must be a string, got {message!r}")
     if schema_mode not in ("strict", "add", "merge"):
         raise InvalidArgument(
             f"schema_mode must be 'strict', 'add' or 'merge', got {schema_mode!r}"
         )
     if validate not in ("contract", "skip"):
         raise InvalidArgument(f"validate must be 'contract' or 'skip', got {validate!r}")
-
-
-def _attach(storage: Storage, contract: Any) -> tuple[ContractRef, str]:
-    api, text = contracts.to_json(contract)
-    return ContractRef(id=write_contract_text(storage, text), api=api), text
 
 
 def _merge(storage: Storage) -> Callable[[tuple[ManifestRef, ...]], tuple[ManifestRef, ...]]:
@@ -157,14 +153,17 @@ def commit_data(
     """
     if max_rows_per_fragment is None:
         max_rows_per_fragment = DEFAULT_MAX_ROWS_PER_FRAGMENT
-    _check_options(max_rows_per_fragment, message, schema_mode, validate)
+    _check_write_options(max_rows_per_fragment, schema_mode, validate)
+    _check_message(message)
     props = _check_properties(properties)
     data_schema, tables = to_arrow_stream(data)
     what = f"{operation} to {storage.uri}"
     current: pa.Schema | None = None
     if base is None:
         target, last_id = assign_field_ids(data_schema)
-        ref, text = _attach(storage, contract) if contract is not None else (None, None)
+        what_schema = f"the schema of the data for {storage.uri}"
+        attached = _fitting_contract(storage, contract, strip_field_ids(target), what_schema)
+        ref, text = attached if attached is not None else (None, None)
     else:
         current = schema_from_json(base.schema)
         target, last_id = plan_write(current, base.last_field_id, data_schema, schema_mode)
@@ -258,7 +257,7 @@ def commit_evolve(
     ``contract`` (unless `KEEP`) replaces the contract in the same commit; the
     contract in force afterwards must accept the new schema.
     """
-    _check_options(1, message, "strict", "contract")
+    _check_message(message)
     props = _check_properties(properties)
     current = schema_from_json(base.schema)
     new, last_id = evolve(
@@ -275,7 +274,8 @@ def commit_evolve(
             if cases is not None:
                 raise _contract_refusal(cases, strip_field_ids(current), public, changes)
     else:
-        ref = _fitting_contract(storage, contract, public, f"the new schema of {storage.uri}")
+        attached = _fitting_contract(storage, contract, public, f"the new schema of {storage.uri}")
+        ref = None if attached is None else attached[0]
         parameters["contract"] = None if ref is None else ref.to_json()
     write_schema(storage, new)
     change = Change(
@@ -293,8 +293,13 @@ def commit_evolve(
 
 def _fitting_contract(
     storage: Storage, contract: Any, schema: pa.Schema, what: str
-) -> ContractRef | None:
-    """Store ``contract`` (None: no contract) if it accepts ``schema``; return its reference."""
+) -> tuple[ContractRef, str] | None:
+    """Store ``contract`` (None: no contract) if it accepts ``schema``; return (ref, JSON text).
+
+    Raises:
+        InvalidArgument: not a pandera schema, or one that cannot be stored faithfully.
+        ContractViolation: the contract rejects ``schema`` (missing columns, other dtypes).
+    """
     if contract is None:
         return None
     api, text = contracts.to_json(contract)
@@ -305,7 +310,7 @@ def _fitting_contract(
             cases,
             advice="Nothing was committed. Change the contract so that it accepts the schema",
         )
-    return ContractRef(id=write_contract_text(storage, text), api=api)
+    return ContractRef(id=write_contract_text(storage, text), api=api), text
 
 
 def commit_contract(
@@ -325,11 +330,12 @@ def commit_contract(
         ContractViolation: the contract does not fit the dataset's schema (missing
             columns, other dtypes); existing rows are not checked (see `Dataset.validate`).
     """
-    _check_options(1, message, "strict", "contract")
+    _check_message(message)
     props = _check_properties(properties)
     public = strip_field_ids(schema_from_json(base.schema))
     what = f"the schema of {storage.uri} (version {base.version})"
-    ref = _fitting_contract(storage, contract, public, what)
+    attached = _fitting_contract(storage, contract, public, what)
+    ref = None if attached is None else attached[0]
     change = Change(
         operation="set_contract",
         author=author if author is not None else default_author(),

@@ -242,6 +242,7 @@ class Dataset:
                 self._entries(),
                 columns,
                 self._schema_of,
+                self._schema_id,
             )
         table: pa.Table = (
             self._filtered(columns, filter)
@@ -281,6 +282,7 @@ class Dataset:
                 columns,
                 batch_size,
                 self._schema_of,
+                self._schema_id,
             )
         else:
             out_schema = pa.schema([public.field(c) for c in scan.check_columns(public, columns)])

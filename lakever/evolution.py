@@ -27,6 +27,7 @@ from lakever.schema import (
     assign_field_ids,
     field_id,
     map_type,
+    nested_fields,
     normalize_type,
     same_logical,
     type_name,
@@ -77,22 +78,11 @@ def _kind(t: pa.DataType) -> str:
     return "leaf"
 
 
-def _child_fields(t: _Type) -> list[pa.Field[Any]]:
-    kind = _kind(t)
-    if kind == "struct":
-        return list(t)
-    if kind in _LISTS:
-        return [t.value_field]
-    if kind == "map":
-        return [t.key_field, t.item_field]
-    return []
-
-
 def _node(f: pa.Field[Any]) -> _Node:
     fid = field_id(f)
     if fid is None:
         raise CorruptMetadata(f"schema field {f.name!r} has no field id", path="<schema>")
-    return _Node(fid, f.name, f.nullable, f.type, [_node(c) for c in _child_fields(f.type)])
+    return _Node(fid, f.name, f.nullable, f.type, [_node(c) for c in nested_fields(f.type)])
 
 
 def _field(n: _Node) -> pa.Field[Any]:

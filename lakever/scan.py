@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from lakever.errors import InvalidArgument
-from lakever.format import FragmentEntry, schema_id
+from lakever.format import FragmentEntry
 from lakever.projection import Plan, plan, project
-from lakever.schema import schema_to_json
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
@@ -110,6 +109,7 @@ def read_table(
     fragments: Sequence[FragmentEntry],
     columns: Sequence[str] | None,
     schemas: SchemaLoader,
+    schema_id: str,
 ) -> pa.Table:
     """Read the fragments as one table in the ``public`` schema (projected).
 
@@ -117,13 +117,14 @@ def read_table(
         schema: the snapshot schema, with field ids.
         public: the same without field ids (what readers see).
         schemas: loads the schema a fragment was written under, by schema id.
+        schema_id: the id of ``schema``: fragments written under it need no projection.
     """
     names = check_columns(public, columns)
     out_schema = pa.schema([public.field(n) for n in names])
     if not fragments:
         return out_schema.empty_table()
     tables = []
-    for run in _runs(schema, schema_id(schema_to_json(schema)), fragments, names, schemas):
+    for run in _runs(schema, schema_id, fragments, names, schemas):
         tables.append(_read_run(storage, run, out_schema))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
@@ -149,13 +150,14 @@ def iter_batches(
     columns: Sequence[str] | None,
     batch_size: int,
     schemas: SchemaLoader,
+    schema_id: str,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield record batches of the fragments in the ``public`` schema (projected)."""
+    """Yield record batches of the fragments in the ``public`` schema (see `read_table`)."""
     names = check_columns(public, columns)
     out_schema = pa.schema([public.field(n) for n in names])
     if not fragments:
         return
-    for run in _runs(schema, schema_id(schema_to_json(schema)), fragments, names, schemas):
+    for run in _runs(schema, schema_id, fragments, names, schemas):
         read = _read_names(run)
         if run.plans is not None and not read:
             yield from _null_batches(run, out_schema, batch_size)

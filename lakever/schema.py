@@ -28,6 +28,7 @@ __all__ = [
     "assign_field_ids",
     "field_id",
     "map_type",
+    "nested_fields",
     "normalize_type",
     "same_logical",
     "schema_from_json",
@@ -152,6 +153,17 @@ def _check_supported(name: str, t: pa.DataType) -> None:
         _type_to_json(t)
     except InvalidArgument as exc:
         raise InvalidArgument(f"column {name!r}: {exc}") from None
+
+
+def nested_fields(t: pa.DataType) -> list[pa.Field[Any]]:
+    """Return the fields nested directly in ``t`` (struct fields, list element, map key/value)."""
+    if pa.types.is_struct(t):
+        return list(t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return [t.value_field]
+    if pa.types.is_map(t):
+        return [t.key_field, t.item_field]
+    return []
 
 
 def strip_type_ids(t: pa.DataType) -> pa.DataType:

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from lakever.errors import InvalidArgument
 from lakever.format import FragmentEntry
-from lakever.schema import field_id
+from lakever.schema import field_id, nested_fields
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
@@ -100,13 +100,12 @@ def duckdb_type(t: pa.DataType) -> str | None:
 
 def _children(t: pa.DataType) -> list[tuple[str, pa.Field[Any]]]:
     """Nested fields with the names DuckDB's schema map expects for them."""
-    if pa.types.is_struct(t):
-        return [(f.name, f) for f in t]
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return [("element", t.value_field)]  # DuckDB names a list's child "element"
+    fields = nested_fields(t)
     if pa.types.is_map(t):
-        return [("key", t.key_field), ("value", t.item_field)]
-    return []
+        return list(zip(("key", "value"), fields, strict=True))
+    if pa.types.is_struct(t):
+        return [(f.name, f) for f in fields]
+    return [("element", f) for f in fields]  # DuckDB names a list's child "element"
 
 
 def _entry(name: str, f: pa.Field[Any]) -> str | None:
