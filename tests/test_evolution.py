@@ -228,6 +228,12 @@ def test_making_a_column_nullable_is_allowed(location):
             "rename: column 'id' is also dropped",
         ),
         ({"add": {("id", "x"): pa.int8()}}, lv.InvalidArgument, "fields can only be added to a"),
+        (
+            {"drop": ["id"], "widen": {"id": pa.int64()}},
+            lv.InvalidArgument,
+            "widen: column 'id' is also dropped",
+        ),
+        ({"rename": ["id"]}, lv.InvalidArgument, "rename must be a dict"),
         ({"add": {"": pa.int8()}}, lv.InvalidArgument, "a column is named by a non-empty string"),
         (
             {"add": {"i": pa.month_day_nano_interval()}},
@@ -476,6 +482,14 @@ def test_merge_mode_widens_and_casts_narrower_data_up(location):
         }
     )
     ds = lv.create_dataset(location, t)
+    big = pa.table({"l": pa.array([[1]], pa.large_list(pa.int8()))})
+    lists = lv.create_dataset(location + "-lists", big)
+    # list<int64> data merged into a large_list<int8> column: the union is large_list<int64>.
+    lists = lists.append(
+        pa.table({"l": pa.array([[2**40]], pa.list_(pa.int64()))}), schema_mode="merge"
+    )
+    assert lists.schema.field("l").type == pa.large_list(pa.int64())
+    assert readers_agree(lists)["l"].to_pylist() == [[1], [2**40]]
     wider = pa.table(
         {
             "n": pa.array([2**40], pa.int64()),
@@ -509,6 +523,8 @@ def test_merge_mode_refuses_unsafe_changes(location):
     assert (ei.value.column, ei.value.old_type, ei.value.new_type) == ("n", "int64", "string")
     with pytest.raises(lv.SchemaEvolutionError, match="not exact"):
         ds.append(pa.table({"n": [1.5]}), schema_mode="merge")
+    with pytest.raises(lv.SchemaEvolutionError, match="int64 and list<item: int64> are different"):
+        ds.append(pa.table({"n": [[1]]}), schema_mode="merge")
     assert lv.open_dataset(location).version == 0
 
 
