@@ -10,11 +10,12 @@ Example:
     >>> lv.open_dataset("lake/events", version=0).to_arrow()
 """
 
-from lakever._records import Branch, Commit, Fragment, ScanPlan
+from lakever._records import Branch, Commit, Fragment, ScanPlan, SchemaChange, SchemaVersion
 from lakever.catalog import Lake, connect
 from lakever.dataset import Dataset, create_dataset, open_dataset, write_dataset
 from lakever.errors import (
     CommitConflict,
+    ContractViolation,
     CorruptMetadata,
     DatasetExists,
     DatasetNotFound,
@@ -25,6 +26,7 @@ from lakever.errors import (
     ReadOnlyDataset,
     RefExists,
     RefNotFound,
+    SchemaEvolutionError,
     SchemaMismatch,
     StorageError,
     UnsupportedFormatVersion,
@@ -40,6 +42,7 @@ __all__ = [
     "Branch",
     "Commit",
     "CommitConflict",
+    "ContractViolation",
     "CorruptMetadata",
     "Dataset",
     "DatasetExists",
@@ -54,7 +57,10 @@ __all__ = [
     "RefExists",
     "RefNotFound",
     "ScanPlan",
+    "SchemaChange",
+    "SchemaEvolutionError",
     "SchemaMismatch",
+    "SchemaVersion",
     "StorageError",
     "Tag",
     "UnsupportedFormatVersion",

@@ -1,10 +1,12 @@
-"""Public value types returned by the API: commits and fragments."""
+"""Public value types returned by the API: commits, fragments, schema changes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
 
 from lakever.format import Snapshot
 
@@ -14,7 +16,7 @@ if TYPE_CHECKING:
     from lakever.format import FragmentEntry
     from lakever.refs import BranchInfo
 
-__all__ = ["Branch", "Commit", "Fragment", "ScanPlan"]
+__all__ = ["Branch", "Commit", "Fragment", "ScanPlan", "SchemaChange", "SchemaVersion"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,3 +160,78 @@ class ScanPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
+
+
+#: The kinds of schema change, in the order `Dataset.evolve` applies them.
+ChangeKind = Literal["drop", "rename", "widen", "nullable", "add"]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """One difference between two schemas of a dataset, matched by field id.
+
+    ``column`` is the column's name (a dotted path for nested fields) in the newer
+    schema, or in the older one for a ``drop``; ``old_column`` is the older name
+    of a ``rename``. ``old_type``/``new_type`` are type names (None where a side
+    does not exist).
+    """
+
+    kind: ChangeKind
+    field_id: int
+    column: str
+    old_column: str | None = None
+    old_type: str | None = None
+    new_type: str | None = None
+
+    def describe(self) -> str:
+        """Return a one-line human description, e.g. ``widen 'n' int32 -> int64``."""
+        if self.kind == "add":
+            return f"add {self.column!r} {self.new_type} (field id {self.field_id})"
+        if self.kind == "drop":
+            return f"drop {self.column!r} {self.old_type} (field id {self.field_id})"
+        if self.kind == "rename":
+            return f"rename {self.old_column!r} -> {self.column!r} (field id {self.field_id})"
+        if self.kind == "widen":
+            return f"widen {self.column!r} {self.old_type} -> {self.new_type}"
+        return f"make {self.column!r} nullable"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    """A schema of a dataset and the commit that introduced it (see `Dataset.schema_history`)."""
+
+    version: int
+    snapshot_id: str
+    timestamp: datetime
+    operation: str
+    message: str
+    #: The schema from this version on (Arrow, without field-id metadata).
+    schema: pa.Schema
+    #: Top-level column name -> field id.
+    field_ids: dict[str, int]
+    #: What changed compared with the previous schema (empty for the first one).
+    changes: tuple[SchemaChange, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (schema as a list of columns)."""
+        return {
+            "version": self.version,
+            "snapshot_id": self.snapshot_id,
+            "timestamp": self.timestamp.isoformat(),
+            "operation": self.operation,
+            "message": self.message,
+            "schema": [
+                {
+                    "name": f.name,
+                    "type": str(f.type),
+                    "nullable": f.nullable,
+                    "field_id": self.field_ids.get(f.name),
+                }
+                for f in self.schema
+            ],
+            "changes": [c.to_dict() for c in self.changes],
+        }

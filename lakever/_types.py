@@ -18,3 +18,9 @@ VersionSpec: TypeAlias = int | datetime | None
 WriteMode: TypeAlias = Literal["create", "append", "overwrite"]
 
 Properties: TypeAlias = dict[str, str]
+
+#: How a write treats data whose columns differ from the schema (see docs/schema-evolution.md).
+SchemaMode: TypeAlias = Literal["strict", "add", "merge"]
+
+#: Whether a write validates its rows against the dataset's contract ("skip": emergencies).
+ValidateMode: TypeAlias = Literal["contract", "skip"]

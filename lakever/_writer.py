@@ -1,9 +1,12 @@
-"""The write path: data in, committed snapshot out.
+"""The write path: data, schema changes and contracts in, committed snapshot out.
 
-Order of effects (the crash-safety argument): fragments, then manifests, are
-written as new immutable files and made durable; only then is the log entry
-created with put-if-absent. A writer killed at any point leaves either no new
-version or a complete one, plus at worst unreferenced files.
+Order of effects (the crash-safety argument): fragments, manifests, schema and
+contract files are written as new immutable files and made durable; only then
+is the log entry created with put-if-absent. A writer killed at any point leaves
+either no new version or a complete one, plus at worst unreferenced files.
+
+Incoming rows are conformed to the schema and checked against the contract
+before they are written, so a refused write leaves the dataset unchanged.
 """
 
 from __future__ import annotations
@@ -14,9 +17,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from lakever import contract as contracts
 from lakever._convert import to_arrow_stream
-from lakever.errors import CommitConflict, InvalidArgument, MergeConflict
-from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
+from lakever._metafiles import read_contract_text, write_contract_text, write_schema
+from lakever._records import SchemaChange
+from lakever._types import SchemaMode, ValidateMode
+from lakever.errors import CommitConflict, InvalidArgument, MergeConflict, SchemaEvolutionError
+from lakever.evolution import ColumnRef, diff, evolve, plan_write
+from lakever.format import ContractRef, FragmentEntry, ManifestRef, Snapshot, Summary, schema_id
 from lakever.fragments import (
     DEFAULT_MAX_ROWS_PER_FRAGMENT,
     make_manifest,
@@ -26,12 +34,23 @@ from lakever.fragments import (
 )
 from lakever.log import MANIFEST_FANOUT, Change, Log
 from lakever.merge import MergePlan, MergeStrategy, merge_base, plan_merge
-from lakever.schema import assign_field_ids, conform, schema_from_json, schema_to_json
+from lakever.projection import conform
+from lakever.schema import assign_field_ids, schema_from_json, schema_to_json, strip_field_ids
 from lakever.storage import Storage
 
-__all__ = ["commit_data", "commit_merge", "default_author"]
+__all__ = [
+    "KEEP",
+    "commit_contract",
+    "commit_data",
+    "commit_evolve",
+    "commit_merge",
+    "default_author",
+]
 
 _MERGE_ATTEMPTS = 16
+
+#: ``contract=`` default of `commit_evolve`: the contract in force stays.
+KEEP: Any = object()
 
 
 def default_author() -> str:
@@ -80,9 +99,47 @@ def merge_manifest_levels(
     return tuple(out)
 
 
-def _conformed(tables: Iterable[pa.Table], target: pa.Schema, what: str) -> Iterator[pa.Table]:
+_Check = Callable[[pa.Table], None]
+
+
+def _conformed(
+    tables: Iterable[pa.Table],
+    target: pa.Schema,
+    what: str,
+    mode: SchemaMode,
+    check: _Check | None,
+) -> Iterator[pa.Table]:
     for t in tables:
-        yield conform(t, target, what=what)
+        t = conform(t, target, what=what, mode=mode)
+        if check is not None:
+            check(t)  # before the rows are written: a violation writes nothing more
+        yield t
+
+
+def _check_message(message: Any) -> None:
+    if message is not None and not isinstance(message, str):
+        raise InvalidArgument(f"message must be a string, got {message!r}")
+
+
+def _check_write_options(max_rows_per_fragment: Any, schema_mode: Any, validate: Any) -> None:
+    if (
+        isinstance(max_rows_per_fragment, bool)
+        or not isinstance(max_rows_per_fragment, int)
+        or max_rows_per_fragment <= 0
+    ):
+        raise InvalidArgument(
+            f"max_rows_per_fragment must be a positive int, got {max_rows_per_fragment!r}"
+        )
+    if schema_mode not in ("strict", "add", "merge"):
+        raise InvalidArgument(
+            f"schema_mode must be 'strict', 'add' or 'merge', got {schema_mode!r}"
+        )
+    if validate not in ("contract", "skip"):
+        raise InvalidArgument(f"validate must be 'contract' or 'skip', got {validate!r}")
+
+
+def _merge(storage: Storage) -> Callable[[tuple[ManifestRef, ...]], tuple[ManifestRef, ...]]:
+    return lambda refs: merge_manifest_levels(storage, refs)
 
 
 def commit_data(
@@ -96,33 +153,57 @@ def commit_data(
     author: str | None,
     properties: Mapping[str, str] | None,
     max_rows_per_fragment: int | None = None,
+    schema_mode: SchemaMode = "strict",
+    validate: ValidateMode = "contract",
+    contract: Any = None,
 ) -> Snapshot:
-    """Write ``data`` as fragments and commit it as ``operation`` on top of ``base``."""
+    """Write ``data`` as fragments and commit it as ``operation`` on top of ``base``.
+
+    ``contract`` (only when creating, ``base`` None) attaches a contract at version 0.
+    """
     if max_rows_per_fragment is None:
         max_rows_per_fragment = DEFAULT_MAX_ROWS_PER_FRAGMENT
-    if (
-        isinstance(max_rows_per_fragment, bool)
-        or not isinstance(max_rows_per_fragment, int)
-        or max_rows_per_fragment <= 0
-    ):
-        raise InvalidArgument(
-            f"max_rows_per_fragment must be a positive int, got {max_rows_per_fragment!r}"
-        )
-    if message is not None and not isinstance(message, str):
-        raise InvalidArgument(f"message must be a string, got {message!r}")
+    _check_write_options(max_rows_per_fragment, schema_mode, validate)
+    _check_message(message)
     props = _check_properties(properties)
     data_schema, tables = to_arrow_stream(data)
+    what = f"{operation} to {storage.uri}"
+    current: pa.Schema | None = None
     if base is None:
         target, last_id = assign_field_ids(data_schema)
+        what_schema = f"the schema of the data for {storage.uri}"
+        attached = _fitting_contract(storage, contract, strip_field_ids(target), what_schema)
+        ref, text = attached if attached is not None else (None, None)
     else:
-        target = schema_from_json(base.schema)
-        last_id = base.last_field_id
-    what = f"{operation} to {storage.uri}"
-    if base is not None:
+        current = schema_from_json(base.schema)
+        target, last_id = plan_write(current, base.last_field_id, data_schema, schema_mode)
         # Check the schema before writing any byte, so a mismatch costs nothing.
-        conform(data_schema.empty_table(), target, what=what)
+        conform(data_schema.empty_table(), target, what=what, mode=schema_mode)
+        ref = base.contract
+        text = None if ref is None else read_contract_text(storage, ref.id)
+    schema_json = schema_to_json(target)
+    parameters: dict[str, Any] = {}
+    if base is None or schema_json != base.schema:
+        sid = write_schema(storage, target)
+        if current is not None:
+            parameters["schema_mode"] = schema_mode
+            parameters["schema_changes"] = [c.to_dict() for c in diff(current, target)]
+    else:
+        sid = schema_id(schema_json)
+    check: _Check | None = None
+    if ref is not None and text is not None:
+        parameters["contract_validation"] = "skipped" if validate == "skip" else "passed"
+        if validate == "contract":
+            api, body = ref.api, text
+
+            def check(t: pa.Table) -> None:
+                contracts.check(api, body, t, what=what)
+
     entries = write_fragments(
-        storage, _conformed(tables, target, what), max_rows=max_rows_per_fragment
+        storage,
+        _conformed(tables, target, what, schema_mode, check),
+        schema_id=sid,
+        max_rows=max_rows_per_fragment,
     )
     added = make_manifest(storage, entries, level=0) if entries else None
     change = Change(
@@ -130,13 +211,40 @@ def commit_data(
         author=author if author is not None else default_author(),
         message=message or "",
         properties=props,
-        schema=schema_to_json(target),
+        schema=schema_json,
         last_field_id=last_id,
+        parameters=parameters,
+        contract=ref,
         added=added,
         replace_all=operation == "overwrite",
     )
-    return log.commit(
-        base, change, merge_manifests=lambda refs: merge_manifest_levels(storage, refs)
+    return log.commit(base, change, merge_manifests=_merge(storage))
+
+
+def _contract_refusal(
+    cases: pa.Table, old: pa.Schema, new: pa.Schema, changes: list[SchemaChange]
+) -> SchemaEvolutionError:
+    """Explain why the contract in force forbids a schema change."""
+    case = cases.to_pylist()[0]
+    column, check = case["column"] or "?", case["check"]
+    old_type = str(old.field(column).type) if column in old.names else None
+    new_type = str(new.field(column).type) if column in new.names else None
+    if check == "column_in_dataframe":
+        change = next((c for c in changes if column in (c.column, c.old_column)), None)
+        if change is not None and change.kind == "rename":
+            what = f"cannot rename column {column!r} to {change.column!r}"
+        else:
+            what = f"cannot drop column {column!r}"
+        why = f"the dataset's contract requires a column named {column!r}"
+    else:
+        what = f"cannot change column {column!r} to {new_type}"
+        why = f"the dataset's contract requires {check} for it"
+    return SchemaEvolutionError(
+        f"{what}: {why}. Pass the updated contract in the same commit: "
+        "evolve(..., contract=new_contract)",
+        column=column,
+        old_type=old_type,
+        new_type=new_type,
     )
 
 
@@ -274,12 +382,15 @@ def commit_merge(
             )
         if plan.kind in ("fast-forward", "theirs"):
             manifests, schema, result = theirs.manifests, theirs.schema, theirs_e
+            contract = theirs.contract
         elif plan.kind == "ours":
             manifests, schema, result = ours.manifests, ours.schema, ours_e
+            contract = ours.contract
         else:
             assert plan.schema is not None
             manifests, schema = _three_way_manifests(storage, ours, plan), plan.schema
             result = plan.fragments
+            contract = theirs.contract if ours.contract == base.contract else ours.contract
         change = Change(
             operation="merge",
             author=author if author is not None else default_author(),
@@ -300,6 +411,7 @@ def commit_merge(
                 "branch": theirs.branch,
                 "version": theirs.version,
             },
+            contract=contract,
         )
         try:
             return log.commit(ours, change, merge_manifests=lambda refs: refs)
@@ -309,3 +421,114 @@ def commit_merge(
         f"gave up merging {source!r}: the target kept changing during {_MERGE_ATTEMPTS} attempts",
         winning_version=(log.latest_version() or 0),
     )
+
+
+def commit_evolve(
+    storage: Storage,
+    log: Log,
+    base: Snapshot,
+    *,
+    add: Mapping[ColumnRef, Any] | None,
+    rename: Mapping[ColumnRef, str] | None,
+    drop: Iterable[ColumnRef] | None,
+    widen: Mapping[ColumnRef, Any] | None,
+    contract: Any = KEEP,
+    message: str | None,
+    author: str | None,
+    properties: Mapping[str, str] | None,
+) -> Snapshot:
+    """Commit a schema-only snapshot (operation "evolve"): no fragment is written or rewritten.
+
+    ``contract`` (unless `KEEP`) replaces the contract in the same commit; the
+    contract in force afterwards must accept the new schema.
+    """
+    _check_message(message)
+    props = _check_properties(properties)
+    current = schema_from_json(base.schema)
+    new, last_id = evolve(
+        current, base.last_field_id, add=add, rename=rename, drop=drop, widen=widen
+    )
+    changes = diff(current, new)
+    public = strip_field_ids(new)
+    parameters: dict[str, Any] = {"schema_changes": [c.to_dict() for c in changes]}
+    ref = base.contract
+    if contract is KEEP:
+        if ref is not None:
+            text = read_contract_text(storage, ref.id)
+            cases = contracts.failures(ref.api, text, public.empty_table())
+            if cases is not None:
+                raise _contract_refusal(cases, strip_field_ids(current), public, changes)
+    else:
+        attached = _fitting_contract(storage, contract, public, f"the new schema of {storage.uri}")
+        ref = None if attached is None else attached[0]
+        parameters["contract"] = None if ref is None else ref.to_json()
+    write_schema(storage, new)
+    change = Change(
+        operation="evolve",
+        author=author if author is not None else default_author(),
+        message=message or "",
+        properties=props,
+        schema=schema_to_json(new),
+        last_field_id=last_id,
+        parameters=parameters,
+        contract=ref,
+    )
+    return log.commit(base, change, merge_manifests=_merge(storage))
+
+
+def _fitting_contract(
+    storage: Storage, contract: Any, schema: pa.Schema, what: str
+) -> tuple[ContractRef, str] | None:
+    """Store ``contract`` (None: no contract) if it accepts ``schema``; return (ref, JSON text).
+
+    Raises:
+        InvalidArgument: not a pandera schema, or one that cannot be stored faithfully.
+        ContractViolation: the contract rejects ``schema`` (missing columns, other dtypes).
+    """
+    if contract is None:
+        return None
+    api, text = contracts.to_json(contract)
+    cases = contracts.failures(api, text, schema.empty_table())
+    if cases is not None:
+        raise contracts.violation(
+            f"the contract does not fit {what}, so attaching it",
+            cases,
+            advice="Nothing was committed. Change the contract so that it accepts the schema",
+        )
+    return ContractRef(id=write_contract_text(storage, text), api=api), text
+
+
+def commit_contract(
+    storage: Storage,
+    log: Log,
+    base: Snapshot,
+    contract: Any,
+    *,
+    message: str | None,
+    author: str | None,
+    properties: Mapping[str, str] | None,
+) -> Snapshot:
+    """Commit a snapshot whose contract is ``contract`` (None removes it); no data changes.
+
+    Raises:
+        InvalidArgument: not a pandera schema, or one that cannot be stored faithfully.
+        ContractViolation: the contract does not fit the dataset's schema (missing
+            columns, other dtypes); existing rows are not checked (see `Dataset.validate`).
+    """
+    _check_message(message)
+    props = _check_properties(properties)
+    public = strip_field_ids(schema_from_json(base.schema))
+    what = f"the schema of {storage.uri} (version {base.version})"
+    attached = _fitting_contract(storage, contract, public, what)
+    ref = None if attached is None else attached[0]
+    change = Change(
+        operation="set_contract",
+        author=author if author is not None else default_author(),
+        message=message or "",
+        properties=props,
+        schema=base.schema,
+        last_field_id=base.last_field_id,
+        parameters={"contract": None if ref is None else ref.to_json()},
+        contract=ref,
+    )
+    return log.commit(base, change, merge_manifests=_merge(storage))

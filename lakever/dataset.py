@@ -6,19 +6,28 @@ Methods parse and check arguments, then delegate to one lower module.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lakever import contract as contracts
 from lakever import refs, scan
 from lakever._convert import arrow_to_pandas, arrow_to_polars
-from lakever._records import Branch, Commit, Fragment, ScanPlan
+from lakever._metafiles import read_contract_text, read_schema
+from lakever._records import Branch, Commit, Fragment, ScanPlan, SchemaChange, SchemaVersion
 from lakever._resolve import PIN_PREFIX, Located, locate, locate_pin, make_pin
-from lakever._types import DataLike, Properties, WriteMode
-from lakever._writer import commit_data, commit_merge, default_author
+from lakever._types import DataLike, Properties, SchemaMode, ValidateMode, WriteMode
+from lakever._writer import (
+    KEEP,
+    commit_contract,
+    commit_data,
+    commit_evolve,
+    commit_merge,
+    default_author,
+)
 from lakever.errors import (
     DatasetExists,
     DatasetNotFound,
@@ -27,7 +36,8 @@ from lakever.errors import (
     RefNotFound,
     VersionNotFound,
 )
-from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot
+from lakever.evolution import ColumnRef, diff, stats_compatible
+from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot, schema_id
 from lakever.fragments import read_manifest
 from lakever.log import Log
 from lakever.merge import MergeStrategy
@@ -69,6 +79,7 @@ class Dataset:
         "_log",
         "_public",
         "_schema",
+        "_schema_id",
         "_snap",
         "_storage",
         "_writable",
@@ -83,6 +94,7 @@ class Dataset:
         self._writable = writable
         self._branch_name = branch_name
         self._schema: pa.Schema | None = None
+        self._schema_id = schema_id(snap.schema)
         self._public: pa.Schema | None = None
         self._fragments: list[FragmentEntry] | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -164,6 +176,16 @@ class Dataset:
             self._schema = schema_from_json(self._snap.schema, path=f"snapshot {self.snapshot_id}")
         return self._schema
 
+    def _schema_of(self, sid: str) -> pa.Schema:
+        """The schema (with field ids) a fragment of this snapshot was written under."""
+        if sid == self._schema_id:
+            return self._internal_schema()
+        return read_schema(self._storage, sid)
+
+    def _uniform(self) -> bool:
+        """Whether every fragment was written under this snapshot's schema."""
+        return all(e.schema_id == self._schema_id for e in self._entries())
+
     def _entries(self) -> list[FragmentEntry]:
         if self._fragments is None:
             with self._lock:
@@ -174,19 +196,47 @@ class Dataset:
         return self._fragments
 
     def fragments(self) -> list[Fragment]:
-        """The fragments of this snapshot, in read order, with sizes, hashes and stats."""
-        names = {fid: f.name for fid, f in iter_field_ids(self._internal_schema())}
-        return [
-            Fragment(
-                path=e.path,
-                uri=self._storage.full_path(e.path),
-                num_rows=e.num_rows,
-                size_bytes=e.size_bytes,
-                content_hash=e.content_hash,
-                stats={names[k]: v for k, v in e.stats.items() if k in names},
-            )
-            for e in self._entries()
-        ]
+        """The fragments of this snapshot, in read order, with sizes, hashes and stats.
+
+        Stats are keyed by the column's current name. A fragment written before a
+        column was widened keeps its min/max when they remain valid bounds (numbers,
+        decimals, strings); otherwise (e.g. date to timestamp) only the null count.
+        """
+        current = dict(iter_field_ids(self._internal_schema()))
+        return [self._fragment(e, current) for e in self._entries()]
+
+    def _fragment(self, e: FragmentEntry, current: dict[int, pa.Field[Any]]) -> Fragment:
+        stats = {current[fid].name: st for fid, st in self._stats_of(e, current).items()}
+        return Fragment(
+            path=e.path,
+            uri=self._storage.full_path(e.path),
+            num_rows=e.num_rows,
+            size_bytes=e.size_bytes,
+            content_hash=e.content_hash,
+            stats=stats,
+        )
+
+    def _stats_of(
+        self, e: FragmentEntry, current: dict[int, pa.Field[Any]] | None = None
+    ) -> dict[int, dict[str, Any]]:
+        """A fragment's stats by field id, valid for this snapshot's schema.
+
+        A fragment written before a column was widened keeps its min/max when they
+        remain valid bounds (numbers, decimals, strings); otherwise (e.g. date to
+        timestamp) only the null count. Dropped columns are left out.
+        """
+        if e.schema_id == self._schema_id:
+            return e.stats
+        if current is None:
+            current = dict(iter_field_ids(self._internal_schema()))
+        written = dict(iter_field_ids(self._schema_of(e.schema_id)))
+        out = {}
+        for fid, st in e.stats.items():
+            if fid not in current or fid not in written:
+                continue  # dropped since the fragment was written
+            keep = stats_compatible(written[fid].type, current[fid].type)
+            out[fid] = st if keep else {"nulls": st.get("nulls", 0)}
+        return out
 
     def history(self, limit: int | None = None) -> list[Commit]:
         """Commits from this snapshot back to the creation, newest first.
@@ -228,9 +278,7 @@ class Dataset:
         """
         public = self.schema
         if filter is None:
-            return scan.read_table(
-                self._storage, self._internal_schema(), public, self._entries(), columns
-            )
+            return self._read_entries(self._entries(), columns)
         table: pa.Table = (
             self._filtered(columns, filter)
             .to_arrow_table()
@@ -238,12 +286,24 @@ class Dataset:
         )
         return table
 
+    def _read_entries(
+        self, entries: Sequence[FragmentEntry], columns: Sequence[str] | None
+    ) -> pa.Table:
+        return scan.read_table(
+            self._storage,
+            self._internal_schema(),
+            self.schema,
+            entries,
+            columns,
+            self._schema_of,
+            self._schema_id,
+        )
+
     def _filtered(self, columns: Sequence[str] | None, filter: str) -> duckdb.DuckDBPyRelation:
         from lakever.sql import run_filter
 
         names = scan.check_columns(self.schema, columns)
-        kept = self._pruned(filter).kept  # also validates the filter
-        return run_filter(self._duck(), self._storage, self.schema, kept, names, filter)
+        return run_filter(self.to_duckdb(prune=filter), self.schema, names, filter)
 
     def to_batches(
         self,
@@ -267,6 +327,8 @@ class Dataset:
                 self._entries(),
                 columns,
                 batch_size,
+                self._schema_of,
+                self._schema_id,
             )
         else:
             out_schema = pa.schema([public.field(c) for c in scan.check_columns(public, columns)])
@@ -293,22 +355,21 @@ class Dataset:
             filter: a SQL boolean expression; fragments that cannot match are skipped
                 using manifest statistics, and the rest are filtered by polars
                 (``polars.sql_expr``). Later polars filters are pushed into Parquet.
+
+        When fragments were written under older schemas, the snapshot is read through
+        Arrow first (polars cannot map columns by field id).
         """
         import polars as pl
 
-        entries = self._entries() if filter is None else self._pruned(filter).kept
-        if filter is not None:
-            return self._scan_entries(entries).filter(pl.sql_expr(filter))
-        return self._scan_entries(entries)
+        if filter is None:
+            return self._scan_entries(self._entries())
+        return self._scan_entries(self._pruned(filter).kept).filter(pl.sql_expr(filter))
 
     def _scan_entries(self, entries: list[FragmentEntry]) -> pl.LazyFrame:
         import polars as pl
 
-        if not entries or not self._storage.is_local:
-            table = scan.read_table(
-                self._storage, self._internal_schema(), self.schema, entries, None
-            )
-            return arrow_to_polars(table).lazy()
+        if not entries or not self._storage.is_local or not self._uniform():
+            return arrow_to_polars(self._read_entries(entries, None)).lazy()
         lf = pl.scan_parquet([self._storage.full_path(e.path) for e in entries])
         return lf.select(self.schema.names)
 
@@ -325,7 +386,15 @@ class Dataset:
         from lakever.sql import relation
 
         entries = self._entries() if prune is None else self._pruned(prune).kept
-        return relation(con or self._duck(), self._storage, self.schema, entries)
+        return relation(
+            con or self._duck(),
+            self._storage,
+            self._internal_schema(),
+            self.schema,
+            entries,
+            uniform=self._uniform(),
+            to_arrow=lambda: self._read_entries(entries, None),
+        )
 
     def _pruned(self, filter: str) -> _Pruned:
         from lakever.pruning import compile_filter
@@ -334,7 +403,7 @@ class Dataset:
             raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
         pruner = compile_filter(filter, self.schema, self.field_ids)
         entries = self._entries()
-        kept = [e for e in entries if pruner.may_match(e.stats, e.num_rows)]
+        kept = [e for e in entries if pruner.may_match(self._stats_of(e), e.num_rows)]
         return _Pruned(entries, entries, kept)
 
     def explain(self, filter: str) -> ScanPlan:
@@ -412,19 +481,42 @@ class Dataset:
         author: str | None = None,
         properties: Properties | None = None,
         max_rows_per_fragment: int | None = None,
+        schema_mode: SchemaMode = "strict",
+        validate: ValidateMode = "contract",
     ) -> Dataset:
         """Add rows; return the Dataset at the new version.
 
         Concurrent appends never conflict: a writer that loses the race retries
         on top of the winner automatically.
 
+        Args:
+            schema_mode: ``"strict"`` (default): the data must have the schema's
+                columns and types. ``"add"``: new columns are added to the schema
+                (nullable), missing nullable ones are written as nulls. ``"merge"``:
+                also widens columns whose data type is wider (see
+                docs/schema-evolution.md). Nothing is ever dropped, truncated or narrowed.
+            validate: ``"contract"`` (default) checks the rows against the contract
+                before anything is committed; ``"skip"`` is for emergencies and is
+                recorded in the commit's parameters.
+
         Raises:
             SchemaMismatch: the data's columns or types differ from the schema.
-            CommitConflict: a concurrent commit changed the schema.
+            SchemaEvolutionError: (merge) a column's type cannot be widened to the data's.
+            ContractViolation: the rows break the contract; nothing was committed.
+            CommitConflict: a concurrent commit changed the schema or the contract.
             ReadOnlyDataset: this view is pinned to an explicit version.
         """
         self._require_writable("append")
-        return self._write(data, "append", message, author, properties, max_rows_per_fragment)
+        return self._write(
+            data,
+            "append",
+            message,
+            author,
+            properties,
+            max_rows_per_fragment,
+            schema_mode,
+            validate,
+        )
 
     def overwrite(
         self,
@@ -434,14 +526,27 @@ class Dataset:
         author: str | None = None,
         properties: Properties | None = None,
         max_rows_per_fragment: int | None = None,
+        schema_mode: SchemaMode = "strict",
+        validate: ValidateMode = "contract",
     ) -> Dataset:
         """Replace all rows (history keeps the old ones); return the Dataset at the new version.
+
+        ``schema_mode`` and ``validate`` work as in `append`.
 
         Raises:
             CommitConflict: another commit landed after the version this view shows.
         """
         self._require_writable("overwrite")
-        return self._write(data, "overwrite", message, author, properties, max_rows_per_fragment)
+        return self._write(
+            data,
+            "overwrite",
+            message,
+            author,
+            properties,
+            max_rows_per_fragment,
+            schema_mode,
+            validate,
+        )
 
     def _write(
         self,
@@ -451,6 +556,8 @@ class Dataset:
         author: str | None,
         properties: Mapping[str, str] | None,
         max_rows_per_fragment: int | None,
+        schema_mode: SchemaMode,
+        validate: ValidateMode,
     ) -> Dataset:
         snap = commit_data(
             self._storage,
@@ -462,6 +569,8 @@ class Dataset:
             author=author,
             properties=properties,
             max_rows_per_fragment=max_rows_per_fragment,
+            schema_mode=schema_mode,
+            validate=validate,
         )
         return self._child(snap)
 
@@ -569,8 +678,164 @@ class Dataset:
         )
         return self._child(snap)
 
+    # ------------------------------------------------------- schema and contract
+
+    def evolve(
+        self,
+        *,
+        add: Mapping[ColumnRef, pa.DataType | pa.Field[Any]] | None = None,
+        rename: Mapping[ColumnRef, str] | None = None,
+        drop: Iterable[ColumnRef] | None = None,
+        widen: Mapping[ColumnRef, pa.DataType | pa.Field[Any]] | None = None,
+        contract: Any = KEEP,
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Change the schema in a schema-only commit (no fragment is rewritten).
+
+        Columns are named by their current name, or a tuple path for nested fields
+        (``("address", "zip")``). Changes apply in the order drop, widen, rename,
+        add; an added column is nullable and gets a new field id, even if it reuses
+        a dropped name (the old values never resurface).
+
+        The contract in force must accept the new schema. To change both, pass the
+        new contract (or None) as ``contract``: it is checked against the new schema
+        and committed together with it.
+
+        Example:
+            ``ds.evolve(add={"score": pa.float64()}, rename={"ts": "event_time"},
+            drop=["debug"], widen={"n": pa.int64()}, message="v2 schema")``
+
+        Raises:
+            SchemaEvolutionError: a refused change (narrowing, another type family,
+                making a column non-nullable, a name collision, or a change the
+                contract forbids); nothing was committed.
+            InvalidArgument: an unknown column or a malformed argument.
+            CommitConflict: a concurrent commit changed the schema or the contract.
+        """
+        self._require_writable("evolve the schema")
+        snap = commit_evolve(
+            self._storage,
+            self._log,
+            self._snap,
+            add=add,
+            rename=rename,
+            drop=drop,
+            widen=widen,
+            contract=contract,
+            message=message,
+            author=author,
+            properties=properties,
+        )
+        return self._child(snap)
+
+    @property
+    def contract(self) -> Any:
+        """The contract in force at this snapshot (a pandera DataFrameSchema), or None."""
+        ref = self._snap.contract
+        if ref is None:
+            return None
+        return contracts.from_json(ref.api, read_contract_text(self._storage, ref.id))
+
+    def set_contract(
+        self,
+        contract: Any,
+        *,
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Attach a pandera contract (None removes it) in a new commit; rows are not rewritten.
+
+        Every later commit validates its incoming rows against it. Existing rows are
+        not re-checked; `validate` does that.
+
+        Args:
+            contract: a ``pandera.polars`` DataFrameSchema or DataFrameModel class
+                (preferred), or a pandas-API one; stored as pandera's JSON.
+
+        Raises:
+            InvalidArgument: not a pandera schema, or one with checks pandera cannot
+                serialize (e.g. lambdas): use built-in or registered checks.
+            ContractViolation: the contract does not fit the schema (missing
+                columns, other dtypes).
+        """
+        self._require_writable("set the contract")
+        snap = commit_contract(
+            self._storage,
+            self._log,
+            self._snap,
+            contract,
+            message=message,
+            author=author,
+            properties=properties,
+        )
+        return self._child(snap)
+
+    def validate(self, *, batch_size: int = 1 << 20) -> int:
+        """Re-check every row of this snapshot against its contract; return the rows checked.
+
+        Rows are checked in batches of ``batch_size`` (``unique`` checks apply
+        within a batch).
+
+        Raises:
+            ContractViolation: with the failure cases of every batch.
+            InvalidArgument: this snapshot has no contract.
+        """
+        ref = self._snap.contract
+        if ref is None:
+            raise InvalidArgument(
+                f"version {self.version} of {self.uri} has no contract to validate against; "
+                "attach one with Dataset.set_contract"
+            )
+        batches = (pa.Table.from_batches([b]) for b in self.to_batches(batch_size))
+        text = read_contract_text(self._storage, ref.id)
+        what = f"version {self.version} of {self.uri}"
+        advice = (
+            "Rows committed with validate='skip', or before the contract was attached, are "
+            "not checked on commit; overwrite them with corrected rows to fix the dataset"
+        )
+        return contracts.validate_batches(ref.api, text, batches, what=what, advice=advice)
+
+    def schema_history(self) -> list[SchemaVersion]:
+        """Every schema from the creation to this snapshot, oldest first, and what changed.
+
+        One entry per commit that changed the schema (the first is the creation).
+        Reads every log entry back to the creation, like `history`.
+        """
+        snaps = list(self._log.ancestors(self._snap))[::-1]
+        out: list[SchemaVersion] = []
+        previous: pa.Schema | None = None
+        for snap in snaps:
+            if previous is not None and snap.schema == snaps[snap.version - 1].schema:
+                continue
+            schema = schema_from_json(snap.schema, path=f"snapshot {snap.snapshot_id}")
+            out.append(_schema_version(snap, schema, previous))
+            previous = schema
+        return out
+
+    def schema_diff(self, other: Dataset) -> list[SchemaChange]:
+        """What changed from this snapshot's schema to ``other``'s (same dataset), by field id."""
+        if not isinstance(other, Dataset):
+            raise InvalidArgument(f"schema_diff needs another Dataset, got {other!r}")
+        return diff(self._internal_schema(), other._internal_schema())
+
 
 # --------------------------------------------------------------------- top level
+
+
+def _schema_version(snap: Snapshot, schema: pa.Schema, previous: pa.Schema | None) -> SchemaVersion:
+    return SchemaVersion(
+        version=snap.version,
+        snapshot_id=snap.snapshot_id,
+        timestamp=snap.timestamp,
+        operation=snap.operation,
+        message=snap.message,
+        schema=strip_field_ids(schema),
+        field_ids={f.name: fid for fid, f in iter_field_ids(schema)},
+        changes=() if previous is None else tuple(diff(previous, schema)),
+    )
 
 
 def resolve_source(storage: Storage, source: str) -> Snapshot:
@@ -630,6 +895,8 @@ def create_dataset(
     properties: Properties | None = None,
     max_rows_per_fragment: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    contract: Any = None,
+    validate: ValidateMode = "contract",
 ) -> Dataset:
     """Create a dataset from ``data`` (version 0); fail if one exists at ``uri``.
 
@@ -640,9 +907,13 @@ def create_dataset(
         properties: arbitrary str -> str metadata recorded with the commit.
         max_rows_per_fragment: split the rows into Parquet fragments of at most this
             many rows (default 1,048,576).
+        contract: a pandera schema every commit's rows must satisfy, starting with
+            these (see `Dataset.set_contract`).
+        validate: ``"skip"`` does not check ``data`` against ``contract`` (recorded).
 
     Raises:
         DatasetExists: a dataset already exists at ``uri``.
+        ContractViolation: ``data`` breaks ``contract``; nothing was created.
     """
     storage = open_storage(uri, storage_options)
     log = Log(storage, MAIN_BRANCH)
@@ -662,6 +933,8 @@ def create_dataset(
         author=author,
         properties=properties,
         max_rows_per_fragment=max_rows_per_fragment,
+        validate=validate,
+        contract=contract,
     )
     return Dataset(storage, log, snap, writable=True, branch_name=MAIN_BRANCH)
 
@@ -676,12 +949,16 @@ def write_dataset(
     properties: Properties | None = None,
     max_rows_per_fragment: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    schema_mode: SchemaMode = "strict",
+    validate: ValidateMode = "contract",
 ) -> Dataset:
     """Write ``data`` in one call.
 
     Args:
         mode: ``"create"`` (default; fails if the dataset exists), ``"append"`` or
             ``"overwrite"`` (both create the dataset if it does not exist yet).
+        schema_mode: as in `Dataset.append` (ignored when the call creates the dataset).
+        validate: as in `Dataset.append`.
     """
     if mode not in ("create", "append", "overwrite"):
         raise InvalidArgument(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
@@ -690,11 +967,12 @@ def write_dataset(
         "author": author,
         "properties": properties,
         "max_rows_per_fragment": max_rows_per_fragment,
+        "validate": validate,
     }
     if mode == "create":
         return create_dataset(uri, data, storage_options=storage_options, **kwargs)
     storage = open_storage(uri, storage_options)
     log = Log(storage, MAIN_BRANCH)
     head = log.head()
-    snap = commit_data(storage, log, head, data, operation=mode, **kwargs)
+    snap = commit_data(storage, log, head, data, operation=mode, schema_mode=schema_mode, **kwargs)
     return Dataset(storage, log, snap, writable=True, branch_name=MAIN_BRANCH)

@@ -14,6 +14,8 @@ The tree::
     ├── CommitConflict                a concurrent commit changed what this commit read
     ├── MergeConflict                 both sides of a merge changed the same thing
     ├── SchemaMismatch                written data does not match the dataset schema
+    ├── SchemaEvolutionError          a schema change that is refused (narrowing, type family, ...)
+    ├── ContractViolation             data breaks the dataset's contract (pandera schema)
     ├── CorruptMetadata               a truncated or tampered metadata file
     ├── UnsupportedFormatVersion      written by a newer lakever than this one
     └── StorageError                  the storage backend failed or cannot commit safely
@@ -25,10 +27,14 @@ so callers can act on them without parsing the message.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "CommitConflict",
+    "ContractViolation",
     "CorruptMetadata",
     "DatasetExists",
     "DatasetNotFound",
@@ -39,6 +45,7 @@ __all__ = [
     "ReadOnlyDataset",
     "RefExists",
     "RefNotFound",
+    "SchemaEvolutionError",
     "SchemaMismatch",
     "StorageError",
     "UnsupportedFormatVersion",
@@ -139,6 +146,36 @@ class SchemaMismatch(LakeverError):
     ) -> None:
         super().__init__(message)
         self.differences = list(differences)
+
+
+class SchemaEvolutionError(LakeverError):
+    """A schema change was refused; the message says why and what to do instead.
+
+    ``column`` is the column (a dotted path for nested fields), ``old_type`` and
+    ``new_type`` the types before and after the refused change (``None`` where a
+    side does not exist, e.g. for a dropped or added column).
+    """
+
+    def __init__(
+        self, message: str, *, column: str, old_type: str | None, new_type: str | None
+    ) -> None:
+        super().__init__(message)
+        self.column = column
+        self.old_type = old_type
+        self.new_type = new_type
+
+
+class ContractViolation(LakeverError):
+    """Data does not satisfy the dataset's contract; nothing was committed.
+
+    ``failure_cases`` is a pyarrow Table with one row per distinct failure:
+    ``column``, ``check``, ``failure_case`` (the failing value, as text; null for
+    a null value) and ``count`` (how many rows failed that way).
+    """
+
+    def __init__(self, message: str, *, failure_cases: pa.Table) -> None:
+        super().__init__(message)
+        self.failure_cases = failure_cases
 
 
 class CorruptMetadata(LakeverError):

@@ -4,6 +4,8 @@ Layout under a dataset root::
 
     data/<uuid>.parquet                         immutable data fragments
     _lakever/manifests/<uuid>.parquet           immutable manifests (one row per fragment)
+    _lakever/schemas/<schema-id>.json           immutable, content-addressed schemas
+    _lakever/contracts/<contract-id>.json       immutable, content-addressed pandera contracts
     _lakever/log/<branch-id>/<version:020>.json the log: one immutable snapshot record per version
     _lakever/log/<branch-id>/LATEST             advisory hint: the newest version seen committed
 
@@ -11,6 +13,10 @@ A snapshot record is canonical JSON. Its ``snapshot_id`` is the first 32 hex
 digits of the SHA-256 of the record without ``snapshot_id``; manifests are
 referenced with their SHA-256 and fragments with theirs, so a snapshot id is a
 Merkle root over everything the snapshot shows.
+
+Each fragment entry names the schema its file was written under (``schema_id``,
+a content hash); readers map a fragment's columns to the snapshot schema by field
+id, which is what lets schemas evolve without rewriting fragments.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from lakever.errors import CorruptMetadata, UnsupportedFormatVersion
 
 __all__ = [
     "FORMAT_VERSION",
+    "ContractRef",
     "FragmentEntry",
     "check_relative",
     "ManifestRef",
@@ -43,6 +50,8 @@ MAIN_BRANCH = "main"
 META_DIR = "_lakever"
 DATA_DIR = "data"
 MANIFEST_DIR = f"{META_DIR}/manifests"
+SCHEMA_DIR = f"{META_DIR}/schemas"
+CONTRACT_DIR = f"{META_DIR}/contracts"
 LOG_DIR = f"{META_DIR}/log"
 
 
@@ -72,6 +81,16 @@ def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def object_id(data: bytes) -> str:
+    """The id of a content-addressed metadata object: 32 hex digits of its SHA-256."""
+    return sha256_hex(data)[:32]
+
+
+def schema_id(schema_json: dict[str, Any]) -> str:
+    """The id of a schema: `object_id` of its canonical JSON (the bytes of its schema file)."""
+    return object_id(canonical_json(schema_json))
+
+
 def format_time(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -98,6 +117,41 @@ def check_relative(rel: str) -> str:
     return rel
 
 
+def check_object_id(value: Any) -> str:
+    """Refuse a stored object id that is not 32 lowercase hex digits (it names a file)."""
+    if not (
+        isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    ):
+        raise CorruptMetadata(
+            f"metadata references the object id {value!r}, which is not 32 hex digits; "
+            "the metadata was tampered with or is corrupt",
+            path=str(value),
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ContractRef:
+    """The contract in force at a snapshot: a content-addressed pandera JSON file."""
+
+    #: `object_id` of the contract file's bytes.
+    id: str
+    #: The pandera API the contract was written for: "polars" or "pandas".
+    api: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "api": self.api}
+
+    @staticmethod
+    def from_json(j: Any) -> ContractRef | None:
+        if j is None:
+            return None
+        api = j["api"]
+        if api not in ("polars", "pandas"):
+            raise ValueError(f"unknown contract api {api!r}")
+        return ContractRef(id=check_object_id(j["id"]), api=api)
+
+
 @dataclass(frozen=True, slots=True)
 class FragmentEntry:
     """A fragment as listed in a manifest."""
@@ -108,6 +162,8 @@ class FragmentEntry:
     content_hash: str
     #: field id -> {"min": v, "max": v, "nulls": n}; min/max absent when unknown.
     stats: dict[int, dict[str, Any]]
+    #: Id of the schema the file was written under (its physical schema).
+    schema_id: str
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +172,7 @@ class FragmentEntry:
             "size_bytes": self.size_bytes,
             "content_hash": self.content_hash,
             "stats": {str(k): v for k, v in self.stats.items()},
+            "schema_id": self.schema_id,
         }
 
     @staticmethod
@@ -126,6 +183,7 @@ class FragmentEntry:
             size_bytes=int(j["size_bytes"]),
             content_hash=str(j["content_hash"]),
             stats={int(k): v for k, v in j["stats"].items()},
+            schema_id=check_object_id(j["schema_id"]),
         )
 
 
@@ -221,6 +279,7 @@ class Snapshot:
     last_field_id: int
     manifests: tuple[ManifestRef, ...]
     summary: Summary
+    contract: ContractRef | None = None
     format_version: int = FORMAT_VERSION
     #: The second parent of a merge commit: {"snapshot_id", "branch", "version"}.
     merge_parent: dict[str, Any] | None = None
@@ -243,6 +302,7 @@ class Snapshot:
             "last_field_id": self.last_field_id,
             "manifests": [m.to_json() for m in self.manifests],
             "summary": self.summary.to_json(),
+            "contract": None if self.contract is None else self.contract.to_json(),
         }
         if self.merge_parent is not None:
             out["merge_parent"] = self.merge_parent
@@ -274,6 +334,7 @@ _KNOWN = {
     "last_field_id",
     "manifests",
     "summary",
+    "contract",
     "snapshot_id",
     "merge_parent",
 }
@@ -324,6 +385,7 @@ def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
             last_field_id=int(j["last_field_id"]),
             manifests=tuple(ManifestRef.from_json(m) for m in j["manifests"]),
             summary=Summary.from_json(j["summary"]),
+            contract=ContractRef.from_json(j["contract"]),
             format_version=fv,
             merge_parent=j.get("merge_parent"),
             extra={k: v for k, v in j.items() if k not in _KNOWN},

@@ -1,8 +1,9 @@
 """Data fragments and manifests: writing Parquet with field ids, stats and hashes.
 
 A fragment is one immutable Parquet file. Its manifest entry records the row
-count, size, SHA-256 of the bytes, and per-column min/max/null counts keyed by
-field id. A manifest is itself a small immutable Parquet file of such entries.
+count, size, SHA-256 of the bytes, per-column min/max/null counts keyed by field
+id, and the id of the schema the file was written under. A manifest is itself a
+small immutable Parquet file of such entries.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lakever.format import (
     MANIFEST_DIR,
     FragmentEntry,
     ManifestRef,
+    check_object_id,
     check_relative,
     sha256_hex,
 )
@@ -103,17 +105,17 @@ def _stats_for(table: pa.Table, meta: pq.FileMetaData | None = None) -> dict[int
         if raw is None:
             continue
         entry: dict[str, Any] = {"nulls": col.null_count}
-        if pa.types.is_floating(f.type):
+        if pa.types.is_floating(f.type) and not pa.types.is_float16(f.type):
             entry["nans"] = pc.sum(pc.is_nan(col).cast(pa.int64())).as_py() or 0
         t = f.type
         if (
             pa.types.is_integer(t)
-            or pa.types.is_floating(t)
+            or (pa.types.is_floating(t) and not pa.types.is_float16(t))
             or pa.types.is_string(t)
             or pa.types.is_large_string(t)
             or pa.types.is_decimal(t)
             or pa.types.is_boolean(t)
-            or pa.types.is_temporal(t)
+            or (pa.types.is_temporal(t) and not pa.types.is_duration(t))
         ) and col.null_count < len(col):
             if f.name in strings:
                 # String min/max is the costly one; the Parquet writer computed it already.
@@ -143,7 +145,7 @@ def _new_name(directory: str) -> str:
     return f"{directory}/{uuid.uuid4().hex}.parquet"
 
 
-def _write_one(storage: Storage, table: pa.Table) -> FragmentEntry:
+def _write_one(storage: Storage, table: pa.Table, schema_id: str) -> FragmentEntry:
     sink = pa.BufferOutputStream()
     with pq.ParquetWriter(sink, table.schema) as writer:
         writer.write_table(table, row_group_size=DEFAULT_MAX_ROWS_PER_FRAGMENT)
@@ -158,6 +160,7 @@ def _write_one(storage: Storage, table: pa.Table) -> FragmentEntry:
         size_bytes=buf.size,
         content_hash=f"sha256:{digest}",
         stats=_stats_for(table, writer.writer.metadata),
+        schema_id=schema_id,
     )
 
 
@@ -179,11 +182,16 @@ def _chunks(tables: Iterable[pa.Table], max_rows: int) -> Iterator[pa.Table]:
 
 
 def write_fragments(
-    storage: Storage, tables: Iterable[pa.Table], *, max_rows: int = DEFAULT_MAX_ROWS_PER_FRAGMENT
+    storage: Storage,
+    tables: Iterable[pa.Table],
+    *,
+    schema_id: str,
+    max_rows: int = DEFAULT_MAX_ROWS_PER_FRAGMENT,
 ) -> list[FragmentEntry]:
     """Write conformed tables as fragments (in parallel threads); return their entries.
 
-    The order of the returned entries follows the order of the rows.
+    Every table is in the schema whose id is ``schema_id``. The order of the
+    returned entries follows the order of the rows.
     """
     chunks = _chunks(tables, max_rows)
     first = next(chunks, None)
@@ -191,16 +199,16 @@ def write_fragments(
         return []
     second = next(chunks, None)
     if second is None:
-        return [_write_one(storage, first)]
+        return [_write_one(storage, first, schema_id)]
     futures: list[Future[FragmentEntry]] = []
     with ThreadPoolExecutor(max_workers=_WRITE_THREADS) as pool:
         for chunk in (first, second):
-            futures.append(pool.submit(_write_one, storage, chunk))
+            futures.append(pool.submit(_write_one, storage, chunk, schema_id))
         for chunk in chunks:
             # Bound memory: at most a few chunks in flight beyond the workers.
             while sum(not f.done() for f in futures) >= 2 * _WRITE_THREADS:
                 next(f for f in futures if not f.done()).result()
-            futures.append(pool.submit(_write_one, storage, chunk))
+            futures.append(pool.submit(_write_one, storage, chunk, schema_id))
         return [f.result() for f in futures]
 
 
@@ -213,6 +221,7 @@ _MANIFEST_SCHEMA = pa.schema(
         pa.field("size_bytes", pa.int64(), nullable=False),
         pa.field("content_hash", pa.string(), nullable=False),
         pa.field("stats", pa.string(), nullable=False),
+        pa.field("schema_id", pa.string(), nullable=False),
     ]
 )
 
@@ -231,6 +240,7 @@ def write_manifest(
                 json.dumps({str(k): v for k, v in e.stats.items()}, separators=(",", ":"))
                 for e in entries
             ],
+            "schema_id": [e.schema_id for e in entries],
         },
         schema=_MANIFEST_SCHEMA,
     )
@@ -345,13 +355,15 @@ def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[
                 size_bytes=s,
                 content_hash=h,
                 stats={int(k): v for k, v in json.loads(st).items()},
+                schema_id=check_object_id(sid),
             )
-            for p, n, s, h, st in zip(
+            for p, n, s, h, st, sid in zip(
                 cols["path"],
                 cols["num_rows"],
                 cols["size_bytes"],
                 cols["content_hash"],
                 cols["stats"],
+                cols["schema_id"],
                 strict=True,
             )
         ]

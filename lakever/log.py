@@ -8,8 +8,12 @@ read away, and the newest is found from the advisory ``LATEST`` hint plus a
 forward probe (galloping, then binary search), never by replaying history.
 
 A writer that loses the race reads the winning commits, checks them against
-its own change, and either retries on top of them (appends never conflict with
-appends) or raises `CommitConflict` naming the winning version.
+its own change, and either retries on top of them or raises `CommitConflict`
+naming the winning version. The rule: appends, schema evolutions and contract
+changes are replayed on top of winners that kept the schema, the field ids and
+the contract the change was computed against; anything else conflicts. So an
+append never lands under a schema or contract it was not checked against, and
+two schema changes never both land.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from lakever.errors import CommitConflict, CorruptMetadata, DatasetExists
 from lakever.format import (
+    ContractRef,
     ManifestRef,
     Snapshot,
     Summary,
@@ -55,6 +60,8 @@ class Change:
     schema: dict[str, Any]
     last_field_id: int
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: The contract in force from this commit on (None: no contract).
+    contract: ContractRef | None = None
     #: The manifest of fragments this commit adds (None: adds nothing).
     added: ManifestRef | None = None
     #: Drop every fragment of the base snapshot (overwrite).
@@ -303,27 +310,42 @@ def _build(
         manifests=manifests,
         summary=summary,
         merge_parent=change.merge_parent,
+        contract=change.contract,
     )
     return replace(snap, snapshot_id=compute_snapshot_id(snap.body()))
+
+
+#: Operations that commute with a commit that kept the schema, field ids and contract:
+#: their result does not depend on which rows the winner added or removed.
+_REPLAYABLE = ("append", "evolve", "set_contract")
+
+
+def _same_shape(a: Snapshot, schema: dict[str, Any], last_field_id: int, contract: Any) -> bool:
+    return a.schema == schema and a.last_field_id == last_field_id and a.contract == contract
 
 
 def _check_conflict(base: Snapshot | None, change: Change, winner: Snapshot, uri: str) -> None:
     """Raise if ``change`` (computed on ``base``) cannot be replayed after ``winner``."""
     if base is None:
-        if change.operation == "append" and winner.schema == change.schema:
+        if change.operation == "append" and _same_shape(
+            winner, change.schema, change.last_field_id, change.contract
+        ):
             return  # write_dataset(mode="append") raced a create of the same schema.
         raise DatasetExists(
             f"a dataset already exists at {uri} (created concurrently); open it with "
             "lakever.open_dataset or write with mode='append'",
             uri=uri,
         )
-    if change.operation == "append" and winner.schema == change.schema:
-        return  # Appends commute with any commit that kept the schema.
-    what = (
-        "changed the schema"
-        if winner.schema != change.schema
-        else f"committed a {winner.operation!r} since version {base.version}"
-    )
+    if change.operation in _REPLAYABLE and _same_shape(
+        winner, base.schema, base.last_field_id, base.contract
+    ):
+        return
+    if winner.schema != base.schema or winner.last_field_id != base.last_field_id:
+        what = "changed the schema"
+    elif winner.contract != base.contract:
+        what = "changed the contract"
+    else:
+        what = f"committed a {winner.operation!r} since version {base.version}"
     raise CommitConflict(
         f"commit to {uri} conflicts with version {winner.version}, which {what}; "
         f"this {change.operation!r} was based on version {base.version}. Re-open the dataset "

@@ -2,18 +2,23 @@
 
 Used for unfiltered reads (the fast path); filtered reads go through
 `lakever.sql`. Rows come back in manifest order, then file order, so two reads
-of one snapshot always return the same rows in the same order.
+of one snapshot always return the same rows in the same order. Fragments
+written under an older schema are read through the snapshot's schema by field
+id (see `lakever.projection`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import groupby
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from lakever.errors import InvalidArgument
 from lakever.format import FragmentEntry
+from lakever.projection import Plan, plan, project
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
@@ -50,20 +55,91 @@ def _dataset(
     )
 
 
+#: Returns the schema (with field ids) stored under a schema id.
+SchemaLoader = Callable[[str], pa.Schema]
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Consecutive fragments written under one schema, and how to read them."""
+
+    fragments: list[FragmentEntry]
+    #: The schema the files were written under, restricted to the columns to read.
+    physical: pa.Schema
+    #: None: the files already have the output schema (the common, zero-work case).
+    plans: tuple[Plan, ...] | None
+
+
+def _runs(
+    schema: pa.Schema,
+    snapshot_sid: str,
+    fragments: Sequence[FragmentEntry],
+    names: list[str],
+    schemas: SchemaLoader,
+) -> Iterator[_Run]:
+    """Split the fragments (in order) into runs sharing a physical schema; plan each run.
+
+    Fragments written under the snapshot's own schema are read as they are; the
+    others are read through a projection by field id (renamed, widened, added
+    and dropped columns), so no fragment is ever rewritten.
+    """
+    wanted = [schema.field(n) for n in names]
+    for sid, group in groupby(fragments, key=lambda f: f.schema_id):
+        run = list(group)
+        if sid == snapshot_sid:
+            yield _Run(run, pa.schema(wanted), None)
+            continue
+        physical = schemas(sid)
+        yield _Run(run, physical, plan(list(physical), wanted, by="id"))
+
+
+def _read_names(run: _Run) -> list[str]:
+    if run.plans is None:
+        return list(run.physical.names)
+    return sorted(
+        {run.physical.field(p.source).name for p in run.plans if p.source is not None},
+        key=run.physical.names.index,
+    )
+
+
 def read_table(
     storage: Storage,
     schema: pa.Schema,
     public: pa.Schema,
     fragments: Sequence[FragmentEntry],
     columns: Sequence[str] | None,
+    schemas: SchemaLoader,
+    schema_id: str,
 ) -> pa.Table:
-    """Read the fragments as one table in the ``public`` schema (projected)."""
+    """Read the fragments as one table in the ``public`` schema (projected).
+
+    Args:
+        schema: the snapshot schema, with field ids.
+        public: the same without field ids (what readers see).
+        schemas: loads the schema a fragment was written under, by schema id.
+        schema_id: the id of ``schema``: fragments written under it need no projection.
+    """
     names = check_columns(public, columns)
     out_schema = pa.schema([public.field(n) for n in names])
     if not fragments:
         return out_schema.empty_table()
-    table = _dataset(storage, schema, fragments).to_table(columns=names)
-    return table.cast(out_schema)
+    tables = []
+    for run in _runs(schema, schema_id, fragments, names, schemas):
+        tables.append(_read_run(storage, run, out_schema))
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def _read_run(storage: Storage, run: _Run, out_schema: pa.Schema) -> pa.Table:
+    read = _read_names(run)
+    if run.plans is None:
+        return (
+            _dataset(storage, run.physical, run.fragments).to_table(columns=read).cast(out_schema)
+        )
+    if read:
+        table = _dataset(storage, run.physical, run.fragments).to_table(columns=read)
+    else:  # every wanted column was added after these files: all null
+        table = pa.table({"_": pa.nulls(sum(f.num_rows for f in run.fragments))})
+    return project(table, run.physical, run.plans, out_schema)
 
 
 def iter_batches(
@@ -73,15 +149,36 @@ def iter_batches(
     fragments: Sequence[FragmentEntry],
     columns: Sequence[str] | None,
     batch_size: int,
+    schemas: SchemaLoader,
+    schema_id: str,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield record batches of the fragments in the ``public`` schema (projected)."""
+    """Yield record batches of the fragments in the ``public`` schema (see `read_table`)."""
     names = check_columns(public, columns)
     out_schema = pa.schema([public.field(n) for n in names])
     if not fragments:
         return
-    scanner = _dataset(storage, schema, fragments).scanner(columns=names, batch_size=batch_size)
-    for batch in scanner.to_batches():
-        yield batch.cast(out_schema)
+    for run in _runs(schema, schema_id, fragments, names, schemas):
+        read = _read_names(run)
+        if run.plans is not None and not read:
+            yield from _null_batches(run, out_schema, batch_size)
+            continue
+        scanner = _dataset(storage, run.physical, run.fragments).scanner(
+            columns=read, batch_size=batch_size
+        )
+        for batch in scanner.to_batches():
+            if run.plans is None:
+                yield batch.cast(out_schema)
+            else:
+                yield project(batch, run.physical, run.plans, out_schema)
+
+
+def _null_batches(run: _Run, out_schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
+    assert run.plans is not None
+    total = sum(f.num_rows for f in run.fragments)
+    for start in range(0, total, batch_size):
+        n = min(batch_size, total - start)
+        empty = pa.RecordBatch.from_pydict({"_": pa.nulls(n)})
+        yield project(empty, run.physical, run.plans, out_schema)
 
 
 def rebatch(batches: Iterator[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:

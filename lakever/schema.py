@@ -21,15 +21,21 @@ from typing import Any
 
 import pyarrow as pa
 
-from lakever.errors import CorruptMetadata, InvalidArgument, SchemaMismatch
+from lakever.errors import CorruptMetadata, InvalidArgument
 
 __all__ = [
     "FIELD_ID_KEY",
     "assign_field_ids",
-    "conform",
+    "field_id",
+    "map_type",
+    "nested_fields",
+    "normalize_type",
+    "same_logical",
     "schema_from_json",
     "schema_to_json",
+    "strip_field",
     "strip_field_ids",
+    "strip_type_ids",
     "type_name",
 ]
 
@@ -59,12 +65,14 @@ _SIMPLE: dict[str, pa.DataType] = {
 _SIMPLE_BY_TYPE = {v: k for k, v in _SIMPLE.items()}
 
 
-def _map(key: pa.Field[Any], item: pa.Field[Any], keys_sorted: bool) -> pa.DataType:  # noqa: FBT001
+def map_type(key: pa.Field[Any], item: pa.Field[Any], keys_sorted: bool) -> pa.DataType:  # noqa: FBT001
+    """Build a map type from its key and item fields (metadata kept)."""
     # pyarrow-stubs still spell this argument "key_sorted"; pyarrow itself says keys_sorted.
     return pa.map_(key, item, keys_sorted=keys_sorted)  # type: ignore[call-overload]
 
 
-def _field_id(field: pa.Field[Any]) -> int | None:
+def field_id(field: pa.Field[Any]) -> int | None:
+    """Return the field id a field carries in its metadata (None: none)."""
     md = field.metadata or {}
     raw = md.get(FIELD_ID_KEY)
     return int(raw) if raw is not None else None
@@ -101,7 +109,7 @@ def normalize_type(t: pa.DataType) -> pa.DataType:
     if pa.types.is_struct(t):
         return pa.struct([pa.field(f.name, normalize_type(f.type), f.nullable) for f in t])
     if pa.types.is_map(t):
-        return _map(
+        return map_type(
             pa.field(t.key_field.name, normalize_type(t.key_type), False),
             pa.field(t.item_field.name, normalize_type(t.item_type), t.item_field.nullable),
             t.keys_sorted,
@@ -131,7 +139,7 @@ def assign_field_ids(schema: pa.Schema, *, start: int = 1) -> tuple[pa.Schema, i
         if pa.types.is_fixed_size_list(t):
             return pa.list_(visit(t.value_field), t.list_size)
         if pa.types.is_map(t):
-            return _map(visit(t.key_field), visit(t.item_field), t.keys_sorted)
+            return map_type(visit(t.key_field), visit(t.item_field), t.keys_sorted)
         return t
 
     fields = [visit(f) for f in schema]
@@ -147,26 +155,40 @@ def _check_supported(name: str, t: pa.DataType) -> None:
         raise InvalidArgument(f"column {name!r}: {exc}") from None
 
 
+def nested_fields(t: pa.DataType) -> list[pa.Field[Any]]:
+    """Return the fields nested directly in ``t`` (struct fields, list element, map key/value)."""
+    if pa.types.is_struct(t):
+        return list(t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return [t.value_field]
+    if pa.types.is_map(t):
+        return [t.key_field, t.item_field]
+    return []
+
+
+def strip_type_ids(t: pa.DataType) -> pa.DataType:
+    """Return ``t`` with the metadata (field ids) of its nested fields removed."""
+    if pa.types.is_struct(t):
+        return pa.struct([strip_field(f) for f in t])
+    if pa.types.is_list(t):
+        return pa.list_(strip_field(t.value_field))
+    if pa.types.is_large_list(t):
+        return pa.large_list(strip_field(t.value_field))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(strip_field(t.value_field), t.list_size)
+    if pa.types.is_map(t):
+        return map_type(strip_field(t.key_field), strip_field(t.item_field), t.keys_sorted)
+    return t
+
+
+def strip_field(f: pa.Field[Any]) -> pa.Field[Any]:
+    """Return ``f`` without metadata, nested fields included."""
+    return pa.field(f.name, strip_type_ids(f.type), f.nullable)
+
+
 def strip_field_ids(schema: pa.Schema) -> pa.Schema:
     """Return the schema users see: same names, types and nullability, no metadata."""
-
-    def clean_type(t: pa.DataType) -> pa.DataType:
-        if pa.types.is_struct(t):
-            return pa.struct([clean(f) for f in t])
-        if pa.types.is_list(t):
-            return pa.list_(clean(t.value_field))
-        if pa.types.is_large_list(t):
-            return pa.large_list(clean(t.value_field))
-        if pa.types.is_fixed_size_list(t):
-            return pa.list_(clean(t.value_field), t.list_size)
-        if pa.types.is_map(t):
-            return _map(clean(t.key_field), clean(t.item_field), t.keys_sorted)
-        return t
-
-    def clean(f: pa.Field[Any]) -> pa.Field[Any]:
-        return pa.field(f.name, clean_type(f.type), f.nullable)
-
-    return pa.schema([clean(f) for f in schema])
+    return pa.schema([strip_field(f) for f in schema])
 
 
 # --------------------------------------------------------------------- JSON codec
@@ -204,7 +226,7 @@ def _type_to_json(t: pa.DataType) -> Any:
 
 
 def _field_to_json(f: pa.Field[Any]) -> dict[str, Any]:
-    fid = _field_id(f)
+    fid = field_id(f)
     out: dict[str, Any] = {"id": fid, "name": f.name, "nullable": f.nullable}
     out["type"] = _type_to_json(f.type)
     return out
@@ -241,7 +263,7 @@ def _type_from_json(j: Any) -> pa.DataType:
     if kind == "struct":
         return pa.struct([_field_from_json(f) for f in j["fields"]])
     if kind == "map":
-        return _map(
+        return map_type(
             _field_from_json(j["key"]),
             _field_from_json(j["value"]),
             bool(j.get("keys_sorted", False)),
@@ -265,13 +287,13 @@ def schema_from_json(j: dict[str, Any], *, path: str = "<schema>") -> pa.Schema:
 
 def type_name(t: pa.DataType) -> str:
     """A short human-readable type name for messages."""
-    return str(t)
+    return str(strip_type_ids(t))
 
 
 def iter_field_ids(schema: pa.Schema) -> Iterator[tuple[int, pa.Field[Any]]]:
     """Yield (field id, field) for top-level fields that carry an id."""
     for f in schema:
-        fid = _field_id(f)
+        fid = field_id(f)
         if fid is not None:
             yield fid, f
 
@@ -279,7 +301,7 @@ def iter_field_ids(schema: pa.Schema) -> Iterator[tuple[int, pa.Field[Any]]]:
 # ----------------------------------------------------------------- conforming data
 
 
-def _same_logical(a: pa.DataType, b: pa.DataType) -> bool:
+def same_logical(a: pa.DataType, b: pa.DataType) -> bool:
     """Whether two types hold the same values (differing only in representation)."""
     return strip_types(normalize_type(a)) == strip_types(normalize_type(b))
 
@@ -300,60 +322,3 @@ def strip_types(t: pa.DataType) -> pa.DataType:
     if pa.types.is_map(t):
         return pa.map_(strip_types(t.key_type), strip_types(t.item_type))
     return t
-
-
-def conform(table: pa.Table, target: pa.Schema, *, what: str) -> pa.Table:
-    """Return ``table`` in exactly the ``target`` schema, or raise SchemaMismatch.
-
-    Accepted without complaint: a different column order, representation-only
-    type differences (string vs large_string vs string_view, dictionary encoding,
-    list vs large_list) and a nullable input column without nulls for a
-    non-nullable target column. Any other difference is reported, every column
-    at once.
-    """
-    differences: list[tuple[str, str | None, str | None]] = []
-    names = table.schema.names
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise SchemaMismatch(
-            f"{what}: duplicate column names {dupes}; rename them so each is unique",
-            differences=[(n, None, "duplicate") for n in dupes],
-        )
-    by_name = {f.name: f for f in table.schema}
-    for f in target:
-        have = by_name.get(f.name)
-        if have is None:
-            differences.append((f.name, type_name(f.type), None))
-        elif not _same_logical(have.type, f.type):
-            differences.append((f.name, type_name(f.type), type_name(have.type)))
-    for name in names:
-        if name not in target.names:
-            differences.append((name, None, type_name(by_name[name].type)))
-    if differences:
-        parts = []
-        for name, exp, got in differences:
-            if got is None:
-                parts.append(f"column {name!r} ({exp}) is missing from the data")
-            elif exp is None:
-                parts.append(f"column {name!r} ({got}) is not in the dataset schema")
-            else:
-                parts.append(f"column {name!r} is {got} in the data but {exp} in the dataset")
-        raise SchemaMismatch(
-            f"{what}: the data does not match the dataset schema: "
-            + "; ".join(parts)
-            + ". Select and cast the columns to the dataset schema (Dataset.schema) first.",
-            differences=differences,
-        )
-    columns: list[pa.ChunkedArray[Any]] = []
-    for f in target:
-        col = table.column(f.name)
-        if not f.nullable and col.null_count:
-            raise SchemaMismatch(
-                f"{what}: column {f.name!r} is declared non-nullable but the data has "
-                f"{col.null_count} null value(s); fill or drop them first",
-                differences=[(f.name, type_name(f.type), "contains nulls")],
-            )
-        if col.type != f.type:
-            col = col.cast(f.type)
-        columns.append(col)
-    return pa.Table.from_arrays(columns, schema=target)

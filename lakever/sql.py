@@ -1,23 +1,38 @@
 """Everything DuckDB: connections, a snapshot as a relation, filters, quoting.
 
-DuckDB is imported lazily, only when a filter or SQL is used.
+A snapshot is read with ``read_parquet(files, schema=MAP{field_id: {name, type,
+default_value}})``: DuckDB maps each fragment's columns to the snapshot schema by
+Parquet field id (nested fields through ``children``), so renamed columns come
+back under their new names, added ones as NULL, widened ones cast, dropped ones
+not at all, exactly as the Arrow reader does. DuckDB is imported lazily, only
+when a filter or SQL is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from lakever.errors import InvalidArgument
 from lakever.format import FragmentEntry
+from lakever.schema import field_id, nested_fields
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["connect", "quote_identifier", "relation", "run_filter", "run_query"]
+__all__ = [
+    "connect",
+    "duckdb_type",
+    "quote_identifier",
+    "quote_literal",
+    "relation",
+    "run_filter",
+    "run_query",
+    "schema_map",
+]
 
 
 def quote_identifier(name: str) -> str:
@@ -25,6 +40,96 @@ def quote_identifier(name: str) -> str:
     if "\x00" in name:
         raise InvalidArgument(f"identifier {name!r} contains a NUL character")
     return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """Quote a SQL string literal for DuckDB (single quotes, embedded quotes doubled)."""
+    if "\x00" in text:
+        raise InvalidArgument(f"string {text!r} contains a NUL character")
+    return "'" + text.replace("'", "''") + "'"
+
+
+_DUCK_TYPES = {
+    pa.bool_(): "BOOLEAN",
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.uint8(): "UTINYINT",
+    pa.uint16(): "USMALLINT",
+    pa.uint32(): "UINTEGER",
+    pa.uint64(): "UBIGINT",
+    pa.float16(): "FLOAT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.string(): "VARCHAR",
+    pa.large_string(): "VARCHAR",
+    pa.binary(): "BLOB",
+    pa.large_binary(): "BLOB",
+    pa.date32(): "DATE",
+    pa.date64(): "DATE",
+}
+_TIMESTAMPS = {"s": "TIMESTAMP_S", "ms": "TIMESTAMP_MS", "us": "TIMESTAMP", "ns": "TIMESTAMP_NS"}
+
+
+def duckdb_type(t: pa.DataType) -> str | None:
+    """The DuckDB type a column of Arrow type ``t`` is read as (None: no exact equivalent)."""
+    if t in _DUCK_TYPES:
+        return _DUCK_TYPES[t]
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz is not None else _TIMESTAMPS[t.unit]
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})" if t.precision <= 38 else None
+    if pa.types.is_fixed_size_binary(t):
+        return "BLOB"
+    if (pa.types.is_time32(t) or pa.types.is_time64(t)) and t.unit != "ns":
+        return "TIME"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        element = duckdb_type(t.value_type)
+        return None if element is None else f"{element}[]"
+    if pa.types.is_struct(t):
+        fields = [(f.name, duckdb_type(f.type)) for f in t]
+        if any(ft is None for _, ft in fields):
+            return None
+        return "STRUCT(" + ", ".join(f"{quote_identifier(n)} {ft}" for n, ft in fields) + ")"
+    if pa.types.is_map(t):
+        key, value = duckdb_type(t.key_type), duckdb_type(t.item_type)
+        return None if key is None or value is None else f"MAP({key}, {value})"
+    return None
+
+
+def _children(t: pa.DataType) -> list[tuple[str, pa.Field[Any]]]:
+    """Nested fields with the names DuckDB's schema map expects for them."""
+    fields = nested_fields(t)
+    if pa.types.is_map(t):
+        return list(zip(("key", "value"), fields, strict=True))
+    if pa.types.is_struct(t):
+        return [(f.name, f) for f in fields]
+    return [("element", f) for f in fields]  # DuckDB names a list's child "element"
+
+
+def _entry(name: str, f: pa.Field[Any]) -> str | None:
+    t, fid = duckdb_type(f.type), field_id(f)
+    kids = [_entry(n, c) for n, c in _children(f.type)]
+    if t is None or fid is None or any(k is None for k in kids):
+        return None
+    children = f", children: MAP {{{', '.join(k for k in kids if k)}}}" if kids else ""
+    return (
+        f"{fid}: {{name: {quote_literal(name)}, type: {quote_literal(t)}, "
+        f"default_value: NULL{children}}}"
+    )
+
+
+def schema_map(schema: pa.Schema) -> str | None:
+    """The ``read_parquet(schema=...)`` argument reading fragments by field id into ``schema``.
+
+    None when a type has no exact DuckDB equivalent (e.g. durations); readers then
+    fall back to Arrow.
+    """
+    entries = [_entry(f.name, f) for f in schema]
+    if any(e is None for e in entries):
+        return None
+    return "MAP {" + ", ".join(e for e in entries if e) + "}"
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -49,15 +154,34 @@ def _register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
 def relation(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
+    schema: pa.Schema,
     public: pa.Schema,
     fragments: Sequence[FragmentEntry],
+    *,
+    uniform: bool,
+    to_arrow: Callable[[], pa.Table],
 ) -> duckdb.DuckDBPyRelation:
-    """Return the snapshot's rows as a DuckDB relation on ``con``."""
+    """Return the snapshot's rows as a DuckDB relation on ``con``.
+
+    Args:
+        schema: the snapshot schema, with field ids.
+        public: the same without field ids.
+        uniform: every fragment was written under ``schema`` (no evolution to map).
+        to_arrow: reads the snapshot through Arrow; used only when the schema has a
+            type DuckDB cannot be told (see `schema_map`) and fragments differ in schema.
+    """
     if not fragments:
         return con.from_arrow(public.empty_table())
+    columns = ", ".join(quote_identifier(n) for n in public.names)
+    mapping = schema_map(schema)
+    if mapping is None:
+        if not uniform:
+            return con.from_arrow(to_arrow())
+        _register(con, storage)
+        return con.read_parquet([storage.full_path(f.path) for f in fragments]).project(columns)
     _register(con, storage)
-    rel = con.read_parquet([storage.full_path(f.path) for f in fragments])
-    return rel.project(", ".join(quote_identifier(n) for n in public.names))
+    files = "[" + ", ".join(quote_literal(storage.full_path(f.path)) for f in fragments) + "]"
+    return con.sql(f"SELECT {columns} FROM read_parquet({files}, schema={mapping})")
 
 
 def _error(what: str, text: str, exc: Exception, public: pa.Schema | None) -> InvalidArgument:
@@ -67,17 +191,14 @@ def _error(what: str, text: str, exc: Exception, public: pa.Schema | None) -> In
 
 
 def run_filter(
-    con: duckdb.DuckDBPyConnection,
-    storage: Storage,
+    rel: duckdb.DuckDBPyRelation,
     public: pa.Schema,
-    fragments: Sequence[FragmentEntry],
     columns: Sequence[str],
     filter: str,
 ) -> duckdb.DuckDBPyRelation:
-    """Apply a DuckDB SQL boolean expression and a projection to the snapshot."""
+    """Apply a DuckDB SQL boolean expression and a projection to the snapshot's relation."""
     import duckdb
 
-    rel = relation(con, storage, public, fragments)
     try:
         rel = rel.filter(filter)
         return rel.project(", ".join(quote_identifier(c) for c in columns))

@@ -33,9 +33,9 @@ def spy(monkeypatch):
     seen: list[int] = []
     real = lakever.sql.relation
 
-    def counting(con, storage, public, fragments):
+    def counting(con, storage, schema, public, fragments, **kwargs):
         seen.append(len(fragments))
-        return real(con, storage, public, fragments)
+        return real(con, storage, schema, public, fragments, **kwargs)
 
     monkeypatch.setattr(lakever.sql, "relation", counting)
     return seen

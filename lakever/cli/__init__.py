@@ -12,7 +12,7 @@ import sys
 import typer
 
 import lakever
-from lakever.cli import data, refs, sql
+from lakever.cli import data, refs, schema, sql
 
 app = typer.Typer(
     name="lakever",
@@ -24,6 +24,7 @@ app = typer.Typer(
 data.register(app)
 refs.register(app)
 sql.register(app)
+schema.register(app)
 
 
 def _version_callback(value: bool) -> None:

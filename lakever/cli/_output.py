@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 _console = Console()
 if not _console.is_terminal:
@@ -29,7 +30,8 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
         last = i == len(columns) - 1
         table.add_column(c, overflow="fold", no_wrap=not last)
     for r in rows:
-        table.add_row(*("" if v is None else str(v) for v in r))
+        # Text, not markup: values such as "timestamp[us]" must print as they are.
+        table.add_row(*(Text("" if v is None else str(v)) for v in r))
     _console.print(table)
 
 
@@ -40,7 +42,7 @@ def print_pairs(title: str, pairs: Sequence[tuple[str, Any]]) -> None:
     table.add_column("key", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for k, v in pairs:
-        table.add_row(k, "" if v is None else str(v))
+        table.add_row(Text(k), Text("" if v is None else str(v)))
     _console.print(table)
 
 
