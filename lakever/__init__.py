@@ -33,6 +33,7 @@ from lakever.errors import (
     VersionNotFound,
 )
 from lakever.format import FORMAT_VERSION
+from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.refs import Tag
 
 __version__ = "0.1.0"
@@ -63,10 +64,16 @@ __all__ = [
     "SchemaVersion",
     "StorageError",
     "Tag",
+    "Transform",
     "UnsupportedFormatVersion",
     "VersionNotFound",
     "connect",
     "create_dataset",
+    "day",
+    "hour",
+    "identity",
+    "month",
     "open_dataset",
     "write_dataset",
+    "year",
 ]

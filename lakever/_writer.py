@@ -12,7 +12,7 @@ before they are written, so a refused write leaves the dataset unchanged.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +27,7 @@ from lakever.evolution import ColumnRef, diff, evolve, plan_write
 from lakever.format import ContractRef, FragmentEntry, ManifestRef, Snapshot, Summary, schema_id
 from lakever.fragments import (
     DEFAULT_MAX_ROWS_PER_FRAGMENT,
+    Layout,
     make_manifest,
     read_manifest,
     write_fragments,
@@ -34,8 +35,23 @@ from lakever.fragments import (
 )
 from lakever.log import MANIFEST_FANOUT, Change, Log
 from lakever.merge import MergePlan, MergeStrategy, merge_base, plan_merge
+from lakever.partitioning import (
+    PartitionField,
+    SortField,
+    Transform,
+    directory,
+    resolve_sort,
+    resolve_spec,
+    split,
+)
 from lakever.projection import conform
-from lakever.schema import assign_field_ids, schema_from_json, schema_to_json, strip_field_ids
+from lakever.schema import (
+    assign_field_ids,
+    iter_field_ids,
+    schema_from_json,
+    schema_to_json,
+    strip_field_ids,
+)
 from lakever.storage import Storage
 
 __all__ = [
@@ -44,6 +60,7 @@ __all__ = [
     "commit_data",
     "commit_evolve",
     "commit_merge",
+    "commit_partitioning",
     "default_author",
 ]
 
@@ -156,10 +173,13 @@ def commit_data(
     schema_mode: SchemaMode = "strict",
     validate: ValidateMode = "contract",
     contract: Any = None,
+    partition_by: Sequence[str | Transform] | None = None,
+    sort_by: Sequence[str] | str | None = None,
 ) -> Snapshot:
     """Write ``data`` as fragments and commit it as ``operation`` on top of ``base``.
 
-    ``contract`` (only when creating, ``base`` None) attaches a contract at version 0.
+    ``contract`` and ``partition_by`` (only when creating, ``base`` None) are set at
+    version 0; ``sort_by`` given when creating becomes the dataset's default.
     """
     if max_rows_per_fragment is None:
         max_rows_per_fragment = DEFAULT_MAX_ROWS_PER_FRAGMENT
@@ -190,6 +210,7 @@ def commit_data(
             parameters["schema_changes"] = [c.to_dict() for c in diff(current, target)]
     else:
         sid = schema_id(schema_json)
+    spec, sort, layout_json = _layout(base, target, partition_by, sort_by)
     check: _Check | None = None
     if ref is not None and text is not None:
         parameters["contract_validation"] = "skipped" if validate == "skip" else "passed"
@@ -204,6 +225,7 @@ def commit_data(
         _conformed(tables, target, what, schema_mode, check),
         schema_id=sid,
         max_rows=max_rows_per_fragment,
+        layout=_layout_fn(spec, sort),
     )
     added = make_manifest(storage, entries, level=0) if entries else None
     change = Change(
@@ -217,6 +239,79 @@ def commit_data(
         contract=ref,
         added=added,
         replace_all=operation == "overwrite",
+        partitioning=layout_json[0],
+        sort_by=layout_json[1],
+    )
+    return log.commit(base, change, merge_manifests=_merge(storage))
+
+
+def _layout(
+    base: Snapshot | None,
+    target: pa.Schema,
+    partition_by: Sequence[str | Transform] | None,
+    sort_by: Sequence[str] | str | None,
+) -> tuple[
+    tuple[PartitionField, ...],
+    tuple[SortField, ...],
+    tuple[tuple[dict[str, Any], ...] | None, tuple[dict[str, Any], ...] | None],
+]:
+    """The partition spec and sort for this write, and what to record (None: keep base's)."""
+    if base is not None and partition_by is not None:
+        wanted = tuple(f.to_json() for f in resolve_spec(partition_by, target))
+        if wanted != tuple(base.partitioning):
+            raise InvalidArgument(
+                "partition_by is set when a dataset is created; to change it later use "
+                "Dataset.set_partitioning(...), which affects new fragments only"
+            )
+    if base is None:
+        spec = resolve_spec(partition_by or (), target)
+        sort = resolve_sort(sort_by or (), target)
+        return spec, sort, (tuple(f.to_json() for f in spec), tuple(s.to_json() for s in sort))
+    spec = tuple(PartitionField.from_json(f) for f in base.partitioning)
+    if sort_by is not None:
+        sort = resolve_sort(sort_by, target)
+    else:
+        sort = tuple(SortField.from_json(s) for s in base.sort_by)
+    live = {fid for fid, _ in iter_field_ids(target)}
+    # A partition or sort source column dropped since: new rows are simply not split by it.
+    spec = tuple(f for f in spec if f.field_id in live)
+    sort = tuple(s for s in sort if s.field_id in live)
+    return spec, sort, (None, None)
+
+
+def _layout_fn(spec: Sequence[PartitionField], sort: Sequence[SortField]) -> Layout | None:
+    if not spec and not sort:
+        return None
+
+    def layout(table: pa.Table) -> Iterator[tuple[str, Any, pa.Table]]:
+        for record, rows in split(table, spec, sort):
+            yield directory(record, spec), record, rows
+
+    return layout
+
+
+def commit_partitioning(
+    storage: Storage,
+    log: Log,
+    base: Snapshot,
+    partition_by: Sequence[str | Transform],
+    *,
+    message: str | None,
+    author: str | None,
+) -> Snapshot:
+    """Commit a new partition spec (operation "set_partitioning"); no data is rewritten."""
+    _check_message(message)
+    spec = resolve_spec(partition_by, schema_from_json(base.schema))
+    change = Change(
+        operation="set_partitioning",
+        author=author if author is not None else default_author(),
+        message=message or "",
+        properties={},
+        schema=base.schema,
+        last_field_id=base.last_field_id,
+        parameters={"partitioning": [f.to_json() for f in spec]},
+        contract=base.contract,
+        partitioning=tuple(f.to_json() for f in spec),
     )
     return log.commit(base, change, merge_manifests=_merge(storage))
 
@@ -382,15 +477,17 @@ def commit_merge(
             )
         if plan.kind in ("fast-forward", "theirs"):
             manifests, schema, result = theirs.manifests, theirs.schema, theirs_e
-            contract = theirs.contract
+            layout_from = theirs
         elif plan.kind == "ours":
             manifests, schema, result = ours.manifests, ours.schema, ours_e
-            contract = ours.contract
+            layout_from = ours
         else:
             assert plan.schema is not None
             manifests, schema = _three_way_manifests(storage, ours, plan), plan.schema
             result = plan.fragments
-            contract = theirs.contract if ours.contract == base.contract else ours.contract
+            # Settings (contract, partitioning, sort) follow the side that changed them.
+            layout_from = ours if ours.contract != base.contract else theirs
+        contract = layout_from.contract
         change = Change(
             operation="merge",
             author=author if author is not None else default_author(),
@@ -412,6 +509,13 @@ def commit_merge(
                 "version": theirs.version,
             },
             contract=contract,
+            partitioning=(
+                theirs.partitioning
+                if plan.kind in ("fast-forward", "theirs")
+                or (plan.kind == "three-way" and ours.partitioning == base.partitioning)
+                else ours.partitioning
+            ),
+            sort_by=theirs.sort_by if ours.sort_by == base.sort_by else ours.sort_by,
         )
         try:
             return log.commit(ours, change, merge_manifests=lambda refs: refs)

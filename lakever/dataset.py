@@ -26,6 +26,7 @@ from lakever._writer import (
     commit_data,
     commit_evolve,
     commit_merge,
+    commit_partitioning,
     default_author,
 )
 from lakever.errors import (
@@ -41,6 +42,7 @@ from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot, schema_id
 from lakever.fragments import read_manifest
 from lakever.log import Log
 from lakever.merge import MergeStrategy
+from lakever.partitioning import Transform, partition_stats
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.storage import Storage, open_storage
 
@@ -403,8 +405,15 @@ class Dataset:
             raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
         pruner = compile_filter(filter, self.schema, self.field_ids)
         entries = self._entries()
-        kept = [e for e in entries if pruner.may_match(self._stats_of(e), e.num_rows)]
-        return _Pruned(entries, entries, kept)
+        types = {fid: f.type for fid, f in iter_field_ids(self._internal_schema())}
+        by_partition = [
+            e
+            for e in entries
+            if e.partition is None
+            or pruner.may_match(partition_stats(e.partition, types, e.num_rows), e.num_rows)
+        ]
+        kept = [e for e in by_partition if pruner.may_match(self._stats_of(e), e.num_rows)]
+        return _Pruned(entries, by_partition, kept)
 
     def explain(self, filter: str) -> ScanPlan:
         """Report how many fragments a filter reads after pruning, without reading any.
@@ -483,6 +492,7 @@ class Dataset:
         max_rows_per_fragment: int | None = None,
         schema_mode: SchemaMode = "strict",
         validate: ValidateMode = "contract",
+        sort_by: Sequence[str] | str | None = None,
     ) -> Dataset:
         """Add rows; return the Dataset at the new version.
 
@@ -510,12 +520,13 @@ class Dataset:
         return self._write(
             data,
             "append",
-            message,
-            author,
-            properties,
-            max_rows_per_fragment,
-            schema_mode,
-            validate,
+            message=message,
+            author=author,
+            properties=properties,
+            max_rows_per_fragment=max_rows_per_fragment,
+            schema_mode=schema_mode,
+            validate=validate,
+            sort_by=sort_by,
         )
 
     def overwrite(
@@ -528,6 +539,7 @@ class Dataset:
         max_rows_per_fragment: int | None = None,
         schema_mode: SchemaMode = "strict",
         validate: ValidateMode = "contract",
+        sort_by: Sequence[str] | str | None = None,
     ) -> Dataset:
         """Replace all rows (history keeps the old ones); return the Dataset at the new version.
 
@@ -540,37 +552,56 @@ class Dataset:
         return self._write(
             data,
             "overwrite",
-            message,
-            author,
-            properties,
-            max_rows_per_fragment,
-            schema_mode,
-            validate,
-        )
-
-    def _write(
-        self,
-        data: DataLike,
-        operation: str,
-        message: str | None,
-        author: str | None,
-        properties: Mapping[str, str] | None,
-        max_rows_per_fragment: int | None,
-        schema_mode: SchemaMode,
-        validate: ValidateMode,
-    ) -> Dataset:
-        snap = commit_data(
-            self._storage,
-            self._log,
-            self._snap,
-            data,
-            operation=operation,
             message=message,
             author=author,
             properties=properties,
             max_rows_per_fragment=max_rows_per_fragment,
             schema_mode=schema_mode,
             validate=validate,
+            sort_by=sort_by,
+        )
+
+    def _write(self, data: DataLike, operation: str, **options: Any) -> Dataset:
+        snap = commit_data(
+            self._storage, self._log, self._snap, data, operation=operation, **options
+        )
+        return self._child(snap)
+
+    # ----------------------------------------------------------------- layout
+
+    @property
+    def partitioning(self) -> list[Transform]:
+        """How new fragments are partitioned, e.g. ``[identity('category'), day('ts')]``."""
+        names = {fid: f.name for fid, f in iter_field_ids(self._internal_schema())}
+        return [
+            Transform(names.get(f["field_id"], f"<dropped {f['field_id']}>"), f["transform"])
+            for f in self._snap.partitioning
+        ]
+
+    @property
+    def sort_by(self) -> list[str]:
+        """How rows are clustered within new fragments (``-name``: descending)."""
+        names = {fid: f.name for fid, f in iter_field_ids(self._internal_schema())}
+        return [
+            ("-" if s.get("descending") else "") + names.get(s["field_id"], "?")
+            for s in self._snap.sort_by
+        ]
+
+    def set_partitioning(
+        self,
+        partition_by: Sequence[str | Transform],
+        *,
+        message: str | None = None,
+        author: str | None = None,
+    ) -> Dataset:
+        """Change how *new* fragments are partitioned (partition evolution); no data moves.
+
+        Existing fragments keep their own partition values; reads and pruning are
+        correct across both layouts. ``[]`` stops partitioning.
+        """
+        self._require_writable("set the partitioning")
+        snap = commit_partitioning(
+            self._storage, self._log, self._snap, partition_by, message=message, author=author
         )
         return self._child(snap)
 
@@ -897,6 +928,8 @@ def create_dataset(
     storage_options: dict[str, Any] | None = None,
     contract: Any = None,
     validate: ValidateMode = "contract",
+    partition_by: Sequence[str | Transform] | None = None,
+    sort_by: Sequence[str] | str | None = None,
 ) -> Dataset:
     """Create a dataset from ``data`` (version 0); fail if one exists at ``uri``.
 
@@ -910,6 +943,11 @@ def create_dataset(
         contract: a pandera schema every commit's rows must satisfy, starting with
             these (see `Dataset.set_contract`).
         validate: ``"skip"`` does not check ``data`` against ``contract`` (recorded).
+        partition_by: columns and/or transforms (``lakever.day("ts")``, ``hour``,
+            ``month``, ``year``): every fragment then holds one partition, and filters
+            on those columns skip whole partitions. See `Dataset.set_partitioning`.
+        sort_by: columns to cluster rows by within fragments (``"-col"`` descending),
+            the default for later writes too; makes min/max pruning effective.
 
     Raises:
         DatasetExists: a dataset already exists at ``uri``.
@@ -935,6 +973,8 @@ def create_dataset(
         max_rows_per_fragment=max_rows_per_fragment,
         validate=validate,
         contract=contract,
+        partition_by=partition_by,
+        sort_by=sort_by,
     )
     return Dataset(storage, log, snap, writable=True, branch_name=MAIN_BRANCH)
 
@@ -951,6 +991,8 @@ def write_dataset(
     storage_options: dict[str, Any] | None = None,
     schema_mode: SchemaMode = "strict",
     validate: ValidateMode = "contract",
+    partition_by: Sequence[str | Transform] | None = None,
+    sort_by: Sequence[str] | str | None = None,
 ) -> Dataset:
     """Write ``data`` in one call.
 
@@ -959,6 +1001,8 @@ def write_dataset(
             ``"overwrite"`` (both create the dataset if it does not exist yet).
         schema_mode: as in `Dataset.append` (ignored when the call creates the dataset).
         validate: as in `Dataset.append`.
+        partition_by: as in `create_dataset`; only used when the call creates the dataset.
+        sort_by: as in `create_dataset` / `Dataset.append`.
     """
     if mode not in ("create", "append", "overwrite"):
         raise InvalidArgument(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
@@ -968,11 +1012,23 @@ def write_dataset(
         "properties": properties,
         "max_rows_per_fragment": max_rows_per_fragment,
         "validate": validate,
+        "sort_by": sort_by,
     }
     if mode == "create":
-        return create_dataset(uri, data, storage_options=storage_options, **kwargs)
+        return create_dataset(
+            uri, data, storage_options=storage_options, partition_by=partition_by, **kwargs
+        )
     storage = open_storage(uri, storage_options)
     log = Log(storage, MAIN_BRANCH)
     head = log.head()
-    snap = commit_data(storage, log, head, data, operation=mode, schema_mode=schema_mode, **kwargs)
+    snap = commit_data(
+        storage,
+        log,
+        head,
+        data,
+        operation=mode,
+        schema_mode=schema_mode,
+        partition_by=partition_by,
+        **kwargs,
+    )
     return Dataset(storage, log, snap, writable=True, branch_name=MAIN_BRANCH)

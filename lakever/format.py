@@ -164,9 +164,11 @@ class FragmentEntry:
     stats: dict[int, dict[str, Any]]
     #: Id of the schema the file was written under (its physical schema).
     schema_id: str
+    #: Partition values of the file, self-described: [{"field_id", "transform", "value"}].
+    partition: tuple[dict[str, Any], ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": self.path,
             "num_rows": self.num_rows,
             "size_bytes": self.size_bytes,
@@ -174,6 +176,9 @@ class FragmentEntry:
             "stats": {str(k): v for k, v in self.stats.items()},
             "schema_id": self.schema_id,
         }
+        if self.partition is not None:
+            out["partition"] = list(self.partition)
+        return out
 
     @staticmethod
     def from_json(j: dict[str, Any]) -> FragmentEntry:
@@ -184,7 +189,21 @@ class FragmentEntry:
             content_hash=str(j["content_hash"]),
             stats={int(k): v for k, v in j["stats"].items()},
             schema_id=check_object_id(j["schema_id"]),
+            partition=parse_partition(j.get("partition")),
         )
+
+
+def parse_partition(raw: Any) -> tuple[dict[str, Any], ...] | None:
+    """Validate a fragment's stored partition record (None: not partitioned)."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = json.loads(raw)
+    if not isinstance(raw, list) or not all(
+        isinstance(i, dict) and {"field_id", "transform", "value"} <= i.keys() for i in raw
+    ):
+        raise ValueError(f"malformed partition record {raw!r}")
+    return tuple(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +302,10 @@ class Snapshot:
     format_version: int = FORMAT_VERSION
     #: The second parent of a merge commit: {"snapshot_id", "branch", "version"}.
     merge_parent: dict[str, Any] | None = None
+    #: Partition spec for new fragments: [{"field_id", "transform", "name"}] (empty: none).
+    partitioning: tuple[dict[str, Any], ...] = ()
+    #: Default clustering of rows within new fragments: [{"field_id", "descending"}].
+    sort_by: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
@@ -306,6 +329,10 @@ class Snapshot:
         }
         if self.merge_parent is not None:
             out["merge_parent"] = self.merge_parent
+        if self.partitioning:
+            out["partitioning"] = list(self.partitioning)
+        if self.sort_by:
+            out["sort_by"] = list(self.sort_by)
         out.update(self.extra)
         return out
 
@@ -337,6 +364,8 @@ _KNOWN = {
     "contract",
     "snapshot_id",
     "merge_parent",
+    "partitioning",
+    "sort_by",
 }
 
 
@@ -388,6 +417,8 @@ def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
             contract=ContractRef.from_json(j["contract"]),
             format_version=fv,
             merge_parent=j.get("merge_parent"),
+            partitioning=tuple(j.get("partitioning", ())),
+            sort_by=tuple(j.get("sort_by", ())),
             extra={k: v for k, v in j.items() if k not in _KNOWN},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -13,7 +13,7 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,7 @@ from lakever.format import (
     ManifestRef,
     check_object_id,
     check_relative,
+    parse_partition,
     sha256_hex,
 )
 from lakever.schema import FIELD_ID_KEY
@@ -145,13 +146,19 @@ def _new_name(directory: str) -> str:
     return f"{directory}/{uuid.uuid4().hex}.parquet"
 
 
-def _write_one(storage: Storage, table: pa.Table, schema_id: str) -> FragmentEntry:
+def _write_one(
+    storage: Storage,
+    table: pa.Table,
+    schema_id: str,
+    subdir: str = "",
+    partition: Sequence[dict[str, Any]] | None = None,
+) -> FragmentEntry:
     sink = pa.BufferOutputStream()
     with pq.ParquetWriter(sink, table.schema) as writer:
         writer.write_table(table, row_group_size=DEFAULT_MAX_ROWS_PER_FRAGMENT)
     buf = sink.getvalue()
     data = memoryview(buf)
-    rel = _new_name(DATA_DIR)
+    rel = _new_name(f"{DATA_DIR}/{subdir}" if subdir else DATA_DIR)
     digest = sha256_hex(data)
     storage.write_new(rel, data)
     return FragmentEntry(
@@ -161,24 +168,36 @@ def _write_one(storage: Storage, table: pa.Table, schema_id: str) -> FragmentEnt
         content_hash=f"sha256:{digest}",
         stats=_stats_for(table, writer.writer.metadata),
         schema_id=schema_id,
+        partition=None if partition is None else tuple(partition),
     )
 
 
-def _chunks(tables: Iterable[pa.Table], max_rows: int) -> Iterator[pa.Table]:
-    """Regroup a stream of tables into tables of at most ``max_rows`` rows."""
+#: A group of rows to write: (subdirectory under data/, partition record, rows).
+Piece = tuple[str, "Sequence[dict[str, Any]] | None", pa.Table]
+#: Splits conformed rows into pieces (partitioning and sorting); None: one piece.
+Layout = Callable[[pa.Table], Iterable[Piece]]
+
+
+def _chunks(pieces: Iterable[Piece], max_rows: int) -> Iterator[Piece]:
+    """Regroup pieces into pieces of at most ``max_rows`` rows, never mixing partitions."""
     pending: list[pa.Table] = []
     n = 0
-    for t in tables:
+    key: tuple[str, Any] | None = None
+    for subdir, partition, t in pieces:
+        if key is not None and key[0] != subdir and pending:
+            yield key[0], key[1], pa.concat_tables(pending)
+            pending, n = [], 0
+        key = (subdir, partition)
         while t.num_rows:
             take = min(max_rows - n, t.num_rows)
             pending.append(t.slice(0, take))
             n += take
             t = t.slice(take)
             if n == max_rows:
-                yield pa.concat_tables(pending)
+                yield subdir, partition, pa.concat_tables(pending)
                 pending, n = [], 0
-    if n:
-        yield pa.concat_tables(pending)
+    if n and key is not None:
+        yield key[0], key[1], pa.concat_tables(pending)
 
 
 def write_fragments(
@@ -187,28 +206,35 @@ def write_fragments(
     *,
     schema_id: str,
     max_rows: int = DEFAULT_MAX_ROWS_PER_FRAGMENT,
+    layout: Layout | None = None,
 ) -> list[FragmentEntry]:
     """Write conformed tables as fragments (in parallel threads); return their entries.
 
-    Every table is in the schema whose id is ``schema_id``. The order of the
-    returned entries follows the order of the rows.
+    Every table is in the schema whose id is ``schema_id``. ``layout`` splits rows
+    by partition (and sorts them); each fragment holds one partition. The order of
+    the returned entries follows the order of the pieces.
     """
-    chunks = _chunks(tables, max_rows)
+    pieces: Iterable[Piece] = (
+        ((("", None, t) for t in tables))
+        if layout is None
+        else (p for t in tables for p in layout(t))
+    )
+    chunks = _chunks(pieces, max_rows)
     first = next(chunks, None)
     if first is None:
         return []
     second = next(chunks, None)
     if second is None:
-        return [_write_one(storage, first, schema_id)]
+        return [_write_one(storage, first[2], schema_id, first[0], first[1])]
     futures: list[Future[FragmentEntry]] = []
     with ThreadPoolExecutor(max_workers=_WRITE_THREADS) as pool:
-        for chunk in (first, second):
-            futures.append(pool.submit(_write_one, storage, chunk, schema_id))
-        for chunk in chunks:
+        for subdir, partition, chunk in (first, second):
+            futures.append(pool.submit(_write_one, storage, chunk, schema_id, subdir, partition))
+        for subdir, partition, chunk in chunks:
             # Bound memory: at most a few chunks in flight beyond the workers.
             while sum(not f.done() for f in futures) >= 2 * _WRITE_THREADS:
                 next(f for f in futures if not f.done()).result()
-            futures.append(pool.submit(_write_one, storage, chunk, schema_id))
+            futures.append(pool.submit(_write_one, storage, chunk, schema_id, subdir, partition))
         return [f.result() for f in futures]
 
 
@@ -222,6 +248,7 @@ _MANIFEST_SCHEMA = pa.schema(
         pa.field("content_hash", pa.string(), nullable=False),
         pa.field("stats", pa.string(), nullable=False),
         pa.field("schema_id", pa.string(), nullable=False),
+        pa.field("partition", pa.string(), nullable=True),
     ]
 )
 
@@ -241,6 +268,12 @@ def write_manifest(
                 for e in entries
             ],
             "schema_id": [e.schema_id for e in entries],
+            "partition": [
+                None
+                if e.partition is None
+                else json.dumps(list(e.partition), separators=(",", ":"))
+                for e in entries
+            ],
         },
         schema=_MANIFEST_SCHEMA,
     )
@@ -356,14 +389,16 @@ def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[
                 content_hash=h,
                 stats={int(k): v for k, v in json.loads(st).items()},
                 schema_id=check_object_id(sid),
+                partition=parse_partition(part),
             )
-            for p, n, s, h, st, sid in zip(
+            for p, n, s, h, st, sid, part in zip(
                 cols["path"],
                 cols["num_rows"],
                 cols["size_bytes"],
                 cols["content_hash"],
                 cols["stats"],
                 cols["schema_id"],
+                cols.get("partition") or [None] * len(cols["path"]),
                 strict=True,
             )
         ]

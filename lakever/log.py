@@ -72,6 +72,9 @@ class Change:
     delta: Summary | None = None
     #: The other parent of a merge commit: {"snapshot_id", "branch", "version"}.
     merge_parent: dict[str, Any] | None = None
+    #: Partition spec / default sort for later writes; None keeps the base's.
+    partitioning: tuple[dict[str, Any], ...] | None = None
+    sort_by: tuple[dict[str, Any], ...] | None = None
 
 
 class Log:
@@ -311,13 +314,19 @@ def _build(
         summary=summary,
         merge_parent=change.merge_parent,
         contract=change.contract,
+        partitioning=(
+            change.partitioning
+            if change.partitioning is not None
+            else (base.partitioning if base else ())
+        ),
+        sort_by=change.sort_by if change.sort_by is not None else (base.sort_by if base else ()),
     )
     return replace(snap, snapshot_id=compute_snapshot_id(snap.body()))
 
 
 #: Operations that commute with a commit that kept the schema, field ids and contract:
 #: their result does not depend on which rows the winner added or removed.
-_REPLAYABLE = ("append", "evolve", "set_contract")
+_REPLAYABLE = ("append", "evolve", "set_contract", "set_partitioning")
 
 
 def _same_shape(a: Snapshot, schema: dict[str, Any], last_field_id: int, contract: Any) -> bool:
@@ -336,8 +345,13 @@ def _check_conflict(base: Snapshot | None, change: Change, winner: Snapshot, uri
             "lakever.open_dataset or write with mode='append'",
             uri=uri,
         )
-    if change.operation in _REPLAYABLE and _same_shape(
-        winner, base.schema, base.last_field_id, base.contract
+    partitioning_race = (
+        change.operation == "set_partitioning" and winner.partitioning != base.partitioning
+    )
+    if (
+        change.operation in _REPLAYABLE
+        and _same_shape(winner, base.schema, base.last_field_id, base.contract)
+        and not partitioning_race
     ):
         return
     if winner.schema != base.schema or winner.last_field_id != base.last_field_id:

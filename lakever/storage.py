@@ -278,10 +278,15 @@ class MemoryStorage(_FsspecStorage):
         if not self.put_if_absent(rel, bytes(data)):
             raise FileExistsError(self._p(rel))
 
+    def exists(self, rel: str) -> bool:
+        # fsspec's exists() scans every key of the process-wide store when the name is
+        # not a file (to look for a directory); objects are files, so test the key.
+        return self._p(rel) in self.fs.store
+
     def put_if_absent(self, rel: str, data: bytes) -> bool:
         path = self._p(rel)
         with MemoryStorage._lock:
-            if self.fs.exists(path):
+            if path in self.fs.store:
                 return False
             self.fs.pipe_file(path, data)
         return True

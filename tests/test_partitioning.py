@@ -1,0 +1,165 @@
+"""Partitioning, partition evolution, sort_by, and partition pruning."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+
+import lakever as lv
+
+N = 600
+
+
+def _events(n: int = N, start: int = 0) -> pa.Table:
+    base = datetime(2026, 11, 1, tzinfo=UTC)
+    return pa.table(
+        {
+            "id": pa.array(range(start, start + n), pa.int64()),
+            "category": [["click", "view", "buy"][i % 3] for i in range(start, start + n)],
+            "ts": pa.array(
+                [base + timedelta(hours=i) for i in range(start, start + n)],
+                pa.timestamp("us", "UTC"),
+            ),
+            "d": pa.array(
+                [date(2026, 1, 1) + timedelta(days=i // 40) for i in range(start, start + n)]
+            ),
+        }
+    )
+
+
+def ids(t: pa.Table) -> list[int]:
+    return sorted(t["id"].to_pylist())
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragments"),
+    [
+        (["category"], 3),
+        ([lv.day("ts")], 25),
+        ([lv.hour("ts")], N),
+        ([lv.month("ts")], 1),
+        ([lv.year("d")], 1),
+        ([lv.month("d")], 1),
+        ([lv.day("d")], 15),
+        (["category", lv.day("ts")], 75),
+    ],
+)
+def test_fragments_hold_one_partition(location, spec, fragments):
+    ds = lv.create_dataset(location, _events(), partition_by=spec)
+    frags = ds.fragments()
+    assert len(frags) == fragments
+    assert ids(ds.to_arrow()) == list(range(N))
+    assert sum(f.num_rows for f in frags) == N
+
+
+def test_paths_are_hive_style(local_location):
+    ds = lv.create_dataset(local_location, _events(48), partition_by=["category", lv.day("ts")])
+    paths = sorted(f.path for f in ds.fragments())
+    assert paths[0].startswith("data/category=buy/ts_day=2026-11-01/")
+    assert all(p.count("/") == 3 for p in paths)
+
+
+def test_partition_pruning_counts(location):
+    ds = lv.create_dataset(location, _events(), partition_by=["category", lv.day("ts")])
+    plan = ds.explain("category = 'click'")
+    assert (plan.fragments_total, plan.fragments_after_partition_pruning) == (75, 25)
+    plan = ds.explain("ts >= '2026-11-20 00:00:00+00:00' AND ts < '2026-11-21 00:00:00+00:00'")
+    assert plan.fragments_after_partition_pruning == 3
+    plan = ds.explain("category = 'click' AND ts < '2026-11-02 00:00:00+00:00'")
+    assert plan.fragments_after_partition_pruning == plan.fragments_after_stats_pruning == 1
+    # stats then prune further within partitions
+    plan = ds.explain("category = 'click' AND id = 3")
+    assert plan.fragments_after_partition_pruning == 25
+    assert plan.fragments_after_stats_pruning == 1
+    got = ds.to_arrow(filter="category = 'click' AND ts < '2026-11-02 00:00:00+00:00'")
+    assert ids(got) == [i for i in range(24) if i % 3 == 0]
+
+
+def test_partition_evolution(location):
+    ds = lv.create_dataset(location, _events(), partition_by=["category"])
+    ds = ds.set_partitioning([lv.month("ts")], message="monthly")
+    assert ds.partitioning == [lv.month("ts")]
+    assert ds.commit.operation == "set_partitioning"
+    ds = ds.append(_events(200, start=N))
+    assert len(ds.fragments()) == 3 + 2  # Nov and Dec of the new rows
+    assert ids(ds.to_arrow()) == list(range(N + 200))
+    f = "ts >= '2026-12-01 00:00:00+00:00'"
+    got = ds.to_arrow(filter=f)
+    assert ids(got) == [i for i in range(N + 200) if i >= 30 * 24]
+    plan = ds.explain(f)
+    assert plan.fragments_after_partition_pruning == 3 + 1  # old layout unpruned by month
+    assert ds.sql(f"SELECT count(*) FROM self WHERE {f}").fetchall() == [(got.num_rows,)]
+    old = lv.open_dataset(location, version=0)
+    assert old.partitioning == [lv.identity("category")]
+    ds = ds.set_partitioning([])
+    assert ds.append(_events(5)).fragments()[-1].path.count("/") == 1
+
+
+def test_sort_by_makes_stats_pruning_effective(location):
+    import numpy as np
+
+    shuffled = _events().take(pa.array(np.random.default_rng(0).permutation(N)))
+    plain = lv.create_dataset(location, shuffled, max_rows_per_fragment=60)
+    assert plain.explain("id < 60").fragments_after_stats_pruning == 10
+    clustered = lv.create_dataset(
+        location + "-sorted", shuffled, max_rows_per_fragment=60, sort_by=["id"]
+    )
+    assert clustered.sort_by == ["id"]
+    assert clustered.explain("id < 60").fragments_after_stats_pruning == 1
+    assert clustered.to_arrow()["id"].to_pylist() == list(range(N))
+    again = clustered.append(shuffled.slice(0, 10))  # the default sort applies to appends
+    assert again.to_arrow()["id"].to_pylist()[-10:] == sorted(
+        shuffled.slice(0, 10)["id"].to_pylist()
+    )
+    desc = clustered.append(shuffled.slice(0, 10), sort_by=["-id"])
+    assert desc.to_arrow()["id"].to_pylist()[-10:] == sorted(
+        shuffled.slice(0, 10)["id"].to_pylist(), reverse=True
+    )
+
+
+def test_nulls_and_rename(location):
+    t = pa.table({"k": ["a", None, "a", None], "v": [1, 2, 3, 4]})
+    ds = lv.create_dataset(location, t, partition_by=["k"])
+    assert len(ds.fragments()) == 2
+    assert ds.explain("k IS NULL").fragments_after_partition_pruning == 1
+    assert ds.explain("k = 'a'").fragments_after_partition_pruning == 1
+    ds = ds.evolve(rename={"k": "key"})
+    assert ds.partitioning == [lv.identity("key")]
+    assert ds.explain("key = 'a'").fragments_after_partition_pruning == 1
+    assert sorted(ds.to_arrow(filter="key = 'a'")["v"].to_pylist()) == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (["nope"], r"no column 'nope'"),
+        ([lv.hour("d")], r"hour takes timestamps"),
+        ([lv.day("id")], r"column 'id' is int64"),
+        (["category", "category"], r"appears twice"),
+        ([3], r"partition_by takes column names"),
+    ],
+)
+def test_bad_partitioning(location, spec, message):
+    with pytest.raises(lv.InvalidArgument, match=message):
+        lv.create_dataset(location, _events(10), partition_by=spec)
+
+
+def test_partition_by_only_at_create(location):
+    lv.create_dataset(location, _events(10))
+    with pytest.raises(lv.InvalidArgument, match=r"use Dataset.set_partitioning"):
+        lv.write_dataset(location, _events(10), mode="append", partition_by=["category"])
+    with pytest.raises(lv.InvalidArgument, match=r"cannot sort by 'zz'"):
+        lv.open_dataset(location).append(_events(1), sort_by=["zz"])
+
+
+def test_concurrent_partitioning_changes_conflict(location):
+    a = lv.create_dataset(location, _events(10))
+    b = lv.open_dataset(location)
+    a.set_partitioning(["category"])
+    with pytest.raises(lv.CommitConflict, match=r"conflicts with version 1"):
+        b.set_partitioning([lv.day("ts")])
+    # an append racing a partitioning change is fine
+    c = lv.open_dataset(location, version=1)
+    assert c.partitioning == [lv.identity("category")]
