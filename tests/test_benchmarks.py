@@ -1,0 +1,31 @@
+"""The benchmark scripts run end to end in quick mode and write their JSON report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["run.py", "contract_overhead.py"])
+def test_benchmark_quick(script, tmp_path):
+    out = tmp_path / "report.json"
+    if not (ROOT / "benchmarks" / script).exists():
+        pytest.fail(f"benchmarks/{script} is missing")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["results"], report
