@@ -75,7 +75,6 @@ class Dataset:
 
     __slots__ = (
         "_branch_name",
-        "_con",
         "_fragments",
         "_lock",
         "_log",
@@ -99,7 +98,6 @@ class Dataset:
         self._schema_id = schema_id(snap.schema)
         self._public: pa.Schema | None = None
         self._fragments: list[FragmentEntry] | None = None
-        self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -262,12 +260,11 @@ class Dataset:
     # ----------------------------------------------------------------- reading
 
     def _duck(self) -> duckdb.DuckDBPyConnection:
-        from lakever.sql import connect
+        # A fresh cursor per call (10 µs) on the shared database: DuckDB connections
+        # refuse concurrent calls, and one Dataset may be read from many threads.
+        from lakever.sql import cursor
 
-        with self._lock:
-            if self._con is None:
-                self._con = connect()
-            return self._con
+        return cursor()
 
     def to_arrow(
         self, columns: Sequence[str] | None = None, *, filter: str | None = None
@@ -436,7 +433,7 @@ class Dataset:
             ``ds.sql("SELECT category, count(*) FROM self GROUP BY 1").to_arrow_table()``
         """
         from lakever._sqlrewrite import Reference, rewrite
-        from lakever.sql import run_query
+        from lakever.sql import alias_view, run_query, snapshot_view
 
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
@@ -449,12 +446,15 @@ class Dataset:
                     "use lakever.connect(root).sql(...) to query several datasets",
                     uri=ref.name,
                 )
-            if ref.version is None:
-                self.to_duckdb(target).create_view("self", replace=True)
+            snap = self if ref.version is None else open_dataset(self.uri, version=ref.version)
+            view = snapshot_view(
+                target,
+                f"{self.uri}\x00{snap.snapshot_id}\x00{ref.prune or ''}",
+                lambda: snap.to_duckdb(target, prune=ref.prune),
+            )
+            if ref.version is None and ref.prune is None:
+                alias_view(target, "self", view)  # the query may run verbatim
                 return "self"
-            other = open_dataset(self.uri, version=ref.version, branch=None)
-            view = f"self@{other.snapshot_id}"
-            other.to_duckdb(target).create_view(view, replace=True)
             return view
 
         text = rewrite(

@@ -8,13 +8,14 @@ small immutable Parquet file of such entries.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from decimal import Decimal
 from typing import Any
 
@@ -227,14 +228,15 @@ def write_fragments(
     if second is None:
         return [_write_one(storage, first[2], schema_id, first[0], first[1])]
     futures: list[Future[FragmentEntry]] = []
+    pending: set[Future[FragmentEntry]] = set()
     with ThreadPoolExecutor(max_workers=_WRITE_THREADS) as pool:
-        for subdir, partition, chunk in (first, second):
-            futures.append(pool.submit(_write_one, storage, chunk, schema_id, subdir, partition))
-        for subdir, partition, chunk in chunks:
+        for subdir, partition, chunk in itertools.chain((first, second), chunks):
             # Bound memory: at most a few chunks in flight beyond the workers.
-            while sum(not f.done() for f in futures) >= 2 * _WRITE_THREADS:
-                next(f for f in futures if not f.done()).result()
-            futures.append(pool.submit(_write_one, storage, chunk, schema_id, subdir, partition))
+            while len(pending) >= 2 * _WRITE_THREADS:
+                _, pending = wait(pending, return_when=FIRST_COMPLETED)
+            future = pool.submit(_write_one, storage, chunk, schema_id, subdir, partition)
+            futures.append(future)
+            pending.add(future)
         return [f.result() for f in futures]
 
 

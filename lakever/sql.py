@@ -10,6 +10,8 @@ when a filter or SQL is used.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +140,45 @@ def connect() -> duckdb.DuckDBPyConnection:
 
     return duckdb.connect(
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+
+
+_shared: duckdb.DuckDBPyConnection | None = None
+_shared_lock = threading.Lock()
+
+
+def cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor on the process-wide DuckDB database (opening a connection costs ~25 ms)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = connect()
+        return _shared.cursor()
+
+
+def snapshot_view(
+    con: duckdb.DuckDBPyConnection, key: str, build: Callable[[], duckdb.DuckDBPyRelation]
+) -> str:
+    """Create, once per database, a view named after an immutable snapshot; return its name.
+
+    ``key`` identifies the snapshot (dataset location, snapshot id, pruning filter):
+    since a snapshot never changes, the view can be shared by every cursor and
+    reused by every later query.
+    """
+    name = "__lakever_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]
+    ).fetchall()
+    if not found[0][0]:
+        build().create_view(name, replace=True)
+    return name
+
+
+def alias_view(con: duckdb.DuckDBPyConnection, alias: str, target: str) -> None:
+    """Make ``alias`` a temporary view (visible to ``con`` only) of view ``target``."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {quote_identifier(alias)} AS "
+        f"SELECT * FROM {quote_identifier(target)}"
     )
 
 

@@ -264,3 +264,30 @@ def test_many_commits_keep_manifest_list_short(location):
     assert len(ds._snap.manifests) <= 8
     assert ds.to_arrow()["id"].to_pylist() == list(range(80))
     assert [f.num_rows for f in ds.fragments()] == [1] * 80
+
+
+def test_sql_self_is_private_to_each_dataset(tmp_path):
+    """Datasets share one DuckDB database; `self` must still mean each one's own snapshot."""
+    import threading
+
+    a = lv.create_dataset(str(tmp_path / "a"), events(0, 3))
+    b = lv.create_dataset(str(tmp_path / "b"), events(0, 7))
+    assert a.sql("SELECT count(*) FROM self").fetchall() == [(3,)]
+    assert b.sql("SELECT count(*) FROM self").fetchall() == [(7,)]
+    rel_a = a.sql("SELECT count(*) FROM self")
+    b.sql("SELECT count(*) FROM self")
+    assert rel_a.fetchall() == [(3,)]
+    errors = []
+
+    def run(ds: lv.Dataset, n: int) -> None:
+        for _ in range(20):
+            got = ds.sql("SELECT count(*) FROM self").fetchall()
+            if got != [(n,)]:
+                errors.append(got)
+
+    threads = [threading.Thread(target=run, args=(ds, n)) for ds, n in ((a, 3), (b, 7)) * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
