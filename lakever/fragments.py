@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lakever._batching import regroup
 from lakever.errors import CorruptMetadata
 from lakever.format import (
     DATA_DIR,
@@ -181,24 +182,12 @@ Layout = Callable[[pa.Table], Iterable[Piece]]
 
 def _chunks(pieces: Iterable[Piece], max_rows: int) -> Iterator[Piece]:
     """Regroup pieces into pieces of at most ``max_rows`` rows, never mixing partitions."""
-    pending: list[pa.Table] = []
-    n = 0
-    key: tuple[str, Any] | None = None
-    for subdir, partition, t in pieces:
-        if key is not None and key[0] != subdir and pending:
-            yield key[0], key[1], pa.concat_tables(pending)
-            pending, n = [], 0
-        key = (subdir, partition)
-        while t.num_rows:
-            take = min(max_rows - n, t.num_rows)
-            pending.append(t.slice(0, take))
-            n += take
-            t = t.slice(take)
-            if n == max_rows:
-                yield subdir, partition, pa.concat_tables(pending)
-                pending, n = [], 0
-    if n and key is not None:
-        yield key[0], key[1], pa.concat_tables(pending)
+    for subdir, group in itertools.groupby(pieces, key=lambda piece: piece[0]):
+        head = next(group)
+        # Each group is consumed in full by regroup before groupby moves on.
+        rest = (piece[2] for piece in group)  # noqa: B031
+        for table in regroup(itertools.chain([head[2]], rest), max_rows, pa.concat_tables):
+            yield subdir, head[1], table
 
 
 def write_fragments(

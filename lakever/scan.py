@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from lakever._batching import regroup
 from lakever.errors import InvalidArgument
 from lakever.format import FragmentEntry
 from lakever.projection import Plan, plan, project
@@ -183,19 +184,7 @@ def _null_batches(run: _Run, out_schema: pa.Schema, batch_size: int) -> Iterator
 
 def rebatch(batches: Iterator[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
     """Regroup batches so each has exactly ``batch_size`` rows, except possibly the last."""
-    pending: list[pa.RecordBatch] = []
-    n = 0
-    for batch in batches:
-        while batch.num_rows:
-            take = min(batch_size - n, batch.num_rows)
-            pending.append(batch.slice(0, take))
-            n += take
-            batch = batch.slice(take)
-            if n == batch_size:
-                yield _concat(pending)
-                pending, n = [], 0
-    if n:
-        yield _concat(pending)
+    return regroup(batches, batch_size, _concat)
 
 
 def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
