@@ -26,6 +26,7 @@ from lakever.errors import CorruptMetadata
 from lakever.format import (
     DATA_DIR,
     MANIFEST_DIR,
+    DeletionVector,
     FragmentEntry,
     ManifestRef,
     check_object_id,
@@ -222,8 +223,24 @@ _MANIFEST_SCHEMA = pa.schema(
         pa.field("content_hash", pa.string(), nullable=False),
         pa.field("stats", pa.string(), nullable=False),
         pa.field("schema_id", pa.string(), nullable=False),
+        pa.field(
+            "deletion_vector",
+            pa.struct(
+                [
+                    pa.field("path", pa.string(), nullable=False),
+                    pa.field("content_hash", pa.string(), nullable=False),
+                    pa.field("count", pa.int64(), nullable=False),
+                ]
+            ),
+            nullable=True,
+        ),
     ]
 )
+
+
+def _live(entries: Sequence[FragmentEntry]) -> tuple[int, int]:
+    """A manifest's live rows, and the rows its entries' deletion vectors hide."""
+    return sum(e.live_rows for e in entries), sum(e.deleted_rows for e in entries)
 
 
 def write_manifest(
@@ -241,6 +258,9 @@ def write_manifest(
                 for e in entries
             ],
             "schema_id": [e.schema_id for e in entries],
+            "deletion_vector": [
+                None if e.deletion is None else e.deletion.to_json() for e in entries
+            ],
         },
         schema=_MANIFEST_SCHEMA,
     )
@@ -255,9 +275,10 @@ def write_manifest(
         path=rel,
         content_hash=content_hash,
         fragments=len(entries),
-        rows=sum(e.num_rows for e in entries),
+        rows=_live(entries)[0],
         bytes=sum(e.size_bytes for e in entries),
         level=level,
+        deleted_rows=_live(entries)[1],
     )
 
 
@@ -307,10 +328,11 @@ def make_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: 
             path=None,
             content_hash=None,
             fragments=len(entries),
-            rows=sum(e.num_rows for e in entries),
+            rows=_live(entries)[0],
             bytes=sum(e.size_bytes for e in entries),
             level=level,
             inline=tuple(entries),
+            deleted_rows=_live(entries)[1],
         )
     return write_manifest(storage, entries, level=level)
 
@@ -348,7 +370,9 @@ def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[
     try:
         table = pq.ParquetFile(pa.BufferReader(data)).read()
         cols = table.to_pydict()
-        return [
+        # Manifests written before deletion vectors existed have no such column.
+        dvs = cols.get("deletion_vector") or [None] * table.num_rows
+        entries = [
             FragmentEntry(
                 path=check_relative(p),
                 num_rows=n,
@@ -356,16 +380,21 @@ def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[
                 content_hash=h,
                 stats={int(k): v for k, v in json.loads(st).items()},
                 schema_id=check_object_id(sid),
+                deletion=DeletionVector.from_json(dv),
             )
-            for p, n, s, h, st, sid in zip(
+            for p, n, s, h, st, sid, dv in zip(
                 cols["path"],
                 cols["num_rows"],
                 cols["size_bytes"],
                 cols["content_hash"],
                 cols["stats"],
                 cols["schema_id"],
+                dvs,
                 strict=True,
             )
         ]
-    except (pa.ArrowException, KeyError, ValueError) as exc:
+        if any(e.deleted_rows > e.num_rows for e in entries):
+            raise ValueError("a deletion vector deletes more rows than its fragment has")
+        return entries
+    except (pa.ArrowException, KeyError, ValueError, TypeError) as exc:
         raise CorruptMetadata(f"manifest {rel} cannot be parsed: {exc}", path=rel) from exc

@@ -4,7 +4,8 @@ Used for unfiltered reads (the fast path); filtered reads go through
 `lakever.sql`. Rows come back in manifest order, then file order, so two reads
 of one snapshot always return the same rows in the same order. Fragments
 written under an older schema are read through the snapshot's schema by field
-id (see `lakever.projection`).
+id (see `lakever.projection`). Rows a fragment's deletion vector lists are
+dropped right after its file is read, keeping the order of the others.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from lakever.deletion import keep_mask, positions_of
 from lakever.errors import InvalidArgument
 from lakever.format import FragmentEntry
 from lakever.projection import Plan, plan, project
@@ -24,7 +26,7 @@ from lakever.storage import Storage
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
-__all__ = ["check_columns", "iter_batches", "read_table", "rebatch"]
+__all__ = ["check_columns", "iter_batches", "read_file", "read_table", "rebatch"]
 
 
 def check_columns(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]:
@@ -55,6 +57,11 @@ def _dataset(
     )
 
 
+def read_file(storage: Storage, physical: pa.Schema, entry: FragmentEntry) -> pa.Table:
+    """One fragment's file as written: its physical schema (with field ids), no row deleted."""
+    return _dataset(storage, physical, [entry]).to_table()
+
+
 #: Returns the schema (with field ids) stored under a schema id.
 SchemaLoader = Callable[[str], pa.Schema]
 
@@ -81,10 +88,12 @@ def _runs(
 
     Fragments written under the snapshot's own schema are read as they are; the
     others are read through a projection by field id (renamed, widened, added
-    and dropped columns), so no fragment is ever rewritten.
+    and dropped columns), so no fragment is ever rewritten. A fragment with
+    deleted rows is a run of its own, so its rows can be filtered by position.
     """
     wanted = [schema.field(n) for n in names]
-    for sid, group in groupby(fragments, key=lambda f: f.schema_id):
+    runs = groupby(fragments, key=lambda f: (f.schema_id, f.path if f.deletion else None))
+    for (sid, _), group in runs:
         run = list(group)
         if sid == snapshot_sid:
             yield _Run(run, pa.schema(wanted), None)
@@ -129,16 +138,25 @@ def read_table(
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
+def _keep(storage: Storage, run: _Run) -> pa.BooleanArray | None:
+    """The mask of the rows to keep, for a run of one fragment with deleted rows."""
+    entry = run.fragments[0]
+    if entry.deletion is None:
+        return None
+    return keep_mask(entry.num_rows, positions_of(storage, entry))
+
+
 def _read_run(storage: Storage, run: _Run, out_schema: pa.Schema) -> pa.Table:
     read = _read_names(run)
+    keep = _keep(storage, run)
     if run.plans is None:
-        return (
-            _dataset(storage, run.physical, run.fragments).to_table(columns=read).cast(out_schema)
-        )
+        table = _dataset(storage, run.physical, run.fragments).to_table(columns=read)
+        return (table if keep is None else table.filter(keep)).cast(out_schema)
     if read:
         table = _dataset(storage, run.physical, run.fragments).to_table(columns=read)
+        table = table if keep is None else table.filter(keep)
     else:  # every wanted column was added after these files: all null
-        table = pa.table({"_": pa.nulls(sum(f.num_rows for f in run.fragments))})
+        table = pa.table({"_": pa.nulls(sum(f.live_rows for f in run.fragments))})
     return project(table, run.physical, run.plans, out_schema)
 
 
@@ -165,7 +183,11 @@ def iter_batches(
         scanner = _dataset(storage, run.physical, run.fragments).scanner(
             columns=read, batch_size=batch_size
         )
+        keep, offset = _keep(storage, run), 0
         for batch in scanner.to_batches():
+            if keep is not None:
+                offset += batch.num_rows
+                batch = batch.filter(keep.slice(offset - batch.num_rows, batch.num_rows))
             if run.plans is None:
                 yield batch.cast(out_schema)
             else:
@@ -174,7 +196,7 @@ def iter_batches(
 
 def _null_batches(run: _Run, out_schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
     assert run.plans is not None
-    total = sum(f.num_rows for f in run.fragments)
+    total = sum(f.live_rows for f in run.fragments)
     for start in range(0, total, batch_size):
         n = min(batch_size, total - start)
         empty = pa.RecordBatch.from_pydict({"_": pa.nulls(n)})
