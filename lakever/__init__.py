@@ -12,7 +12,8 @@ Example:
 
 from lakever._records import Branch, Commit, Fragment, ScanPlan, SchemaChange, SchemaVersion
 from lakever.catalog import Lake, connect
-from lakever.dataset import Dataset, create_dataset, open_dataset, write_dataset
+from lakever.dataset import Dataset, create_dataset, diff, open_dataset, write_dataset
+from lakever.diff import Diff, DiffSummary
 from lakever.errors import (
     CommitConflict,
     ContractViolation,
@@ -23,6 +24,7 @@ from lakever.errors import (
     InvalidRefName,
     LakeverError,
     MergeConflict,
+    PrimaryKeyViolation,
     ReadOnlyDataset,
     RefExists,
     RefNotFound,
@@ -47,12 +49,15 @@ __all__ = [
     "Dataset",
     "DatasetExists",
     "DatasetNotFound",
+    "Diff",
+    "DiffSummary",
     "Fragment",
     "InvalidArgument",
     "InvalidRefName",
     "Lake",
     "LakeverError",
     "MergeConflict",
+    "PrimaryKeyViolation",
     "ReadOnlyDataset",
     "RefExists",
     "RefNotFound",
@@ -67,6 +72,7 @@ __all__ = [
     "VersionNotFound",
     "connect",
     "create_dataset",
+    "diff",
     "open_dataset",
     "write_dataset",
 ]
