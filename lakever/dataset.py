@@ -1045,8 +1045,8 @@ def _schema_version(snap: Snapshot, schema: pa.Schema, previous: pa.Schema | Non
 def _diff(a: Dataset, b: Dataset, on: Sequence[str] | None) -> Diff:
     if isinstance(on, str):
         on = [on]
-    if on is not None and (not isinstance(on, Sequence) or not on):
-        raise InvalidArgument(f"on must be a non-empty list of column names, got {on!r}")
+    if on is not None and not isinstance(on, Sequence):
+        raise InvalidArgument(f"on must be a list of column names, got {on!r}")
     return compute_diff(a._storage, a._side(), b._side(), on=on)
 
 
@@ -1071,8 +1071,8 @@ def diff(
             snapshot id (ints and datetimes on ``branch``, default main).
         b: the newer side, likewise.
         on: key columns: rows are matched by key, and changed keys reported with the
-            old and new values (default: the declared primary key; without one, rows
-            are compared as a multiset: added and removed only).
+            old and new values (default: the declared primary key; without one, or
+            with ``on=[]``, rows are compared as a multiset: added and removed only).
 
     Example:
         ``d = lv.diff("lake/events", "train-v2", "train-v3"); d.summary; d.changed()``

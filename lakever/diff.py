@@ -457,7 +457,7 @@ def _keys_by_id(sides: Sequence[Side], target: pa.Schema, on: Sequence[str] | No
     if on is not None:
         keys = [on] if isinstance(on, str) else list(on)
         missing = [k for k in keys if k not in names]
-        if missing or not keys:
+        if missing:
             raise InvalidArgument(f"on={keys!r} must name columns of the diff ({names})")
         return keys
     by_id = {fid: f.name for fid, f in iter_field_ids(target)}

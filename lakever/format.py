@@ -276,7 +276,11 @@ class ManifestRef:
         """A string identifying this manifest (fragment paths are unique)."""
         if self.path is not None:
             return self.path
-        return "inline:" + ",".join(e.path for e in self.inline or ())
+        # The same fragment with another deletion vector is another entry.
+        return "inline:" + ",".join(
+            e.path if e.deletion is None else f"{e.path}#{e.deletion.content_hash}"
+            for e in self.inline or ()
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -84,7 +84,8 @@ def check_declared(schema: pa.Schema, columns: Sequence[str]) -> tuple[int, ...]
         )
     for c in columns:
         t = schema.field(c).type
-        if schema_map(pa.schema([schema.field(c)])) is None or pa.types.is_nested(t):
+        unusable = pa.types.is_nested(t) or pa.types.is_floating(t)  # NaN is not a key
+        if unusable or schema_map(pa.schema([schema.field(c)])) is None:
             raise InvalidArgument(
                 f"primary key column {c!r} has type {t}, which cannot be a key: use integer, "
                 "string, binary, decimal, date or timestamp columns"
