@@ -35,7 +35,7 @@ from lakever.evolution import fits
 from lakever.format import FragmentEntry, Snapshot
 from lakever.scan import read_table
 from lakever.schema import iter_field_ids, strip_field_ids
-from lakever.sql import connect, quote_identifier
+from lakever.sql import cursor, quote_identifier
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
@@ -255,7 +255,7 @@ def _compare(removed: pa.Table, added: pa.Table, keys: Sequence[str] | None) -> 
     if removed.num_rows == 0 or added.num_rows == 0:
         # Nothing can cancel out: every row read is a change (no DuckDB needed).
         return _Result(list(range(removed.num_rows)), list(range(added.num_rows)), [])
-    con = connect()
+    con = cursor()
     try:
         con.register("__r", removed)
         con.register("__a", added)

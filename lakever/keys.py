@@ -27,7 +27,7 @@ from lakever.schema import iter_field_ids, schema_to_json
 from lakever.sql import (
     FILE_COLUMN,
     POSITION_COLUMN,
-    connect,
+    cursor,
     live_rows_sql,
     quote_identifier,
     register,
@@ -184,7 +184,7 @@ class KeyCheck:
             f"SELECT {self._cols()}, count(*) AS __n FROM ({self._sql(added)}) "
             f"GROUP BY ALL HAVING __n > 1 OR {nulls} ORDER BY ALL LIMIT {_EXAMPLES}"
         )
-        con = connect()
+        con = cursor()
         try:
             register(con, self.storage)
             return self._examples(con, query)
@@ -206,7 +206,7 @@ class KeyCheck:
             f"SELECT DISTINCT {self._cols()} FROM ({self._sql(candidates)}) "
             f"SEMI JOIN ({self._sql(added)}) USING ({using}) ORDER BY ALL LIMIT {_EXAMPLES}"
         )
-        con = connect()
+        con = cursor()
         try:
             register(con, self.storage)
             return self._examples(con, query)
@@ -236,7 +236,7 @@ class KeyCheck:
             f"SELECT {FILE_COLUMN}, {POSITION_COLUMN} FROM ({rows}) "
             f"SEMI JOIN ({self._sql(added)}) USING ({using}) ORDER BY 1, 2"
         )
-        con = connect()
+        con = cursor()
         try:
             register(con, self.storage)
             table: pa.Table = con.sql(query).to_arrow_table()

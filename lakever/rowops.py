@@ -50,7 +50,7 @@ from lakever.schema import iter_field_ids
 from lakever.sql import (
     FILE_COLUMN,
     POSITION_COLUMN,
-    connect,
+    cursor,
     duckdb_type,
     live_rows_sql,
     quote_identifier,
@@ -155,7 +155,7 @@ def _matches(
     for column, expr in values.items():
         t = duckdb_type(view.public.field(column).type)
         select.append(f"CAST(({expr}) AS {t}) AS {quote_identifier(column)}")
-    con = connect()
+    con = cursor()
     try:
         register(con, view.storage)
         rel = con.sql(live_rows_sql(view.storage, names, mapping, entries, positions=True))
