@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakever._convert import arrow_to_polars
 from lakever._records import SchemaChange
@@ -35,7 +36,7 @@ from lakever.evolution import fits
 from lakever.format import FragmentEntry, Snapshot
 from lakever.scan import read_table
 from lakever.schema import iter_field_ids, strip_field_ids
-from lakever.sql import cursor, quote_identifier
+from lakever.sql import cursor, quote_identifier, quote_literal
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
@@ -172,36 +173,64 @@ def _read(
 
 @dataclass(frozen=True, slots=True)
 class _Result:
-    removed: list[int]
-    added: list[int]
-    #: (index in removed rows, index in added rows, names of the columns that differ).
-    changed: list[tuple[int, int, list[str]]]
+    """Indices into the rows read from each side (int64 arrays, ascending)."""
+
+    #: Rows of the older side that the newer lacks.
+    removed: pa.Array[Any]
+    #: Rows of the newer side that the older lacks.
+    added: pa.Array[Any]
+    #: Changed keys: row in the older side, row in the newer side (ordered by it), and
+    #: the names of the columns that differ (list<string>).
+    changed_old: pa.Array[Any]
+    changed_new: pa.Array[Any]
+    changed_columns: pa.Array[Any]
+
+    @staticmethod
+    def of(removed: pa.Array[Any], added: pa.Array[Any]) -> _Result:
+        empty = pa.array([], pa.int64())
+        return _Result(removed, added, empty, empty, pa.array([], pa.list_(pa.string())))
 
 
 def _indexed(name: str) -> str:
     return f"(SELECT *, row_number() OVER () - 1 AS {_IDX} FROM {name})"
 
 
+def _column(con: duckdb.DuckDBPyConnection, query: str) -> pa.Array[Any]:
+    table = con.sql(query).to_arrow_table()
+    column: pa.Array[Any] = table.column(0).combine_chunks().cast(pa.int64())
+    return column
+
+
 def _multiset(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> _Result:
-    """Rows of __r missing from __a and the reverse, counting duplicates."""
+    """Rows of __r missing from __a and the reverse, counting duplicates.
+
+    Rows are grouped by all their values; a group seen k times more on one side
+    contributes k of its rows (the first ones) to that side's result.
+    """
     cols = ", ".join(quote_identifier(n) for n in names)
-    query = (
-        f"SELECT list({_IDX}) FILTER (WHERE __side = 0) AS r, "
-        f"list({_IDX}) FILTER (WHERE __side = 1) AS a FROM ("
-        f"SELECT {cols}, 0 AS __side, {_IDX} FROM {_indexed('__r')} UNION ALL "
+    con.sql(
+        f"CREATE TEMP TABLE __groups AS SELECT "
+        f"list({_IDX} ORDER BY {_IDX}) FILTER (WHERE __side = 0) AS r, "
+        f"list({_IDX} ORDER BY {_IDX}) FILTER (WHERE __side = 1) AS a, "
+        f"count(*) FILTER (WHERE __side = 0) AS nr, count(*) FILTER (WHERE __side = 1) AS na "
+        f"FROM (SELECT {cols}, 0 AS __side, {_IDX} FROM {_indexed('__r')} UNION ALL "
         f"SELECT {cols}, 1 AS __side, {_IDX} FROM {_indexed('__a')}) "
-        f"GROUP BY {cols} HAVING count(*) FILTER (WHERE __side = 0) "
-        "<> count(*) FILTER (WHERE __side = 1)"
+        f"GROUP BY {cols} HAVING nr <> na"
     )
-    removed: list[int] = []
-    added: list[int] = []
-    for row in con.sql(query).to_arrow_table().to_pylist():
-        r, a = sorted(row["r"] or []), sorted(row["a"] or [])
-        if len(r) > len(a):
-            removed += r[: len(r) - len(a)]
-        else:
-            added += a[: len(a) - len(r)]
-    return _Result(sorted(removed), sorted(added), [])
+    try:
+        removed = _column(
+            con,
+            "SELECT i FROM (SELECT unnest(r[1:nr - na]) AS i FROM __groups WHERE nr > na) "
+            "ORDER BY i",
+        )
+        added = _column(
+            con,
+            "SELECT i FROM (SELECT unnest(a[1:na - nr]) AS i FROM __groups WHERE na > nr) "
+            "ORDER BY i",
+        )
+    finally:
+        con.sql("DROP TABLE __groups")
+    return _Result.of(removed, added)
 
 
 def _check_unique(
@@ -227,34 +256,38 @@ def _keyed(con: duckdb.DuckDBPyConnection, names: Sequence[str], keys: Sequence[
     on = " AND ".join(
         f"r.{quote_identifier(k)} IS NOT DISTINCT FROM a.{quote_identifier(k)}" for k in keys
     )
-    flags = [
-        f"r.{quote_identifier(c)} IS DISTINCT FROM a.{quote_identifier(c)} AS __d{i}"
-        for i, c in enumerate(others)
-    ]
-    query = (
-        f"SELECT r.{_IDX} AS ri, a.{_IDX} AS ai{''.join(', ' + f for f in flags)} "
-        f"FROM {_indexed('__r')} r FULL OUTER JOIN {_indexed('__a')} a ON {on}"
+    flags = ", ".join(
+        f"CASE WHEN r.{quote_identifier(c)} IS DISTINCT FROM a.{quote_identifier(c)} "
+        f"THEN {quote_literal(c)} END"
+        for c in others
     )
-    removed: list[int] = []
-    added: list[int] = []
-    changed: list[tuple[int, int, list[str]]] = []
-    for row in con.sql(query).to_arrow_table().to_pylist():
-        ri, ai = row["ri"], row["ai"]
-        if ai is None:
-            removed.append(ri)
-        elif ri is None:
-            added.append(ai)
-        else:
-            differ = [c for i, c in enumerate(others) if row[f"__d{i}"]]
-            if differ:
-                changed.append((ri, ai, differ))
-    return _Result(sorted(removed), sorted(added), sorted(changed, key=lambda c: c[1]))
+    differ = f"list_filter([{flags}], lambda x: x IS NOT NULL)" if others else "[]::VARCHAR[]"
+    con.sql(
+        f"CREATE TEMP TABLE __pairs AS SELECT r.{_IDX} AS ri, a.{_IDX} AS ai, "
+        f"{differ} AS cols FROM {_indexed('__r')} r FULL OUTER JOIN {_indexed('__a')} a ON {on}"
+    )
+    try:
+        removed = _column(con, "SELECT ri FROM __pairs WHERE ai IS NULL ORDER BY ri")
+        added = _column(con, "SELECT ai FROM __pairs WHERE ri IS NULL ORDER BY ai")
+        changed = con.sql(
+            "SELECT ri, ai, cols FROM __pairs WHERE ri IS NOT NULL AND ai IS NOT NULL "
+            "AND len(cols) > 0 ORDER BY ai"
+        ).to_arrow_table()
+    finally:
+        con.sql("DROP TABLE __pairs")
+    return _Result(
+        removed,
+        added,
+        changed.column("ri").combine_chunks().cast(pa.int64()),
+        changed.column("ai").combine_chunks().cast(pa.int64()),
+        changed.column("cols").combine_chunks().cast(pa.list_(pa.string())),
+    )
 
 
 def _compare(removed: pa.Table, added: pa.Table, keys: Sequence[str] | None) -> _Result:
     if removed.num_rows == 0 or added.num_rows == 0:
         # Nothing can cancel out: every row read is a change (no DuckDB needed).
-        return _Result(list(range(removed.num_rows)), list(range(added.num_rows)), [])
+        return _Result.of(_range(removed.num_rows), _range(added.num_rows))
     con = cursor()
     try:
         con.register("__r", removed)
@@ -263,6 +296,10 @@ def _compare(removed: pa.Table, added: pa.Table, keys: Sequence[str] | None) -> 
         return _keyed(con, names, keys) if keys else _multiset(con, names)
     finally:
         con.close()
+
+
+def _range(n: int) -> pa.Array[Any]:
+    return pa.array(range(n), pa.int64())
 
 
 # ----------------------------------------------------------------- results
@@ -354,16 +391,15 @@ class Diff:
 
     def added(self) -> pa.Table:
         """Rows (by key: keys) only the newer snapshot has."""
-        return self._added.take(pa.array(self._result.added, pa.int64()))
+        return self._added.take(self._result.added)
 
     def removed(self) -> pa.Table:
         """Rows (by key: keys) only the older snapshot has."""
-        return self._removed.take(pa.array(self._result.removed, pa.int64()))
+        return self._removed.take(self._result.removed)
 
     def _pairs(self) -> tuple[pa.Table, pa.Table]:
-        ri = pa.array([c[0] for c in self._result.changed], pa.int64())
-        ai = pa.array([c[1] for c in self._result.changed], pa.int64())
-        return self._removed.take(ri), self._added.take(ai)
+        r = self._result
+        return self._removed.take(r.changed_old), self._added.take(r.changed_new)
 
     def changed(self) -> pa.Table:
         """One row per changed key: the key columns, ``_changed_columns`` (names), and the
@@ -379,21 +415,18 @@ class Diff:
                 "columns] (or declare a primary key) to see changed rows"
             )
         old, new = self._pairs()
-        differ = {c for _, _, cols in self._result.changed for c in cols}
+        changed_columns = self._result.changed_columns
+        differ = set(pc.unique(pc.list_flatten(changed_columns)).to_pylist())
         columns = [n for n in self.schema.names if n in differ]
         key = list(self.summary.key)
-        out = new.select(key)
-        out = out.append_column(
-            "_changed_columns",
-            pa.array([cols for _, _, cols in self._result.changed], pa.list_(pa.string())),
-        )
+        out = new.select(key).append_column("_changed_columns", changed_columns)
         for name, side in (("_old", old), ("_new", new)):
             fields = [side.schema.field(c) for c in columns]
             arrays = [side.column(c).combine_chunks() for c in columns]
             struct: pa.Array[Any] = (
                 pa.StructArray.from_arrays(arrays, fields=fields)
                 if columns
-                else pa.array([{}] * len(old), pa.struct([]))
+                else pa.array([{}] * old.num_rows, pa.struct([]))
             )
             out = out.append_column(name, struct)
         return out
@@ -422,20 +455,18 @@ def _labelled(table: pa.Table, label: str) -> pa.Table:
 
 
 def _change_table(removed: pa.Table, added: pa.Table, result: _Result) -> pa.Table:
-    ri = pa.array([c[0] for c in result.changed], pa.int64())
-    ai = pa.array([c[1] for c in result.changed], pa.int64())
-    pre = _labelled(removed.take(ri), "update_preimage")
-    post = _labelled(added.take(ai), "update_postimage")
-    n = len(result.changed)
+    pre = _labelled(removed.take(result.changed_old), "update_preimage")
+    post = _labelled(added.take(result.changed_new), "update_postimage")
+    n = pre.num_rows
     # Interleave: each key's preimage is followed by its postimage.
     pairs = pa.concat_tables([pre, post]).take(
         pa.array([i + n * side for i in range(n) for side in (0, 1)], pa.int64())
     )
     return pa.concat_tables(
         [
-            _labelled(removed.take(pa.array(result.removed, pa.int64())), "delete"),
+            _labelled(removed.take(result.removed), "delete"),
             pairs,
-            _labelled(added.take(pa.array(result.added, pa.int64())), "insert"),
+            _labelled(added.take(result.added), "insert"),
         ]
     )
 
@@ -487,7 +518,7 @@ def compute(storage: Storage, a: Side, b: Side, *, on: Sequence[str] | None) -> 
     summary = DiffSummary(
         rows_added=len(result.added),
         rows_removed=len(result.removed),
-        rows_changed=len(result.changed),
+        rows_changed=len(result.changed_new),
         fragments_added=p.fragments_added,
         fragments_removed=p.fragments_removed,
         fragments_shared=p.fragments_shared,
