@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 # Benchmark the checkout this script belongs to, not whichever lakever is installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import lakever as lv  # noqa: E402
+import lakever as lv
 
 RESULTS = Path(__file__).parent / "results" / "row_changes.json"
 
