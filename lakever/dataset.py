@@ -1017,7 +1017,7 @@ class Dataset:
         unknown = [k for k in key or [] if k not in self.schema.names]
         if unknown:
             raise InvalidArgument(f"on names unknown column(s) {unknown}")
-        snaps = (self._log._must_read(v) for v in range(start.version, self.version + 1))
+        snaps = self._log.between(start.version, self.version)
         return changes_feed(
             self._storage, snaps, self._entries_at, self._internal_schema(), key=key
         )

@@ -85,6 +85,11 @@ class _Cache:
         self._items: OrderedDict[tuple[str, str], Positions] = OrderedDict()
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
     def get(self, key: tuple[str, str]) -> Positions | None:
         with self._lock:
             hit = self._items.get(key)

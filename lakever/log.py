@@ -213,6 +213,11 @@ class Log:
             )
         return snap
 
+    def between(self, first: int, last: int) -> Iterator[Snapshot]:
+        """Yield versions ``first`` to ``last`` of this line, oldest first (one read each)."""
+        for v in range(first, last + 1):
+            yield self._must_read(v)
+
     def ancestors(self, snap: Snapshot) -> Iterator[Snapshot]:
         """Yield ``snap`` and then each earlier version of this branch, newest first."""
         yield snap

@@ -379,3 +379,13 @@ def test_merge_checks_the_primary_key(location):
     main = lv.open_dataset(location).append(events(10, 1))
     with pytest.raises(lv.PrimaryKeyViolation, match=r"merge of 'b'"):
         main.merge("b")
+
+
+def test_deletion_vectors_survive_manifest_level_merges(location):
+    ds = lv.create_dataset(location, events(0, 4)).delete(where="id = 1")
+    for i in range(10):  # 8 level-0 manifests merge into one of level 1
+        ds = ds.append(events(10 + i, 1))
+    assert max(m.level for m in ds._snap.manifests) == 1
+    assert ids(ds) == [0, 2, 3, *range(10, 20)] and ds.num_rows == 13
+    readers_agree(ds)
+    assert ds.delete(where="id = 2").to_arrow().num_rows == 12
