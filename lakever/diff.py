@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakever._convert import arrow_to_polars
-from lakever._records import SchemaChange
+from lakever._records import Commit, SchemaChange
 from lakever.deletion import Positions, difference, positions_of
 from lakever.errors import InvalidArgument
 from lakever.evolution import diff as schema_diff
@@ -362,9 +362,9 @@ class Diff:
         result: _Result,
         summary: DiffSummary,
     ) -> None:
-        #: The older and newer snapshot records.
-        self.a = a
-        self.b = b
+        #: The commits of the older and newer snapshots (version, snapshot id, time...).
+        self.a = Commit.from_snapshot(a)
+        self.b = Commit.from_snapshot(b)
         #: The schema of the tables this diff returns.
         self.schema = schema
         self.summary = summary
@@ -444,8 +444,16 @@ class Diff:
     def to_dict(self) -> dict[str, Any]:
         """The summary, the two snapshots and the schema changes, JSON-ready."""
         return {
-            "a": {"version": self.a.version, "snapshot_id": self.a.snapshot_id},
-            "b": {"version": self.b.version, "snapshot_id": self.b.snapshot_id},
+            "a": {
+                "version": self.a.version,
+                "snapshot_id": self.a.snapshot_id,
+                "branch": self.a.branch,
+            },
+            "b": {
+                "version": self.b.version,
+                "snapshot_id": self.b.snapshot_id,
+                "branch": self.b.branch,
+            },
             **self.summary.to_dict(),
         }
 

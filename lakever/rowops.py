@@ -164,7 +164,13 @@ def _matches(
                 rel = rel.filter(where)
         with translate_errors("set", str(dict(values)), view.public):
             rel = rel.project(", ".join(select))
-        with translate_errors("where", where or "", view.public):
+        # Errors while running (a failed cast, a division by zero) may come from either.
+        what, text = "where", where or ""
+        if values:
+            what = "update"
+            text = "SET " + ", ".join(f"{c} = {e}" for c, e in values.items())
+            text += f" WHERE {where}" if where else ""
+        with translate_errors(what, text, view.public):
             table: pa.Table = rel.order(f"{FILE_COLUMN}, {POSITION_COLUMN}").to_arrow_table()
         return table
     finally:

@@ -104,6 +104,7 @@ def test_upserts_racing_on_a_new_key(location):
         ds.append(events(60, 1))
 
 
+@pytest.mark.slow
 def test_gdpr_deletes_from_processes_race_appends(local_location):
     lv.create_dataset(local_location, events(0, 200), max_rows_per_fragment=25)
     doomed = [[3, 40, 77, 120], [4, 41, 150, 199]]  # some share fragments: retried
