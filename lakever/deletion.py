@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import pyarrow as pa
@@ -38,6 +39,7 @@ __all__ = [
     "difference",
     "encode",
     "keep_mask",
+    "keep_mask_of",
     "positions_of",
     "union",
     "write_deletion_vector",
@@ -186,14 +188,27 @@ def difference(a: Positions, b: Positions) -> Positions:
 
 
 def keep_mask(num_rows: int, positions: Positions) -> pa.BooleanArray:
-    """A boolean array of ``num_rows`` values, False at ``positions`` and True elsewhere.
+    """A boolean array of ``num_rows`` values, False at ``positions`` and True elsewhere."""
+    import numpy as np
 
-    Built bit by bit from the positions (cost proportional to the deleted rows, not
-    to the fragment), and without numpy, which lakever does not depend on.
-    """
-    bits = bytearray(b"\xff") * ((num_rows + 7) // 8)
-    for p in positions.cast(pa.int64()).to_pylist():
-        assert p is not None
-        bits[p >> 3] &= ~(1 << (p & 7)) & 0xFF
-    mask = pa.BooleanArray.from_buffers(pa.bool_(), num_rows, [None, pa.py_buffer(bytes(bits))])
-    return mask  # type: ignore[return-value]
+    keep = np.ones(num_rows, dtype=np.bool_)
+    keep[positions.cast(pa.int64()).to_numpy(zero_copy_only=False)] = False
+    mask: pa.BooleanArray = pa.array(keep, pa.bool_())
+    return mask
+
+
+def keep_mask_of(storage: Storage, entries: Sequence[FragmentEntry]) -> pa.BooleanArray | None:
+    """The rows to keep of ``entries`` read one after another (None: no row is deleted)."""
+    if all(e.deletion is None for e in entries):
+        return None
+    import numpy as np
+
+    keep = np.ones(sum(e.num_rows for e in entries), dtype=np.bool_)
+    offset = 0
+    for e in entries:
+        if e.deletion is not None:
+            deleted = positions_of(storage, e).to_numpy(zero_copy_only=False)
+            keep[offset + deleted] = False
+        offset += e.num_rows
+    mask: pa.BooleanArray = pa.array(keep, pa.bool_())
+    return mask

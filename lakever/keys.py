@@ -216,10 +216,10 @@ class KeyCheck:
     def matches(
         self, added: Sequence[FragmentEntry], existing: Sequence[FragmentEntry]
     ) -> pa.Table:
-        """(file, position) of the live rows of ``existing`` whose key an ``added`` row has.
+        """The live rows of ``existing`` whose key an ``added`` row has: one row per
+        fragment, with `FILE_COLUMN` and ``positions`` (ascending).
 
-        Sorted by file and position; only fragments whose key range overlaps the
-        added rows' are read.
+        Only fragments whose key range overlaps the added rows' are read.
         """
         ranges = _ranges(added, self.key, self.stats_of)
         candidates = [e for e in existing if _may_overlap(e, ranges, self.key, self.stats_of)]
@@ -227,14 +227,15 @@ class KeyCheck:
             return pa.table(
                 {
                     FILE_COLUMN: pa.array([], pa.string()),
-                    POSITION_COLUMN: pa.array([], pa.int64()),
+                    "positions": pa.array([], pa.list_(pa.int64())),
                 }
             )
         using = ", ".join(quote_identifier(n) for n in self.names)
         rows = live_rows_sql(self.storage, self.names, self.mapping, candidates, positions=True)
+        positions = f"list({POSITION_COLUMN} ORDER BY {POSITION_COLUMN}) AS positions"
         query = (
-            f"SELECT {FILE_COLUMN}, {POSITION_COLUMN} FROM ({rows}) "
-            f"SEMI JOIN ({self._sql(added)}) USING ({using}) ORDER BY 1, 2"
+            f"SELECT {FILE_COLUMN}, {positions} FROM ({rows}) "
+            f"SEMI JOIN ({self._sql(added)}) USING ({using}) GROUP BY {FILE_COLUMN}"
         )
         con = cursor()
         try:

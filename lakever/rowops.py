@@ -138,18 +138,40 @@ def _readable(view: View) -> tuple[list[str], str]:
     return names, mapping
 
 
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """The matching live rows of one fragment."""
+
+    entry: FragmentEntry
+    #: Their positions in the fragment's file, ascending.
+    positions: Positions
+    #: For an update: the new values of the SET columns, one row per position.
+    values: pa.Table | None = None
+
+
+def _positions_per_file(view: View, grouped: pa.Table) -> list[_Hit]:
+    """Hits from a table of (`FILE_COLUMN`, ``positions`` list), in fragment order."""
+    by_uri = {view.storage.full_path(e.path): e for e in view.entries}
+    order = {e.path: i for i, e in enumerate(view.entries)}
+    lists = grouped.column("positions").combine_chunks()
+    hits = [
+        _Hit(by_uri[str(uri)], lists[i].values.cast(pa.int64()))
+        for i, uri in enumerate(grouped.column(FILE_COLUMN).to_pylist())
+    ]
+    return sorted(hits, key=lambda h: order[h.entry.path])
+
+
 def _matches(
     view: View, entries: Sequence[FragmentEntry], where: str | None, values: Mapping[str, str]
-) -> pa.Table:
-    """(file, position, new values...) of the live rows of ``entries`` where ``where`` holds.
+) -> list[_Hit]:
+    """The live rows of ``entries`` where ``where`` holds, per fragment.
 
-    Sorted by file and position. ``values`` maps columns to SQL expressions
-    evaluated on each matching row (cast to the column's type).
+    ``values`` maps columns to SQL expressions evaluated on each matching row (cast
+    to the column's type); without any, positions are aggregated per fragment in
+    DuckDB, so even a delete of most rows moves little data.
     """
     if not entries:
-        return pa.table(
-            {FILE_COLUMN: pa.array([], pa.string()), POSITION_COLUMN: pa.array([], pa.int64())}
-        )
+        return []
     names, mapping = _readable(view)
     select = [FILE_COLUMN, POSITION_COLUMN]
     for column, expr in values.items():
@@ -171,22 +193,22 @@ def _matches(
             text = "SET " + ", ".join(f"{c} = {e}" for c, e in values.items())
             text += f" WHERE {where}" if where else ""
         with translate_errors(what, text, view.public):
-            table: pa.Table = rel.order(f"{FILE_COLUMN}, {POSITION_COLUMN}").to_arrow_table()
-        return table
+            if not values:
+                positions = f"list({POSITION_COLUMN} ORDER BY {POSITION_COLUMN}) AS positions"
+                grouped = rel.aggregate(f"{FILE_COLUMN}, {positions}", FILE_COLUMN)
+                return _positions_per_file(view, grouped.to_arrow_table())
+            table = rel.order(f"{FILE_COLUMN}, {POSITION_COLUMN}").to_arrow_table()
     finally:
         con.close()
-
-
-def _by_fragment(view: View, matched: pa.Table) -> list[tuple[FragmentEntry, pa.Table]]:
-    """Split sorted matches per fragment, in the snapshot's fragment order."""
     by_uri = {view.storage.full_path(e.path): e for e in view.entries}
-    files = matched.column(FILE_COLUMN)
+    files = table.column(FILE_COLUMN)
     order = {e.path: i for i, e in enumerate(view.entries)}
-    groups = [
-        (by_uri[str(uri)], matched.filter(pc.equal(files, pa.scalar(uri, files.type))))
-        for uri in pc.unique(files).to_pylist()
-    ]
-    return sorted(groups, key=lambda g: order[g[0].path])
+    hits = []
+    for uri in pc.unique(files).to_pylist():
+        rows = table.filter(pc.equal(files, pa.scalar(uri, files.type)))
+        positions = rows.column(POSITION_COLUMN).combine_chunks().cast(pa.int64())
+        hits.append(_Hit(by_uri[str(uri)], positions, rows.select(list(values))))
+    return sorted(hits, key=lambda h: order[h.entry.path])
 
 
 # ----------------------------------------------------------------- rewriting
@@ -298,21 +320,19 @@ def delete(
     if where is None:
         raise InvalidArgument("delete needs where=...; to delete every row pass where='true'")
     candidates = _candidates(view, where)
-    matched = _matches(view, candidates, where, {})
-    if matched.num_rows == 0:
+    hits = _matches(view, candidates, where, {})
+    if not hits:
         _nothing(view, f"delete where {where!r}")
         return None
-    rewrites = [
-        _rewrite(view, e, rows.column(POSITION_COLUMN).combine_chunks(), mode)
-        for e, rows in _by_fragment(view, matched)
-    ]
+    rewrites = [_rewrite(view, h.entry, h.positions, mode) for h in hits]
     parameters: dict[str, Any] = {
         "where": where,
         "mode": mode,
         "fragments_scanned": len(candidates),
     }
     how = _Commit("delete", message, author, properties)
-    return _commit(view, how, rewrites, [], parameters, rows_deleted=matched.num_rows)
+    deleted = sum(len(h.positions) for h in hits)
+    return _commit(view, how, rewrites, [], parameters, rows_deleted=deleted)
 
 
 def _check_set(view: View, values: Any) -> dict[str, str]:
@@ -377,29 +397,27 @@ def update(
     _check_mode(mode)
     exprs = _check_set(view, values)
     candidates = _candidates(view, where)
-    matched = _matches(view, candidates, where, exprs)
-    if matched.num_rows == 0:
+    hits = _matches(view, candidates, where, exprs)
+    if not hits:
         _nothing(view, f"update where {where!r}")
         return None
     what = f"update of {view.storage.uri}"
-    groups = _by_fragment(view, matched)
     parts = []
-    for entry, rows in groups:
-        raw = replace(entry, deletion=None)
+    for hit in hits:
+        raw = replace(hit.entry, deletion=None)
         old = read_table(
             view.storage, view.schema, view.public, [raw], None, view.schemas, view.schema_id
-        ).take(rows.column(POSITION_COLUMN))
+        ).take(hit.positions)
+        assert hit.values is not None
         for column in exprs:
             f = view.public.field(column)
             old = old.set_column(
-                view.public.get_field_index(column), f, rows.column(column).cast(f.type)
+                view.public.get_field_index(column), f, hit.values.column(column).cast(f.type)
             )
         parts.append(old)
     new_rows = _checked_rows(view, pa.concat_tables(parts), what, validate)
     added = write_fragments(view.storage, [new_rows], schema_id=view.schema_id)
-    rewrites = [
-        _rewrite(view, e, rows.column(POSITION_COLUMN).combine_chunks(), mode) for e, rows in groups
-    ]
+    rewrites = [_rewrite(view, h.entry, h.positions, mode) for h in hits]
     key = None
     if view.snap.primary_key:
         key = _key_check(view, view.key_names, "this update")
@@ -412,7 +430,8 @@ def update(
         "fragments_scanned": len(candidates),
     }
     how = _Commit("update", message, author, properties)
-    return _commit(view, how, rewrites, added, parameters, rows_deleted=matched.num_rows, key=key)
+    deleted = sum(len(h.positions) for h in hits)
+    return _commit(view, how, rewrites, added, parameters, rows_deleted=deleted, key=key)
 
 
 def _upsert_keys(view: View, on: Sequence[str] | None) -> list[str]:
@@ -465,12 +484,10 @@ def upsert(
         if declared:
             raise PrimaryKeyViolation(text, columns=names, examples=dupes)
         raise InvalidArgument(text)
-    matched = key.matches(added, view.entries)
-    rewrites = [
-        _rewrite(view, e, rows.column(POSITION_COLUMN).combine_chunks(), mode)
-        for e, rows in _by_fragment(view, matched)
-    ]
-    parameters: dict[str, Any] = {"on": names, "mode": mode, "rows_replaced": matched.num_rows}
+    hits = _positions_per_file(view, key.matches(added, view.entries))
+    rewrites = [_rewrite(view, h.entry, h.positions, mode) for h in hits]
+    replaced = sum(len(h.positions) for h in hits)
+    parameters: dict[str, Any] = {"on": names, "mode": mode, "rows_replaced": replaced}
     how = _Commit("upsert", message, author, properties)
     return _commit(
         view,
@@ -478,6 +495,6 @@ def upsert(
         rewrites,
         added,
         parameters,
-        rows_deleted=matched.num_rows,
+        rows_deleted=replaced,
         key=key if view.snap.primary_key else None,
     )

@@ -4,8 +4,8 @@ Used for unfiltered reads (the fast path); filtered reads go through
 `lakever.sql`. Rows come back in manifest order, then file order, so two reads
 of one snapshot always return the same rows in the same order. Fragments
 written under an older schema are read through the snapshot's schema by field
-id (see `lakever.projection`). Rows a fragment's deletion vector lists are
-dropped right after its file is read, keeping the order of the others.
+id (see `lakever.projection`). Rows the fragments' deletion vectors list are
+dropped right after the files are read, keeping the order of the others.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from lakever.deletion import keep_mask, positions_of
+from lakever.deletion import keep_mask, keep_mask_of, positions_of
 from lakever.errors import InvalidArgument
 from lakever.format import FragmentEntry
 from lakever.projection import Plan, plan, project
@@ -88,12 +88,10 @@ def _runs(
 
     Fragments written under the snapshot's own schema are read as they are; the
     others are read through a projection by field id (renamed, widened, added
-    and dropped columns), so no fragment is ever rewritten. A fragment with
-    deleted rows is a run of its own, so its rows can be filtered by position.
+    and dropped columns), so no fragment is ever rewritten.
     """
     wanted = [schema.field(n) for n in names]
-    runs = groupby(fragments, key=lambda f: (f.schema_id, f.path if f.deletion else None))
-    for (sid, _), group in runs:
+    for sid, group in groupby(fragments, key=lambda f: f.schema_id):
         run = list(group)
         if sid == snapshot_sid:
             yield _Run(run, pa.schema(wanted), None)
@@ -138,23 +136,33 @@ def read_table(
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def _keep(storage: Storage, run: _Run) -> pa.BooleanArray | None:
-    """The mask of the rows to keep, for a run of one fragment with deleted rows."""
-    entry = run.fragments[0]
-    if entry.deletion is None:
-        return None
-    return keep_mask(entry.num_rows, positions_of(storage, entry))
+def _live(storage: Storage, fragments: Sequence[FragmentEntry], table: pa.Table) -> pa.Table:
+    """``table`` (the files of ``fragments``, in order) without the deleted rows.
+
+    Only the slices of fragments with deleted rows are filtered (copied); the
+    others are kept as they are.
+    """
+    if all(f.deletion is None for f in fragments):
+        return table
+    parts, offset = [], 0
+    for f in fragments:
+        part = table.slice(offset, f.num_rows)
+        offset += f.num_rows
+        if f.deletion is not None:
+            part = part.filter(keep_mask(f.num_rows, positions_of(storage, f)))
+        parts.append(part)
+    return pa.concat_tables(parts)
 
 
 def _read_run(storage: Storage, run: _Run, out_schema: pa.Schema) -> pa.Table:
     read = _read_names(run)
-    keep = _keep(storage, run)
+    # The run's files are read together (in parallel, in order), then filtered.
     if run.plans is None:
         table = _dataset(storage, run.physical, run.fragments).to_table(columns=read)
-        return (table if keep is None else table.filter(keep)).cast(out_schema)
+        return _live(storage, run.fragments, table).cast(out_schema)
     if read:
         table = _dataset(storage, run.physical, run.fragments).to_table(columns=read)
-        table = table if keep is None else table.filter(keep)
+        table = _live(storage, run.fragments, table)
     else:  # every wanted column was added after these files: all null
         table = pa.table({"_": pa.nulls(sum(f.live_rows for f in run.fragments))})
     return project(table, run.physical, run.plans, out_schema)
@@ -183,11 +191,13 @@ def iter_batches(
         scanner = _dataset(storage, run.physical, run.fragments).scanner(
             columns=read, batch_size=batch_size
         )
-        keep, offset = _keep(storage, run), 0
+        keep, offset = keep_mask_of(storage, run.fragments), 0
         for batch in scanner.to_batches():
             if keep is not None:
                 offset += batch.num_rows
-                batch = batch.filter(keep.slice(offset - batch.num_rows, batch.num_rows))
+                mask = keep.slice(offset - batch.num_rows, batch.num_rows)
+                if mask.false_count:
+                    batch = batch.filter(mask)
             if run.plans is None:
                 yield batch.cast(out_schema)
             else:
