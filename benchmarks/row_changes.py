@@ -284,6 +284,7 @@ def main() -> None:
     use_delta = deltalake is not None and not args.no_delta
 
     started = time.time()
+    load_before = os.getloadavg()
     table = make_table(args.rows)
     work = Path(tempfile.mkdtemp(prefix="lakever-rows-bench-"))
     try:
@@ -311,6 +312,8 @@ def main() -> None:
             "runs": args.runs,
             "quick": args.quick,
             "elapsed_seconds": time.time() - started,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
