@@ -213,8 +213,8 @@ def commit_data(
     keys = None
     if key:
         keys = KeyCheck(storage, target, key, what=f"this {operation}")
-        keep = base is not None and operation != "overwrite"
-        keys.check(entries, _entries_of(storage, base) if keep and base is not None else [])
+        joined = base is not None and operation != "overwrite"
+        keys.check(entries, _entries_of(storage, base) if base is not None and joined else [])
     added = make_manifest(storage, entries, level=0) if entries else None
     change = Change(
         operation=operation,

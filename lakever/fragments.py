@@ -271,14 +271,15 @@ def write_manifest(
     storage.write_new(rel, data)
     content_hash = f"sha256:{sha256_hex(data)}"
     _CACHE.put((f"{storage.uri}/{rel}", content_hash), list(entries))
+    live, deleted = _live(entries)
     return ManifestRef(
         path=rel,
         content_hash=content_hash,
         fragments=len(entries),
-        rows=_live(entries)[0],
+        rows=live,
         bytes=sum(e.size_bytes for e in entries),
         level=level,
-        deleted_rows=_live(entries)[1],
+        deleted_rows=deleted,
     )
 
 
@@ -324,15 +325,16 @@ _CACHE = _ManifestCache(max_entries=1_000_000)
 def make_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: int) -> ManifestRef:
     """Return a level manifest for ``entries``: inlined if small, else written as a file."""
     if len(entries) <= INLINE_MAX_FRAGMENTS:
+        live, deleted = _live(entries)
         return ManifestRef(
             path=None,
             content_hash=None,
             fragments=len(entries),
-            rows=_live(entries)[0],
+            rows=live,
             bytes=sum(e.size_bytes for e in entries),
             level=level,
             inline=tuple(entries),
-            deleted_rows=_live(entries)[1],
+            deleted_rows=deleted,
         )
     return write_manifest(storage, entries, level=level)
 
