@@ -850,6 +850,7 @@ class Dataset:
             schema_id=self._schema_id,
             schemas=self._schema_of,
             stats_of=self._stats_of,
+            prune=lambda where: self._pruned(where).kept,
         )
 
     def delete(

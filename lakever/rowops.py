@@ -44,7 +44,6 @@ from lakever.fragments import make_manifest, read_manifest, write_fragments, wri
 from lakever.keys import KeyCheck, StatsOf, check_declared
 from lakever.log import Change, Log, Rewrite
 from lakever.projection import conform
-from lakever.pruning import compile_filter
 from lakever.scan import read_file, read_table
 from lakever.schema import iter_field_ids
 from lakever.sql import (
@@ -80,6 +79,8 @@ class View:
     #: The schema (with field ids) a fragment was written under, by schema id.
     schemas: Callable[[str], pa.Schema]
     stats_of: StatsOf
+    #: The fragments a predicate may match (those the dataset's pruning keeps).
+    prune: Callable[[str], list[FragmentEntry]]
 
     @property
     def field_ids(self) -> dict[str, int]:
@@ -116,13 +117,12 @@ def _check_mode(mode: Any) -> None:
 
 
 def _candidates(view: View, where: str | None) -> list[FragmentEntry]:
-    """The fragments whose stats do not rule out ``where`` (all of them without one)."""
+    """The fragments pruning does not rule out for ``where`` (all of them without one)."""
     if where is None:
         return list(view.entries)
     if not isinstance(where, str) or not where.strip():
         raise InvalidArgument(f"where must be a non-empty SQL expression, got {where!r}")
-    pruner = compile_filter(where, view.public, view.field_ids)
-    return [e for e in view.entries if pruner.may_match(view.stats_of(e), e.num_rows)]
+    return view.prune(where)
 
 
 def _readable(view: View) -> tuple[list[str], str]:
