@@ -12,7 +12,8 @@ Example:
 
 from lakever._records import Branch, Commit, Fragment, ScanPlan, SchemaChange, SchemaVersion
 from lakever.catalog import Lake, connect
-from lakever.dataset import Dataset, create_dataset, open_dataset, write_dataset
+from lakever.dataset import Dataset, create_dataset, diff, open_dataset, write_dataset
+from lakever.diff import Diff, DiffSummary
 from lakever.errors import (
     CommitConflict,
     ContractViolation,
@@ -23,6 +24,7 @@ from lakever.errors import (
     InvalidRefName,
     LakeverError,
     MergeConflict,
+    PrimaryKeyViolation,
     ReadOnlyDataset,
     RefExists,
     RefNotFound,
@@ -48,12 +50,15 @@ __all__ = [
     "Dataset",
     "DatasetExists",
     "DatasetNotFound",
+    "Diff",
+    "DiffSummary",
     "Fragment",
     "InvalidArgument",
     "InvalidRefName",
     "Lake",
     "LakeverError",
     "MergeConflict",
+    "PrimaryKeyViolation",
     "ReadOnlyDataset",
     "RefExists",
     "RefNotFound",
@@ -73,6 +78,7 @@ __all__ = [
     "hour",
     "identity",
     "month",
+    "diff",
     "open_dataset",
     "write_dataset",
     "year",

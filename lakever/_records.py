@@ -93,6 +93,10 @@ class Fragment:
     content_hash: str
     #: column name -> {"min": ..., "max": ..., "nulls": ...} (min/max may be absent).
     stats: dict[str, dict[str, Any]]
+    #: Rows of the file a deletion vector hides (``num_rows`` counts them too).
+    deleted_rows: int = 0
+    #: The deletion vector's path relative to the dataset root (None: no row deleted).
+    deletion_vector: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}

@@ -24,3 +24,7 @@ SchemaMode: TypeAlias = Literal["strict", "add", "merge"]
 
 #: Whether a write validates its rows against the dataset's contract ("skip": emergencies).
 ValidateMode: TypeAlias = Literal["contract", "skip"]
+
+#: How a delete, update or upsert changes fragments: deletion vectors (cheap writes,
+#: readers filter) or rewritten files (plain Parquet, costlier writes).
+RowMode: TypeAlias = Literal["merge-on-read", "copy-on-write"]

@@ -33,6 +33,7 @@ from lakever.fragments import (
     write_fragments,
     write_manifest,
 )
+from lakever.keys import KeyCheck, check_declared
 from lakever.log import MANIFEST_FANOUT, Change, Log
 from lakever.merge import MergePlan, MergeStrategy, merge_base, plan_merge
 from lakever.partitioning import (
@@ -175,11 +176,13 @@ def commit_data(
     contract: Any = None,
     partition_by: Sequence[str | Transform] | None = None,
     sort_by: Sequence[str] | str | None = None,
+    primary_key: Sequence[str] | None = None,
 ) -> Snapshot:
     """Write ``data`` as fragments and commit it as ``operation`` on top of ``base``.
 
-    ``contract`` and ``partition_by`` (only when creating, ``base`` None) are set at
-    version 0; ``sort_by`` given when creating becomes the dataset's default.
+    ``contract``, ``partition_by`` and ``primary_key`` (only when creating, ``base``
+    None) are set at version 0; ``sort_by`` given when creating becomes the dataset's
+    default. With a primary key, the rows are checked against it before the commit.
     """
     if max_rows_per_fragment is None:
         max_rows_per_fragment = DEFAULT_MAX_ROWS_PER_FRAGMENT
@@ -201,6 +204,7 @@ def commit_data(
         conform(data_schema.empty_table(), target, what=what, mode=schema_mode)
         ref = base.contract
         text = None if ref is None else read_contract_text(storage, ref.id)
+    key = _key_of(base, target, primary_key)
     schema_json = schema_to_json(target)
     parameters: dict[str, Any] = {}
     if base is None or schema_json != base.schema:
@@ -227,6 +231,11 @@ def commit_data(
         max_rows=max_rows_per_fragment,
         layout=_layout_fn(spec, sort),
     )
+    keys = None
+    if key:
+        keys = KeyCheck(storage, target, key, what=f"this {operation}")
+        joined = base is not None and operation != "overwrite"
+        keys.check(entries, _entries_of(storage, base) if base is not None and joined else [])
     added = make_manifest(storage, entries, level=0) if entries else None
     change = Change(
         operation=operation,
@@ -241,8 +250,10 @@ def commit_data(
         replace_all=operation == "overwrite",
         partitioning=layout_json[0],
         sort_by=layout_json[1],
+        primary_key=key if base is None else None,
     )
-    return log.commit(base, change, merge_manifests=_merge(storage))
+    recheck = keys.recheck(entries) if keys is not None and entries else None
+    return log.commit(base, change, merge_manifests=_merge(storage), recheck=recheck)
 
 
 def _layout(
@@ -277,6 +288,12 @@ def _layout(
     spec = tuple(f for f in spec if f.field_id in live)
     sort = tuple(s for s in sort if s.field_id in live)
     return spec, sort, (None, None)
+
+
+def layout_for(snap: Snapshot, schema: pa.Schema) -> Layout | None:
+    """The partitioning and sort a write on top of ``snap`` applies to new rows."""
+    spec, sort, _ = _layout(snap, schema, None, None)
+    return _layout_fn(spec, sort)
 
 
 def _layout_fn(spec: Sequence[PartitionField], sort: Sequence[SortField]) -> Layout | None:
@@ -314,6 +331,22 @@ def commit_partitioning(
         partitioning=tuple(f.to_json() for f in spec),
     )
     return log.commit(base, change, merge_manifests=_merge(storage))
+
+
+def _key_of(
+    base: Snapshot | None, target: pa.Schema, primary_key: Sequence[str] | None
+) -> tuple[int, ...]:
+    """The primary key (field ids) a data commit must keep: the base's, or one declared now."""
+    key = base.primary_key if base is not None else ()
+    if primary_key is None:
+        return key
+    declared = check_declared(target, primary_key)
+    if base is not None and declared != key:
+        raise InvalidArgument(
+            f"primary_key={list(primary_key)} differs from the dataset's declared key; a "
+            "primary key is declared once, when the dataset is created"
+        )
+    return declared
 
 
 def _contract_refusal(
@@ -382,9 +415,13 @@ def _delta(before: list[FragmentEntry], after: list[FragmentEntry]) -> Summary:
     a = {e.path: e for e in after}
     added = [e for p, e in a.items() if p not in b]
     removed = [e for p, e in b.items() if p not in a]
+    # A fragment on both sides may show fewer (or more) rows: another deletion vector.
+    both = a.keys() & b.keys()
+    hidden = sum(max(0, b[p].live_rows - a[p].live_rows) for p in both)
+    shown = sum(max(0, a[p].live_rows - b[p].live_rows) for p in both)
     return Summary(
-        rows_added=sum(e.num_rows for e in added),
-        rows_removed=sum(e.num_rows for e in removed),
+        rows_added=sum(e.live_rows for e in added) + shown,
+        rows_removed=sum(e.live_rows for e in removed) + hidden,
         bytes_added=sum(e.size_bytes for e in added),
         bytes_removed=sum(e.size_bytes for e in removed),
         fragments_added=len(added),
@@ -395,15 +432,17 @@ def _delta(before: list[FragmentEntry], after: list[FragmentEntry]) -> Summary:
 def _three_way_manifests(
     storage: Storage, ours: Snapshot, plan: MergePlan
 ) -> tuple[ManifestRef, ...]:
-    """Ours' manifest list minus theirs' removals, plus theirs' additions."""
+    """Ours' manifest list minus theirs' removals, with theirs' deletion vectors, plus theirs'
+    additions."""
     removed = {e.path for e in plan.removed}
+    replaced = {e.path: e for e in plan.replaced}
     refs: list[ManifestRef] = []
     for m in ours.manifests:
         entries = read_manifest(storage, m)
-        if not any(e.path in removed for e in entries):
+        if not any(e.path in removed or e.path in replaced for e in entries):
             refs.append(m)  # untouched manifests are reused by reference
             continue
-        keep = [e for e in entries if e.path not in removed]
+        keep = [replaced.get(e.path, e) for e in entries if e.path not in removed]
         if keep:
             refs.append(
                 make_manifest(storage, keep, level=0)
@@ -475,6 +514,16 @@ def commit_merge(
                 _conflict_message(source, ours, theirs, base, plan.conflicts),
                 conflicts=plan.conflicts,
             )
+        if plan.kind == "three-way" and ours.primary_key and plan.added and plan.schema:
+            # Both sides kept the key unique; their additions together must too.
+            keys = KeyCheck(
+                storage,
+                schema_from_json(plan.schema),
+                ours.primary_key,
+                what=f"merge of {source!r}",
+            )
+            new = {e.path for e in plan.added}
+            keys.check(plan.added, [e for e in plan.fragments if e.path not in new])
         if plan.kind in ("fast-forward", "theirs"):
             manifests, schema, result = theirs.manifests, theirs.schema, theirs_e
             layout_from = theirs
@@ -553,6 +602,7 @@ def commit_evolve(
         current, base.last_field_id, add=add, rename=rename, drop=drop, widen=widen
     )
     changes = diff(current, new)
+    _keep_key(base, changes)
     public = strip_field_ids(new)
     parameters: dict[str, Any] = {"schema_changes": [c.to_dict() for c in changes]}
     ref = base.contract
@@ -578,6 +628,20 @@ def commit_evolve(
         contract=ref,
     )
     return log.commit(base, change, merge_manifests=_merge(storage))
+
+
+def _keep_key(base: Snapshot, changes: list[SchemaChange]) -> None:
+    """Refuse dropping a column of the declared primary key."""
+    for c in changes:
+        if c.kind == "drop" and c.field_id in base.primary_key:
+            raise SchemaEvolutionError(
+                f"cannot drop column {c.column!r}: it is part of the dataset's primary key, "
+                "which every commit enforces. Keep the column (renaming and widening it are "
+                "allowed)",
+                column=c.column,
+                old_type=c.old_type,
+                new_type=None,
+            )
 
 
 def _fitting_contract(

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakever import contract as contracts
-from lakever import refs, scan
+from lakever import refs, rowops, scan
 from lakever._convert import arrow_to_pandas, arrow_to_polars
 from lakever._metafiles import read_contract_text, read_schema
 from lakever._records import Branch, Commit, Fragment, ScanPlan, SchemaChange, SchemaVersion
 from lakever._resolve import PIN_PREFIX, Located, locate, locate_pin, make_pin
-from lakever._types import DataLike, Properties, SchemaMode, ValidateMode, WriteMode
+from lakever._types import DataLike, Properties, RowMode, SchemaMode, ValidateMode, WriteMode
 from lakever._writer import (
     KEEP,
     commit_contract,
@@ -29,6 +29,9 @@ from lakever._writer import (
     commit_partitioning,
     default_author,
 )
+from lakever.diff import Diff, Side
+from lakever.diff import changes as changes_feed
+from lakever.diff import compute as compute_diff
 from lakever.errors import (
     DatasetExists,
     DatasetNotFound,
@@ -37,7 +40,8 @@ from lakever.errors import (
     RefNotFound,
     VersionNotFound,
 )
-from lakever.evolution import ColumnRef, diff, stats_compatible
+from lakever.evolution import ColumnRef, stats_compatible
+from lakever.evolution import diff as schema_changes
 from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot, schema_id
 from lakever.fragments import read_manifest
 from lakever.log import Log
@@ -51,7 +55,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-__all__ = ["Dataset", "create_dataset", "open_dataset", "write_dataset"]
+__all__ = ["Dataset", "create_dataset", "diff", "open_dataset", "write_dataset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,14 @@ class Dataset:
         """Number of rows in this snapshot (from metadata; reads no data)."""
         return self._snap.summary.total_rows
 
+    @property
+    def primary_key(self) -> list[str] | None:
+        """The declared primary key's columns (current names), or None without one."""
+        if not self._snap.primary_key:
+            return None
+        names = {fid: f.name for fid, f in iter_field_ids(self._internal_schema())}
+        return [names[fid] for fid in self._snap.primary_key]
+
     def _internal_schema(self) -> pa.Schema:
         if self._schema is None:
             self._schema = schema_from_json(self._snap.schema, path=f"snapshot {self.snapshot_id}")
@@ -214,6 +226,8 @@ class Dataset:
             size_bytes=e.size_bytes,
             content_hash=e.content_hash,
             stats=stats,
+            deleted_rows=e.deleted_rows,
+            deletion_vector=None if e.deletion is None else e.deletion.path,
         )
 
     def _stats_of(
@@ -367,7 +381,9 @@ class Dataset:
     def _scan_entries(self, entries: list[FragmentEntry]) -> pl.LazyFrame:
         import polars as pl
 
-        if not entries or not self._storage.is_local or not self._uniform():
+        deletes = any(e.deletion is not None for e in entries)
+        if not entries or not self._storage.is_local or not self._uniform() or deletes:
+            # polars cannot map columns by field id nor drop rows by position: read via Arrow.
             return arrow_to_polars(self._read_entries(entries, None)).lazy()
         lf = pl.scan_parquet([self._storage.full_path(e.path) for e in entries])
         return lf.select(self.schema.names)
@@ -850,7 +866,196 @@ class Dataset:
         """What changed from this snapshot's schema to ``other``'s (same dataset), by field id."""
         if not isinstance(other, Dataset):
             raise InvalidArgument(f"schema_diff needs another Dataset, got {other!r}")
-        return diff(self._internal_schema(), other._internal_schema())
+        return schema_changes(self._internal_schema(), other._internal_schema())
+
+    # ------------------------------------------------------- row-level changes and diffs
+
+    def _view(self) -> rowops.View:
+        return rowops.View(
+            storage=self._storage,
+            log=self._log,
+            snap=self._snap,
+            entries=self._entries(),
+            schema=self._internal_schema(),
+            public=self.schema,
+            schema_id=self._schema_id,
+            schemas=self._schema_of,
+            stats_of=self._stats_of,
+            prune=lambda where: self._pruned(where).kept,
+        )
+
+    def delete(
+        self,
+        where: str,
+        *,
+        mode: RowMode = "merge-on-read",
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Delete the rows where ``where`` (a DuckDB SQL boolean expression) is true.
+
+        Fragments whose statistics rule the predicate out are not read. By default
+        (``mode="merge-on-read"``) each affected fragment gets a deletion vector, a
+        small file of deleted row positions, that every reader applies;
+        ``"copy-on-write"`` rewrites the affected fragments instead. A delete that
+        matches no row commits nothing and returns this Dataset unchanged.
+
+        Example:
+            ``ds = ds.delete(where="label IS NULL")``
+
+        Raises:
+            InvalidArgument: the predicate does not parse or bind (unknown column...).
+            CommitConflict: a concurrent commit deleted rows from, or removed, a
+                fragment this delete rewrote (concurrent appends never conflict).
+            ReadOnlyDataset: this view is pinned to an explicit version.
+        """
+        self._require_writable("delete rows")
+        snap = rowops.delete(
+            self._view(), where, mode=mode, message=message, author=author, properties=properties
+        )
+        return self if snap is None else self._child(snap)
+
+    def update(
+        self,
+        set: Mapping[str, str],
+        *,
+        where: str | None = None,
+        mode: RowMode = "merge-on-read",
+        validate: ValidateMode = "contract",
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Set columns to SQL expressions in the rows where ``where`` holds (all rows by default).
+
+        The new row versions are written as a new fragment (checked against the
+        contract and the primary key) and the old ones are deleted as in `delete`.
+        Updated rows therefore move to the end of the read order. An update that
+        matches no row commits nothing and returns this Dataset unchanged.
+
+        Example:
+            ``ds = ds.update(set={"label": "'spam'"}, where="id IN (3, 7)")``
+
+        Raises:
+            InvalidArgument: unknown column, or an expression DuckDB refuses.
+            ContractViolation, PrimaryKeyViolation: the new rows break the contract or
+                the key; nothing was committed.
+            CommitConflict: as for `delete`, or a concurrent schema or contract change.
+        """
+        self._require_writable("update rows")
+        snap = rowops.update(
+            self._view(),
+            set,
+            where,
+            mode=mode,
+            validate=validate,
+            message=message,
+            author=author,
+            properties=properties,
+        )
+        return self if snap is None else self._child(snap)
+
+    def upsert(
+        self,
+        data: DataLike,
+        *,
+        on: Sequence[str] | None = None,
+        mode: RowMode = "merge-on-read",
+        validate: ValidateMode = "contract",
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Insert the rows of ``data`` whose key is new; replace the rows whose key matches.
+
+        Args:
+            on: the key columns (default: the declared primary key). Each key must
+                appear at most once in ``data``.
+
+        Raises:
+            InvalidArgument: no key given or declared, or repeated keys in ``data``.
+            PrimaryKeyViolation: (declared key) repeated or null keys in ``data``.
+            SchemaMismatch, ContractViolation: as for `append`.
+            CommitConflict: as for `update`; also a concurrent commit that added rows
+                with one of these keys (retry: the upsert then replaces them).
+        """
+        self._require_writable("upsert rows")
+        snap = rowops.upsert(
+            self._view(),
+            data,
+            on,
+            mode=mode,
+            validate=validate,
+            message=message,
+            author=author,
+            properties=properties,
+        )
+        return self if snap is None else self._child(snap)
+
+    def _side(self) -> Side:
+        return Side(self._snap, self._entries(), self._internal_schema())
+
+    def _other(self, other: Any) -> Dataset:
+        """A Dataset for ``other``: a Dataset of this dataset, or a version reference."""
+        if isinstance(other, Dataset):
+            if other.uri != self.uri:
+                raise InvalidArgument(
+                    f"cannot diff snapshots of two datasets ({self.uri} and {other.uri})"
+                )
+            return other
+        branch = None if isinstance(other, str) else self._branch_name
+        return Dataset._at(self._storage, locate(self._storage, version=other, branch=branch))
+
+    def diff(
+        self, other: Dataset | int | str | datetime, *, on: Sequence[str] | None = None
+    ) -> Diff:
+        """What changed from this snapshot to ``other`` (see `lakever.diff`).
+
+        ``other`` is another `Dataset` of the same dataset or a version reference: an
+        int version on this branch, an aware datetime, a tag, branch or snapshot id.
+        """
+        return _diff(self, self._other(other), on)
+
+    def changes(
+        self, *, since: int | str | datetime, on: Sequence[str] | None = None
+    ) -> Iterator[pa.Table]:
+        """The change feed: rows inserted, deleted and updated after ``since`` up to this
+        snapshot, one table per commit, oldest first.
+
+        Each table has this snapshot's columns (older rows are read through its schema
+        by field id) plus ``_change_type`` ("insert", "delete", "update_preimage",
+        "update_postimage"), ``_commit_version``, ``_commit_snapshot_id`` and
+        ``_commit_timestamp``. With a key (``on``, or the declared primary key) a
+        changed row is a preimage and a postimage; without one, a delete and an insert.
+        Each commit costs what `diff` costs for it: only the fragments it touched are read.
+
+        Args:
+            since: a version on this branch's line (int, aware datetime, tag or
+                snapshot id); the changes of later commits are returned.
+
+        Raises:
+            InvalidArgument: ``since`` is not an earlier snapshot on this branch's line.
+        """
+        start = self._other(since)._snap
+        on_line = self._log.read(start.version) if start.version <= self.version else None
+        if on_line is None or on_line.snapshot_id != start.snapshot_id:
+            raise InvalidArgument(
+                f"since={since!r} (version {start.version}) is not an earlier version of branch "
+                f"{self.branch_name!r} up to version {self.version}; use diff() to compare "
+                "snapshots on different branches"
+            )
+        key = self.primary_key if on is None else ([on] if isinstance(on, str) else list(on))
+        unknown = [k for k in key or [] if k not in self.schema.names]
+        if unknown:
+            raise InvalidArgument(f"on names unknown column(s) {unknown}")
+        snaps = self._log.between(start.version, self.version)
+        return changes_feed(
+            self._storage, snaps, self._entries_at, self._internal_schema(), key=key
+        )
+
+    def _entries_at(self, snap: Snapshot) -> list[FragmentEntry]:
+        return [e for m in snap.manifests for e in read_manifest(self._storage, m)]
 
 
 # --------------------------------------------------------------------- top level
@@ -865,8 +1070,55 @@ def _schema_version(snap: Snapshot, schema: pa.Schema, previous: pa.Schema | Non
         message=snap.message,
         schema=strip_field_ids(schema),
         field_ids={f.name: fid for fid, f in iter_field_ids(schema)},
-        changes=() if previous is None else tuple(diff(previous, schema)),
+        changes=() if previous is None else tuple(schema_changes(previous, schema)),
     )
+
+
+def _diff(a: Dataset, b: Dataset, on: Sequence[str] | None) -> Diff:
+    if isinstance(on, str):
+        on = [on]
+    if on is not None and not isinstance(on, Sequence):
+        raise InvalidArgument(f"on must be a list of column names, got {on!r}")
+    return compute_diff(a._storage, a._side(), b._side(), on=on)
+
+
+def diff(
+    uri: str,
+    a: int | str | datetime,
+    b: int | str | datetime,
+    *,
+    on: Sequence[str] | None = None,
+    branch: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Diff:
+    """What changed between two snapshots of a dataset: rows added, removed and changed.
+
+    Fragments both snapshots share are never read, and a fragment whose deletion
+    vector grew contributes only its newly deleted rows, so the cost follows the
+    size of the change, not of the dataset. Columns are matched by field id (a
+    rename is a rename, not a drop plus an add).
+
+    Args:
+        a: the older side: an int version, an aware datetime, a tag, a branch or a
+            snapshot id (ints and datetimes on ``branch``, default main).
+        b: the newer side, likewise.
+        on: key columns: rows are matched by key, and changed keys reported with the
+            old and new values (default: the declared primary key; without one, or
+            with ``on=[]``, rows are compared as a multiset: added and removed only).
+
+    Example:
+        ``d = lv.diff("lake/events", "train-v2", "train-v3"); d.summary; d.changed()``
+
+    Raises:
+        DatasetNotFound, VersionNotFound: no such dataset or version.
+        InvalidArgument: ``on`` names unknown columns, or is not unique in the rows compared.
+    """
+    storage = open_storage(uri, storage_options)
+    sides = []
+    for ref in (a, b):
+        where = locate(storage, version=ref, branch=None if isinstance(ref, str) else branch)
+        sides.append(Dataset._at(storage, where))
+    return _diff(sides[0], sides[1], on)
 
 
 def resolve_source(storage: Storage, source: str) -> Snapshot:
@@ -930,6 +1182,7 @@ def create_dataset(
     validate: ValidateMode = "contract",
     partition_by: Sequence[str | Transform] | None = None,
     sort_by: Sequence[str] | str | None = None,
+    primary_key: Sequence[str] | None = None,
 ) -> Dataset:
     """Create a dataset from ``data`` (version 0); fail if one exists at ``uri``.
 
@@ -948,10 +1201,13 @@ def create_dataset(
             on those columns skip whole partitions. See `Dataset.set_partitioning`.
         sort_by: columns to cluster rows by within fragments (``"-col"`` descending),
             the default for later writes too; makes min/max pruning effective.
+        primary_key: key columns every commit keeps unique and non-null (checked on
+            each commit; `upsert` uses it by default). Renaming a key column keeps it.
 
     Raises:
         DatasetExists: a dataset already exists at ``uri``.
         ContractViolation: ``data`` breaks ``contract``; nothing was created.
+        PrimaryKeyViolation: ``data`` has null or repeated keys; nothing was created.
     """
     storage = open_storage(uri, storage_options)
     log = Log(storage, MAIN_BRANCH)
@@ -975,6 +1231,7 @@ def create_dataset(
         contract=contract,
         partition_by=partition_by,
         sort_by=sort_by,
+        primary_key=primary_key,
     )
     return Dataset(storage, log, snap, writable=True, branch_name=MAIN_BRANCH)
 

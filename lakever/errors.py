@@ -16,6 +16,7 @@ The tree::
     ├── SchemaMismatch                written data does not match the dataset schema
     ├── SchemaEvolutionError          a schema change that is refused (narrowing, type family, ...)
     ├── ContractViolation             data breaks the dataset's contract (pandera schema)
+    ├── PrimaryKeyViolation           a commit would make the declared primary key non-unique
     ├── CorruptMetadata               a truncated or tampered metadata file
     ├── UnsupportedFormatVersion      written by a newer lakever than this one
     └── StorageError                  the storage backend failed or cannot commit safely
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidRefName",
     "LakeverError",
     "MergeConflict",
+    "PrimaryKeyViolation",
     "ReadOnlyDataset",
     "RefExists",
     "RefNotFound",
@@ -178,6 +180,21 @@ class ContractViolation(LakeverError):
         self.failure_cases = failure_cases
 
 
+class PrimaryKeyViolation(LakeverError):
+    """A commit would leave two live rows with the same primary key (or a null key).
+
+    ``columns`` names the key columns; ``examples`` holds up to 10 offending keys,
+    each a dict of column -> value. Nothing was committed.
+    """
+
+    def __init__(
+        self, message: str, *, columns: Sequence[str], examples: Sequence[dict[str, Any]]
+    ) -> None:
+        super().__init__(message)
+        self.columns = list(columns)
+        self.examples = list(examples)
+
+
 class CorruptMetadata(LakeverError):
     """A metadata file is truncated, unparsable or does not match its recorded hash."""
 
@@ -187,12 +204,19 @@ class CorruptMetadata(LakeverError):
 
 
 class UnsupportedFormatVersion(LakeverError):
-    """Metadata was written in a format version newer than this reader supports."""
+    """Metadata was written in a format version (or with reader features) this reader lacks.
 
-    def __init__(self, message: str, *, found: int, supported: int) -> None:
+    ``features`` lists the reader features the metadata needs and this reader does
+    not implement (empty when the format version itself is too new).
+    """
+
+    def __init__(
+        self, message: str, *, found: int, supported: int, features: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.found = found
         self.supported = supported
+        self.features = list(features)
 
 
 class StorageError(LakeverError):

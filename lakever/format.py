@@ -17,6 +17,11 @@ Merkle root over everything the snapshot shows.
 Each fragment entry names the schema its file was written under (``schema_id``,
 a content hash); readers map a fragment's columns to the snapshot schema by field
 id, which is what lets schemas evolve without rewriting fragments.
+
+A fragment entry may also reference a deletion vector: an immutable,
+content-addressed Parquet file of the row positions that are deleted from the
+fragment. The entry's fragment is then "the same file minus those rows"; a new
+delete writes a new vector (the union) and a new entry, never changing the file.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from lakever.errors import CorruptMetadata, UnsupportedFormatVersion
 __all__ = [
     "FORMAT_VERSION",
     "ContractRef",
+    "DeletionVector",
     "FragmentEntry",
     "check_relative",
     "ManifestRef",
@@ -52,7 +58,14 @@ DATA_DIR = "data"
 MANIFEST_DIR = f"{META_DIR}/manifests"
 SCHEMA_DIR = f"{META_DIR}/schemas"
 CONTRACT_DIR = f"{META_DIR}/contracts"
+DELETION_DIR = f"{META_DIR}/deletions"
 LOG_DIR = f"{META_DIR}/log"
+
+#: Reader features this code implements. A snapshot record lists in ``reader_features``
+#: what a reader must understand to return its rows correctly; a reader refuses a
+#: record that lists a feature it does not know, instead of misreading it.
+DELETION_VECTORS = "deletion_vectors"
+READER_FEATURES = frozenset({DELETION_VECTORS})
 
 
 def log_dir(branch_id: str) -> str:
@@ -153,8 +166,39 @@ class ContractRef:
 
 
 @dataclass(frozen=True, slots=True)
+class DeletionVector:
+    """The rows deleted from a fragment: an immutable Parquet file of row positions.
+
+    The file has one column, ``position`` (int64): the 0-based positions, in the
+    fragment's file order, of every deleted row, sorted and unique. It holds all of
+    the fragment's deleted rows, not only the latest delete's.
+    """
+
+    #: ``_lakever/deletions/<object id>.parquet``, relative to the dataset root.
+    path: str
+    #: ``sha256:<hex>`` of the file's bytes.
+    content_hash: str
+    #: How many positions the file holds (rows deleted from the fragment).
+    count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "content_hash": self.content_hash, "count": self.count}
+
+    @staticmethod
+    def from_json(j: Any) -> DeletionVector | None:
+        if j is None:
+            return None
+        count = int(j["count"])
+        if count <= 0:
+            raise ValueError(f"deletion vector with {count} positions")
+        return DeletionVector(
+            path=check_relative(j["path"]), content_hash=str(j["content_hash"]), count=count
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class FragmentEntry:
-    """A fragment as listed in a manifest."""
+    """A fragment as listed in a manifest (with the rows deleted from it, if any)."""
 
     path: str
     num_rows: int
@@ -166,6 +210,19 @@ class FragmentEntry:
     schema_id: str
     #: Partition values of the file, self-described: [{"field_id", "transform", "value"}].
     partition: tuple[dict[str, Any], ...] | None = None
+    #: The rows deleted from the file (None: none). ``num_rows`` and ``stats`` describe
+    #: the whole file, deleted rows included (the bounds stay valid for the live rows).
+    deletion: DeletionVector | None = None
+
+    @property
+    def live_rows(self) -> int:
+        """Rows of the file that are not deleted."""
+        return self.num_rows - (self.deletion.count if self.deletion is not None else 0)
+
+    @property
+    def deleted_rows(self) -> int:
+        """Rows of the file that a deletion vector hides."""
+        return self.deletion.count if self.deletion is not None else 0
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -178,11 +235,13 @@ class FragmentEntry:
         }
         if self.partition is not None:
             out["partition"] = list(self.partition)
+        if self.deletion is not None:
+            out["deletion_vector"] = self.deletion.to_json()
         return out
 
     @staticmethod
     def from_json(j: dict[str, Any]) -> FragmentEntry:
-        return FragmentEntry(
+        entry = FragmentEntry(
             path=check_relative(j["path"]),
             num_rows=int(j["num_rows"]),
             size_bytes=int(j["size_bytes"]),
@@ -190,7 +249,11 @@ class FragmentEntry:
             stats={int(k): v for k, v in j["stats"].items()},
             schema_id=check_object_id(j["schema_id"]),
             partition=parse_partition(j.get("partition")),
+            deletion=DeletionVector.from_json(j.get("deletion_vector")),
         )
+        if entry.deleted_rows > entry.num_rows:
+            raise ValueError(f"fragment {entry.path} deletes more rows than it has")
+        return entry
 
 
 def parse_partition(raw: Any) -> tuple[dict[str, Any], ...] | None:
@@ -218,17 +281,24 @@ class ManifestRef:
     path: str | None
     content_hash: str | None
     fragments: int
+    #: Live rows: the fragments' rows minus the rows their deletion vectors hide.
     rows: int
     bytes: int
     level: int
     inline: tuple[FragmentEntry, ...] | None = None
+    #: Rows hidden by the fragments' deletion vectors.
+    deleted_rows: int = 0
 
     @property
     def key(self) -> str:
         """A string identifying this manifest (fragment paths are unique)."""
         if self.path is not None:
             return self.path
-        return "inline:" + ",".join(e.path for e in self.inline or ())
+        # The same fragment with another deletion vector is another entry.
+        return "inline:" + ",".join(
+            e.path if e.deletion is None else f"{e.path}#{e.deletion.content_hash}"
+            for e in self.inline or ()
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -237,6 +307,8 @@ class ManifestRef:
             "bytes": self.bytes,
             "level": self.level,
         }
+        if self.deleted_rows:
+            out["deleted_rows"] = self.deleted_rows
         if self.inline is not None:
             out["inline"] = [e.to_json() for e in self.inline]
         else:
@@ -255,6 +327,7 @@ class ManifestRef:
             bytes=int(j["bytes"]),
             level=int(j["level"]),
             inline=None if inline is None else tuple(FragmentEntry.from_json(e) for e in inline),
+            deleted_rows=int(j.get("deleted_rows", 0)),
         )
 
 
@@ -306,11 +379,15 @@ class Snapshot:
     partitioning: tuple[dict[str, Any], ...] = ()
     #: Default clustering of rows within new fragments: [{"field_id", "descending"}].
     sort_by: tuple[dict[str, Any], ...] = ()
+    #: Field ids of the declared primary key (empty: none), carried forward by every commit.
+    primary_key: tuple[int, ...] = ()
+    #: What a reader must implement to read this snapshot's rows (see `READER_FEATURES`).
+    reader_features: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
         """The hashed content: everything but ``snapshot_id``."""
-        out = {
+        out: dict[str, Any] = {
             "format_version": self.format_version,
             "parent_id": self.parent_id,
             "branch": self.branch,
@@ -333,6 +410,10 @@ class Snapshot:
             out["partitioning"] = list(self.partitioning)
         if self.sort_by:
             out["sort_by"] = list(self.sort_by)
+        if self.primary_key:
+            out["primary_key"] = list(self.primary_key)
+        if self.reader_features:
+            out["reader_features"] = list(self.reader_features)
         out.update(self.extra)
         return out
 
@@ -366,6 +447,8 @@ _KNOWN = {
     "merge_parent",
     "partitioning",
     "sort_by",
+    "primary_key",
+    "reader_features",
 }
 
 
@@ -391,6 +474,20 @@ def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
         )
     if not isinstance(fv, int):
         raise CorruptMetadata(f"metadata file {path} has no valid format_version", path=path)
+    features = j.get("reader_features", [])
+    unknown = (
+        sorted(set(map(str, features)) - READER_FEATURES)
+        if isinstance(features, list)
+        else [repr(features)]
+    )
+    if unknown:
+        raise UnsupportedFormatVersion(
+            f"{path} needs reader feature(s) {unknown} that this lakever does not implement "
+            f"(it implements {sorted(READER_FEATURES)}); upgrade lakever to read it",
+            found=fv,
+            supported=FORMAT_VERSION,
+            features=unknown,
+        )
     try:
         claimed = j.pop("snapshot_id")
         if compute_snapshot_id(j) != claimed:
@@ -419,6 +516,8 @@ def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
             merge_parent=j.get("merge_parent"),
             partitioning=tuple(j.get("partitioning", ())),
             sort_by=tuple(j.get("sort_by", ())),
+            primary_key=tuple(int(f) for f in j.get("primary_key", [])),
+            reader_features=tuple(str(f) for f in features),
             extra={k: v for k, v in j.items() if k not in _KNOWN},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

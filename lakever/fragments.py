@@ -28,6 +28,7 @@ from lakever.errors import CorruptMetadata
 from lakever.format import (
     DATA_DIR,
     MANIFEST_DIR,
+    DeletionVector,
     FragmentEntry,
     ManifestRef,
     check_object_id,
@@ -240,8 +241,24 @@ _MANIFEST_SCHEMA = pa.schema(
         pa.field("stats", pa.string(), nullable=False),
         pa.field("schema_id", pa.string(), nullable=False),
         pa.field("partition", pa.string(), nullable=True),
+        pa.field(
+            "deletion_vector",
+            pa.struct(
+                [
+                    pa.field("path", pa.string(), nullable=False),
+                    pa.field("content_hash", pa.string(), nullable=False),
+                    pa.field("count", pa.int64(), nullable=False),
+                ]
+            ),
+            nullable=True,
+        ),
     ]
 )
+
+
+def _live(entries: Sequence[FragmentEntry]) -> tuple[int, int]:
+    """A manifest's live rows, and the rows its entries' deletion vectors hide."""
+    return sum(e.live_rows for e in entries), sum(e.deleted_rows for e in entries)
 
 
 def write_manifest(
@@ -265,6 +282,9 @@ def write_manifest(
                 else json.dumps(list(e.partition), separators=(",", ":"))
                 for e in entries
             ],
+            "deletion_vector": [
+                None if e.deletion is None else e.deletion.to_json() for e in entries
+            ],
         },
         schema=_MANIFEST_SCHEMA,
     )
@@ -275,13 +295,15 @@ def write_manifest(
     storage.write_new(rel, data)
     content_hash = f"sha256:{sha256_hex(data)}"
     _CACHE.put((f"{storage.uri}/{rel}", content_hash), list(entries))
+    live, deleted = _live(entries)
     return ManifestRef(
         path=rel,
         content_hash=content_hash,
         fragments=len(entries),
-        rows=sum(e.num_rows for e in entries),
+        rows=live,
         bytes=sum(e.size_bytes for e in entries),
         level=level,
+        deleted_rows=deleted,
     )
 
 
@@ -327,14 +349,16 @@ _CACHE = _ManifestCache(max_entries=1_000_000)
 def make_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: int) -> ManifestRef:
     """Return a level manifest for ``entries``: inlined if small, else written as a file."""
     if len(entries) <= INLINE_MAX_FRAGMENTS:
+        live, deleted = _live(entries)
         return ManifestRef(
             path=None,
             content_hash=None,
             fragments=len(entries),
-            rows=sum(e.num_rows for e in entries),
+            rows=live,
             bytes=sum(e.size_bytes for e in entries),
             level=level,
             inline=tuple(entries),
+            deleted_rows=deleted,
         )
     return write_manifest(storage, entries, level=level)
 
@@ -372,7 +396,9 @@ def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[
     try:
         table = pq.ParquetFile(pa.BufferReader(data)).read()
         cols = table.to_pydict()
-        return [
+        # Manifests written before deletion vectors existed have no such column.
+        dvs = cols.get("deletion_vector") or [None] * table.num_rows
+        entries = [
             FragmentEntry(
                 path=check_relative(p),
                 num_rows=n,
@@ -381,8 +407,9 @@ def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[
                 stats={int(k): v for k, v in json.loads(st).items()},
                 schema_id=check_object_id(sid),
                 partition=parse_partition(part),
+                deletion=DeletionVector.from_json(dv),
             )
-            for p, n, s, h, st, sid, part in zip(
+            for p, n, s, h, st, sid, part, dv in zip(
                 cols["path"],
                 cols["num_rows"],
                 cols["size_bytes"],
@@ -390,8 +417,12 @@ def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[
                 cols["stats"],
                 cols["schema_id"],
                 cols.get("partition") or [None] * len(cols["path"]),
+                dvs,
                 strict=True,
             )
         ]
-    except (pa.ArrowException, KeyError, ValueError) as exc:
+        if any(e.deleted_rows > e.num_rows for e in entries):
+            raise ValueError("a deletion vector deletes more rows than its fragment has")
+        return entries
+    except (pa.ArrowException, KeyError, ValueError, TypeError) as exc:
         raise CorruptMetadata(f"manifest {rel} cannot be parsed: {exc}", path=rel) from exc

@@ -14,6 +14,12 @@ changes are replayed on top of winners that kept the schema, the field ids and
 the contract the change was computed against; anything else conflicts. So an
 append never lands under a schema or contract it was not checked against, and
 two schema changes never both land.
+
+Row-level changes (delete, update, upsert) list the fragments they rewrote (a
+new deletion vector, a copy-on-write rewrite, or removal). They conflict only
+with a winner that removed one of those fragments or changed its deletion
+vector; otherwise they are replayed on the winner's manifest list with just
+those entries replaced, so rows the winner added are kept.
 """
 
 from __future__ import annotations
@@ -21,14 +27,16 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from lakever.errors import CommitConflict, CorruptMetadata, DatasetExists
 from lakever.format import (
+    DELETION_VECTORS,
     ContractRef,
+    FragmentEntry,
     ManifestRef,
     Snapshot,
     Summary,
@@ -42,11 +50,34 @@ from lakever.format import (
 )
 from lakever.storage import Storage
 
-__all__ = ["Change", "Log"]
+__all__ = ["Change", "Log", "ManifestIO", "Rewrite"]
 
 #: Manifests of one level merged into one of the next level once this many exist.
 MANIFEST_FANOUT = 8
 _MAX_ATTEMPTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """A row-level change to one fragment of the base snapshot."""
+
+    #: The entry as the base snapshot lists it.
+    old: FragmentEntry
+    #: What replaces it: the same file with a new deletion vector, the fragments a
+    #: copy-on-write rewrite produced, or nothing (every row of it deleted).
+    new: tuple[FragmentEntry, ...]
+
+
+class ManifestIO(Protocol):
+    """Reads and makes manifests (the I/O row-level commits need when they rebase)."""
+
+    def read(self, ref: ManifestRef) -> list[FragmentEntry]:
+        """The entries of a manifest."""
+        ...
+
+    def make(self, entries: Sequence[FragmentEntry], *, level: int) -> ManifestRef:
+        """A manifest of ``level`` listing ``entries``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +106,10 @@ class Change:
     #: Partition spec / default sort for later writes; None keeps the base's.
     partitioning: tuple[dict[str, Any], ...] | None = None
     sort_by: tuple[dict[str, Any], ...] | None = None
+    #: Row-level changes to fragments of the base (delete, update, upsert).
+    rewrites: tuple[Rewrite, ...] = ()
+    #: Field ids of the primary key from this commit on (None: the base's).
+    primary_key: tuple[int, ...] | None = None
 
 
 class Log:
@@ -181,6 +216,11 @@ class Log:
             )
         return snap
 
+    def between(self, first: int, last: int) -> Iterator[Snapshot]:
+        """Yield versions ``first`` to ``last`` of this line, oldest first (one read each)."""
+        for v in range(first, last + 1):
+            yield self._must_read(v)
+
     def ancestors(self, snap: Snapshot) -> Iterator[Snapshot]:
         """Yield ``snap`` and then each earlier version of this branch, newest first."""
         yield snap
@@ -195,6 +235,8 @@ class Log:
         change: Change,
         *,
         merge_manifests: Callable[[tuple[ManifestRef, ...]], tuple[ManifestRef, ...]],
+        io: ManifestIO | None = None,
+        recheck: Callable[[Snapshot, Snapshot], None] | None = None,
     ) -> Snapshot:
         """Publish ``change`` on top of ``base`` (or on top of whatever won since).
 
@@ -202,6 +244,11 @@ class Log:
             base: the snapshot the change was computed from (None: create).
             change: the change to publish.
             merge_manifests: merges full levels of the manifest list (does I/O).
+            io: reads and writes manifests; needed when ``change.rewrites`` is set.
+            recheck: called as ``recheck(previous, winner)`` for each concurrent
+                winner before the change is replayed on it, to re-check an invariant
+                against what the winner added (e.g. primary key uniqueness); it raises
+                to refuse the replay.
 
         Returns:
             The committed snapshot.
@@ -213,7 +260,7 @@ class Log:
         current = base
         merged_cache: dict[tuple[str, ...], tuple[ManifestRef, ...]] = {}
         for attempt in range(_MAX_ATTEMPTS):
-            manifests = self._manifests_for(current, change, merge_manifests, merged_cache)
+            manifests = self._manifests_for(current, change, merge_manifests, merged_cache, io)
             snap = _build(current, change, self.branch, manifests)
             self.storage.flush()
             if self.storage.put_if_absent(
@@ -223,8 +270,19 @@ class Log:
                 self._index(snap)
                 return snap
             winners = self._winners_after(snap.version - 1)
+            previous = current
             for w in winners:
-                _check_conflict(base, change, w, self.storage.uri)
+                _check_conflict(base, change, w, self.storage.uri, io)
+                if recheck is not None and previous is not None:
+                    recheck(previous, w)
+                previous = w
+            if winners and change.operation == "delete":
+                # A delete only hides rows by position: it lands under whatever schema
+                # and contract the winner left in force.
+                w = winners[-1]
+                change = replace(
+                    change, schema=w.schema, last_field_id=w.last_field_id, contract=w.contract
+                )
             current = winners[-1] if winners else current
             if attempt >= 3:
                 time.sleep(random.uniform(0, 0.002 * min(attempt, 50)))
@@ -247,10 +305,15 @@ class Log:
         change: Change,
         merge_manifests: Callable[[tuple[ManifestRef, ...]], tuple[ManifestRef, ...]],
         cache: dict[tuple[str, ...], tuple[ManifestRef, ...]],
+        io: ManifestIO | None,
     ) -> tuple[ManifestRef, ...]:
         if change.manifests is not None:
             return change.manifests
         kept = () if (current is None or change.replace_all) else current.manifests
+        if change.rewrites and current is not None:
+            if io is None:
+                raise TypeError("a commit with rewrites needs a ManifestIO")
+            kept = _apply_rewrites(kept, change.rewrites, io)
         listed = kept + ((change.added,) if change.added is not None else ())
         key = tuple(m.key for m in listed)
         if key not in cache:
@@ -269,6 +332,27 @@ class Log:
         # The hint is advisory: readers probe forward from any older value.
         with contextlib.suppress(OSError):
             self.storage.write_hint(latest_hint_path(self.branch), b"%020d\n" % version)
+
+
+def _apply_rewrites(
+    manifests: tuple[ManifestRef, ...], rewrites: tuple[Rewrite, ...], io: ManifestIO
+) -> tuple[ManifestRef, ...]:
+    """The manifest list with each rewritten entry replaced in place.
+
+    Manifests holding none of the rewritten fragments are reused by reference;
+    the others are written again at their level, without the entries left empty.
+    """
+    by_path = {r.old.path: r.new for r in rewrites}
+    out: list[ManifestRef] = []
+    for m in manifests:
+        entries = io.read(m)
+        if not any(e.path in by_path for e in entries):
+            out.append(m)
+            continue
+        replaced = [n for e in entries for n in by_path.get(e.path, (e,))]
+        if replaced:
+            out.append(io.make(replaced, level=m.level))
+    return tuple(out)
 
 
 def _build(
@@ -320,6 +404,12 @@ def _build(
             else (base.partitioning if base else ())
         ),
         sort_by=change.sort_by if change.sort_by is not None else (base.sort_by if base else ()),
+        primary_key=(
+            change.primary_key
+            if change.primary_key is not None
+            else (base.primary_key if base is not None else ())
+        ),
+        reader_features=(DELETION_VECTORS,) if any(m.deleted_rows for m in manifests) else (),
     )
     return replace(snap, snapshot_id=compute_snapshot_id(snap.body()))
 
@@ -327,13 +417,59 @@ def _build(
 #: Operations that commute with a commit that kept the schema, field ids and contract:
 #: their result does not depend on which rows the winner added or removed.
 _REPLAYABLE = ("append", "evolve", "set_contract", "set_partitioning")
+#: Row-level operations: replayed unless the winner touched a fragment they rewrote.
+ROW_OPERATIONS = ("delete", "update", "upsert")
 
 
 def _same_shape(a: Snapshot, schema: dict[str, Any], last_field_id: int, contract: Any) -> bool:
     return a.schema == schema and a.last_field_id == last_field_id and a.contract == contract
 
 
-def _check_conflict(base: Snapshot | None, change: Change, winner: Snapshot, uri: str) -> None:
+def _check_rows(
+    base: Snapshot, change: Change, winner: Snapshot, uri: str, io: ManifestIO | None
+) -> None:
+    """Raise if a row-level ``change`` cannot be replayed after ``winner`` (see module doc)."""
+    op = change.operation
+    # A delete only hides rows by position; updates and upserts wrote rows checked
+    # against the base's schema and contract, like an append.
+    if op == "delete" or _same_shape(winner, base.schema, base.last_field_id, base.contract):
+        if not change.rewrites:
+            return
+        if io is None:
+            raise TypeError("a commit with rewrites needs a ManifestIO")
+        theirs = {e.path: e for m in winner.manifests for e in io.read(m)}
+        for r in change.rewrites:
+            now = theirs.get(r.old.path)
+            if now is not None and now.deletion == r.old.deletion:
+                continue
+            what = "removed" if now is None else "deleted rows from"
+            raise CommitConflict(
+                f"commit to {uri} conflicts with version {winner.version} (a "
+                f"{winner.operation!r}), which {what} fragment {r.old.path} that this {op!r} "
+                f"also rewrote; this {op!r} was based on version {base.version}. Re-open the "
+                "dataset and retry the "
+                "operation on the new version",
+                winning_version=winner.version,
+            )
+        return
+    what = "changed the schema" if winner.schema != base.schema else "changed the contract"
+    if winner.last_field_id != base.last_field_id:
+        what = "changed the schema"
+    raise CommitConflict(
+        f"commit to {uri} conflicts with version {winner.version}, which {what}; this "
+        f"{op!r} was based on version {base.version}. Re-open the dataset and retry the "
+        "operation on the new version",
+        winning_version=winner.version,
+    )
+
+
+def _check_conflict(
+    base: Snapshot | None,
+    change: Change,
+    winner: Snapshot,
+    uri: str,
+    io: ManifestIO | None = None,
+) -> None:
     """Raise if ``change`` (computed on ``base``) cannot be replayed after ``winner``."""
     if base is None:
         if change.operation == "append" and _same_shape(
@@ -345,6 +481,9 @@ def _check_conflict(base: Snapshot | None, change: Change, winner: Snapshot, uri
             "lakever.open_dataset or write with mode='append'",
             uri=uri,
         )
+    if change.operation in ROW_OPERATIONS:
+        _check_rows(base, change, winner, uri, io)
+        return
     partitioning_race = (
         change.operation == "set_partitioning" and winner.partitioning != base.partitioning
     )

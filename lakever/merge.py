@@ -67,6 +67,8 @@ class MergePlan:
     last_field_id: int = 0
     added: list[FragmentEntry] = field(default_factory=list)
     removed: list[FragmentEntry] = field(default_factory=list)
+    #: Theirs' entries for fragments only theirs deleted rows from (new deletion vectors).
+    replaced: list[FragmentEntry] = field(default_factory=list)
     conflicts: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -115,10 +117,12 @@ def plan_merge(
 ) -> MergePlan:
     """Plan a three-way merge of ``theirs`` into ``ours`` against their common ``base``.
 
-    Fragments added on either side are kept; a fragment removed on one side and
-    untouched on the other is removed; a fragment removed on both sides, or
-    schema changes on both sides that disagree, is a conflict. With a
-    ``strategy``, a conflicting merge takes that side's snapshot as the result.
+    A fragment is identified by its data file; a side *changed* a fragment of the
+    base if it removed it or gave it another deletion vector (deleted rows from it).
+    Fragments added on either side are kept; a fragment changed on one side only
+    takes that side's state (removed, or its deletion vector); a fragment changed
+    on both sides, or schema changes on both sides that disagree, is a conflict.
+    With a ``strategy``, a conflicting merge takes that side's snapshot as the result.
     """
     if theirs.snapshot_id == base.snapshot_id:
         return MergePlan(kind="up-to-date")
@@ -127,18 +131,20 @@ def plan_merge(
     b = {f.path: f for f in base_fragments}
     o = {f.path: f for f in ours_fragments}
     t = {f.path: f for f in theirs_fragments}
-    removed_ours = b.keys() - o.keys()
-    removed_theirs = b.keys() - t.keys()
+    changed_ours = {p for p, f in b.items() if p not in o or o[p].deletion != f.deletion}
+    changed_theirs = {p for p, f in b.items() if p not in t or t[p].deletion != f.deletion}
     conflicts = [
-        {"kind": "fragment", "item": path, "ours": "removed", "theirs": "removed"}
-        for path in sorted(removed_ours & removed_theirs)
+        {"kind": "fragment", "item": path, "ours": _did(o, path), "theirs": _did(t, path)}
+        for path in sorted(changed_ours & changed_theirs)
     ]
     conflicts += _schema_conflicts(base, ours, theirs)
     if conflicts:
         if strategy is None:
             return MergePlan(kind="three-way", conflicts=conflicts)
         return MergePlan(kind=strategy, conflicts=conflicts)
-    result = [f for f in ours_fragments if f.path not in removed_theirs]
+    removed_theirs = {p for p in changed_theirs if p not in t}
+    replaced = {p: t[p] for p in changed_theirs if p in t}
+    result = [replaced.get(f.path, f) for f in ours_fragments if f.path not in removed_theirs]
     added = [f for f in theirs_fragments if f.path not in b and f.path not in o]
     result += added
     schema_from = theirs if ours.schema == base.schema else ours
@@ -148,5 +154,10 @@ def plan_merge(
         schema=schema_from.schema,
         last_field_id=max(ours.last_field_id, theirs.last_field_id),
         added=added,
-        removed=[o[p] for p in sorted(removed_theirs - removed_ours) if p in o],
+        removed=[o[p] for p in sorted(removed_theirs) if p in o],
+        replaced=[replaced[p] for p in sorted(replaced)],
     )
+
+
+def _did(side: dict[str, FragmentEntry], path: str) -> str:
+    return "removed" if path not in side else "deleted rows"

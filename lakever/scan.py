@@ -4,7 +4,8 @@ Used for unfiltered reads (the fast path); filtered reads go through
 `lakever.sql`. Rows come back in manifest order, then file order, so two reads
 of one snapshot always return the same rows in the same order. Fragments
 written under an older schema are read through the snapshot's schema by field
-id (see `lakever.projection`).
+id (see `lakever.projection`). Rows the fragments' deletion vectors list are
+dropped right after the files are read, keeping the order of the others.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from lakever._batching import regroup
+from lakever.deletion import keep_mask, keep_mask_of, positions_of
 from lakever.errors import InvalidArgument
 from lakever.format import FragmentEntry
 from lakever.projection import Plan, plan, project
@@ -25,7 +27,7 @@ from lakever.storage import Storage
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
-__all__ = ["check_columns", "iter_batches", "read_table", "rebatch"]
+__all__ = ["check_columns", "iter_batches", "read_file", "read_table", "rebatch"]
 
 
 def check_columns(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]:
@@ -54,6 +56,11 @@ def _dataset(
         format="parquet",
         filesystem=storage.arrow_filesystem(),
     )
+
+
+def read_file(storage: Storage, physical: pa.Schema, entry: FragmentEntry) -> pa.Table:
+    """One fragment's file as written: its physical schema (with field ids), no row deleted."""
+    return _dataset(storage, physical, [entry]).to_table()
 
 
 #: Returns the schema (with field ids) stored under a schema id.
@@ -130,16 +137,35 @@ def read_table(
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
+def _live(storage: Storage, fragments: Sequence[FragmentEntry], table: pa.Table) -> pa.Table:
+    """``table`` (the files of ``fragments``, in order) without the deleted rows.
+
+    Only the slices of fragments with deleted rows are filtered (copied); the
+    others are kept as they are.
+    """
+    if all(f.deletion is None for f in fragments):
+        return table
+    parts, offset = [], 0
+    for f in fragments:
+        part = table.slice(offset, f.num_rows)
+        offset += f.num_rows
+        if f.deletion is not None:
+            part = part.filter(keep_mask(f.num_rows, positions_of(storage, f)))
+        parts.append(part)
+    return pa.concat_tables(parts)
+
+
 def _read_run(storage: Storage, run: _Run, out_schema: pa.Schema) -> pa.Table:
     read = _read_names(run)
+    # The run's files are read together (in parallel, in order), then filtered.
     if run.plans is None:
-        return (
-            _dataset(storage, run.physical, run.fragments).to_table(columns=read).cast(out_schema)
-        )
+        table = _dataset(storage, run.physical, run.fragments).to_table(columns=read)
+        return _live(storage, run.fragments, table).cast(out_schema)
     if read:
         table = _dataset(storage, run.physical, run.fragments).to_table(columns=read)
+        table = _live(storage, run.fragments, table)
     else:  # every wanted column was added after these files: all null
-        table = pa.table({"_": pa.nulls(sum(f.num_rows for f in run.fragments))})
+        table = pa.table({"_": pa.nulls(sum(f.live_rows for f in run.fragments))})
     return project(table, run.physical, run.plans, out_schema)
 
 
@@ -166,7 +192,13 @@ def iter_batches(
         scanner = _dataset(storage, run.physical, run.fragments).scanner(
             columns=read, batch_size=batch_size
         )
+        keep, offset = keep_mask_of(storage, run.fragments), 0
         for batch in scanner.to_batches():
+            if keep is not None:
+                offset += batch.num_rows
+                mask = keep.slice(offset - batch.num_rows, batch.num_rows)
+                if mask.false_count:
+                    batch = batch.filter(mask)
             if run.plans is None:
                 yield batch.cast(out_schema)
             else:
@@ -175,7 +207,7 @@ def iter_batches(
 
 def _null_batches(run: _Run, out_schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
     assert run.plans is not None
-    total = sum(f.num_rows for f in run.fragments)
+    total = sum(f.live_rows for f in run.fragments)
     for start in range(0, total, batch_size):
         n = min(batch_size, total - start)
         empty = pa.RecordBatch.from_pydict({"_": pa.nulls(n)})

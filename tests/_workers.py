@@ -126,7 +126,33 @@ def cmd_crash_writer(uri: str, ack_path: str, seed: str) -> None:
             )
 
 
-COMMANDS = {"append": cmd_append, "create": cmd_create, "crash-writer": cmd_crash_writer}
+def cmd_delete(uri: str, worker: str, ids: str) -> None:
+    """Delete each id of the comma-separated ``ids`` in its own commit (a GDPR request
+    each). A delete that loses against another delete of the same fragment re-opens the
+    latest version and retries, as an application would."""
+    w = int(worker)
+    _warm_up()
+    _say({"ready": w})
+    _wait()
+    ds = lv.open_dataset(uri)
+    for k in ids.split(","):
+        conflicts = 0
+        while True:
+            try:
+                ds = ds.delete(where=f"id = {k}", message=f"gdpr {k}")
+                break
+            except lv.CommitConflict:
+                conflicts += 1
+                ds = lv.open_dataset(uri)
+        _say({"worker": w, "id": int(k), "version": ds.version, "conflicts": conflicts})
+
+
+COMMANDS = {
+    "append": cmd_append,
+    "create": cmd_create,
+    "crash-writer": cmd_crash_writer,
+    "delete": cmd_delete,
+}
 
 if __name__ == "__main__":
     COMMANDS[sys.argv[1]](*sys.argv[2:])

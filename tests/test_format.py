@@ -82,6 +82,83 @@ def test_missing_field_is_corrupt():
         decode_snapshot(json.dumps(record).encode(), path="p")
 
 
+def _entry(**kw):
+    from lakever.format import FragmentEntry
+
+    base = {
+        "path": "data/a.parquet",
+        "num_rows": 10,
+        "size_bytes": 100,
+        "content_hash": "sha256:00",
+        "stats": {1: {"nulls": 0, "min": 1, "max": 9}},
+        "schema_id": "0" * 32,
+    }
+    return FragmentEntry(**{**base, **kw})
+
+
+def test_deletion_vectors_round_trip_in_records_and_manifests(tmp_path):
+    from lakever.format import DeletionVector, FragmentEntry
+    from lakever.fragments import make_manifest, read_manifest, write_manifest
+    from lakever.storage import open_storage
+
+    dv = DeletionVector("_lakever/deletions/" + "1" * 32 + ".parquet", "sha256:ab", 3)
+    with_dv, without = _entry(deletion=dv), _entry(path="data/b.parquet")
+    assert with_dv.to_json()["deletion_vector"] == {
+        "path": dv.path,
+        "content_hash": "sha256:ab",
+        "count": 3,
+    }
+    assert "deletion_vector" not in without.to_json()  # records without DVs are unchanged
+    assert FragmentEntry.from_json(with_dv.to_json()) == with_dv
+    assert (with_dv.live_rows, with_dv.deleted_rows, without.live_rows) == (7, 3, 10)
+    storage = open_storage(str(tmp_path / "ds"))
+    inline = make_manifest(storage, [with_dv, without], level=0)
+    assert (inline.rows, inline.deleted_rows) == (17, 3)
+    assert ManifestRef.from_json(inline.to_json()) == inline
+    assert inline.key != make_manifest(storage, [_entry(), without], level=0).key
+    filed = write_manifest(storage, [with_dv, without], level=1)
+    assert filed.to_json()["deleted_rows"] == 3 and filed.rows == 17
+    from lakever.fragments import _CACHE
+
+    _CACHE.clear()
+    assert read_manifest(storage, filed) == [with_dv, without]
+    plain = write_manifest(storage, [without], level=1)
+    assert "deleted_rows" not in plain.to_json()
+    with pytest.raises(lv.CorruptMetadata, match=r"not a plain path"):
+        FragmentEntry.from_json(
+            {**with_dv.to_json(), "deletion_vector": {**dv.to_json(), "path": "../x"}}
+        )
+
+
+def test_malformed_deletion_vectors_are_corrupt():
+    from lakever.format import FragmentEntry
+
+    good = _entry().to_json()
+    for dv in (
+        {"path": "_lakever/deletions/x.parquet", "content_hash": "sha256:0", "count": 0},
+        {"path": "_lakever/deletions/x.parquet", "content_hash": "sha256:0", "count": 11},
+    ):
+        with pytest.raises(ValueError, match=r"deletion vector|deletes more rows"):
+            FragmentEntry.from_json({**good, "deletion_vector": dv})
+
+
+def test_unknown_reader_feature_is_refused():
+    record = json.loads(encode_snapshot(_snap()))
+    record.pop("snapshot_id")
+    record["reader_features"] = ["deletion_vectors", "row_lineage"]
+    record["snapshot_id"] = compute_snapshot_id(record)
+    with pytest.raises(lv.UnsupportedFormatVersion) as info:
+        decode_snapshot(json.dumps(record).encode(), path="p/00000000000000000001.json")
+    assert info.value.features == ["row_lineage"]
+    assert info.value.found == info.value.supported == 1
+    assert "needs reader feature(s) ['row_lineage']" in str(info.value)
+    known = _snap(reader_features=("deletion_vectors",), primary_key=(1, 2))
+    back = decode_snapshot(encode_snapshot(known), path="p")
+    assert back == known and back.primary_key == (1, 2)
+    record = json.loads(encode_snapshot(known))
+    assert record["reader_features"] == ["deletion_vectors"] and record["primary_key"] == [1, 2]
+
+
 def test_log_path_sorts_by_version():
     paths = [log_path("main", v) for v in (0, 9, 10, 100, 12345678901)]
     assert paths == sorted(paths)

@@ -163,3 +163,15 @@ def test_concurrent_partitioning_changes_conflict(location):
     # an append racing a partitioning change is fine
     c = lv.open_dataset(location, version=1)
     assert c.partitioning == [lv.identity("category")]
+
+
+def test_row_changes_keep_the_partitioning(location):
+    ds = lv.create_dataset(location, _events(60), partition_by=["category"], primary_key=["id"])
+    ds = ds.update(set={"category": "'view'"}, where="id = 3")
+    ds = ds.upsert(_events(3, start=100), on=["id"])
+    for frag in ds.fragments():
+        assert frag.path.split("/")[1].startswith("category=")
+    assert ds.explain("category = 'click'").fragments_after_partition_pruning == 2
+    got = ds.to_arrow(filter="category = 'view'")
+    assert 3 in got["id"].to_pylist()
+    assert ds.num_rows == 63

@@ -12,7 +12,7 @@ import sys
 import typer
 
 import lakever
-from lakever.cli import data, refs, schema, sql
+from lakever.cli import data, refs, rows, schema, sql
 
 app = typer.Typer(
     name="lakever",
@@ -25,6 +25,7 @@ data.register(app)
 refs.register(app)
 sql.register(app)
 schema.register(app)
+rows.register(app)
 
 
 def _version_callback(value: bool) -> None:

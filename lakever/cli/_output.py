@@ -35,6 +35,20 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     _console.print(table)
 
 
+def print_styled_table(
+    title: str | None, columns: Sequence[str], rows: Sequence[Sequence[tuple[Any, str | None]]]
+) -> None:
+    """Print rows of (value, rich style or None) cells as a table."""
+    if title:
+        _console.print(title, style="bold", highlight=False)
+    table = Table(show_lines=False)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*(Text("" if v is None else str(v), style=style or "") for v, style in r))
+    _console.print(table)
+
+
 def print_pairs(title: str, pairs: Sequence[tuple[str, Any]]) -> None:
     """Print key/value pairs as a two-column table."""
     _console.print(title, style="bold", highlight=False)

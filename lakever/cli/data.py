@@ -201,7 +201,14 @@ def show(
         "fragments",
         ["path", "rows", "size", "sha256"],
         [
-            (f.path, f.num_rows, human_bytes(f.size_bytes), f.content_hash.split(":")[-1][:16])
+            (
+                f.path,
+                f"{f.num_rows - f.deleted_rows} (+{f.deleted_rows} deleted)"
+                if f.deleted_rows
+                else f.num_rows,
+                human_bytes(f.size_bytes),
+                f.content_hash.split(":")[-1][:16],
+            )
             for f in fragments
         ],
     )
