@@ -93,14 +93,21 @@ class Storage(ABC):
 
 
 class LocalStorage(Storage):
-    """Local disk, with fsync-based durability and link-based put-if-absent."""
+    """Local disk, with fsync-based durability and link-based put-if-absent.
+
+    ``fsync=False`` keeps commits atomic (the log entry still appears by ``link``) but
+    not durable across a power loss or kernel crash: for scratch data, tmpfs, or
+    benchmarks comparing with engines that never fsync. A killed process loses
+    nothing either way.
+    """
 
     protocol = "file"
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, fsync: bool = True) -> None:
         self.uri = os.path.abspath(root)
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
+        self._fsync = fsync
 
     def _p(self, rel: str) -> str:
         return os.path.join(self.uri, *rel.split("/"))
@@ -119,6 +126,8 @@ class LocalStorage(Storage):
             created.append(probe)
             probe = os.path.dirname(probe)
         os.makedirs(d, exist_ok=True)
+        if not self._fsync:
+            return
         # New directories must survive a crash too: sync the parent of every level created.
         with self._lock:
             self._dirty.update(os.path.dirname(c) for c in created)
@@ -129,11 +138,13 @@ class LocalStorage(Storage):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if self._fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
-        with self._lock:
-            self._dirty.add(os.path.dirname(path))
+        if self._fsync:
+            with self._lock:
+                self._dirty.add(os.path.dirname(path))
 
     def flush(self) -> None:
         with self._lock:
@@ -153,7 +164,8 @@ class LocalStorage(Storage):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if self._fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         try:
@@ -163,7 +175,8 @@ class LocalStorage(Storage):
             return False
         finally:
             os.unlink(tmp)
-        _fsync_dir(os.path.dirname(path))
+        if self._fsync:
+            _fsync_dir(os.path.dirname(path))
         return True
 
     def write_hint(self, rel: str, data: bytes) -> None:
@@ -324,11 +337,18 @@ def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Sto
     uri = os.fspath(uri)
     if not uri or any(ord(c) < 32 for c in uri):
         raise InvalidArgument(f"dataset location {uri!r} is empty or contains control characters")
-    if "://" not in uri:
-        return LocalStorage(uri)
+    options = dict(storage_options or {})
+    if "://" not in uri or uri.split("://", 1)[0] in ("file", "local"):
+        fsync = options.pop("fsync", True)
+        if not isinstance(fsync, bool) or options:
+            raise InvalidArgument(
+                f"local storage takes one storage option, fsync=True|False; got {storage_options!r}"
+            )
+        if "://" not in uri:
+            return LocalStorage(uri, fsync=fsync)
+        rest = uri.split("://", 1)[1]
+        return LocalStorage(rest if rest.startswith("/") else "/" + rest, fsync=fsync)
     protocol, rest = uri.split("://", 1)
-    if protocol in ("file", "local"):
-        return LocalStorage(rest if rest.startswith("/") else "/" + rest)
     if protocol == "memory":
         return MemoryStorage(rest)
     try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 
+import pyarrow as pa
 import pytest
 
 import lakever as lv
@@ -127,3 +129,20 @@ def test_remote_backend_without_atomic_create_is_refused(tmp_path):
         store.put_if_absent("x", b"1")
     with pytest.raises(lv.StorageError):
         store.write_new("x", b"1")
+
+
+def test_fsync_can_be_turned_off_but_commits_stay_atomic(tmp_path, monkeypatch):
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    uri = str(tmp_path / "ds")
+    ds = lv.create_dataset(uri, pa.table({"id": [1]}), storage_options={"fsync": False})
+    ds = ds.append(pa.table({"id": [2]}))
+    assert calls == []
+    assert lv.open_dataset(uri).to_arrow()["id"].to_pylist() == [1, 2]
+    lv.open_dataset(uri).append(pa.table({"id": [3]}))  # default: durable
+    assert calls
+    with pytest.raises(lv.InvalidArgument, match=r"one storage option, fsync=True\|False"):
+        lv.open_dataset(uri, storage_options={"fsync": "no"})
+    with pytest.raises(lv.InvalidArgument, match=r"one storage option"):
+        lv.open_dataset(uri, storage_options={"anon": True})
