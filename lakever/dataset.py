@@ -1,6 +1,8 @@
 """`Dataset`, the immutable view of one snapshot, and the top-level functions.
 
-Methods parse and check arguments, then delegate to one lower module.
+Methods parse and check arguments, then delegate to one lower module. Branch,
+tag and merge methods live in `_dataset_refs.RefsMixin`; row-level changes,
+diffs and the change feed in `_dataset_rows.RowsMixin`.
 """
 
 from __future__ import annotations
@@ -14,38 +16,33 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakever import contract as contracts
-from lakever import refs, rowops, scan
+from lakever import refs, scan
 from lakever._convert import arrow_to_pandas, arrow_to_polars
+from lakever._dataset_refs import RefsMixin
+from lakever._dataset_rows import RowsMixin, diff_of
 from lakever._metafiles import read_contract_text, read_schema
-from lakever._records import Branch, Commit, Fragment, ScanPlan, SchemaChange, SchemaVersion
+from lakever._records import Commit, Fragment, ScanPlan, SchemaChange, SchemaVersion
 from lakever._resolve import PIN_PREFIX, Located, locate, locate_pin, make_pin
-from lakever._types import DataLike, Properties, RowMode, SchemaMode, ValidateMode, WriteMode
+from lakever._types import DataLike, Properties, SchemaMode, ValidateMode, WriteMode
 from lakever._writer import (
     KEEP,
     commit_contract,
     commit_data,
     commit_evolve,
-    commit_merge,
     commit_partitioning,
-    default_author,
 )
-from lakever.diff import Diff, Side
-from lakever.diff import changes as changes_feed
-from lakever.diff import compute as compute_diff
+from lakever.diff import Diff
 from lakever.errors import (
     DatasetExists,
     DatasetNotFound,
     InvalidArgument,
     ReadOnlyDataset,
-    RefNotFound,
-    VersionNotFound,
 )
 from lakever.evolution import ColumnRef, stats_compatible
 from lakever.evolution import diff as schema_changes
 from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot, schema_id
 from lakever.fragments import read_manifest
 from lakever.log import Log
-from lakever.merge import MergeStrategy
 from lakever.partitioning import Transform, partition_stats
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.storage import Storage, open_storage
@@ -67,7 +64,7 @@ class _Pruned:
     kept: list[FragmentEntry]
 
 
-class Dataset:
+class Dataset(RefsMixin, RowsMixin):
     """An immutable view of one snapshot of a dataset.
 
     Reading never changes what a `Dataset` shows, even while others commit.
@@ -621,110 +618,6 @@ class Dataset:
         )
         return self._child(snap)
 
-    # ----------------------------------------------------------------- refs
-
-    def tag(self, name: str, *, message: str | None = None, author: str | None = None) -> refs.Tag:
-        """Give this snapshot an immutable name; ``open_dataset(uri, version=name)`` reopens it.
-
-        Raises:
-            InvalidRefName: the name breaks git's ref-name rules.
-            RefExists: the tag exists (tags never move: delete it first to re-point it).
-        """
-        return refs.create_tag(
-            self._storage,
-            name,
-            snapshot_id=self.snapshot_id,
-            branch_id=self._snap.branch,
-            version=self.version,
-            author=author if author is not None else default_author(),
-            message=message or "",
-        )
-
-    def tags(self) -> list[refs.Tag]:
-        """All tags of the dataset, by name."""
-        return refs.list_tags(self._storage)
-
-    def delete_tag(self, name: str, *, author: str | None = None) -> None:
-        """Delete a tag (recorded in the ref audit trail); its snapshot stays in history.
-
-        Raises:
-            RefNotFound: no such tag.
-        """
-        refs.delete_tag(self._storage, name, author=author or default_author())
-
-    def branch(self, name: str, *, author: str | None = None) -> Dataset:
-        """Create a branch at this snapshot; return the Dataset on it (writable).
-
-        Commits to the new branch leave every other branch untouched.
-
-        Raises:
-            InvalidRefName: the name breaks git's ref-name rules.
-            RefExists: a branch with that name exists.
-        """
-        info = refs.create_branch(
-            self._storage,
-            name,
-            base=(self._snap.branch, self.version, self.snapshot_id),
-            author=author or default_author(),
-        )
-        log = refs.line_for(self._storage, info.id)
-        return Dataset(self._storage, log, self._snap, writable=True, branch_name=name)
-
-    def branches(self) -> list[Branch]:
-        """All branches with their heads; main first."""
-        out = []
-        for info in refs.list_branches(self._storage):
-            head = refs.line_for(self._storage, info.id).head()
-            if head is not None:
-                out.append(Branch.from_info(info, head))
-        return out
-
-    def delete_branch(self, name: str, *, author: str | None = None) -> None:
-        """Delete a branch name; its commits stay readable through tags, pins and ids.
-
-        Raises:
-            RefNotFound: no such branch.
-            InvalidArgument: ``name`` is ``main``.
-        """
-        refs.delete_branch(self._storage, name, author=author or default_author())
-
-    def merge(
-        self,
-        source: str,
-        *,
-        message: str | None = None,
-        strategy: MergeStrategy | None = None,
-        author: str | None = None,
-        properties: Properties | None = None,
-    ) -> Dataset:
-        """Merge ``source`` (a branch, tag or snapshot id) into the branch this view is on.
-
-        Fast-forwards when this branch has not moved since ``source`` branched off;
-        otherwise merges fragment by fragment against the common ancestor. A merge
-        commit records both parents. Returns the Dataset at the merge commit (or at
-        the head, unchanged, when there was nothing to merge).
-
-        Raises:
-            MergeConflict: both sides removed the same fragment or changed the schema
-                differently; nothing is changed. Pass ``strategy="ours"`` or
-                ``"theirs"`` to take one side's snapshot as the result.
-            RefNotFound: ``source`` names no branch, tag or snapshot.
-        """
-        self._require_writable("merge")
-        if strategy not in (None, "ours", "theirs"):
-            raise InvalidArgument(f"strategy must be None, 'ours' or 'theirs', got {strategy!r}")
-        snap = commit_merge(
-            self._storage,
-            self._log,
-            resolve_source(self._storage, source),
-            source=source,
-            strategy=strategy,
-            message=message,
-            author=author,
-            properties=properties,
-        )
-        return self._child(snap)
-
     # ------------------------------------------------------- schema and contract
 
     def evolve(
@@ -868,195 +761,6 @@ class Dataset:
             raise InvalidArgument(f"schema_diff needs another Dataset, got {other!r}")
         return schema_changes(self._internal_schema(), other._internal_schema())
 
-    # ------------------------------------------------------- row-level changes and diffs
-
-    def _view(self) -> rowops.View:
-        return rowops.View(
-            storage=self._storage,
-            log=self._log,
-            snap=self._snap,
-            entries=self._entries(),
-            schema=self._internal_schema(),
-            public=self.schema,
-            schema_id=self._schema_id,
-            schemas=self._schema_of,
-            stats_of=self._stats_of,
-            prune=lambda where: self._pruned(where).kept,
-        )
-
-    def delete(
-        self,
-        where: str,
-        *,
-        mode: RowMode = "merge-on-read",
-        message: str | None = None,
-        author: str | None = None,
-        properties: Properties | None = None,
-    ) -> Dataset:
-        """Delete the rows where ``where`` (a DuckDB SQL boolean expression) is true.
-
-        Fragments whose statistics rule the predicate out are not read. By default
-        (``mode="merge-on-read"``) each affected fragment gets a deletion vector, a
-        small file of deleted row positions, that every reader applies;
-        ``"copy-on-write"`` rewrites the affected fragments instead. A delete that
-        matches no row commits nothing and returns this Dataset unchanged.
-
-        Example:
-            ``ds = ds.delete(where="label IS NULL")``
-
-        Raises:
-            InvalidArgument: the predicate does not parse or bind (unknown column...).
-            CommitConflict: a concurrent commit deleted rows from, or removed, a
-                fragment this delete rewrote (concurrent appends never conflict).
-            ReadOnlyDataset: this view is pinned to an explicit version.
-        """
-        self._require_writable("delete rows")
-        snap = rowops.delete(
-            self._view(), where, mode=mode, message=message, author=author, properties=properties
-        )
-        return self if snap is None else self._child(snap)
-
-    def update(
-        self,
-        set: Mapping[str, str],
-        *,
-        where: str | None = None,
-        mode: RowMode = "merge-on-read",
-        validate: ValidateMode = "contract",
-        message: str | None = None,
-        author: str | None = None,
-        properties: Properties | None = None,
-    ) -> Dataset:
-        """Set columns to SQL expressions in the rows where ``where`` holds (all rows by default).
-
-        The new row versions are written as a new fragment (checked against the
-        contract and the primary key) and the old ones are deleted as in `delete`.
-        Updated rows therefore move to the end of the read order. An update that
-        matches no row commits nothing and returns this Dataset unchanged.
-
-        Example:
-            ``ds = ds.update(set={"label": "'spam'"}, where="id IN (3, 7)")``
-
-        Raises:
-            InvalidArgument: unknown column, or an expression DuckDB refuses.
-            ContractViolation, PrimaryKeyViolation: the new rows break the contract or
-                the key; nothing was committed.
-            CommitConflict: as for `delete`, or a concurrent schema or contract change.
-        """
-        self._require_writable("update rows")
-        snap = rowops.update(
-            self._view(),
-            set,
-            where,
-            mode=mode,
-            validate=validate,
-            message=message,
-            author=author,
-            properties=properties,
-        )
-        return self if snap is None else self._child(snap)
-
-    def upsert(
-        self,
-        data: DataLike,
-        *,
-        on: Sequence[str] | None = None,
-        mode: RowMode = "merge-on-read",
-        validate: ValidateMode = "contract",
-        message: str | None = None,
-        author: str | None = None,
-        properties: Properties | None = None,
-    ) -> Dataset:
-        """Insert the rows of ``data`` whose key is new; replace the rows whose key matches.
-
-        Args:
-            on: the key columns (default: the declared primary key). Each key must
-                appear at most once in ``data``.
-
-        Raises:
-            InvalidArgument: no key given or declared, or repeated keys in ``data``.
-            PrimaryKeyViolation: (declared key) repeated or null keys in ``data``.
-            SchemaMismatch, ContractViolation: as for `append`.
-            CommitConflict: as for `update`; also a concurrent commit that added rows
-                with one of these keys (retry: the upsert then replaces them).
-        """
-        self._require_writable("upsert rows")
-        snap = rowops.upsert(
-            self._view(),
-            data,
-            on,
-            mode=mode,
-            validate=validate,
-            message=message,
-            author=author,
-            properties=properties,
-        )
-        return self if snap is None else self._child(snap)
-
-    def _side(self) -> Side:
-        return Side(self._snap, self._entries(), self._internal_schema())
-
-    def _other(self, other: Any) -> Dataset:
-        """A Dataset for ``other``: a Dataset of this dataset, or a version reference."""
-        if isinstance(other, Dataset):
-            if other.uri != self.uri:
-                raise InvalidArgument(
-                    f"cannot diff snapshots of two datasets ({self.uri} and {other.uri})"
-                )
-            return other
-        branch = None if isinstance(other, str) else self._branch_name
-        return Dataset._at(self._storage, locate(self._storage, version=other, branch=branch))
-
-    def diff(
-        self, other: Dataset | int | str | datetime, *, on: Sequence[str] | None = None
-    ) -> Diff:
-        """What changed from this snapshot to ``other`` (see `lakever.diff`).
-
-        ``other`` is another `Dataset` of the same dataset or a version reference: an
-        int version on this branch, an aware datetime, a tag, branch or snapshot id.
-        """
-        return _diff(self, self._other(other), on)
-
-    def changes(
-        self, *, since: int | str | datetime, on: Sequence[str] | None = None
-    ) -> Iterator[pa.Table]:
-        """The change feed: rows inserted, deleted and updated after ``since`` up to this
-        snapshot, one table per commit, oldest first.
-
-        Each table has this snapshot's columns (older rows are read through its schema
-        by field id) plus ``_change_type`` ("insert", "delete", "update_preimage",
-        "update_postimage"), ``_commit_version``, ``_commit_snapshot_id`` and
-        ``_commit_timestamp``. With a key (``on``, or the declared primary key) a
-        changed row is a preimage and a postimage; without one, a delete and an insert.
-        Each commit costs what `diff` costs for it: only the fragments it touched are read.
-
-        Args:
-            since: a version on this branch's line (int, aware datetime, tag or
-                snapshot id); the changes of later commits are returned.
-
-        Raises:
-            InvalidArgument: ``since`` is not an earlier snapshot on this branch's line.
-        """
-        start = self._other(since)._snap
-        on_line = self._log.read(start.version) if start.version <= self.version else None
-        if on_line is None or on_line.snapshot_id != start.snapshot_id:
-            raise InvalidArgument(
-                f"since={since!r} (version {start.version}) is not an earlier version of branch "
-                f"{self.branch_name!r} up to version {self.version}; use diff() to compare "
-                "snapshots on different branches"
-            )
-        key = self.primary_key if on is None else ([on] if isinstance(on, str) else list(on))
-        unknown = [k for k in key or [] if k not in self.schema.names]
-        if unknown:
-            raise InvalidArgument(f"on names unknown column(s) {unknown}")
-        snaps = self._log.between(start.version, self.version)
-        return changes_feed(
-            self._storage, snaps, self._entries_at, self._internal_schema(), key=key
-        )
-
-    def _entries_at(self, snap: Snapshot) -> list[FragmentEntry]:
-        return [e for m in snap.manifests for e in read_manifest(self._storage, m)]
-
 
 # --------------------------------------------------------------------- top level
 
@@ -1072,14 +776,6 @@ def _schema_version(snap: Snapshot, schema: pa.Schema, previous: pa.Schema | Non
         field_ids={f.name: fid for fid, f in iter_field_ids(schema)},
         changes=() if previous is None else tuple(schema_changes(previous, schema)),
     )
-
-
-def _diff(a: Dataset, b: Dataset, on: Sequence[str] | None) -> Diff:
-    if isinstance(on, str):
-        on = [on]
-    if on is not None and not isinstance(on, Sequence):
-        raise InvalidArgument(f"on must be a list of column names, got {on!r}")
-    return compute_diff(a._storage, a._side(), b._side(), on=on)
 
 
 def diff(
@@ -1118,17 +814,7 @@ def diff(
     for ref in (a, b):
         where = locate(storage, version=ref, branch=None if isinstance(ref, str) else branch)
         sides.append(Dataset._at(storage, where))
-    return _diff(sides[0], sides[1], on)
-
-
-def resolve_source(storage: Storage, source: str) -> Snapshot:
-    """The snapshot a merge source names (a branch head, a tag or a snapshot id)."""
-    if not isinstance(source, str):
-        raise InvalidArgument(f"merge source must be a branch, tag or snapshot id, got {source!r}")
-    try:
-        return locate(storage, version=source, branch=None).snap
-    except VersionNotFound as exc:
-        raise RefNotFound(str(exc), name=source) from exc
+    return diff_of(sides[0], sides[1], on)
 
 
 def open_dataset(
