@@ -130,11 +130,12 @@ def check_relative(rel: str) -> str:
     return rel
 
 
+_OBJECT_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def check_object_id(value: Any) -> str:
     """Refuse a stored object id that is not 32 lowercase hex digits (it names a file)."""
-    if not (
-        isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
-    ):
+    if not (isinstance(value, str) and _OBJECT_ID.fullmatch(value)):
         raise CorruptMetadata(
             f"metadata references the object id {value!r}, which is not 32 hex digits; "
             "the metadata was tampered with or is corrupt",
