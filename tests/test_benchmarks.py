@@ -13,7 +13,9 @@ ROOT = Path(__file__).parent.parent
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["run.py", "contract_overhead.py"])
+@pytest.mark.parametrize(
+    "script", ["run.py", "contract_overhead.py", "row_changes.py", "sql_pruning.py"]
+)
 def test_benchmark_quick(script, tmp_path):
     out = tmp_path / "report.json"
     if not (ROOT / "benchmarks" / script).exists():
