@@ -993,6 +993,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     src_dir = os.path.dirname(os.path.abspath(lv.__file__))
     digest_before = source_digest(src_dir)
+    git_before = _git_state(os.path.dirname(HERE))
     workdir = tempfile.mkdtemp(prefix="lakever-sqlprune-", dir=args.workdir)
     bench = Bench(sizes, workdir)
     started = datetime.now(UTC)
@@ -1019,7 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "versions": _versions(),
             "lakever_path": src_dir,
-            "repo_git": _git_state(os.path.dirname(HERE)),
+            "repo_git": git_before,
             "lakever_source_sha256": digest_before,
             "lakever_source_changed_during_run": digest_after != digest_before,
             "sizes": asdict(sizes),
