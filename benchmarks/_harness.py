@@ -11,6 +11,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -412,3 +413,22 @@ def source_digest(package_dir: str) -> str:
                 with open(path, "rb") as f:
                     h.update(hashlib.sha256(f.read()).digest())
     return h.hexdigest()[:16]
+
+
+def git_state(repo: str) -> dict[str, Any] | None:
+    """The commit and dirty flag of the checkout lakever was imported from, if any."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "-C", repo, "status", "--porcelain", "--", "lakever"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return {"commit": head.stdout.strip(), "lakever_dirty": bool(status.stdout.strip())}

@@ -28,7 +28,6 @@ import os
 import platform
 import queue as queue_mod
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +49,7 @@ from _harness import (
     cold_open_worker,
     compare,
     format_table,
+    git_state,
     make_table,
     markdown_table,
     median,
@@ -1060,25 +1060,6 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def _git_state(repo: str) -> dict[str, Any] | None:
-    """The commit and dirty flag of the checkout lakever was imported from, if any."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        status = subprocess.run(
-            ["git", "-C", repo, "status", "--porcelain", "--", "lakever"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return {"commit": head.stdout.strip(), "lakever_dirty": bool(status.stdout.strip())}
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="small sizes (finishes in < 60 s)")
@@ -1165,7 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "versions": _versions(),
             "lakever_path": src_dir,
-            "lakever_git": _git_state(os.path.dirname(src_dir)),
+            "lakever_git": git_state(os.path.dirname(src_dir)),
             "lakever_source_sha256": digest_before,
             "lakever_source_changed_during_run": digest_after != digest_before,
             "sizes": asdict(sizes),

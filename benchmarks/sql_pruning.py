@@ -47,7 +47,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-from _harness import Result, Target, compare, median, source_digest, write_json
+from _harness import Result, Target, compare, git_state, median, source_digest, write_json
 
 try:
     import lakever as lv
@@ -951,25 +951,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _git_state(repo: str) -> dict[str, Any] | None:
-    """HEAD of the checkout the benchmark runs from, and whether lakever/ has local edits."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        status = subprocess.run(
-            ["git", "-C", repo, "status", "--porcelain", "--", "lakever"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return {"commit": head.stdout.strip(), "lakever_dirty": bool(status.stdout.strip())}
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="small sizes (finishes in < 60 s)")
@@ -993,7 +974,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     src_dir = os.path.dirname(os.path.abspath(lv.__file__))
     digest_before = source_digest(src_dir)
-    git_before = _git_state(os.path.dirname(HERE))
+    git_before = git_state(os.path.dirname(HERE))
     workdir = tempfile.mkdtemp(prefix="lakever-sqlprune-", dir=args.workdir)
     bench = Bench(sizes, workdir)
     started = datetime.now(UTC)

@@ -36,7 +36,7 @@ from lakever.sql import (
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
-    import duckdb
+    pass
 
 __all__ = ["KeyCheck", "StatsOf", "check_declared", "stats_function"]
 
@@ -168,9 +168,18 @@ class KeyCheck:
     def _sql(self, entries: Sequence[FragmentEntry]) -> str:
         return live_rows_sql(self.storage, self.names, self.mapping, entries)
 
-    def _examples(self, con: duckdb.DuckDBPyConnection, query: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = con.sql(query).to_arrow_table().to_pylist()
-        return [{n: r[n] for n in self.names} for r in rows]
+    def _run(self, query: str) -> pa.Table:
+        """Run ``query`` on a private cursor that can read this dataset's files."""
+        con = cursor()
+        try:
+            register(con, self.storage)
+            table: pa.Table = con.sql(query).to_arrow_table()
+            return table
+        finally:
+            con.close()
+
+    def _examples(self, table: pa.Table) -> list[dict[str, Any]]:
+        return [{n: r[n] for n in self.names} for r in table.to_pylist()]
 
     def _cols(self, prefix: str = "") -> str:
         return ", ".join(prefix + quote_identifier(n) for n in self.names)
@@ -184,12 +193,7 @@ class KeyCheck:
             f"SELECT {self._cols()}, count(*) AS __n FROM ({self._sql(added)}) "
             f"GROUP BY ALL HAVING __n > 1 OR {nulls} ORDER BY ALL LIMIT {_EXAMPLES}"
         )
-        con = cursor()
-        try:
-            register(con, self.storage)
-            return self._examples(con, query)
-        finally:
-            con.close()
+        return self._examples(self._run(query))
 
     def collisions(
         self, added: Sequence[FragmentEntry], existing: Sequence[FragmentEntry]
@@ -206,12 +210,7 @@ class KeyCheck:
             f"SELECT DISTINCT {self._cols()} FROM ({self._sql(candidates)}) "
             f"SEMI JOIN ({self._sql(added)}) USING ({using}) ORDER BY ALL LIMIT {_EXAMPLES}"
         )
-        con = cursor()
-        try:
-            register(con, self.storage)
-            return self._examples(con, query)
-        finally:
-            con.close()
+        return self._examples(self._run(query))
 
     def matches(
         self, added: Sequence[FragmentEntry], existing: Sequence[FragmentEntry]
@@ -237,13 +236,7 @@ class KeyCheck:
             f"SELECT {FILE_COLUMN}, {positions} FROM ({rows}) "
             f"SEMI JOIN ({self._sql(added)}) USING ({using}) GROUP BY {FILE_COLUMN}"
         )
-        con = cursor()
-        try:
-            register(con, self.storage)
-            table: pa.Table = con.sql(query).to_arrow_table()
-            return table
-        finally:
-            con.close()
+        return self._run(query)
 
     def _key_text(self) -> str:
         return ", ".join(self.names)
