@@ -10,13 +10,14 @@ Example:
     >>> lv.open_dataset("lake/events", version=0).to_arrow()
 """
 
-from lakever._records import Branch, Commit, Fragment, ScanPlan, SchemaChange, SchemaVersion
+from lakever._records import Branch, Commit, Fragment, SchemaChange, SchemaVersion
 from lakever.catalog import Lake, connect
 from lakever.dataset import Dataset, create_dataset, diff, open_dataset, write_dataset
 from lakever.diff import Diff, DiffSummary
 from lakever.errors import (
     CommitConflict,
     ContractViolation,
+    CorruptData,
     CorruptMetadata,
     DatasetExists,
     DatasetNotFound,
@@ -36,6 +37,7 @@ from lakever.errors import (
 )
 from lakever.format import FORMAT_VERSION
 from lakever.partitioning import Transform, day, hour, identity, month, year
+from lakever.plan import ExplainReport, ReadTask, ScanPlan
 from lakever.refs import Tag
 
 __version__ = "0.1.0"
@@ -46,12 +48,14 @@ __all__ = [
     "Commit",
     "CommitConflict",
     "ContractViolation",
+    "CorruptData",
     "CorruptMetadata",
     "Dataset",
     "DatasetExists",
     "DatasetNotFound",
     "Diff",
     "DiffSummary",
+    "ExplainReport",
     "Fragment",
     "InvalidArgument",
     "InvalidRefName",
@@ -61,6 +65,7 @@ __all__ = [
     "PrimaryKeyViolation",
     "ReadOnlyDataset",
     "RefExists",
+    "ReadTask",
     "RefNotFound",
     "ScanPlan",
     "SchemaChange",

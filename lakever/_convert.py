@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-__all__ = ["arrow_to_pandas", "arrow_to_polars", "to_arrow_stream"]
+    from lakever.plan import ScanPlan
+
+__all__ = ["arrow_to_pandas", "arrow_to_polars", "plan_to_lazy", "to_arrow_stream"]
 
 _STREAM_ROWS = 1 << 20
 
@@ -91,3 +93,27 @@ def arrow_to_polars(table: pa.Table) -> pl.DataFrame:
 
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas()
+
+
+def plan_to_lazy(plan: ScanPlan) -> pl.LazyFrame:
+    """A polars LazyFrame over a scan plan.
+
+    A local plan without a filter, deleted rows or older schemas is scanned lazily by
+    polars itself (its later filters and projections reach the Parquet reader); its
+    fragments are verified first. Any other plan is read through Arrow.
+    """
+    import polars as pl
+
+    from lakever.integrity import verify
+
+    simple = (
+        plan.filter is None
+        and plan.storage.is_local
+        and bool(plan.tasks)
+        and all(t.deletion is None and t.schema_id == plan.schema_id for t in plan.tasks)
+    )
+    if not simple:
+        return arrow_to_polars(plan.to_arrow()).lazy()
+    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
+    lf = pl.scan_parquet([plan.storage.full_path(t.path) for t in plan.tasks])
+    return lf.select(list(plan.columns))

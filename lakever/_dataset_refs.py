@@ -27,9 +27,15 @@ class RefsMixin:
     __slots__ = ()
 
     if TYPE_CHECKING:
-        _storage: Storage
-        _log: Log
-        _snap: Snapshot
+
+        @property
+        def _storage(self) -> Storage: ...
+
+        @property
+        def _log(self) -> Log: ...
+
+        @property
+        def _snap(self) -> Snapshot: ...
 
         @property
         def snapshot_id(self) -> str: ...
@@ -87,8 +93,9 @@ class RefsMixin:
         )
         log = refs.line_for(self._storage, info.id)
         from lakever.dataset import Dataset
+        from lakever.snapshot import SnapshotState
 
-        return Dataset(self._storage, log, self._snap, writable=True, branch_name=name)
+        return Dataset(SnapshotState(self._storage, log, self._snap, name, writable=True))
 
     def branches(self) -> list[Branch]:
         """All branches with their heads; main first."""

@@ -20,9 +20,9 @@ from lakever.fragments import read_manifest
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
-    from lakever._records import ScanPlan
-    from lakever.dataset import Dataset, _Pruned
+    from lakever.dataset import Dataset
     from lakever.log import Log
+    from lakever.snapshot import SnapshotState
 
 __all__ = ["RowsMixin", "diff_of"]
 
@@ -33,11 +33,16 @@ class RowsMixin:
     __slots__ = ()
 
     if TYPE_CHECKING:
-        _storage: Storage
-        _log: Log
-        _snap: Snapshot
-        _branch_name: str
-        _schema_id: str
+        _state: SnapshotState
+
+        @property
+        def _storage(self) -> Storage: ...
+
+        @property
+        def _log(self) -> Log: ...
+
+        @property
+        def _snap(self) -> Snapshot: ...
 
         @property
         def uri(self) -> str: ...
@@ -54,37 +59,9 @@ class RowsMixin:
         @property
         def primary_key(self) -> list[str] | None: ...
 
-        def _entries(self) -> list[FragmentEntry]: ...
-
-        def _internal_schema(self) -> pa.Schema: ...
-
-        def _schema_of(self, sid: str) -> pa.Schema: ...
-
-        def _stats_of(
-            self, e: FragmentEntry, current: dict[int, pa.Field[Any]] | None = None
-        ) -> dict[int, dict[str, Any]]: ...
-
-        def _pruned(self, filter: str) -> _Pruned: ...
-
         def _require_writable(self, what: str) -> None: ...
 
         def _child(self, snap: Snapshot) -> Dataset: ...
-
-        def explain(self, filter: str) -> ScanPlan: ...
-
-    def _view(self) -> rowops.View:
-        return rowops.View(
-            storage=self._storage,
-            log=self._log,
-            snap=self._snap,
-            entries=self._entries(),
-            schema=self._internal_schema(),
-            public=self.schema,
-            schema_id=self._schema_id,
-            schemas=self._schema_of,
-            stats_of=self._stats_of,
-            prune=lambda where: self._pruned(where).kept,
-        )
 
     def delete(
         self,
@@ -114,7 +91,7 @@ class RowsMixin:
         """
         self._require_writable("delete rows")
         snap = rowops.delete(
-            self._view(), where, mode=mode, message=message, author=author, properties=properties
+            self._state, where, mode=mode, message=message, author=author, properties=properties
         )
         return cast("Dataset", self) if snap is None else self._child(snap)
 
@@ -147,7 +124,7 @@ class RowsMixin:
         """
         self._require_writable("update rows")
         snap = rowops.update(
-            self._view(),
+            self._state,
             set,
             where,
             mode=mode,
@@ -184,7 +161,7 @@ class RowsMixin:
         """
         self._require_writable("upsert rows")
         snap = rowops.upsert(
-            self._view(),
+            self._state,
             data,
             on,
             mode=mode,
@@ -196,7 +173,7 @@ class RowsMixin:
         return cast("Dataset", self) if snap is None else self._child(snap)
 
     def _side(self) -> Side:
-        return Side(self._snap, self._entries(), self._internal_schema())
+        return Side(self._snap, self._state.entries, self._state.schema)
 
     def _other(self, other: Any) -> Dataset:
         """A Dataset for ``other``: a Dataset of this dataset, or a version reference."""
@@ -208,7 +185,7 @@ class RowsMixin:
                     f"cannot diff snapshots of two datasets ({self.uri} and {other.uri})"
                 )
             return other
-        branch = None if isinstance(other, str) else self._branch_name
+        branch = None if isinstance(other, str) else self._state.branch_name
         return Dataset._at(self._storage, locate(self._storage, version=other, branch=branch))
 
     def diff(
@@ -254,9 +231,7 @@ class RowsMixin:
         if unknown:
             raise InvalidArgument(f"on names unknown column(s) {unknown}")
         snaps = self._log.between(start.version, self.version)
-        return changes_feed(
-            self._storage, snaps, self._entries_at, self._internal_schema(), key=key
-        )
+        return changes_feed(self._storage, snaps, self._entries_at, self._state.schema, key=key)
 
     def _entries_at(self, snap: Snapshot) -> list[FragmentEntry]:
         return [e for m in snap.manifests for e in read_manifest(self._storage, m)]

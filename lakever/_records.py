@@ -11,12 +11,9 @@ import pyarrow as pa
 from lakever.format import Snapshot
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from lakever.format import FragmentEntry
     from lakever.refs import BranchInfo
 
-__all__ = ["Branch", "Commit", "Fragment", "ScanPlan", "SchemaChange", "SchemaVersion"]
+__all__ = ["Branch", "Commit", "Fragment", "SchemaChange", "SchemaVersion"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,41 +126,6 @@ class Branch:
         out = {k: getattr(self, k) for k in self.__slots__}
         out["created"] = self.created.isoformat() if self.created else None
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class ScanPlan:
-    """What a filtered read would touch: fragments before and after each pruning step."""
-
-    filter: str
-    fragments_total: int
-    fragments_after_partition_pruning: int
-    fragments_after_stats_pruning: int
-    rows_total: int
-    rows_after_pruning: int
-    bytes_total: int
-    bytes_after_pruning: int
-
-    @staticmethod
-    def of(
-        filter: str,
-        total: Sequence[FragmentEntry],
-        after_partitions: Sequence[FragmentEntry],
-        kept: Sequence[FragmentEntry],
-    ) -> ScanPlan:
-        return ScanPlan(
-            filter=filter,
-            fragments_total=len(total),
-            fragments_after_partition_pruning=len(after_partitions),
-            fragments_after_stats_pruning=len(kept),
-            rows_total=sum(e.num_rows for e in total),
-            rows_after_pruning=sum(e.num_rows for e in kept),
-            bytes_total=sum(e.size_bytes for e in total),
-            bytes_after_pruning=sum(e.size_bytes for e in kept),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
 
 
 #: The kinds of schema change, in the order `Dataset.evolve` applies them.

@@ -249,3 +249,23 @@ def locate_pin(pin: str, open_storage: Any) -> tuple[Storage, Located]:
             version=version,
         )
     return storage, Located(log, snap, writable=False, branch_name=_owner_name(storage, snap))
+
+
+def locate_snapshot(storage: Storage, branch_id: str, version: int, snapshot_id: str) -> Located:
+    """The snapshot ``snapshot_id``, committed as ``version`` of branch id ``branch_id``.
+
+    Raises:
+        VersionNotFound: that version does not hold that snapshot (any more).
+    """
+    try:
+        log = refs.line_for(storage, branch_id)
+    except CorruptMetadata:
+        log = Log(storage, branch_id)
+    snap = log.read(version)
+    if snap is None or snap.snapshot_id != snapshot_id:
+        raise VersionNotFound(
+            f"snapshot {snapshot_id} (version {version}) is no longer in {storage.uri}: the "
+            "dataset was re-created or its history rewritten",
+            version=version,
+        )
+    return Located(log, snap, writable=False, branch_name=_owner_name(storage, snap))

@@ -81,12 +81,100 @@ def _spec(table: Any) -> int | str | datetime | None:
     raise InvalidArgument(f"time travel kind {kind!r} on {name!r} is not supported")
 
 
+#: Table functions a query may call without ``trusted=True``: they read no file.
+ALLOWED_TABLE_FUNCTIONS = frozenset(
+    {"range", "generate_series", "unnest", "repeat", "repeat_row", "json_each", "json_tree"}
+)
+
+
+def _parse(query: str, *, trusted: bool) -> Any:
+    import sqlglot
+    from sqlglot.errors import ParseError, TokenError
+
+    try:
+        trees = [t for t in sqlglot.parse(query, read="duckdb") if t is not None]
+    except (ParseError, TokenError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if trusted and not _TRAVEL.search(query):
+            return None
+        if _TRAVEL.search(query):
+            raise InvalidArgument(f"cannot parse SQL with time travel: {first}") from exc
+        raise InvalidArgument(
+            f"cannot parse this SQL ({first}); lakever runs only read-only queries it can "
+            "check. Rewrite the query, or run it with trusted=True (full DuckDB, including "
+            "file access)"
+        ) from exc
+    if not trees:
+        raise InvalidArgument("empty SQL query")
+    if len(trees) > 1:
+        raise InvalidArgument("one SQL query at a time: the text holds several statements")
+    return trees[0]
+
+
+def _check_closed(
+    tree: Any, is_known: Callable[[str], bool], not_found: Callable[[str], Exception] | None
+) -> None:
+    """Refuse what a read-only query over the lake's datasets has no use for."""
+    import sqlglot.expressions as exp
+
+    from lakever.errors import DatasetNotFound
+    from lakever.expr import _STATEFUL, _function_name
+
+    if not isinstance(tree, exp.Query):
+        kind = type(tree).__name__.upper()
+        raise InvalidArgument(
+            f"only read-only queries (SELECT, WITH, UNION, ...) are allowed, got a {kind} "
+            "statement; pass trusted=True to run any DuckDB statement"
+        )
+    statements = tuple(
+        getattr(exp, n)
+        for n in ("DDL", "DML", "Command", "Set", "Pragma", "Use", "Copy", "Attach", "Detach")
+        if hasattr(exp, n)
+    )
+    for node in tree.walk():
+        if isinstance(node, statements):
+            raise InvalidArgument(
+                "only read-only queries are allowed: the query contains a "
+                f"{type(node).__name__.upper()} statement; pass trusted=True to run it"
+            )
+        if isinstance(node, exp.Table):
+            target = node.this
+            if isinstance(target, exp.Identifier):
+                if node.args.get("db") or node.args.get("catalog"):
+                    raise InvalidArgument(
+                        f"table {node.sql(dialect='duckdb')!r} is qualified; name the lake's "
+                        "datasets directly"
+                    )
+                if not is_known(node.name):
+                    if not_found is not None:
+                        raise not_found(node.name)
+                    raise DatasetNotFound(
+                        f"{node.name!r} is not a dataset here; queries read the lake's "
+                        "datasets (and their own CTEs) only",
+                        uri=node.name,
+                    )
+            elif isinstance(target, exp.Func):
+                name = _function_name(target)
+                if name not in ALLOWED_TABLE_FUNCTIONS:
+                    raise InvalidArgument(
+                        f"the table function {name}() is not allowed: queries read the lake's "
+                        f"datasets only (allowed: {sorted(ALLOWED_TABLE_FUNCTIONS)}); pass "
+                        "trusted=True to use it"
+                    )
+        elif isinstance(node, exp.Func) and _function_name(node) in _STATEFUL:
+            raise InvalidArgument(
+                f"{_function_name(node)}() changes state and is not allowed in a query"
+            )
+
+
 def rewrite(
     query: str,
     *,
     is_dataset: Callable[[str], bool],
     view_for: Callable[[Reference], str],
     all_datasets: Callable[[], Iterable[str]],
+    trusted: bool = False,
+    not_found: Callable[[str], Exception] | None = None,
 ) -> str:
     """Return ``query`` with dataset references replaced by snapshot views.
 
@@ -95,25 +183,21 @@ def rewrite(
         is_dataset: whether an unqualified table name is a dataset (CTE names never are).
         view_for: registers the view for a reference and returns its name.
         all_datasets: every dataset name, for queries the parser cannot read.
+        trusted: skip the checks of a closed query (see `lakever.query`).
+        not_found: the error for a table name that is neither a dataset nor a CTE.
     """
-    import sqlglot
     import sqlglot.expressions as exp
-    from sqlglot.errors import ParseError, TokenError
 
-    try:
-        tree = sqlglot.parse_one(query, read="duckdb")
-    except (ParseError, TokenError) as exc:
-        if _TRAVEL.search(query):
-            first = str(exc).strip().splitlines()[0]
-            raise InvalidArgument(f"cannot parse SQL with time travel: {first}") from exc
-        # DuckDB knows syntax sqlglot does not: without time travel, let DuckDB parse it
-        # against the latest snapshot of every dataset (and report its own errors).
+    tree = _parse(query, trusted=trusted)
+    if tree is None:
+        # Trusted only: DuckDB knows syntax sqlglot does not; without time travel, let
+        # DuckDB parse it against the latest snapshot of every dataset.
         for name in all_datasets():
             view_for(Reference(name, None))
         return query
-    if tree is None:
-        raise InvalidArgument("empty SQL query")
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    if not trusted:
+        _check_closed(tree, lambda n: n in ctes or is_dataset(n), not_found)
     tables = [
         t
         for t in tree.find_all(exp.Table)
@@ -143,7 +227,7 @@ def rewrite(
         t.set("this", exp.to_identifier(view, quoted=True))
         if not alias:
             t.set("alias", exp.TableAlias(this=exp.to_identifier(ref.name, quoted=True)))
-    return tree.sql(dialect="duckdb")
+    return str(tree.sql(dialect="duckdb"))
 
 
 def _prunable_where(table: Any) -> str | None:

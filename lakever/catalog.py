@@ -6,12 +6,11 @@ JOIN users FOR TIMESTAMP AS OF '2026-11-01' u USING (user_id)")``.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from typing import TYPE_CHECKING, Any
 
-from lakever._sqlrewrite import Reference, rewrite
+from lakever._sqlrewrite import Reference
 from lakever.dataset import Dataset, create_dataset, open_dataset
 from lakever.errors import DatasetNotFound, InvalidArgument
 from lakever.format import log_path
@@ -42,7 +41,6 @@ class Lake:
         self._storage: Storage = open_storage(root, storage_options)
         self._options = storage_options
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._views: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -55,7 +53,7 @@ class Lake:
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The DuckDB connection `sql` runs on (dataset names are views in it)."""
+        """This lake's private, unlocked DuckDB connection (what ``sql(trusted=True)`` uses)."""
         from lakever.sql import connect as duck_connect
 
         with self._lock:
@@ -88,7 +86,7 @@ class Lake:
         """Create a dataset in the lake (same arguments as `lakever.create_dataset`)."""
         return create_dataset(self._uri_of(name), data, storage_options=self._options, **kwargs)
 
-    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+    def sql(self, query: str, *, trusted: bool = False) -> duckdb.DuckDBPyRelation:
         """Run DuckDB SQL over the lake's datasets, with lakehouse time-travel clauses.
 
         ``events`` is the latest snapshot on main; ``events VERSION AS OF 3``,
@@ -96,37 +94,43 @@ class Lake:
         ``events FOR VERSION AS OF 'train-v3'`` (a tag, branch or snapshot id) and
         ``events AT (VERSION => 3)`` pick a snapshot.
 
+        The query is one read-only query over the lake's datasets: it cannot read
+        other files, reach the network, load extensions, attach databases or change
+        settings (see docs/sql.md). ``trusted=True`` lifts those limits.
+
         Raises:
-            DatasetNotFound: time travel on a name that is not a dataset of the lake.
+            DatasetNotFound: the query names a table that is not a dataset of the lake.
             VersionNotFound: no such version, time, tag, branch or snapshot id.
-            InvalidArgument: the SQL cannot be parsed or fails to bind in DuckDB.
+            InvalidArgument: not one read-only query, or DuckDB refuses it.
         """
-        from lakever.sql import run_query
+        from lakever.query import SqlRunner
+        from lakever.snapshot import SnapshotState
 
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
         names = set(self.datasets())
-        con = self.connection
-        text = rewrite(
-            query,
-            is_dataset=lambda n: n in names,
-            view_for=lambda ref: self._register(con, ref),
-            all_datasets=lambda: names,
-        )
-        return run_query(con, text, None)
 
-    def _register(self, con: duckdb.DuckDBPyConnection, ref: Reference) -> str:
-        ds = self.open(ref.name, version=ref.version)
-        if ref.version is None and ref.prune is None:
-            view = ref.name  # the query runs verbatim: the view carries the dataset's name
-        else:
-            view = f"{ref.name}@{ds.snapshot_id}"
-            if ref.prune is not None:
-                view += "?" + hashlib.sha256(ref.prune.encode()).hexdigest()[:12]
-        if self._views.get(view) != ds.snapshot_id:
-            ds.to_duckdb(con, prune=ref.prune).create_view(view, replace=True)
-            self._views[view] = ds.snapshot_id
-        return view
+        def resolve(ref: Reference) -> SnapshotState:
+            return self.open(ref.name, version=ref.version)._state
+
+        def not_found(name: str) -> DatasetNotFound:
+            return DatasetNotFound(
+                f"no dataset {name!r} in lake {self.uri}; datasets are {sorted(names)}",
+                uri=self._uri_of(name) if _NAME.fullmatch(name) else name,
+            )
+
+        runner = SqlRunner(
+            not_found=not_found,
+            is_dataset=lambda n: n in names,
+            all_datasets=lambda: names,
+            resolve=resolve,
+            trusted=trusted,
+            connection=self._trusted_connection() if trusted else None,
+        )
+        return runner.run(query)
+
+    def _trusted_connection(self) -> duckdb.DuckDBPyConnection:
+        return self.connection.cursor()
 
 
 def connect(root: str, *, storage_options: dict[str, Any] | None = None) -> Lake:

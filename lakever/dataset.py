@@ -7,22 +7,21 @@ diffs and the change feed in `_dataset_rows.RowsMixin`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from lakever import contract as contracts
-from lakever import refs, scan
-from lakever._convert import arrow_to_pandas, arrow_to_polars
+from lakever import refs
+from lakever._convert import arrow_to_pandas, arrow_to_polars, plan_to_lazy
 from lakever._dataset_refs import RefsMixin
 from lakever._dataset_rows import RowsMixin, diff_of
-from lakever._metafiles import read_contract_text, read_schema
-from lakever._records import Commit, Fragment, ScanPlan, SchemaChange, SchemaVersion
+from lakever._metafiles import read_contract_text
+from lakever._records import Commit, Fragment, SchemaChange, SchemaVersion
 from lakever._resolve import PIN_PREFIX, Located, locate, locate_pin, make_pin
+from lakever._sqlrewrite import Reference
 from lakever._types import DataLike, Properties, SchemaMode, ValidateMode, WriteMode
 from lakever._writer import (
     KEEP,
@@ -38,13 +37,14 @@ from lakever.errors import (
     InvalidArgument,
     ReadOnlyDataset,
 )
-from lakever.evolution import ColumnRef, stats_compatible
+from lakever.evolution import ColumnRef
 from lakever.evolution import diff as schema_changes
-from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot, schema_id
-from lakever.fragments import read_manifest
+from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot
 from lakever.log import Log
-from lakever.partitioning import Transform, partition_stats
+from lakever.partitioning import Transform
+from lakever.plan import ExplainReport, ScanPlan, bind, plan_scan
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
+from lakever.snapshot import SnapshotState
 from lakever.storage import Storage, open_storage
 
 if TYPE_CHECKING:
@@ -55,15 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["Dataset", "create_dataset", "diff", "open_dataset", "write_dataset"]
 
 
-@dataclass(frozen=True, slots=True)
-class _Pruned:
-    """Fragments before pruning, after partition pruning, and after stats pruning."""
-
-    all: list[FragmentEntry]
-    after_partitions: list[FragmentEntry]
-    kept: list[FragmentEntry]
-
-
 class Dataset(RefsMixin, RowsMixin):
     """An immutable view of one snapshot of a dataset.
 
@@ -71,138 +62,132 @@ class Dataset(RefsMixin, RowsMixin):
     Writes (`append`, `overwrite`) return a new `Dataset` at the new version.
     A view opened at the head of a branch can write to that branch; a view
     opened at an old version, a tag, a snapshot id or a pin is read-only
-    ("detached").
+    ("detached"). A `Dataset` pickles: it is reopened at the same snapshot.
     """
 
-    __slots__ = (
-        "_branch_name",
-        "_fragments",
-        "_lock",
-        "_log",
-        "_public",
-        "_schema",
-        "_schema_id",
-        "_snap",
-        "_storage",
-        "_writable",
-    )
+    __slots__ = ("_state",)
 
-    def __init__(
-        self, storage: Storage, log: Log, snap: Snapshot, *, writable: bool, branch_name: str
-    ) -> None:
-        self._storage = storage
-        self._log = log
-        self._snap = snap
-        self._writable = writable
-        self._branch_name = branch_name
-        self._schema: pa.Schema | None = None
-        self._schema_id = schema_id(snap.schema)
-        self._public: pa.Schema | None = None
-        self._fragments: list[FragmentEntry] | None = None
-        self._lock = threading.Lock()
+    def __init__(self, state: SnapshotState) -> None:
+        self._state = state
 
     @classmethod
     def _at(cls, storage: Storage, where: Located) -> Dataset:
         return cls(
-            storage, where.log, where.snap, writable=where.writable, branch_name=where.branch_name
+            SnapshotState(
+                storage, where.log, where.snap, where.branch_name, writable=where.writable
+            )
         )
 
     def _child(self, snap: Snapshot) -> Dataset:
         """The Dataset at a snapshot this one just committed on its branch."""
-        return Dataset(self._storage, self._log, snap, writable=True, branch_name=self._branch_name)
+        return Dataset(self._state.at(snap, writable=True))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        s = self._state
+        return (
+            _reopen,
+            (
+                s.storage,
+                s.snap.branch,
+                s.snap.version,
+                s.snap.snapshot_id,
+                s.branch_name,
+                s.writable,
+            ),
+        )
 
     def __repr__(self) -> str:
-        mode = "" if self._writable else ", read-only"
+        mode = "" if self._state.writable else ", read-only"
         return (
             f"<lakever.Dataset {self.uri!r} branch={self.branch_name!r} version={self.version} "
             f"snapshot={self.snapshot_id[:12]} rows={self.num_rows}{mode}>"
         )
+
+    # Shorthands the family mixins use.
+    @property
+    def _storage(self) -> Storage:
+        return self._state.storage
+
+    @property
+    def _log(self) -> Log:
+        return self._state.line
+
+    @property
+    def _snap(self) -> Snapshot:
+        return self._state.snap
+
+    @property
+    def _writable(self) -> bool:
+        return self._state.writable
+
+    @property
+    def _branch_name(self) -> str:
+        return self._state.branch_name
 
     # ----------------------------------------------------------------- identity
 
     @property
     def uri(self) -> str:
         """Where the dataset lives (an absolute path for local datasets)."""
-        return self._storage.uri
+        return self._state.storage.uri
 
     @property
     def version(self) -> int:
         """The version number of this snapshot on its branch (0 = created)."""
-        return self._snap.version
+        return self._state.snap.version
 
     @property
     def branch_name(self) -> str:
         """The branch this view was opened on (detached views: the branch that committed it)."""
-        return self._branch_name
+        return self._state.branch_name
 
     @property
     def snapshot_id(self) -> str:
         """Content hash identifying this snapshot and, through it, every byte it shows."""
-        return self._snap.snapshot_id
+        return self._state.snap.snapshot_id
 
     @property
     def timestamp(self) -> datetime:
         """When this snapshot was committed (UTC)."""
-        return self._snap.timestamp
+        return self._state.snap.timestamp
 
     @property
     def read_only(self) -> bool:
         """True for views opened at an explicit version or pin."""
-        return not self._writable
+        return not self._state.writable
 
     @property
     def commit(self) -> Commit:
         """The commit record that produced this snapshot."""
-        return Commit.from_snapshot(self._snap)
+        return Commit.from_snapshot(self._state.snap)
 
     @property
     def schema(self) -> pa.Schema:
         """The Arrow schema of this snapshot (without field-id metadata)."""
-        if self._public is None:
-            self._public = strip_field_ids(self._internal_schema())
-        return self._public
+        return self._state.public
 
     @property
     def field_ids(self) -> dict[str, int]:
         """Top-level column name -> stable field id."""
-        return {f.name: fid for fid, f in iter_field_ids(self._internal_schema())}
+        return dict(self._state.field_ids)
 
     @property
     def num_rows(self) -> int:
         """Number of rows in this snapshot (from metadata; reads no data)."""
-        return self._snap.summary.total_rows
+        return self._state.snap.summary.total_rows
 
     @property
     def primary_key(self) -> list[str] | None:
         """The declared primary key's columns (current names), or None without one."""
-        if not self._snap.primary_key:
+        if not self._state.snap.primary_key:
             return None
-        names = {fid: f.name for fid, f in iter_field_ids(self._internal_schema())}
-        return [names[fid] for fid in self._snap.primary_key]
+        return [self._state.fields[fid].name for fid in self._state.snap.primary_key]
 
     def _internal_schema(self) -> pa.Schema:
-        if self._schema is None:
-            self._schema = schema_from_json(self._snap.schema, path=f"snapshot {self.snapshot_id}")
-        return self._schema
-
-    def _schema_of(self, sid: str) -> pa.Schema:
-        """The schema (with field ids) a fragment of this snapshot was written under."""
-        if sid == self._schema_id:
-            return self._internal_schema()
-        return read_schema(self._storage, sid)
-
-    def _uniform(self) -> bool:
-        """Whether every fragment was written under this snapshot's schema."""
-        return all(e.schema_id == self._schema_id for e in self._entries())
+        return self._state.schema
 
     def _entries(self) -> list[FragmentEntry]:
-        if self._fragments is None:
-            with self._lock:
-                if self._fragments is None:
-                    self._fragments = [
-                        e for m in self._snap.manifests for e in read_manifest(self._storage, m)
-                    ]
-        return self._fragments
+        return self._state.entries
 
     def fragments(self) -> list[Fragment]:
         """The fragments of this snapshot, in read order, with sizes, hashes and stats.
@@ -211,43 +196,20 @@ class Dataset(RefsMixin, RowsMixin):
         column was widened keeps its min/max when they remain valid bounds (numbers,
         decimals, strings); otherwise (e.g. date to timestamp) only the null count.
         """
-        current = dict(iter_field_ids(self._internal_schema()))
-        return [self._fragment(e, current) for e in self._entries()]
-
-    def _fragment(self, e: FragmentEntry, current: dict[int, pa.Field[Any]]) -> Fragment:
-        stats = {current[fid].name: st for fid, st in self._stats_of(e, current).items()}
-        return Fragment(
-            path=e.path,
-            uri=self._storage.full_path(e.path),
-            num_rows=e.num_rows,
-            size_bytes=e.size_bytes,
-            content_hash=e.content_hash,
-            stats=stats,
-            deleted_rows=e.deleted_rows,
-            deletion_vector=None if e.deletion is None else e.deletion.path,
-        )
-
-    def _stats_of(
-        self, e: FragmentEntry, current: dict[int, pa.Field[Any]] | None = None
-    ) -> dict[int, dict[str, Any]]:
-        """A fragment's stats by field id, valid for this snapshot's schema.
-
-        A fragment written before a column was widened keeps its min/max when they
-        remain valid bounds (numbers, decimals, strings); otherwise (e.g. date to
-        timestamp) only the null count. Dropped columns are left out.
-        """
-        if e.schema_id == self._schema_id:
-            return e.stats
-        if current is None:
-            current = dict(iter_field_ids(self._internal_schema()))
-        written = dict(iter_field_ids(self._schema_of(e.schema_id)))
-        out = {}
-        for fid, st in e.stats.items():
-            if fid not in current or fid not in written:
-                continue  # dropped since the fragment was written
-            keep = stats_compatible(written[fid].type, current[fid].type)
-            out[fid] = st if keep else {"nulls": st.get("nulls", 0)}
-        return out
+        state = self._state
+        return [
+            Fragment(
+                path=e.path,
+                uri=state.storage.full_path(e.path),
+                num_rows=e.num_rows,
+                size_bytes=e.size_bytes,
+                content_hash=e.content_hash,
+                stats={state.fields[fid].name: dict(st) for fid, st in state.stats_of(e).items()},
+                deleted_rows=e.deleted_rows,
+                deletion_vector=None if e.deletion is None else e.deletion.path,
+            )
+            for e in state.entries
+        ]
 
     def history(self, limit: int | None = None) -> list[Commit]:
         """Commits from this snapshot back to the creation, newest first.
@@ -270,12 +232,22 @@ class Dataset(RefsMixin, RowsMixin):
 
     # ----------------------------------------------------------------- reading
 
-    def _duck(self) -> duckdb.DuckDBPyConnection:
-        # A fresh cursor per call (10 µs) on the shared database: DuckDB connections
-        # refuse concurrent calls, and one Dataset may be read from many threads.
-        from lakever.sql import cursor
+    def plan(self, *, filter: str | None = None, columns: Sequence[str] | None = None) -> ScanPlan:
+        """Plan a read: the fragments to read after pruning, as picklable read tasks.
 
-        return cursor()
+        Every reader of this snapshot consumes such a plan; distributed engines and
+        training loaders can ship it (or single tasks) to workers and read them with
+        ``plan.read(task)``.
+
+        Args:
+            filter: a DuckDB SQL boolean expression over the columns (see `to_arrow`).
+            columns: the columns to read (default: all), in this order.
+
+        Raises:
+            InvalidArgument: an unknown column, or a filter that is not one valid
+                expression over the columns.
+        """
+        return plan_scan(self._state, columns=columns, filter=filter)
 
     def to_arrow(
         self, columns: Sequence[str] | None = None, *, filter: str | None = None
@@ -284,36 +256,14 @@ class Dataset(RefsMixin, RowsMixin):
 
         Args:
             columns: the columns to read (default: all), in this order.
-            filter: a DuckDB SQL boolean expression, e.g. ``"value > 0.5 AND id < 10"``.
+            filter: a DuckDB SQL boolean expression, e.g. ``"value > 0.5 AND id < 10"``:
+                one expression over the columns (no subqueries or table functions),
+                evaluated by DuckDB; fragments that cannot match are skipped.
+
+        Raises:
+            CorruptData: a fragment is missing or damaged (nothing is returned).
         """
-        public = self.schema
-        if filter is None:
-            return self._read_entries(self._entries(), columns)
-        table: pa.Table = (
-            self._filtered(columns, filter)
-            .to_arrow_table()
-            .cast(pa.schema([public.field(c) for c in scan.check_columns(public, columns)]))
-        )
-        return table
-
-    def _read_entries(
-        self, entries: Sequence[FragmentEntry], columns: Sequence[str] | None
-    ) -> pa.Table:
-        return scan.read_table(
-            self._storage,
-            self._internal_schema(),
-            self.schema,
-            entries,
-            columns,
-            self._schema_of,
-            self._schema_id,
-        )
-
-    def _filtered(self, columns: Sequence[str] | None, filter: str) -> duckdb.DuckDBPyRelation:
-        from lakever.sql import run_filter
-
-        names = scan.check_columns(self.schema, columns)
-        return run_filter(self.to_duckdb(prune=filter), self.schema, names, filter)
+        return self.plan(filter=filter, columns=columns).to_arrow()
 
     def to_batches(
         self,
@@ -326,25 +276,9 @@ class Dataset(RefsMixin, RowsMixin):
 
         The last batch may be shorter. The order of rows is the same on every call.
         """
-        if not isinstance(batch_size, int) or batch_size <= 0:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise InvalidArgument(f"batch_size must be a positive int, got {batch_size!r}")
-        public = self.schema
-        if filter is None:
-            batches = scan.iter_batches(
-                self._storage,
-                self._internal_schema(),
-                public,
-                self._entries(),
-                columns,
-                batch_size,
-                self._schema_of,
-                self._schema_id,
-            )
-        else:
-            out_schema = pa.schema([public.field(c) for c in scan.check_columns(public, columns)])
-            reader = self._filtered(columns, filter).to_arrow_reader(batch_size)
-            batches = (b.cast(out_schema) for b in reader)
-        return scan.rebatch(batches, batch_size)
+        return self.plan(filter=filter, columns=columns).to_batches(batch_size)
 
     def to_polars(
         self, columns: Sequence[str] | None = None, *, filter: str | None = None
@@ -362,121 +296,105 @@ class Dataset(RefsMixin, RowsMixin):
         """Return a polars LazyFrame over the snapshot.
 
         Args:
-            filter: a SQL boolean expression; fragments that cannot match are skipped
-                using manifest statistics, and the rest are filtered by polars
-                (``polars.sql_expr``). Later polars filters are pushed into Parquet.
+            filter: a DuckDB SQL boolean expression (as in `to_arrow`), applied with
+                the same pruning and the same evaluation as every other read.
 
-        When fragments were written under older schemas, the snapshot is read through
-        Arrow first (polars cannot map columns by field id).
+        Local snapshots without deleted rows, written under one schema, are scanned
+        lazily by polars (later polars filters and projections are pushed into the
+        Parquet reader);
+        the others, and filtered scans, are read through Arrow first.
         """
-        import polars as pl
-
-        if filter is None:
-            return self._scan_entries(self._entries())
-        return self._scan_entries(self._pruned(filter).kept).filter(pl.sql_expr(filter))
-
-    def _scan_entries(self, entries: list[FragmentEntry]) -> pl.LazyFrame:
-        import polars as pl
-
-        deletes = any(e.deletion is not None for e in entries)
-        if not entries or not self._storage.is_local or not self._uniform() or deletes:
-            # polars cannot map columns by field id nor drop rows by position: read via Arrow.
-            return arrow_to_polars(self._read_entries(entries, None)).lazy()
-        lf = pl.scan_parquet([self._storage.full_path(e.path) for e in entries])
-        return lf.select(self.schema.names)
+        return plan_to_lazy(self.plan(filter=filter))
 
     def to_duckdb(
         self, con: duckdb.DuckDBPyConnection | None = None, *, prune: str | None = None
     ) -> duckdb.DuckDBPyRelation:
         """Return the snapshot as a DuckDB relation (on ``con``, or a private connection).
 
+        Without ``con`` the relation lives on a locked DuckDB database that can read
+        this dataset's data files and nothing else.
+
         Args:
             prune: a filter (DuckDB SQL) whose non-matching fragments may be left out,
                 judged from manifest statistics. The relation still holds rows that do
                 not match it: apply the filter yourself.
         """
+        from lakever.query import scan_plan_for, snapshot_relation
         from lakever.sql import relation
 
-        entries = self._entries() if prune is None else self._pruned(prune).kept
-        return relation(
-            con or self._duck(),
-            self._storage,
-            self._internal_schema(),
-            self.schema,
-            entries,
-            uniform=self._uniform(),
-            to_arrow=lambda: self._read_entries(entries, None),
-        )
+        if prune is not None:
+            bind(self._state, prune, what="prune")  # report a bad filter, like every filter
+        plan = scan_plan_for(self._state, prune)
+        if con is None:
+            return snapshot_relation(plan)
+        return relation(con, plan)
 
-    def _pruned(self, filter: str) -> _Pruned:
-        from lakever.pruning import compile_filter
-
-        if not isinstance(filter, str) or not filter.strip():
-            raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
-        pruner = compile_filter(filter, self.schema, self.field_ids)
-        entries = self._entries()
-        types = {fid: f.type for fid, f in iter_field_ids(self._internal_schema())}
-        by_partition = [
-            e
-            for e in entries
-            if e.partition is None
-            or pruner.may_match(partition_stats(e.partition, types, e.num_rows), e.num_rows)
-        ]
-        kept = [e for e in by_partition if pruner.may_match(self._stats_of(e), e.num_rows)]
-        return _Pruned(entries, by_partition, kept)
-
-    def explain(self, filter: str) -> ScanPlan:
+    def explain(self, filter: str) -> ExplainReport:
         """Report how many fragments a filter reads after pruning, without reading any.
 
         Example:
             ``ds.explain("category = 'click' AND ts >= '2026-11-01'")``
+
+        Raises:
+            InvalidArgument: the filter is not one valid expression over the columns.
         """
-        p = self._pruned(filter)
-        return ScanPlan.of(filter, p.all, p.after_partitions, p.kept)
+        if not isinstance(filter, str) or not filter.strip():
+            raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
+        return self.plan(filter=filter).explain()
 
     def sql(
-        self, query: str, *, con: duckdb.DuckDBPyConnection | None = None
+        self,
+        query: str,
+        *,
+        con: duckdb.DuckDBPyConnection | None = None,
+        trusted: bool = False,
     ) -> duckdb.DuckDBPyRelation:
         """Run a DuckDB SQL query in which the table ``self`` is this snapshot.
 
         ``self VERSION AS OF 3`` (and the other time-travel forms of `lakever.connect`)
-        reads another snapshot of the same dataset.
+        reads another snapshot of the same dataset. The query is one read-only query
+        that can read this dataset and nothing else (no files, network, extensions,
+        settings: see docs/sql.md); ``trusted=True`` lifts those limits.
 
         Example:
             ``ds.sql("SELECT category, count(*) FROM self GROUP BY 1").to_arrow_table()``
+
+        Raises:
+            InvalidArgument: not one read-only query, or DuckDB refuses it.
+            DatasetNotFound: the query names a table other than ``self``.
         """
-        from lakever._sqlrewrite import Reference, rewrite
-        from lakever.sql import alias_view, run_query, snapshot_view
+        from lakever.query import SqlRunner
 
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
-        target = con or self._duck()
+        state = self._state
 
-        def view_for(ref: Reference) -> str:
-            if ref.name != "self":
-                raise DatasetNotFound(
-                    f"{ref.name!r} is not a dataset here: Dataset.sql knows only 'self'; "
-                    "use lakever.connect(root).sql(...) to query several datasets",
-                    uri=ref.name,
-                )
-            snap = self if ref.version is None else open_dataset(self.uri, version=ref.version)
-            view = snapshot_view(
-                target,
-                f"{self.uri}\x00{snap.snapshot_id}\x00{ref.prune or ''}",
-                lambda: snap.to_duckdb(target, prune=ref.prune),
+        def not_found(name: str) -> DatasetNotFound:
+            return DatasetNotFound(
+                f"{name!r} is not a dataset here: Dataset.sql knows only 'self'; "
+                "use lakever.connect(root).sql(...) to query several datasets",
+                uri=name,
             )
-            if ref.version is None and ref.prune is None:
-                alias_view(target, "self", view)  # the query may run verbatim
-                return "self"
-            return view
 
-        text = rewrite(
-            query,
+        def resolve(ref: Reference) -> SnapshotState:
+            if ref.name != "self":
+                raise not_found(ref.name)
+            if ref.version is None:
+                return state
+            where = locate(state.storage, version=ref.version, branch=None)
+            return SnapshotState(
+                state.storage, where.log, where.snap, where.branch_name, writable=False
+            )
+
+        runner = SqlRunner(
             is_dataset=lambda n: n == "self",
-            view_for=view_for,
             all_datasets=lambda: ["self"],
+            resolve=resolve,
+            trusted=trusted,
+            connection=con,
+            not_found=not_found,
         )
-        return run_query(target, text, self.schema)
+        return runner.run(query)
 
     # ----------------------------------------------------------------- writing
 
@@ -585,7 +503,7 @@ class Dataset(RefsMixin, RowsMixin):
     @property
     def partitioning(self) -> list[Transform]:
         """How new fragments are partitioned, e.g. ``[identity('category'), day('ts')]``."""
-        names = {fid: f.name for fid, f in iter_field_ids(self._internal_schema())}
+        names = {fid: f.name for fid, f in self._state.fields.items()}
         return [
             Transform(names.get(f["field_id"], f"<dropped {f['field_id']}>"), f["transform"])
             for f in self._snap.partitioning
@@ -594,7 +512,7 @@ class Dataset(RefsMixin, RowsMixin):
     @property
     def sort_by(self) -> list[str]:
         """How rows are clustered within new fragments (``-name``: descending)."""
-        names = {fid: f.name for fid, f in iter_field_ids(self._internal_schema())}
+        names = {fid: f.name for fid, f in self._state.fields.items()}
         return [
             ("-" if s.get("descending") else "") + names.get(s["field_id"], "?")
             for s in self._snap.sort_by
@@ -765,6 +683,21 @@ class Dataset(RefsMixin, RowsMixin):
 # --------------------------------------------------------------------- top level
 
 
+def _reopen(
+    storage: Storage,
+    branch_id: str,
+    version: int,
+    snapshot_id: str,
+    branch_name: str,
+    writable: bool,  # noqa: FBT001 - positional: the pickle protocol calls it
+) -> Dataset:
+    """Unpickle a `Dataset`: the same snapshot, verified by its id."""
+    from lakever._resolve import locate_snapshot
+
+    where = locate_snapshot(storage, branch_id, version, snapshot_id)
+    return Dataset(SnapshotState(storage, where.log, where.snap, branch_name, writable=writable))
+
+
 def _schema_version(snap: Snapshot, schema: pa.Schema, previous: pa.Schema | None) -> SchemaVersion:
     return SchemaVersion(
         version=snap.version,
@@ -919,7 +852,7 @@ def create_dataset(
         sort_by=sort_by,
         primary_key=primary_key,
     )
-    return Dataset(storage, log, snap, writable=True, branch_name=MAIN_BRANCH)
+    return Dataset(SnapshotState(storage, log, snap, MAIN_BRANCH, writable=True))
 
 
 def write_dataset(
@@ -974,4 +907,4 @@ def write_dataset(
         partition_by=partition_by,
         **kwargs,
     )
-    return Dataset(storage, log, snap, writable=True, branch_name=MAIN_BRANCH)
+    return Dataset(SnapshotState(storage, log, snap, MAIN_BRANCH, writable=True))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,7 +28,6 @@ from lakever.errors import CorruptMetadata
 from lakever.format import (
     DELETION_DIR,
     DeletionVector,
-    FragmentEntry,
     check_relative,
     object_id,
     sha256_hex,
@@ -47,6 +46,20 @@ __all__ = [
 
 #: Sorted, unique int64 row positions.
 Positions: TypeAlias = "pa.Array[Any]"
+
+
+class Deletable(Protocol):
+    """A fragment and its deletion vector (a manifest entry or a read task)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def num_rows(self) -> int: ...
+
+    @property
+    def deletion(self) -> DeletionVector | None: ...
+
 
 _SCHEMA = pa.schema([pa.field("position", pa.int64(), nullable=False)])
 #: Positions kept in the process-wide cache (8 bytes each).
@@ -113,7 +126,7 @@ class _Cache:
 _CACHE = _Cache(_CACHE_POSITIONS)
 
 
-def positions_of(storage: Storage, entry: FragmentEntry) -> Positions:
+def positions_of(storage: Storage, entry: Deletable) -> Positions:
     """The deleted positions of ``entry`` (empty without a DV), verified against the entry.
 
     Raises:
@@ -197,7 +210,7 @@ def keep_mask(num_rows: int, positions: Positions) -> pa.BooleanArray:
     return mask
 
 
-def keep_mask_of(storage: Storage, entries: Sequence[FragmentEntry]) -> pa.BooleanArray | None:
+def keep_mask_of(storage: Storage, entries: Sequence[Deletable]) -> pa.BooleanArray | None:
     """The rows to keep of ``entries`` read one after another (None: no row is deleted)."""
     if all(e.deletion is None for e in entries):
         return None

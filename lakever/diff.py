@@ -36,7 +36,6 @@ from lakever.errors import InvalidArgument
 from lakever.evolution import diff as schema_diff
 from lakever.evolution import fits
 from lakever.format import FragmentEntry, Snapshot
-from lakever.scan import read_table
 from lakever.schema import iter_field_ids, strip_field_ids
 from lakever.sql import cursor, quote_identifier, quote_literal
 from lakever.storage import Storage
@@ -164,19 +163,23 @@ def _read(
 ) -> pa.Table:
     """The rows of ``parts`` through ``target`` (fragment columns matched by field id).
 
-    Fragments are read in parallel threads (pyarrow releases the GIL), in order.
+    Fragments are read through one scan plan (verified, deletion vectors applied), in
+    parallel threads (pyarrow releases the GIL), in order.
     """
+    from lakever.plan import plan_of
 
-    def read(part: _Part) -> pa.Table:
-        # "" is no schema id: every fragment is projected from its physical schema by id.
-        table = read_table(storage, target, public, [part.entry], None, schemas, "")
-        return table if part.positions is None else table.take(part.positions)
+    scan = plan_of(storage, target, [p.entry for p in parts], public.names, schemas)
+
+    def read(i: int) -> pa.Table:
+        table = scan.read(scan.tasks[i])
+        positions = parts[i].positions
+        return table if positions is None else table.take(positions)
 
     if len(parts) > 1:
         with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-            tables = list(pool.map(read, parts))
+            tables = list(pool.map(read, range(len(parts))))
     else:
-        tables = [read(p) for p in parts]
+        tables = [read(i) for i in range(len(parts))]
     return pa.concat_tables([public.empty_table(), *tables]).combine_chunks()
 
 

@@ -18,6 +18,7 @@ The tree::
     ├── ContractViolation             data breaks the dataset's contract (pandera schema)
     ├── PrimaryKeyViolation           a commit would make the declared primary key non-unique
     ├── CorruptMetadata               a truncated or tampered metadata file
+    ├── CorruptData                   a data fragment is missing, truncated or altered
     ├── UnsupportedFormatVersion      written by a newer lakever than this one
     └── StorageError                  the storage backend failed or cannot commit safely
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CommitConflict",
     "ContractViolation",
+    "CorruptData",
     "CorruptMetadata",
     "DatasetExists",
     "DatasetNotFound",
@@ -201,6 +203,20 @@ class CorruptMetadata(LakeverError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class CorruptData(LakeverError):
+    """A data fragment a snapshot references is missing, truncated or altered.
+
+    Raised before any row of it is returned: fragments are verified against the size
+    and SHA-256 their manifest entry records. ``path`` is the fragment (or the
+    dataset when the failing file is not known), ``snapshot_id`` the snapshot read.
+    """
+
+    def __init__(self, message: str, *, path: str, snapshot_id: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.snapshot_id = snapshot_id
 
 
 class UnsupportedFormatVersion(LakeverError):

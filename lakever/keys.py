@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
@@ -23,20 +23,11 @@ from lakever.errors import CommitConflict, InvalidArgument, PrimaryKeyViolation
 from lakever.evolution import stats_compatible
 from lakever.format import FragmentEntry, Snapshot, schema_id
 from lakever.fragments import read_manifest
+from lakever.plan import ScanPlan, plan_of
+from lakever.reader import read_plan, read_positions
 from lakever.schema import iter_field_ids, schema_to_json
-from lakever.sql import (
-    FILE_COLUMN,
-    POSITION_COLUMN,
-    cursor,
-    live_rows_sql,
-    quote_identifier,
-    register,
-    schema_map,
-)
+from lakever.sql import cursor, quote_identifier, schema_map
 from lakever.storage import Storage
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["KeyCheck", "StatsOf", "check_declared", "stats_function"]
 
@@ -140,7 +131,11 @@ def _may_overlap(
 
 
 class KeyCheck:
-    """The primary-key checks of one commit: the rows it adds against the rows they join."""
+    """The primary-key checks of one commit: the rows it adds against the rows they join.
+
+    Key columns are read through scan plans (`lakever.reader`: verified fragments,
+    deletion vectors applied, exact types) and compared in DuckDB.
+    """
 
     def __init__(
         self,
@@ -156,25 +151,34 @@ class KeyCheck:
         if missing:
             raise InvalidArgument(f"primary key field ids {missing} are not in the schema")
         self.storage = storage
+        self.schema = schema
         self.fields = [by_id[fid] for fid in key]
         self.names = [f.name for f in self.fields]
         self.key = [(fid, by_id[fid].type) for fid in key]
-        mapping = schema_map(pa.schema(self.fields))
-        assert mapping is not None  # checked when the key was declared
-        self.mapping = mapping
         self.stats_of = stats_of or stats_function(storage, schema)
         self.what = what
 
-    def _sql(self, entries: Sequence[FragmentEntry]) -> str:
-        return live_rows_sql(self.storage, self.names, self.mapping, entries)
+    def _plan(self, entries: Sequence[FragmentEntry]) -> ScanPlan:
+        return plan_of(
+            self.storage,
+            self.schema,
+            entries,
+            self.names,
+            lambda sid: read_schema(self.storage, sid),
+        )
 
-    def _run(self, query: str) -> pa.Table:
-        """Run ``query`` on a private cursor that can read this dataset's files."""
+    def _keys(self, entries: Sequence[FragmentEntry]) -> pa.Table:
+        """The key columns of the live rows of ``entries``."""
+        return read_plan(self._plan(entries))
+
+    def _run(self, query: str, **tables: pa.Table) -> pa.Table:
+        """Run ``query`` on a private cursor with ``tables`` registered by name."""
         con = cursor()
         try:
-            register(con, self.storage)
-            table: pa.Table = con.sql(query).to_arrow_table()
-            return table
+            for name, table in tables.items():
+                con.register(name, table)
+            result: pa.Table = con.sql(query).to_arrow_table()
+            return result
         finally:
             con.close()
 
@@ -190,10 +194,16 @@ class KeyCheck:
             return []
         nulls = " OR ".join(f"{quote_identifier(n)} IS NULL" for n in self.names)
         query = (
-            f"SELECT {self._cols()}, count(*) AS __n FROM ({self._sql(added)}) "
+            f"SELECT {self._cols()}, count(*) AS __n FROM __added "
             f"GROUP BY ALL HAVING __n > 1 OR {nulls} ORDER BY ALL LIMIT {_EXAMPLES}"
         )
-        return self._examples(self._run(query))
+        return self._examples(self._run(query, __added=self._keys(added)))
+
+    def _candidates(
+        self, added: Sequence[FragmentEntry], existing: Sequence[FragmentEntry]
+    ) -> list[FragmentEntry]:
+        ranges = _ranges(added, self.key, self.stats_of)
+        return [e for e in existing if _may_overlap(e, ranges, self.key, self.stats_of)]
 
     def collisions(
         self, added: Sequence[FragmentEntry], existing: Sequence[FragmentEntry]
@@ -201,42 +211,45 @@ class KeyCheck:
         """Keys of ``added`` rows that live rows of ``existing`` already have."""
         if not added or not existing:
             return []
-        ranges = _ranges(added, self.key, self.stats_of)
-        candidates = [e for e in existing if _may_overlap(e, ranges, self.key, self.stats_of)]
+        candidates = self._candidates(added, existing)
         if not candidates:
             return []
         using = ", ".join(quote_identifier(n) for n in self.names)
         query = (
-            f"SELECT DISTINCT {self._cols()} FROM ({self._sql(candidates)}) "
-            f"SEMI JOIN ({self._sql(added)}) USING ({using}) ORDER BY ALL LIMIT {_EXAMPLES}"
+            f"SELECT DISTINCT {self._cols()} FROM __existing "
+            f"SEMI JOIN __added USING ({using}) ORDER BY ALL LIMIT {_EXAMPLES}"
         )
-        return self._examples(self._run(query))
+        return self._examples(
+            self._run(query, __existing=self._keys(candidates), __added=self._keys(added))
+        )
 
     def matches(
         self, added: Sequence[FragmentEntry], existing: Sequence[FragmentEntry]
-    ) -> pa.Table:
-        """The live rows of ``existing`` whose key an ``added`` row has: one row per
-        fragment, with `FILE_COLUMN` and ``positions`` (ascending).
+    ) -> list[tuple[FragmentEntry, pa.Array[Any]]]:
+        """The live rows of ``existing`` whose key an ``added`` row has: per fragment (in
+        order), the file positions of those rows (ascending).
 
         Only fragments whose key range overlaps the added rows' are read.
         """
-        ranges = _ranges(added, self.key, self.stats_of)
-        candidates = [e for e in existing if _may_overlap(e, ranges, self.key, self.stats_of)]
-        if not added or not candidates:
-            return pa.table(
-                {
-                    FILE_COLUMN: pa.array([], pa.string()),
-                    "positions": pa.array([], pa.list_(pa.int64())),
-                }
-            )
+        if not added or not existing:
+            return []
+        candidates = self._candidates(added, existing)
+        if not candidates:
+            return []
+        by_path = {e.path: e for e in candidates}
+        keys = self._keys(added)
         using = ", ".join(quote_identifier(n) for n in self.names)
-        rows = live_rows_sql(self.storage, self.names, self.mapping, candidates, positions=True)
-        positions = f"list({POSITION_COLUMN} ORDER BY {POSITION_COLUMN}) AS positions"
-        query = (
-            f"SELECT {FILE_COLUMN}, {positions} FROM ({rows}) "
-            f"SEMI JOIN ({self._sql(added)}) USING ({using}) GROUP BY {FILE_COLUMN}"
-        )
-        return self._run(query)
+        out = []
+        for task, positions, rows in read_positions(self._plan(candidates)):
+            rows = rows.append_column("__pos", pa.array(positions, pa.int64()))
+            hit = self._run(
+                f"SELECT __pos FROM __rows SEMI JOIN __added USING ({using}) ORDER BY __pos",
+                __rows=rows,
+                __added=keys,
+            )
+            if hit.num_rows:
+                out.append((by_path[task.path], hit.column(0).combine_chunks()))
+        return out
 
     def _key_text(self) -> str:
         return ", ".join(self.names)

@@ -1,240 +1,214 @@
-"""Data skipping: decide from manifest statistics which fragments a filter cannot match.
+"""Data skipping: which fragments a bound filter may match, decided by DuckDB over statistics.
 
-A filter is a DuckDB SQL boolean expression. It is parsed with sqlglot into
-simple predicates — ``col <op> literal`` (and flipped), ``BETWEEN``, ``IN``,
-``IS [NOT] NULL``, combined with ``AND`` / ``OR`` — and each fragment's min/max
-/null/NaN counts are checked against them. Anything not understood counts as
-"may match", so pruning only ever removes fragments that certainly hold no
-matching row; DuckDB still applies the full filter to the fragments that remain.
+For the field ids the filter's pruning tree reads (`lakever.expr.prune_columns`),
+a statistics relation holds one row per fragment: its row count and, per field,
+min/max in the column's current type, null and NaN counts. The condition of
+`lakever.expr.may_match_sql` is evaluated over it by DuckDB in one vectorised
+query, so a bound is compared with the filter's value exactly as DuckDB compares
+a row's value (same type, same cast, same rounding). A fragment is dropped only
+when the condition is false; a missing statistic is NULL, which keeps it.
+
+Two sources of statistics are used, in order: the partition values a fragment
+records (partition pruning), then the min/max/null/NaN counts of its manifest
+entry. Bounds written under an older type are decoded in that type and cast to
+the current one (every widening lakever allows is order-preserving).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["Pruner", "compile_filter"]
+from lakever.expr import Always, BoundFilter, Compare, Conj, NullCheck, PruneNode, may_match_sql
+from lakever.expr import prune_columns as _prune_columns
+from lakever.format import FragmentEntry
+from lakever.partitioning import partition_stats
+from lakever.schema import iter_field_ids
+from lakever.sql import cursor, duckdb_type
 
-_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-_EPOCH = datetime(1970, 1, 1)
-_FLIP = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte", "eq": "eq", "neq": "neq"}
+__all__ = ["Pruned", "prune"]
 
-Stats = Mapping[str, Any]
-#: A compiled predicate: (stats of its column or None, rows in the fragment) -> may match?
-Check = Callable[[Mapping[int, Stats], int], bool]
-
-
-class _Unknown(Exception):
-    """The expression (or a literal) cannot be used for pruning."""
+#: A fragment's statistics by field id (``{"min", "max", "nulls", "nans"}``).
+Stats = Mapping[int, Mapping[str, Any]]
 
 
-def _always(_stats: Mapping[int, Stats], _rows: int) -> bool:
-    return True
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Fragments before pruning, after partition pruning, and after statistics pruning."""
+
+    all: list[FragmentEntry]
+    after_partitions: list[FragmentEntry]
+    kept: list[FragmentEntry]
 
 
-@dataclass(frozen=True)
-class _Column:
-    field_id: int
-    type: pa.DataType
+def _stat_type(t: pa.DataType) -> bool:
+    """Whether min/max of a column of this type are recorded and comparable."""
+    return (
+        pa.types.is_integer(t)
+        or (pa.types.is_floating(t) and not pa.types.is_float16(t))
+        or pa.types.is_decimal(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_date(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_time(t)
+    )
 
 
-def _to_physical(value: Any, t: pa.DataType) -> Any:
-    """Convert a SQL literal to the representation used in manifest stats."""
-    if value is None:
-        raise _Unknown
-    if pa.types.is_boolean(t):
-        if isinstance(value, bool):
-            return value
-        raise _Unknown
-    if pa.types.is_integer(t) or pa.types.is_floating(t):
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            raise _Unknown
-        return value
+def _decode(values: Sequence[Any], t: pa.DataType) -> pa.Array[Any]:
+    """Manifest-encoded bounds (JSON scalars; None: unknown) as an array of type ``t``."""
+    if pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_time(t):
+        ticks = pa.int32() if t.bit_width == 32 else pa.int64()
+        return pa.array(values, ticks).cast(t)
     if pa.types.is_decimal(t):
-        try:
-            return Decimal(str(value))
-        except InvalidOperation as exc:
-            raise _Unknown from exc
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        if isinstance(value, str):
-            return value
-        raise _Unknown
-    if pa.types.is_date32(t):
-        try:
-            return (date.fromisoformat(str(value)[:10]) - date(1970, 1, 1)).days
-        except ValueError as exc:
-            raise _Unknown from exc
-    if pa.types.is_timestamp(t):
-        try:
-            when = datetime.fromisoformat(str(value))
-        except ValueError as exc:
-            raise _Unknown from exc
-        if (when.tzinfo is None) != (t.tz is None):
-            raise _Unknown  # DuckDB would apply its session time zone: do not guess
-        if when.tzinfo is not None:
-            when = when.astimezone(UTC).replace(tzinfo=None)
-        delta = when - _EPOCH
-        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-        return micros * _UNIT[t.unit] // 1_000_000
-    raise _Unknown
-
-
-def _decode(stat: Any, t: pa.DataType) -> Any:
-    return Decimal(stat) if pa.types.is_decimal(t) else stat
-
-
-def _compare(col: _Column, op: str, literal: Any) -> Check:
-    value = _to_physical(literal, col.type)
-    floating = pa.types.is_floating(col.type)
-
-    def check(stats: Mapping[int, Stats], rows: int) -> bool:
-        s = stats.get(col.field_id)
-        if s is None:
-            return True
-        if s.get("nulls", 0) >= rows and rows > 0:
-            return False  # only nulls: no comparison is true
-        if floating and op in ("gt", "gte", "neq") and s.get("nans", 1):
-            return True  # DuckDB orders NaN above every number, and min/max ignore NaN
-        if "min" not in s or "max" not in s:
-            return True
-        lo, hi = _decode(s["min"], col.type), _decode(s["max"], col.type)
-        try:
-            if op == "eq":
-                return bool(lo <= value <= hi)
-            if op == "neq":
-                return not (lo == hi == value)
-            if op == "lt":
-                return bool(lo < value)
-            if op == "lte":
-                return bool(lo <= value)
-            if op == "gt":
-                return bool(hi > value)
-            if op == "gte":
-                return bool(hi >= value)
-        except TypeError:
-            return True
-        return True
-
-    return check
-
-
-def _literal(node: Any) -> Any:
-    import sqlglot.expressions as exp
-
-    while isinstance(node, exp.Cast | exp.Paren):
-        node = node.this
-    if isinstance(node, exp.Neg):
-        inner = _literal(node.this)
-        if isinstance(inner, int | float | Decimal) and not isinstance(inner, bool):
-            return -inner
-        raise _Unknown
-    if isinstance(node, exp.Boolean):
-        return bool(node.this)
-    if isinstance(node, exp.Literal):
-        if node.is_string:
-            return node.this
-        text = node.this
-        try:
-            return int(text)
-        except ValueError:
+        out = []
+        for v in values:
             try:
-                return Decimal(text) if "e" not in text.lower() else float(text)
-            except InvalidOperation as exc:
-                raise _Unknown from exc
-    raise _Unknown
+                out.append(None if v is None else Decimal(str(v)))
+            except InvalidOperation:
+                out.append(None)
+        return pa.array(out, t)
+    return pa.array(values, t)
 
 
-class Pruner:
-    """A filter compiled against a schema; `may_match` says whether a fragment can match."""
-
-    def __init__(self, filter: str, columns: Mapping[str, tuple[int, pa.DataType]]) -> None:
-        self.filter = filter
-        self._columns = {name: _Column(fid, t) for name, (fid, t) in columns.items()}
+def _bounds(
+    raw: Sequence[Any], written: Sequence[pa.DataType | None], current: pa.DataType
+) -> pa.Array[Any]:
+    """Decode each bound in the type it was written under, then cast it to ``current``."""
+    out: list[Any] = [None] * len(raw)
+    groups: dict[pa.DataType, list[int]] = {}
+    for i, (v, t) in enumerate(zip(raw, written, strict=True)):
+        if v is not None and t is not None and _stat_type(t):
+            groups.setdefault(t, []).append(i)
+    for t, idx in groups.items():
         try:
-            import sqlglot
-            from sqlglot.errors import ParseError, TokenError
-
-            tree = sqlglot.parse_one(filter, read="duckdb")
-        except (ParseError, TokenError, ImportError):
-            self._check: Check = _always
-            self.understood = False
-            return
-        self._check = self._compile(tree)
-        self.understood = self._check is not _always
-
-    def may_match(self, stats: Mapping[int, Stats], num_rows: int) -> bool:
-        """False only when no row of a fragment with these stats can satisfy the filter."""
-        return self._check(stats, num_rows)
-
-    def columns_used(self) -> set[int]:
-        return {c.field_id for c in self._columns.values()}
-
-    def _column(self, node: Any) -> _Column:
-        import sqlglot.expressions as exp
-
-        if isinstance(node, exp.Column) and not node.table and node.name in self._columns:
-            return self._columns[node.name]
-        raise _Unknown
-
-    def _compile(self, node: Any) -> Check:
-        try:
-            return self._compile_strict(node)
-        except _Unknown:
-            return _always
-
-    def _compile_strict(self, node: Any) -> Check:
-        import sqlglot.expressions as exp
-
-        if isinstance(node, exp.Paren):
-            return self._compile_strict(node.this)
-        if isinstance(node, exp.And):
-            left, right = self._compile(node.this), self._compile(node.expression)
-            return lambda s, n: left(s, n) and right(s, n)
-        if isinstance(node, exp.Or):
-            left, right = self._compile_strict(node.this), self._compile_strict(node.expression)
-            return lambda s, n: left(s, n) or right(s, n)
-        ops = {
-            exp.EQ: "eq",
-            exp.NEQ: "neq",
-            exp.GT: "gt",
-            exp.GTE: "gte",
-            exp.LT: "lt",
-            exp.LTE: "lte",
-        }
-        for cls, op in ops.items():
-            if isinstance(node, cls):
-                try:
-                    return _compare(self._column(node.this), op, _literal(node.expression))
-                except _Unknown:
-                    return _compare(self._column(node.expression), _FLIP[op], _literal(node.this))
-        if isinstance(node, exp.Between):
-            col = self._column(node.this)
-            low = _compare(col, "gte", _literal(node.args["low"]))
-            high = _compare(col, "lte", _literal(node.args["high"]))
-            return lambda s, n: low(s, n) and high(s, n)
-        if isinstance(node, exp.In) and not node.args.get("query"):
-            col = self._column(node.this)
-            checks = [_compare(col, "eq", _literal(v)) for v in node.expressions]
-            return lambda s, n: any(c(s, n) for c in checks)
-        if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-            col = self._column(node.this)
-            return lambda s, n: s.get(col.field_id, {}).get("nulls", 1) > 0 or n == 0
-        if (
-            isinstance(node, exp.Not)
-            and isinstance(node.this, exp.Is)
-            and isinstance(node.this.expression, exp.Null)
-        ):
-            col = self._column(node.this.this)
-            return lambda s, n: s.get(col.field_id, {}).get("nulls", 0) < n
-        raise _Unknown
+            arr = _decode([raw[i] for i in idx], t).cast(current)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            continue  # not representable under the current type: unknown
+        for i, v in zip(idx, arr.to_pylist(), strict=True):  # type: ignore[misc]
+            out[i] = v
+    return pa.array(out, current)
 
 
-def compile_filter(filter: str, schema: pa.Schema, field_ids: Mapping[str, int]) -> Pruner:
-    """Compile ``filter`` against the top-level columns of ``schema``."""
-    cols = {f.name: (field_ids[f.name], f.type) for f in schema if f.name in field_ids}
-    return Pruner(filter, cols)
+def _zero(v: Any, *, low: bool) -> Any:
+    # -0.0 and 0.0 compare equal; keep the bound on the safe side of both anyway.
+    if isinstance(v, float) and v == 0.0:
+        return -0.0 if low else 0.0
+    return v
+
+
+def stats_relation(
+    entries: Sequence[FragmentEntry],
+    fields: Sequence[int],
+    types: Mapping[int, pa.DataType],
+    stats_of: Callable[[FragmentEntry], Stats],
+    written_type: Callable[[FragmentEntry, int], pa.DataType | None],
+) -> pa.Table:
+    """The statistics relation `lakever.expr.may_match_sql` reads, one row per entry."""
+    columns: dict[str, pa.Array[Any]] = {"n": pa.array([e.num_rows for e in entries], pa.int64())}
+    all_stats = [stats_of(e) for e in entries]
+    for fid in fields:
+        t = types[fid]
+        per = [s.get(fid) for s in all_stats]
+        written = [written_type(e, fid) for e in entries]
+        lows = [None if s is None else _zero(s.get("min"), low=True) for s in per]
+        highs = [None if s is None else _zero(s.get("max"), low=False) for s in per]
+        columns[f"lo_{fid}"] = _bounds(lows, written, t)
+        columns[f"hi_{fid}"] = _bounds(highs, written, t)
+        columns[f"nl_{fid}"] = pa.array(
+            [None if s is None else s.get("nulls") for s in per], pa.int64()
+        )
+        columns[f"nn_{fid}"] = pa.array(
+            [None if s is None else s.get("nans") for s in per], pa.int64()
+        )
+    return pa.table(columns)
+
+
+def _own_stats(e: FragmentEntry) -> Stats:
+    return e.stats
+
+
+def _usable(node: PruneNode, usable: set[int]) -> PruneNode:
+    """``node`` with checks on columns without usable statistics replaced by `Always`."""
+    if isinstance(node, Compare | NullCheck):
+        return node if node.field_id in usable else Always()
+    if isinstance(node, Conj):
+        kids = tuple(_usable(k, usable) for k in node.children)
+        if node.and_:
+            kept = tuple(k for k in kids if not isinstance(k, Always))
+            return Always() if not kept else Conj(True, kept)
+        return Always() if any(isinstance(k, Always) for k in kids) else Conj(False, kids)
+    return node
+
+
+def prune(
+    entries: list[FragmentEntry],
+    bound: BoundFilter,
+    types: Mapping[int, pa.DataType],
+    schema_of: Callable[[str], pa.Schema],
+) -> Pruned:
+    """Split ``entries`` by what ``bound`` may match (see the module docstring).
+
+    Args:
+        types: the snapshot's top-level field id -> type.
+        schema_of: the schema (with field ids) a fragment was written under.
+    """
+    usable = {
+        fid
+        for fid in _prune_columns(bound.prune)
+        if fid in types and duckdb_type(types[fid]) is not None
+    }
+    node = _usable(bound.prune, usable)
+    if isinstance(node, Always) or not entries:
+        return Pruned(entries, entries, entries)
+    fields = sorted(_prune_columns(node))
+    condition = may_match_sql(node, types)
+    written: dict[tuple[str, int], pa.DataType | None] = {}
+
+    def written_type(e: FragmentEntry, fid: int) -> pa.DataType | None:
+        key = (e.schema_id, fid)
+        if key not in written:
+            f = dict(iter_field_ids(schema_of(e.schema_id))).get(fid)
+            written[key] = None if f is None else f.type
+        return written[key]
+
+    part_cache: dict[int, Stats] = {}
+
+    def partition_of(e: FragmentEntry) -> Stats:
+        if e.partition is None:
+            return {}
+        key = id(e.partition)
+        hit = part_cache.get(key)
+        if hit is None:
+            # Partition values are recorded in the type the fragment was written under.
+            written_types = {fid: written_type(e, fid) for fid in fields}
+            hit = partition_stats(
+                e.partition, {k: v for k, v in written_types.items() if v}, e.num_rows
+            )
+            part_cache[key] = hit
+        return hit
+
+    con = cursor()
+    try:
+        from lakever.expr import run_prune
+
+        partitioned = [e for e in entries if e.partition is not None]
+        after = entries
+        if partitioned:
+            rel = stats_relation(partitioned, fields, types, partition_of, written_type)
+            mask = run_prune(con, rel, condition).to_pylist()
+            dropped = {id(e) for e, m in zip(partitioned, mask, strict=True) if not m}
+            after = [e for e in entries if id(e) not in dropped]
+        kept = after
+        if after:
+            rel = stats_relation(after, fields, types, _own_stats, written_type)
+            mask = run_prune(con, rel, condition).to_pylist()
+            kept = [e for e, m in zip(after, mask, strict=True) if m]
+    finally:
+        con.close()
+    return Pruned(entries, after, kept)

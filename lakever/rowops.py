@@ -2,11 +2,13 @@
 
 Planning a change reads as little as possible:
 
-1. candidates: manifest statistics rule out the fragments whose min/max cannot
-   match the predicate (`lakever.pruning`) or the upserted keys, before any file
-   is read; untouched fragments are reused by reference;
-2. positions: DuckDB evaluates the predicate (or matches the keys) on the live
-   rows of the candidates only, returning (fragment, row position) pairs;
+1. candidates: the predicate is bound like every filter (`lakever.expr`) and
+   manifest statistics rule out the fragments that cannot match it
+   (`lakever.pruning`) or the upserted keys, before any file is read; untouched
+   fragments are reused by reference;
+2. positions: the candidates are read through a scan plan (`lakever.reader`:
+   verified files, deletion vectors applied) and DuckDB evaluates the predicate
+   (or matches the keys) on their live rows, giving (fragment, row position) pairs;
 3. rewrites: each touched fragment gets a new deletion vector holding its old and
    new deleted positions (merge-on-read, the default), or is rewritten without
    those rows (copy-on-write); a fragment left without rows leaves the manifest;
@@ -20,12 +22,11 @@ top of concurrent commits that touched none of the same fragments.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lakever import contract as contracts
 from lakever._convert import to_arrow_stream
@@ -35,68 +36,25 @@ from lakever._writer import (
     _check_message,
     _check_properties,
     default_author,
+    layout_for,
     merge_manifest_levels,
 )
 from lakever.deletion import Positions, keep_mask, positions_of, union, write_deletion_vector
 from lakever.errors import InvalidArgument, PrimaryKeyViolation
 from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
-from lakever.fragments import Layout, make_manifest, read_manifest, write_fragments, write_manifest
-from lakever.keys import KeyCheck, StatsOf, check_declared
-from lakever.log import Change, Log, Rewrite
+from lakever.fragments import make_manifest, read_manifest, write_fragments, write_manifest
+from lakever.keys import KeyCheck, check_declared
+from lakever.log import Change, Rewrite
+from lakever.plan import ReadTask, ScanPlan, bind, make_plan, prune_entries
 from lakever.projection import conform
-from lakever.scan import read_file, read_table
-from lakever.schema import iter_field_ids
-from lakever.sql import (
-    FILE_COLUMN,
-    POSITION_COLUMN,
-    cursor,
-    duckdb_type,
-    live_rows_sql,
-    quote_identifier,
-    register,
-    schema_map,
-    translate_errors,
-)
+from lakever.reader import read_file, read_positions
+from lakever.snapshot import SnapshotState
+from lakever.sql import cursor, duckdb_type, quote_identifier, translate_errors
 from lakever.storage import Storage
 
-__all__ = ["ManifestFiles", "View", "delete", "update", "upsert"]
+__all__ = ["ManifestFiles", "delete", "update", "upsert"]
 
 _log = logging.getLogger("lakever")
-
-
-@dataclass(frozen=True, slots=True)
-class View:
-    """What a row-level change works on: a snapshot, its fragments and how to read them."""
-
-    storage: Storage
-    log: Log
-    snap: Snapshot
-    entries: list[FragmentEntry]
-    #: The snapshot schema, with field ids; ``public`` is the same without.
-    schema: pa.Schema
-    public: pa.Schema
-    schema_id: str
-    #: The schema (with field ids) a fragment was written under, by schema id.
-    schemas: Callable[[str], pa.Schema]
-    stats_of: StatsOf
-    #: The fragments a predicate may match (those the dataset's pruning keeps).
-    prune: Callable[[str], list[FragmentEntry]]
-
-    @property
-    def field_ids(self) -> dict[str, int]:
-        return {f.name: fid for fid, f in iter_field_ids(self.schema)}
-
-    def layout(self) -> Layout | None:
-        """How new rows are partitioned and sorted, as for any write to this snapshot."""
-        from lakever._writer import layout_for
-
-        return layout_for(self.snap, self.schema)
-
-    @property
-    def key_names(self) -> list[str]:
-        """The declared primary key's columns, by their current names."""
-        names = {fid: f.name for fid, f in iter_field_ids(self.schema)}
-        return [names[fid] for fid in self.snap.primary_key]
 
 
 class ManifestFiles:
@@ -122,26 +80,18 @@ def _check_mode(mode: Any) -> None:
         raise InvalidArgument(f"mode must be 'merge-on-read' or 'copy-on-write', got {mode!r}")
 
 
-def _candidates(view: View, where: str | None) -> list[FragmentEntry]:
-    """The fragments pruning does not rule out for ``where`` (all of them without one)."""
-    if where is None:
-        return list(view.entries)
-    if not isinstance(where, str) or not where.strip():
+def _key_names(state: SnapshotState) -> list[str]:
+    """The declared primary key's columns, by their current names."""
+    return [state.fields[fid].name for fid in state.snap.primary_key]
+
+
+def _candidates(state: SnapshotState, where: str | None, columns: Sequence[str]) -> ScanPlan:
+    """A plan of the fragments ``where`` may match (all of them without one)."""
+    if where is not None and (not isinstance(where, str) or not where.strip()):
         raise InvalidArgument(f"where must be a non-empty SQL expression, got {where!r}")
-    return view.prune(where)
-
-
-def _readable(view: View) -> tuple[list[str], str]:
-    """The columns DuckDB can read (and their schema map): what predicates may use."""
-    fields = [f for f in view.schema if schema_map(pa.schema([f])) is not None]
-    names = [f.name for f in fields]
-    mapping = schema_map(pa.schema(fields)) if fields else None
-    if mapping is None or "file_row_number" in names:
-        raise InvalidArgument(
-            f"row-level changes on {view.storage.uri} need columns DuckDB can read, and none "
-            "named 'file_row_number'"
-        )
-    return names, mapping
+    bound = bind(state, where, what="where")
+    _, kept = prune_entries(state, bound)
+    return make_plan(state, kept, columns, bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,87 +101,40 @@ class _Hit:
     entry: FragmentEntry
     #: Their positions in the fragment's file, ascending.
     positions: Positions
-    #: For an update: the new values of the SET columns, one row per position.
-    values: pa.Table | None = None
+    #: The rows themselves (the plan's columns), one per position.
+    rows: pa.Table
 
 
-def _positions_per_file(view: View, grouped: pa.Table) -> list[_Hit]:
-    """Hits from a table of (`FILE_COLUMN`, ``positions`` list), in fragment order."""
-    by_uri = {view.storage.full_path(e.path): e for e in view.entries}
-    order = {e.path: i for i, e in enumerate(view.entries)}
-    lists = grouped.column("positions").combine_chunks()
-    hits = [
-        _Hit(by_uri[str(uri)], lists[i].values.cast(pa.int64()))
-        for i, uri in enumerate(grouped.column(FILE_COLUMN).to_pylist())
+def _matches(state: SnapshotState, plan: ScanPlan) -> list[_Hit]:
+    """The live rows of the plan's fragments that pass its filter, per fragment, in order."""
+    by_path = {e.path: e for e in state.entries}
+    return [
+        _Hit(by_path[task.path], pa.array(positions, pa.int64()), rows)
+        for task, positions, rows in read_positions(plan)
     ]
-    return sorted(hits, key=lambda h: order[h.entry.path])
-
-
-def _matches(
-    view: View, entries: Sequence[FragmentEntry], where: str | None, values: Mapping[str, str]
-) -> list[_Hit]:
-    """The live rows of ``entries`` where ``where`` holds, per fragment.
-
-    ``values`` maps columns to SQL expressions evaluated on each matching row (cast
-    to the column's type); without any, positions are aggregated per fragment in
-    DuckDB, so even a delete of most rows moves little data.
-    """
-    if not entries:
-        return []
-    names, mapping = _readable(view)
-    select = [FILE_COLUMN, POSITION_COLUMN]
-    for column, expr in values.items():
-        t = duckdb_type(view.public.field(column).type)
-        select.append(f"CAST(({expr}) AS {t}) AS {quote_identifier(column)}")
-    con = cursor()
-    try:
-        register(con, view.storage)
-        rel = con.sql(live_rows_sql(view.storage, names, mapping, entries, positions=True))
-        with translate_errors("where", where or "", view.public):
-            if where is not None:
-                rel = rel.filter(where)
-        with translate_errors("set", str(dict(values)), view.public):
-            rel = rel.project(", ".join(select))
-        # Errors while running (a failed cast, a division by zero) may come from either.
-        what, text = "where", where or ""
-        if values:
-            what = "update"
-            text = "SET " + ", ".join(f"{c} = {e}" for c, e in values.items())
-            text += f" WHERE {where}" if where else ""
-        with translate_errors(what, text, view.public):
-            if not values:
-                positions = f"list({POSITION_COLUMN} ORDER BY {POSITION_COLUMN}) AS positions"
-                grouped = rel.aggregate(f"{FILE_COLUMN}, {positions}", FILE_COLUMN)
-                return _positions_per_file(view, grouped.to_arrow_table())
-            table = rel.order(f"{FILE_COLUMN}, {POSITION_COLUMN}").to_arrow_table()
-    finally:
-        con.close()
-    by_uri = {view.storage.full_path(e.path): e for e in view.entries}
-    files = table.column(FILE_COLUMN)
-    order = {e.path: i for i, e in enumerate(view.entries)}
-    hits = []
-    for uri in pc.unique(files).to_pylist():
-        rows = table.filter(pc.equal(files, pa.scalar(uri, files.type)))
-        positions = rows.column(POSITION_COLUMN).combine_chunks().cast(pa.int64())
-        hits.append(_Hit(by_uri[str(uri)], positions, rows.select(list(values))))
-    return sorted(hits, key=lambda h: order[h.entry.path])
 
 
 # ----------------------------------------------------------------- rewriting
 
 
-def _rewrite(view: View, entry: FragmentEntry, positions: Positions, mode: RowMode) -> Rewrite:
+def _rewrite(
+    state: SnapshotState, entry: FragmentEntry, positions: Positions, mode: RowMode
+) -> Rewrite:
     """Delete ``positions`` from ``entry``: a new deletion vector, or a rewritten file."""
-    deleted = union(positions_of(view.storage, entry), positions)
+    storage = state.storage
+    deleted = union(positions_of(storage, entry), positions)
     if len(deleted) >= entry.num_rows:
         return Rewrite(entry, ())  # nothing left: the fragment leaves the manifest
     if mode == "merge-on-read":
-        dv = write_deletion_vector(view.storage, deleted)
+        dv = write_deletion_vector(storage, deleted)
         return Rewrite(entry, (replace(entry, deletion=dv),))
-    physical = view.schemas(entry.schema_id)
-    kept = read_file(view.storage, physical, entry).filter(keep_mask(entry.num_rows, deleted))
+    physical = state.schema_of(entry.schema_id)
+    task = ReadTask.of(entry)
+    kept = read_file(storage, physical, task, snapshot=state.snap.snapshot_id).filter(
+        keep_mask(entry.num_rows, deleted)
+    )
     # The rewrite keeps the file's physical schema: no conversion, the same field ids.
-    return Rewrite(entry, tuple(write_fragments(view.storage, [kept], schema_id=entry.schema_id)))
+    return Rewrite(entry, tuple(write_fragments(storage, [kept], schema_id=entry.schema_id)))
 
 
 def _summary(
@@ -250,10 +153,10 @@ def _summary(
     )
 
 
-def _after(view: View, rewrites: Sequence[Rewrite]) -> list[FragmentEntry]:
+def _after(state: SnapshotState, rewrites: Sequence[Rewrite]) -> list[FragmentEntry]:
     """The base's fragments with the rewrites applied (rows the change keeps)."""
     by_path = {r.old.path: r.new for r in rewrites}
-    return [n for e in view.entries for n in by_path.get(e.path, (e,))]
+    return [n for e in state.entries for n in by_path.get(e.path, (e,))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +168,7 @@ class _Commit:
 
 
 def _commit(
-    view: View,
+    state: SnapshotState,
     how: _Commit,
     rewrites: Sequence[Rewrite],
     added: Sequence[FragmentEntry],
@@ -275,7 +178,7 @@ def _commit(
     key: KeyCheck | None = None,
 ) -> Snapshot:
     _check_message(how.message)
-    storage = view.storage
+    storage = state.storage
     written = sum(e.num_rows for e in added)
     parameters.update(
         rows_deleted=rows_deleted,
@@ -288,16 +191,16 @@ def _commit(
         author=how.author if how.author is not None else default_author(),
         message=how.message or "",
         properties=_check_properties(how.properties),
-        schema=view.snap.schema,
-        last_field_id=view.snap.last_field_id,
+        schema=state.snap.schema,
+        last_field_id=state.snap.last_field_id,
         parameters=parameters,
-        contract=view.snap.contract,
+        contract=state.snap.contract,
         added=make_manifest(storage, added, level=0) if added else None,
         rewrites=tuple(rewrites),
         delta=_summary(rewrites, added, rows_deleted, written),
     )
-    return view.log.commit(
-        view.snap,
+    return state.line.commit(
+        state.snap,
         change,
         merge_manifests=lambda refs: merge_manifest_levels(storage, refs),
         io=ManifestFiles(storage),
@@ -305,15 +208,15 @@ def _commit(
     )
 
 
-def _nothing(view: View, what: str) -> None:
-    _log.info("%s matched no rows of %s: nothing was committed", what, view.storage.uri)
+def _nothing(state: SnapshotState, what: str) -> None:
+    _log.info("%s matched no rows of %s: nothing was committed", what, state.uri)
 
 
 # ----------------------------------------------------------------- operations
 
 
 def delete(
-    view: View,
+    state: SnapshotState,
     where: str,
     *,
     mode: RowMode,
@@ -325,67 +228,100 @@ def delete(
     _check_mode(mode)
     if where is None:
         raise InvalidArgument("delete needs where=...; to delete every row pass where='true'")
-    candidates = _candidates(view, where)
-    hits = _matches(view, candidates, where, {})
+    candidates = _candidates(state, where, [])
+    hits = _matches(state, candidates)
     if not hits:
-        _nothing(view, f"delete where {where!r}")
+        _nothing(state, f"delete where {where!r}")
         return None
-    rewrites = [_rewrite(view, h.entry, h.positions, mode) for h in hits]
+    rewrites = [_rewrite(state, h.entry, h.positions, mode) for h in hits]
     parameters: dict[str, Any] = {
         "where": where,
         "mode": mode,
-        "fragments_scanned": len(candidates),
+        "fragments_scanned": len(candidates.tasks),
     }
     how = _Commit("delete", message, author, properties)
     deleted = sum(len(h.positions) for h in hits)
-    return _commit(view, how, rewrites, [], parameters, rows_deleted=deleted)
+    return _commit(state, how, rewrites, [], parameters, rows_deleted=deleted)
 
 
-def _check_set(view: View, values: Any) -> dict[str, str]:
+def _check_set(state: SnapshotState, values: Any) -> dict[str, str]:
+    """Each SET column -> its value expression bound as DuckDB SQL over the columns."""
+    from lakever.expr import bind_expression
+
     if not isinstance(values, Mapping) or not values:
         raise InvalidArgument(
             "set must be a non-empty dict of column -> SQL expression, e.g. "
             f"{{'label': \"'spam'\"}}; got {values!r}"
         )
+    public = state.public
     out: dict[str, str] = {}
     for column, expr in values.items():
-        if column not in view.public.names:
+        if column not in public.names:
             raise InvalidArgument(
-                f"set names unknown column {column!r}; the snapshot has {view.public.names}"
+                f"set names unknown column {column!r}; the snapshot has {public.names}"
             )
         if not isinstance(expr, str) or not expr.strip():
             raise InvalidArgument(
                 f"set[{column!r}] must be a SQL expression string (quote text: \"'spam'\"), "
                 f"got {expr!r}"
             )
-        if duckdb_type(view.public.field(column).type) is None:
+        if duckdb_type(public.field(column).type) is None:
             raise InvalidArgument(
-                f"column {column!r} has type {view.public.field(column).type}, which SQL "
+                f"column {column!r} has type {public.field(column).type}, which SQL "
                 "expressions cannot produce; use upsert() with the new rows instead"
             )
-        out[column] = expr
+        out[column], _ = bind_expression(expr, state.schema, what=f"set[{column!r}]")
     return out
 
 
-def _checked_rows(view: View, table: pa.Table, what: str, validate: ValidateMode) -> pa.Table:
+def _new_values(state: SnapshotState, rows: pa.Table, exprs: Mapping[str, str]) -> pa.Table:
+    """``rows`` with each SET column replaced by its expression's value (in its own type)."""
+    public = state.public
+    select = ", ".join(
+        f"CAST(({sql}) AS {duckdb_type(public.field(c).type)}) AS {quote_identifier(c)}"
+        for c, sql in exprs.items()
+    )
+    text = "SET " + ", ".join(f"{c} = {e}" for c, e in exprs.items())
+    con = cursor()
+    try:
+        con.register("__lakever_rows", rows.append_column("__i", pa.array(range(rows.num_rows))))
+        with translate_errors("update", text, public):
+            values = con.sql(f"SELECT {select} FROM __lakever_rows ORDER BY __i").to_arrow_table()
+    finally:
+        con.close()
+    for column in exprs:
+        f = public.field(column)
+        try:
+            new = values.column(column).cast(f.type)
+        except pa.ArrowInvalid as exc:
+            raise InvalidArgument(
+                f"update {text}: the new values of {column!r} do not fit {f.type}: {exc}"
+            ) from exc
+        rows = rows.set_column(public.get_field_index(column), f, new)
+    return rows
+
+
+def _checked_rows(
+    state: SnapshotState, table: pa.Table, what: str, validate: ValidateMode
+) -> pa.Table:
     """``table`` conformed to the snapshot schema (with field ids) and checked against the
     contract in force."""
-    table = conform(table, view.schema, what=what)
-    ref = view.snap.contract
+    table = conform(table, state.schema, what=what)
+    ref = state.snap.contract
     if ref is not None and validate == "contract":
-        contracts.check(ref.api, read_contract_text(view.storage, ref.id), table, what=what)
+        contracts.check(ref.api, read_contract_text(state.storage, ref.id), table, what=what)
     return table
 
 
-def _key_check(view: View, names: Sequence[str], what: str) -> KeyCheck:
-    ids = view.field_ids
+def _key_check(state: SnapshotState, names: Sequence[str], what: str) -> KeyCheck:
+    ids = state.field_ids
     return KeyCheck(
-        view.storage, view.schema, [ids[n] for n in names], stats_of=view.stats_of, what=what
+        state.storage, state.schema, [ids[n] for n in names], stats_of=state.stats_of, what=what
     )
 
 
 def update(
-    view: View,
+    state: SnapshotState,
     values: Mapping[str, str],
     where: str | None,
     *,
@@ -401,62 +337,53 @@ def update(
     primary-key checks); the old ones are deleted like `delete` does.
     """
     _check_mode(mode)
-    exprs = _check_set(view, values)
-    candidates = _candidates(view, where)
-    hits = _matches(view, candidates, where, exprs)
+    exprs = _check_set(state, values)
+    candidates = _candidates(state, where, state.public.names)
+    hits = _matches(state, candidates)
     if not hits:
-        _nothing(view, f"update where {where!r}")
+        _nothing(state, f"update where {where!r}")
         return None
-    what = f"update of {view.storage.uri}"
-    parts = []
-    for hit in hits:
-        raw = replace(hit.entry, deletion=None)
-        old = read_table(
-            view.storage, view.schema, view.public, [raw], None, view.schemas, view.schema_id
-        ).take(hit.positions)
-        assert hit.values is not None
-        for column in exprs:
-            f = view.public.field(column)
-            old = old.set_column(
-                view.public.get_field_index(column), f, hit.values.column(column).cast(f.type)
-            )
-        parts.append(old)
-    new_rows = _checked_rows(view, pa.concat_tables(parts), what, validate)
+    what = f"update of {state.uri}"
+    new_rows = _new_values(state, pa.concat_tables([h.rows for h in hits]), exprs)
+    new_rows = _checked_rows(state, new_rows, what, validate)
     added = write_fragments(
-        view.storage, [new_rows], schema_id=view.schema_id, layout=view.layout()
+        state.storage,
+        [new_rows],
+        schema_id=state.schema_id,
+        layout=layout_for(state.snap, state.schema),
     )
-    rewrites = [_rewrite(view, h.entry, h.positions, mode) for h in hits]
+    rewrites = [_rewrite(state, h.entry, h.positions, mode) for h in hits]
     key = None
-    if view.snap.primary_key:
-        key = _key_check(view, view.key_names, "this update")
-        if set(exprs) & set(view.key_names):  # unchanged keys cannot collide
-            key.check(added, _after(view, rewrites))
+    if state.snap.primary_key:
+        key = _key_check(state, _key_names(state), "this update")
+        if set(exprs) & set(_key_names(state)):  # unchanged keys cannot collide
+            key.check(added, _after(state, rewrites))
     parameters: dict[str, Any] = {
         "where": where,
-        "set": dict(exprs),
+        "set": dict(values),
         "mode": mode,
-        "fragments_scanned": len(candidates),
+        "fragments_scanned": len(candidates.tasks),
     }
     how = _Commit("update", message, author, properties)
     deleted = sum(len(h.positions) for h in hits)
-    return _commit(view, how, rewrites, added, parameters, rows_deleted=deleted, key=key)
+    return _commit(state, how, rewrites, added, parameters, rows_deleted=deleted, key=key)
 
 
-def _upsert_keys(view: View, on: Sequence[str] | None) -> list[str]:
+def _upsert_keys(state: SnapshotState, on: Sequence[str] | None) -> list[str]:
     if on is None:
-        if not view.snap.primary_key:
+        if not state.snap.primary_key:
             raise InvalidArgument(
-                f"upsert needs on=[key columns]: {view.storage.uri} declares no primary key"
+                f"upsert needs on=[key columns]: {state.uri} declares no primary key"
             )
-        return view.key_names
+        return _key_names(state)
     if isinstance(on, str):
         on = [on]
-    check_declared(view.schema, list(on))  # the same rules as for a declared key
+    check_declared(state.schema, list(on))  # the same rules as for a declared key
     return list(on)
 
 
 def upsert(
-    view: View,
+    state: SnapshotState,
     data: Any,
     on: Sequence[str] | None,
     *,
@@ -471,18 +398,23 @@ def upsert(
     Returns None when ``data`` has no rows (nothing committed).
     """
     _check_mode(mode)
-    names = _upsert_keys(view, on)
-    what = f"upsert to {view.storage.uri}"
+    names = _upsert_keys(state, on)
+    what = f"upsert to {state.uri}"
     data_schema, tables = to_arrow_stream(data)
-    conform(data_schema.empty_table(), view.schema, what=what)  # refuse before reading more
-    table = pa.concat_tables([conform(t, view.schema, what=what) for t in tables])
+    conform(data_schema.empty_table(), state.schema, what=what)  # refuse before reading more
+    table = pa.concat_tables([conform(t, state.schema, what=what) for t in tables])
     if table.num_rows == 0:
-        _nothing(view, "upsert of no rows")
+        _nothing(state, "upsert of no rows")
         return None
-    table = _checked_rows(view, table, what, validate)
-    added = write_fragments(view.storage, [table], schema_id=view.schema_id, layout=view.layout())
-    declared = names == view.key_names
-    key = _key_check(view, names, "this upsert")
+    table = _checked_rows(state, table, what, validate)
+    added = write_fragments(
+        state.storage,
+        [table],
+        schema_id=state.schema_id,
+        layout=layout_for(state.snap, state.schema),
+    )
+    declared = names == _key_names(state)
+    key = _key_check(state, names, "this upsert")
     dupes = key.duplicates(added)
     if dupes:
         text = (
@@ -492,17 +424,17 @@ def upsert(
         if declared:
             raise PrimaryKeyViolation(text, columns=names, examples=dupes)
         raise InvalidArgument(text)
-    hits = _positions_per_file(view, key.matches(added, view.entries))
-    rewrites = [_rewrite(view, h.entry, h.positions, mode) for h in hits]
-    replaced = sum(len(h.positions) for h in hits)
+    matches = key.matches(added, state.entries)
+    rewrites = [_rewrite(state, entry, positions, mode) for entry, positions in matches]
+    replaced = sum(len(positions) for _, positions in matches)
     parameters: dict[str, Any] = {"on": names, "mode": mode, "rows_replaced": replaced}
     how = _Commit("upsert", message, author, properties)
     return _commit(
-        view,
+        state,
         how,
         rewrites,
         added,
         parameters,
         rows_deleted=replaced,
-        key=key if view.snap.primary_key else None,
+        key=key if state.snap.primary_key else None,
     )

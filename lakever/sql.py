@@ -16,33 +16,36 @@ DuckDB does not keep row order through joins.
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from lakever.errors import InvalidArgument
-from lakever.format import FragmentEntry
 from lakever.schema import field_id, nested_fields
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
     import duckdb
 
+    from lakever.plan import ReadTask, ScanPlan
+
 __all__ = [
     "FILE_COLUMN",
     "POSITION_COLUMN",
     "connect",
+    "connect_locked",
     "cursor",
     "duckdb_type",
-    "live_rows_sql",
+    "plan_sql",
     "quote_identifier",
     "quote_literal",
     "register",
+    "register_plan",
     "relation",
     "run_filter",
     "run_query",
@@ -151,52 +154,61 @@ def schema_map(schema: pa.Schema, *, partial: bool = False) -> str | None:
     return "MAP {" + ", ".join(e for e in entries if e) + "}"
 
 
-#: Extra columns of `live_rows_sql` with ``positions``: the fragment's full path, and the
+#: Extra columns of `plan_sql` with ``positions``: the fragment's full path, and the
 #: row's position in the file (what a deletion vector records).
 FILE_COLUMN = "__lakever_file"
 POSITION_COLUMN = "__lakever_pos"
 
 
-def _live_condition(storage: Storage, entry: FragmentEntry) -> str:
-    """A WHERE condition true for the rows of ``entry`` its deletion vector does not list."""
-    assert entry.deletion is not None
-    dv = quote_literal(storage.full_path(entry.deletion.path))
+def dv_table_name(task: ReadTask) -> str:
+    """The name a fragment's deletion vector is registered under (its content hash)."""
+    assert task.deletion is not None
+    return "__lakever_dv_" + task.deletion.content_hash.removeprefix("sha256:")[:32]
+
+
+def _live_condition(task: ReadTask) -> str:
+    """A WHERE condition true for the rows of ``task`` its deletion vector does not list."""
     bitmap = (
-        f"(SELECT bitstring_agg(position, 0::BIGINT, {entry.num_rows - 1}::BIGINT) "
-        f"FROM read_parquet({dv}))"
+        f"(SELECT bitstring_agg(position, 0::BIGINT, {task.num_rows - 1}::BIGINT) "
+        f"FROM {quote_identifier(dv_table_name(task))})"
     )
     return f"get_bit({bitmap}, file_row_number::INTEGER) = 0"
 
 
-def live_rows_sql(
-    storage: Storage,
+def plan_sql(
+    plan: ScanPlan,
     names: Sequence[str],
     mapping: str,
-    fragments: Sequence[FragmentEntry],
+    tasks: Sequence[ReadTask] | None = None,
     *,
     positions: bool = False,
 ) -> str:
-    """SQL for the live rows of ``fragments``, in read order, read through ``mapping``.
+    """SQL for the live rows of the plan's tasks, in read order, read through ``mapping``.
 
     Consecutive fragments without deleted rows are read by one ``read_parquet``; a
-    fragment with deleted rows alone, filtered by its deletion vector. With
-    ``positions`` the rows also carry `FILE_COLUMN` and `POSITION_COLUMN`.
+    fragment with deleted rows alone, filtered by its deletion vector, which must be
+    registered on the connection (`register_plan`). With ``positions`` the rows also
+    carry `FILE_COLUMN` and `POSITION_COLUMN`. ``can_have_nan`` keeps DuckDB from
+    skipping row groups by min/max that leave NaN out (duckdb/duckdb#25521).
     """
+    storage = plan.storage
+    tasks = plan.tasks if tasks is None else tasks
     columns = [quote_identifier(n) for n in names]
     parts = []
-    for has_deletes, run in groupby(fragments, key=lambda f: f.deletion is not None):
+    for has_deletes, run in groupby(tasks, key=lambda t: t.deletion is not None):
         group = list(run)
-        for chunk in [[f] for f in group] if has_deletes else [group]:
-            files = "[" + ", ".join(quote_literal(storage.full_path(f.path)) for f in chunk) + "]"
-            select, options, where = list(columns), "", ""
+        for chunk in [[t] for t in group] if has_deletes else [group]:
+            files = "[" + ", ".join(quote_literal(storage.full_path(t.path)) for t in chunk) + "]"
+            select, options, where = list(columns), ", can_have_nan=true", ""
             if positions:
                 file = FILE_COLUMN if not has_deletes else files[1:-1]
                 select += [f"{file} AS {FILE_COLUMN}", f"file_row_number AS {POSITION_COLUMN}"]
-                options = f", filename={quote_literal(FILE_COLUMN)}" if not has_deletes else ""
+                if not has_deletes:
+                    options += f", filename={quote_literal(FILE_COLUMN)}"
             if positions or has_deletes:
                 options += ", file_row_number=true"
             if has_deletes:
-                where = " WHERE " + _live_condition(storage, chunk[0])
+                where = " WHERE " + _live_condition(chunk[0])
             parts.append(
                 f"SELECT {', '.join(select)} FROM read_parquet({files}, schema={mapping}"
                 f"{options}){where}"
@@ -204,13 +216,47 @@ def live_rows_sql(
     return " UNION ALL ".join(parts)
 
 
+def register_plan(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> None:
+    """Register the deletion vectors of the plan's tasks on ``con`` (verified positions).
+
+    Deletion vectors reach DuckDB as Arrow tables read through `positions_of`, which
+    verifies each against its hash, never as files DuckDB would read unchecked.
+    """
+    from lakever.deletion import positions_of
+
+    for t in plan.tasks:
+        if t.deletion is not None:
+            positions = positions_of(plan.storage, t)
+            con.register(dv_table_name(t), pa.table({"position": positions}))
+
+
+def _settings(con: duckdb.DuckDBPyConnection) -> None:
+    # Naive and zoned timestamps compare the same way on every machine.
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
+
+
 def connect() -> duckdb.DuckDBPyConnection:
-    """A new in-memory DuckDB connection that never downloads extensions."""
+    """A new in-memory DuckDB connection that never downloads extensions (times in UTC)."""
     import duckdb
 
-    return duckdb.connect(
+    con = duckdb.connect(
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     )
+    _settings(con)
+    return con
+
+
+def connect_locked(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
+    """A new DuckDB database that can read files only under ``directories`` and nothing else.
+
+    No other file, no network, no extension install or load, no ATTACH, and no
+    configuration change: the settings are locked before the caller gets it.
+    """
+    con = connect()
+    con.execute("SET allowed_directories = $dirs", {"dirs": sorted(directories)})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
 
 
 def register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
@@ -225,41 +271,15 @@ _shared_lock = threading.Lock()
 def cursor() -> duckdb.DuckDBPyConnection:
     """A new connection to lakever's process-wide in-memory DuckDB database.
 
-    For lakever's own short queries: opening a database costs ~20 ms, a cursor on
-    an open one microseconds. Registered objects stay private to the cursor; close
-    it when done.
+    For lakever's own queries only (never a caller's SQL): opening a database costs
+    ~25 ms, a cursor on an open one microseconds. Registered objects stay private to
+    the cursor; close it when done.
     """
     global _shared
     with _shared_lock:
         if _shared is None:
             _shared = connect()
         return _shared.cursor()
-
-
-def snapshot_view(
-    con: duckdb.DuckDBPyConnection, key: str, build: Callable[[], duckdb.DuckDBPyRelation]
-) -> str:
-    """Create, once per database, a view named after an immutable snapshot; return its name.
-
-    ``key`` identifies the snapshot (dataset location, snapshot id, pruning filter):
-    since a snapshot never changes, the view can be shared by every cursor and
-    reused by every later query.
-    """
-    name = "__lakever_" + hashlib.sha256(key.encode()).hexdigest()[:24]
-    found = con.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]
-    ).fetchall()
-    if not found[0][0]:
-        build().create_view(name, replace=True)
-    return name
-
-
-def alias_view(con: duckdb.DuckDBPyConnection, alias: str, target: str) -> None:
-    """Make ``alias`` a temporary view (visible to ``con`` only) of view ``target``."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {quote_identifier(alias)} AS "
-        f"SELECT * FROM {quote_identifier(target)}"
-    )
 
 
 def _register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
@@ -272,36 +292,25 @@ def _register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
         con.register_filesystem(fs)
 
 
-def relation(
-    con: duckdb.DuckDBPyConnection,
-    storage: Storage,
-    schema: pa.Schema,
-    public: pa.Schema,
-    fragments: Sequence[FragmentEntry],
-    *,
-    uniform: bool,
-    to_arrow: Callable[[], pa.Table],
-) -> duckdb.DuckDBPyRelation:
-    """Return the snapshot's rows as a DuckDB relation on ``con``.
+def relation(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> duckdb.DuckDBPyRelation:
+    """The live rows of the plan's tasks (its columns; no filter) as a relation on ``con``.
 
-    Args:
-        schema: the snapshot schema, with field ids.
-        public: the same without field ids.
-        uniform: every fragment was written under ``schema`` (no evolution to map).
-        to_arrow: reads the snapshot through Arrow; used only when the schema has a
-            type DuckDB cannot be told (see `schema_map`) and fragments differ in schema.
+    Fragments are verified first. Local fragments are read by DuckDB's Parquet reader
+    through a schema map by field id; fragments on other storage, or snapshots with a
+    type DuckDB cannot be told, are read through Arrow.
     """
-    if not fragments:
+    from lakever.integrity import verify
+    from lakever.reader import read_plan
+
+    public = plan.output_schema
+    if not plan.tasks:
         return con.from_arrow(public.empty_table())
-    columns = ", ".join(quote_identifier(n) for n in public.names)
-    mapping = schema_map(schema)
-    if mapping is None:
-        if not uniform or any(f.deletion is not None for f in fragments):
-            return con.from_arrow(to_arrow())
-        _register(con, storage)
-        return con.read_parquet([storage.full_path(f.path) for f in fragments]).project(columns)
-    _register(con, storage)
-    return con.sql(live_rows_sql(storage, public.names, mapping, fragments))
+    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
+    mapping = schema_map(plan.schema)
+    if mapping is None or not plan.storage.is_local:
+        return con.from_arrow(read_plan(replace(plan, filter=None, filter_columns=())))
+    register_plan(con, plan)
+    return con.sql(plan_sql(plan, plan.columns, mapping))
 
 
 def _error(what: str, text: str, exc: Exception, public: pa.Schema | None) -> InvalidArgument:

@@ -45,3 +45,24 @@ def location(request: pytest.FixtureRequest, tmp_path) -> str:
 def local_location(tmp_path) -> str:
     """A fresh dataset path on local disk (for tests that need several processes)."""
     return str(tmp_path / "events")
+
+
+@pytest.fixture
+def fragment_reads(monkeypatch) -> list[str]:
+    """The paths of the fragments lakever verifies before reading them, in call order.
+
+    Every read path verifies a fragment right before an engine reads it, so this
+    is the list of fragments each operation reads.
+    """
+    import lakever.integrity as integrity
+
+    seen: list[str] = []
+    for name in ("_verify_local", "_verify_remote"):
+        real = getattr(integrity, name)
+
+        def spy(storage, ref, snapshot, _real=real):
+            seen.append(ref.path)
+            return _real(storage, ref, snapshot)
+
+        monkeypatch.setattr(integrity, name, spy)
+    return seen
