@@ -83,9 +83,43 @@ def _iter_reader(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
 
 
+def _polars_zone(tz: str) -> bool:
+    """Whether polars accepts ``tz`` (an IANA name; fixed offsets other than +00:00 fail)."""
+    import zoneinfo
+
+    if tz in ("+00:00", "-00:00"):
+        return True
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _for_polars(t: pa.DataType) -> pa.DataType:
+    """``t`` with time zones polars cannot name replaced by UTC (the same instants)."""
+    if pa.types.is_timestamp(t) and t.tz is not None and not _polars_zone(t.tz):
+        return pa.timestamp(t.unit, tz="UTC")
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_for_polars(f.type)) for f in t])
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_for_polars(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_for_polars(t.value_type)))
+    return t
+
+
 def arrow_to_polars(table: pa.Table) -> pl.DataFrame:
+    """``table`` as a polars DataFrame.
+
+    polars names time zones by IANA name only: a column stored with a fixed offset
+    (e.g. ``+05:30``) comes back in UTC, the same instants (polars would panic).
+    """
     import polars as pl
 
+    target = pa.schema([f.with_type(_for_polars(f.type)) for f in table.schema])
+    if target != table.schema:
+        table = table.cast(target)
     df = pl.from_arrow(table, rechunk=False)
     assert isinstance(df, pl.DataFrame)
     return df
@@ -106,10 +140,12 @@ def plan_to_lazy(plan: ScanPlan) -> pl.LazyFrame:
 
     from lakever.integrity import verify
 
+    public = plan.output_schema
     simple = (
         plan.filter is None
         and plan.storage.is_local
         and bool(plan.tasks)
+        and all(_for_polars(f.type) == f.type for f in public)
         and all(t.deletion is None and t.schema_id == plan.schema_id for t in plan.tasks)
     )
     if not simple:

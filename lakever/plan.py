@@ -13,10 +13,12 @@ any of its tasks can be pickled and read elsewhere with `ScanPlan.read`.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pyarrow as pa
 
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
     from lakever.snapshot import SnapshotState
 
 __all__ = ["ExplainReport", "ReadTask", "ScanPlan", "check_columns", "plan_scan"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,27 +194,69 @@ def check_columns(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]
     return list(columns)
 
 
+class _Lru(Generic[K, V]):
+    """A small thread-safe LRU map of values derived from immutable inputs."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+#: Bound filters by (text, schema id, what): binding is a pure function of the two.
+_BOUND: _Lru[tuple[str, str, str], BoundFilter] = _Lru(1024)
+#: Pruning results by (dataset, snapshot id, bound SQL): snapshots never change.
+_PRUNED: _Lru[tuple[str, str, str], tuple[list[FragmentEntry], list[FragmentEntry]]] = _Lru(256)
+
+
 def bind(state: SnapshotState, filter: str | None, *, what: str = "filter") -> BoundFilter | None:
     """Bind ``filter`` against the snapshot (None: no filter)."""
     if filter is None:
         return None
     from lakever.expr import bind_filter
 
-    return bind_filter(filter, state.schema, what=what)
+    if not isinstance(filter, str):
+        return bind_filter(filter, state.schema, what=what)  # raises the usual error
+    key = (filter, state.schema_id, what)
+    bound = _BOUND.get(key)
+    if bound is None:
+        bound = bind_filter(filter, state.schema, what=what)
+        _BOUND.put(key, bound)
+    return bound
 
 
 def prune_entries(
-    state: SnapshotState, bound: BoundFilter | None, entries: list[FragmentEntry] | None = None
+    state: SnapshotState, bound: BoundFilter | None
 ) -> tuple[list[FragmentEntry], list[FragmentEntry]]:
     """The entries after partition pruning and after statistics pruning for ``bound``."""
-    entries = state.entries if entries is None else entries
+    entries = state.entries
     if bound is None:
         return entries, entries
     from lakever.pruning import prune
 
+    key = (state.uri, state.snap.snapshot_id, bound.sql)
+    hit = _PRUNED.get(key)
+    if hit is not None:
+        return hit
     types = {fid: f.type for fid, f in state.fields.items()}
     pruned = prune(entries, bound, types, state.schema_of)
-    return pruned.after_partitions, pruned.kept
+    result = (pruned.after_partitions, pruned.kept)
+    _PRUNED.put(key, result)
+    return result
 
 
 def plan_scan(

@@ -9,9 +9,9 @@ read-only query (`lakever._sqlrewrite`), may only name datasets (and its own CTE
 as tables, and may call only a short list of table functions.
 
 Each call gets its own cursor; the snapshot views it needs are temporary views of
-that cursor, so one caller's query cannot change what another reads. A database
-is reused while it holds no object a caller could have created through a returned
-relation's own methods; one that does is dropped.
+that cursor, so one caller's query cannot change what another reads. The locked
+database is an empty file opened read-only: nothing persistent can be created
+in it, even through a returned relation's own methods, so it is safely shared.
 
 ``trusted=True`` (documented opt-in) runs the SQL on a private, unlocked database
 instead, with every DuckDB feature available.
@@ -50,29 +50,6 @@ _POOL_SIZE = 8
 _pool: OrderedDict[frozenset[str], duckdb.DuckDBPyConnection] = OrderedDict()
 _pool_lock = threading.Lock()
 
-_TAMPER = (
-    "SELECT (SELECT count(*) FROM duckdb_tables() WHERE NOT internal AND NOT temporary) "
-    "+ (SELECT count(*) FROM duckdb_views() WHERE NOT internal AND NOT temporary) "
-    "+ (SELECT count(*) FROM duckdb_functions() WHERE NOT internal "
-    "AND function_type IN ('macro', 'table_macro')) "
-    "+ (SELECT count(*) FROM duckdb_sequences())"
-)
-
-
-def _untouched(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the database holds no persistent object a caller created."""
-    import duckdb
-
-    try:
-        cur = con.cursor()
-        try:
-            row = cur.sql(_TAMPER).fetchall()
-        finally:
-            cur.close()
-    except duckdb.Error:
-        return False
-    return bool(row and row[0][0] == 0)
-
 
 def locked_cursor(directories: Iterable[str]) -> duckdb.DuckDBPyConnection:
     """A fresh cursor on a locked database that may read under ``directories``."""
@@ -80,11 +57,8 @@ def locked_cursor(directories: Iterable[str]) -> duckdb.DuckDBPyConnection:
     with _pool_lock:
         for allowed in list(_pool):
             if key <= allowed:
-                con = _pool[allowed]
-                if _untouched(con):
-                    _pool.move_to_end(allowed)
-                    return con.cursor()
-                del _pool[allowed]  # a caller created objects in it: never reuse it
+                _pool.move_to_end(allowed)
+                return _pool[allowed].cursor()
         con = connect_locked(sorted(key))
         _pool[key] = con
         while len(_pool) > _POOL_SIZE:

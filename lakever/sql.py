@@ -246,13 +246,56 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+_empty_lock = threading.Lock()
+_empty_path: str | None = None
+_copies = 0
+
+
+def _empty_database() -> str:
+    """A new empty DuckDB database file private to this process.
+
+    DuckDB shares one database instance per file within a process, so every
+    locked database gets its own copy of an empty file (a few KiB).
+    """
+    global _empty_path, _copies
+    import os
+    import shutil
+
+    with _empty_lock:
+        if _empty_path is None:
+            import atexit
+            import tempfile
+
+            import duckdb
+
+            folder = tempfile.mkdtemp(prefix="lakever-duckdb-")
+            path = os.path.join(folder, "empty.duckdb")
+            duckdb.connect(path).close()
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            _empty_path = path
+        _copies += 1
+        copy = os.path.join(os.path.dirname(_empty_path), f"locked-{_copies}.duckdb")
+        shutil.copyfile(_empty_path, copy)
+        return copy
+
+
 def connect_locked(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
     """A new DuckDB database that can read files only under ``directories`` and nothing else.
 
     No other file, no network, no extension install or load, no ATTACH, and no
-    configuration change: the settings are locked before the caller gets it.
+    configuration change: the settings are locked before the caller gets it. The
+    database is an empty file opened read-only, so nobody can create a persistent
+    object (a table, a view, a macro shadowing a function) in it: whatever a
+    caller creates is temporary, private to its own cursor.
     """
-    con = connect()
+    import duckdb
+
+    con = duckdb.connect(
+        _empty_database(),
+        read_only=True,
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+    )
+    _settings(con)
     con.execute("SET allowed_directories = $dirs", {"dirs": sorted(directories)})
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
