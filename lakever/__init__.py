@@ -37,7 +37,7 @@ from lakever.errors import (
 )
 from lakever.format import FORMAT_VERSION
 from lakever.partitioning import Transform, day, hour, identity, month, year
-from lakever.plan import ExplainReport, ReadTask, ScanPlan
+from lakever.reader import ExplainReport, ReadTask, ScanPlan
 from lakever.refs import Tag
 
 __version__ = "0.1.0"

@@ -16,9 +16,13 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-    from lakever.plan import ScanPlan
-
-__all__ = ["arrow_to_pandas", "arrow_to_polars", "plan_to_lazy", "to_arrow_stream"]
+__all__ = [
+    "arrow_to_pandas",
+    "arrow_to_polars",
+    "polars_can_hold",
+    "scan_parquet",
+    "to_arrow_stream",
+]
 
 _STREAM_ROWS = 1 << 20
 
@@ -129,27 +133,13 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def plan_to_lazy(plan: ScanPlan) -> pl.LazyFrame:
-    """A polars LazyFrame over a scan plan.
+def polars_can_hold(schema: pa.Schema) -> bool:
+    """Whether polars reads ``schema`` as it is (no time zone it cannot name)."""
+    return all(_for_polars(f.type) == f.type for f in schema)
 
-    A local plan without a filter, deleted rows or older schemas is scanned lazily by
-    polars itself (its later filters and projections reach the Parquet reader); its
-    fragments are verified first. Any other plan is read through Arrow.
-    """
+
+def scan_parquet(paths: list[str], columns: list[str]) -> pl.LazyFrame:
+    """A polars lazy scan of Parquet files (columns by name)."""
     import polars as pl
 
-    from lakever.integrity import verify
-
-    public = plan.output_schema
-    simple = (
-        plan.filter is None
-        and plan.storage.is_local
-        and bool(plan.tasks)
-        and all(_for_polars(f.type) == f.type for f in public)
-        and all(t.deletion is None and t.schema_id == plan.schema_id for t in plan.tasks)
-    )
-    if not simple:
-        return arrow_to_polars(plan.to_arrow()).lazy()
-    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
-    lf = pl.scan_parquet([plan.storage.full_path(t.path) for t in plan.tasks])
-    return lf.select(list(plan.columns))
+    return pl.scan_parquet(paths).select(columns)

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from lakever import contract as contracts
 from lakever import refs
-from lakever._convert import arrow_to_pandas, arrow_to_polars, plan_to_lazy
+from lakever._convert import arrow_to_pandas, arrow_to_polars
 from lakever._dataset_refs import RefsMixin
 from lakever._dataset_rows import RowsMixin, diff_of
 from lakever._metafiles import read_contract_text
@@ -42,7 +42,8 @@ from lakever.evolution import diff as schema_changes
 from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot
 from lakever.log import Log
 from lakever.partitioning import Transform
-from lakever.plan import ExplainReport, ScanPlan, bind, plan_scan
+from lakever.planner import bind, plan_scan
+from lakever.reader import ExplainReport, ScanPlan, to_lazy
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.snapshot import SnapshotState
 from lakever.storage import Storage, open_storage
@@ -304,7 +305,7 @@ class Dataset(RefsMixin, RowsMixin):
         Parquet reader);
         the others, and filtered scans, are read through Arrow first.
         """
-        return plan_to_lazy(self.plan(filter=filter))
+        return to_lazy(self.plan(filter=filter))
 
     def to_duckdb(
         self, con: duckdb.DuckDBPyConnection | None = None, *, prune: str | None = None
@@ -320,7 +321,7 @@ class Dataset(RefsMixin, RowsMixin):
                 not match it: apply the filter yourself.
         """
         from lakever.query import scan_plan_for, snapshot_relation
-        from lakever.sql import relation
+        from lakever.sqlplan import relation
 
         if prune is not None:
             bind(self._state, prune, what="prune")  # report a bad filter, like every filter

@@ -166,7 +166,7 @@ def _read(
     Fragments are read through one scan plan (verified, deletion vectors applied), in
     parallel threads (pyarrow releases the GIL), in order.
     """
-    from lakever.plan import plan_of
+    from lakever.planner import plan_of
 
     scan = plan_of(storage, target, [p.entry for p in parts], public.names, schemas)
 

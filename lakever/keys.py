@@ -23,8 +23,8 @@ from lakever.errors import CommitConflict, InvalidArgument, PrimaryKeyViolation
 from lakever.evolution import stats_compatible
 from lakever.format import FragmentEntry, Snapshot, schema_id
 from lakever.fragments import read_manifest
-from lakever.plan import ScanPlan, plan_of
-from lakever.reader import read_plan, read_positions
+from lakever.planner import plan_of
+from lakever.reader import ScanPlan, read_plan, read_positions
 from lakever.schema import iter_field_ids, schema_to_json
 from lakever.sql import cursor, quote_identifier, schema_map
 from lakever.storage import Storage

@@ -193,6 +193,8 @@ def prune(
             part_cache[key] = hit
         return hit
 
+    import duckdb
+
     con = cursor()
     try:
         from lakever.expr import run_prune
@@ -209,6 +211,10 @@ def prune(
             rel = stats_relation(after, fields, types, _own_stats, written_type)
             mask = run_prune(con, rel, condition).to_pylist()
             kept = [e for e, m in zip(after, mask, strict=True) if m]
+    except duckdb.Error:
+        # A value DuckDB cannot evaluate (e.g. an out-of-range cast): prune nothing, so
+        # evaluating the filter on the rows reports the error exactly as DuckDB would.
+        return Pruned(entries, entries, entries)
     finally:
         con.close()
     return Pruned(entries, after, kept)

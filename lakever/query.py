@@ -28,16 +28,11 @@ from typing import TYPE_CHECKING
 
 from lakever._sqlrewrite import Reference, rewrite
 from lakever.errors import InvalidArgument
-from lakever.plan import ScanPlan, make_plan, prune_entries
-from lakever.sql import (
-    connect,
-    connect_locked,
-    plan_sql,
-    quote_identifier,
-    register_plan,
-    run_query,
-    schema_map,
-)
+from lakever.integrity import verify
+from lakever.planner import make_plan, prune_entries
+from lakever.reader import ScanPlan, read_plan
+from lakever.sql import connect, connect_locked, quote_identifier, run_query, schema_map
+from lakever.sqlplan import plan_sql, register_plan
 
 if TYPE_CHECKING:
     import duckdb
@@ -72,9 +67,6 @@ def _data_dirs(plans: Iterable[ScanPlan]) -> set[str]:
 
 def _view_sql(con: duckdb.DuckDBPyConnection, name: str, plan: ScanPlan) -> None:
     """Make ``name`` a temporary view of ``con`` over the plan's live rows."""
-    from lakever.integrity import verify
-    from lakever.reader import read_plan
-
     mapping = schema_map(plan.schema)
     if not plan.tasks or mapping is None or not plan.storage.is_local:
         con.register(name, read_plan(plan))
@@ -99,7 +91,7 @@ def scan_plan_for(state: SnapshotState, prune: str | None) -> ScanPlan:
     """Every column of the snapshot; fragments ``prune`` cannot match left out."""
     bound = None
     if prune is not None:
-        from lakever.plan import bind
+        from lakever.planner import bind
 
         try:
             bound = bind(state, prune, what="WHERE clause")

@@ -18,8 +18,9 @@ match), so a filtered read returns the same values as an unfiltered one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +28,181 @@ import numpy as np
 import pyarrow as pa
 
 from lakever._batching import regroup
+from lakever._convert import arrow_to_polars, polars_can_hold, scan_parquet
 from lakever.deletion import keep_mask, keep_mask_of, positions_of
+from lakever.errors import InvalidArgument
+from lakever.format import DeletionVector, FragmentEntry
 from lakever.integrity import reading, verify
-from lakever.plan import ReadTask, ScanPlan
 from lakever.projection import Plan, plan, project
+from lakever.sql import cursor, translate_errors
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
+    import polars as pl
     import pyarrow.dataset as pads
 
-__all__ = ["iter_plan", "matching", "read_file", "read_plan", "read_positions", "rebatch"]
+__all__ = [
+    "ExplainReport",
+    "ReadTask",
+    "ScanPlan",
+    "check_columns",
+    "iter_plan",
+    "matching",
+    "read_file",
+    "read_plan",
+    "read_positions",
+    "rebatch",
+    "to_lazy",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTask:
+    """One fragment to read: its file, how it was written, and the rows deleted from it."""
+
+    #: Path of the Parquet file relative to the dataset root.
+    path: str
+    size_bytes: int
+    #: ``sha256:<hex>`` of the file's bytes; verified before the file is read.
+    content_hash: str
+    #: Rows in the file (deleted rows included).
+    num_rows: int
+    #: Id of the schema the file was written under (its physical schema).
+    schema_id: str
+    #: The rows deleted from the file (None: none).
+    deletion: DeletionVector | None = None
+
+    @property
+    def live_rows(self) -> int:
+        """Rows of the file that are not deleted."""
+        return self.num_rows - (self.deletion.count if self.deletion is not None else 0)
+
+    @staticmethod
+    def of(e: FragmentEntry) -> ReadTask:
+        return ReadTask(e.path, e.size_bytes, e.content_hash, e.num_rows, e.schema_id, e.deletion)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainReport:
+    """What a filtered read would touch: fragments before and after each pruning step."""
+
+    filter: str
+    fragments_total: int
+    fragments_after_partition_pruning: int
+    fragments_after_stats_pruning: int
+    rows_total: int
+    rows_after_pruning: int
+    bytes_total: int
+    bytes_after_pruning: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """A read of one snapshot: read tasks, projection and residual filter (picklable).
+
+    ``to_arrow()``/``to_batches()`` read the whole plan in order; ``read(task)``
+    reads one task (e.g. on a worker), with the deletions and the filter applied.
+    """
+
+    storage: Storage
+    uri: str
+    snapshot_id: str
+    version: int
+    #: The snapshot schema, with field ids.
+    schema: pa.Schema
+    #: The output columns, by their names in the snapshot.
+    columns: tuple[str, ...]
+    #: The residual filter in DuckDB SQL over the snapshot's column names (None: no filter).
+    filter: str | None
+    #: Columns the filter reads.
+    filter_columns: tuple[str, ...]
+    tasks: tuple[ReadTask, ...]
+    #: Physical schemas (with field ids) of the tasks written under another schema.
+    schemas: Mapping[str, pa.Schema] = field(default_factory=dict)
+    #: The filter as the caller wrote it.
+    filter_text: str | None = None
+    #: Fragments and rows before pruning and after partition pruning (for `explain`).
+    fragments_total: int = 0
+    fragments_after_partition_pruning: int = 0
+    rows_total: int = 0
+    bytes_total: int = 0
+
+    def __repr__(self) -> str:
+        where = f" filter={self.filter_text!r}" if self.filter_text else ""
+        return (
+            f"<lakever.ScanPlan {self.uri!r} snapshot={self.snapshot_id[:12]} "
+            f"tasks={len(self.tasks)} columns={list(self.columns)}{where}>"
+        )
+
+    @cached_property
+    def output_schema(self) -> pa.Schema:
+        """The schema of what the plan reads (projection applied, no field ids)."""
+        from lakever.schema import strip_field_ids
+
+        public = strip_field_ids(self.schema)
+        return pa.schema([public.field(c) for c in self.columns])
+
+    @cached_property
+    def schema_id(self) -> str:
+        from lakever.format import schema_id
+        from lakever.schema import schema_to_json
+
+        return schema_id(schema_to_json(self.schema))
+
+    def physical(self, sid: str) -> pa.Schema:
+        """The schema (with field ids) a task was written under."""
+        return self.schemas.get(sid) or self.schema
+
+    def to_arrow(self) -> pa.Table:
+        """Read every task, in order, as one Arrow table."""
+        return read_plan(self)
+
+    def to_batches(self, batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
+        """Stream the plan as record batches of exactly ``batch_size`` rows (the last may be
+        shorter)."""
+        return rebatch(iter_plan(self, batch_size), batch_size)
+
+    def to_polars(self) -> pl.DataFrame:
+        """Read every task as a polars DataFrame."""
+        return arrow_to_polars(self.to_arrow())
+
+    def read(self, task: ReadTask) -> pa.Table:
+        """Read one task of this plan (its live rows that pass the filter, projected)."""
+        return read_plan(self, [task])
+
+    def explain(self) -> ExplainReport:
+        """How many fragments, rows and bytes pruning left for this read."""
+        return ExplainReport(
+            filter=self.filter_text or "",
+            fragments_total=self.fragments_total,
+            fragments_after_partition_pruning=self.fragments_after_partition_pruning,
+            fragments_after_stats_pruning=len(self.tasks),
+            rows_total=self.rows_total,
+            rows_after_pruning=sum(t.num_rows for t in self.tasks),
+            bytes_total=self.bytes_total,
+            bytes_after_pruning=sum(t.size_bytes for t in self.tasks),
+        )
+
+
+def check_columns(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]:
+    """Validate a projection; return the column names to read."""
+    if columns is None:
+        return list(schema.names)
+    if isinstance(columns, str) or not isinstance(columns, Sequence):
+        raise InvalidArgument(f"columns must be a list of column names, got {columns!r}")
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise InvalidArgument(
+            f"unknown column(s) {missing}; the snapshot has columns {schema.names}"
+        )
+    if len(set(columns)) != len(columns):
+        raise InvalidArgument(f"columns {list(columns)} names a column twice")
+    return list(columns)
+
 
 #: Tasks read together (in parallel) at most: bounds memory on filtered reads.
 _RUN_TASKS = 32
@@ -142,15 +308,15 @@ def matching(table: pa.Table | pa.RecordBatch, sql: str) -> np.ndarray[Any, Any]
 
     ``table`` holds the columns the expression reads, under their snapshot names.
     """
-    from lakever.sql import cursor
-
     n = table.num_rows
     data = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
     data = data.append_column(_INDEX, pa.array(np.arange(n, dtype=np.int64)))
     con = cursor()
     try:
         con.register("__lakever_rows", data)
-        out = con.sql(f'SELECT "{_INDEX}" FROM __lakever_rows WHERE ({sql})').to_arrow_table()
+        with translate_errors("filter", sql, None):
+            query = f'SELECT "{_INDEX}" FROM __lakever_rows WHERE ({sql})'
+            out = con.sql(query).to_arrow_table()
     finally:
         con.close()
     idx = out.column(0).to_numpy()
@@ -284,3 +450,23 @@ def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(batches) == 1:
         return batches[0]
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def to_lazy(p: ScanPlan) -> pl.LazyFrame:
+    """A polars LazyFrame over a scan plan.
+
+    A local plan without a filter, deleted rows or older schemas is scanned lazily by
+    polars itself (its later filters and projections reach the Parquet reader); its
+    fragments are verified first. Any other plan is read through Arrow.
+    """
+    simple = (
+        p.filter is None
+        and p.storage.is_local
+        and bool(p.tasks)
+        and polars_can_hold(p.output_schema)
+        and all(t.deletion is None and t.schema_id == p.schema_id for t in p.tasks)
+    )
+    if not simple:
+        return arrow_to_polars(p.to_arrow()).lazy()
+    verify(p.storage, p.tasks, snapshot=p.snapshot_id)
+    return scan_parquet([p.storage.full_path(t.path) for t in p.tasks], list(p.columns))

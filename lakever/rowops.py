@@ -45,9 +45,9 @@ from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
 from lakever.fragments import make_manifest, read_manifest, write_fragments, write_manifest
 from lakever.keys import KeyCheck, check_declared
 from lakever.log import Change, Rewrite
-from lakever.plan import ReadTask, ScanPlan, bind, make_plan, prune_entries
+from lakever.planner import bind, make_plan, prune_entries
 from lakever.projection import conform
-from lakever.reader import read_file, read_positions
+from lakever.reader import ReadTask, ScanPlan, read_file, read_positions
 from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, duckdb_type, quote_identifier, translate_errors
 from lakever.storage import Storage

@@ -19,8 +19,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
-from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -32,21 +30,14 @@ from lakever.storage import Storage
 if TYPE_CHECKING:
     import duckdb
 
-    from lakever.plan import ReadTask, ScanPlan
-
 __all__ = [
-    "FILE_COLUMN",
-    "POSITION_COLUMN",
     "connect",
     "connect_locked",
     "cursor",
     "duckdb_type",
-    "plan_sql",
     "quote_identifier",
     "quote_literal",
     "register",
-    "register_plan",
-    "relation",
     "run_filter",
     "run_query",
     "schema_map",
@@ -154,82 +145,6 @@ def schema_map(schema: pa.Schema, *, partial: bool = False) -> str | None:
     return "MAP {" + ", ".join(e for e in entries if e) + "}"
 
 
-#: Extra columns of `plan_sql` with ``positions``: the fragment's full path, and the
-#: row's position in the file (what a deletion vector records).
-FILE_COLUMN = "__lakever_file"
-POSITION_COLUMN = "__lakever_pos"
-
-
-def dv_table_name(task: ReadTask) -> str:
-    """The name a fragment's deletion vector is registered under (its content hash)."""
-    assert task.deletion is not None
-    return "__lakever_dv_" + task.deletion.content_hash.removeprefix("sha256:")[:32]
-
-
-def _live_condition(task: ReadTask) -> str:
-    """A WHERE condition true for the rows of ``task`` its deletion vector does not list."""
-    bitmap = (
-        f"(SELECT bitstring_agg(position, 0::BIGINT, {task.num_rows - 1}::BIGINT) "
-        f"FROM {quote_identifier(dv_table_name(task))})"
-    )
-    return f"get_bit({bitmap}, file_row_number::INTEGER) = 0"
-
-
-def plan_sql(
-    plan: ScanPlan,
-    names: Sequence[str],
-    mapping: str,
-    tasks: Sequence[ReadTask] | None = None,
-    *,
-    positions: bool = False,
-) -> str:
-    """SQL for the live rows of the plan's tasks, in read order, read through ``mapping``.
-
-    Consecutive fragments without deleted rows are read by one ``read_parquet``; a
-    fragment with deleted rows alone, filtered by its deletion vector, which must be
-    registered on the connection (`register_plan`). With ``positions`` the rows also
-    carry `FILE_COLUMN` and `POSITION_COLUMN`. ``can_have_nan`` keeps DuckDB from
-    skipping row groups by min/max that leave NaN out (duckdb/duckdb#25521).
-    """
-    storage = plan.storage
-    tasks = plan.tasks if tasks is None else tasks
-    columns = [quote_identifier(n) for n in names]
-    parts = []
-    for has_deletes, run in groupby(tasks, key=lambda t: t.deletion is not None):
-        group = list(run)
-        for chunk in [[t] for t in group] if has_deletes else [group]:
-            files = "[" + ", ".join(quote_literal(storage.full_path(t.path)) for t in chunk) + "]"
-            select, options, where = list(columns), ", can_have_nan=true", ""
-            if positions:
-                file = FILE_COLUMN if not has_deletes else files[1:-1]
-                select += [f"{file} AS {FILE_COLUMN}", f"file_row_number AS {POSITION_COLUMN}"]
-                if not has_deletes:
-                    options += f", filename={quote_literal(FILE_COLUMN)}"
-            if positions or has_deletes:
-                options += ", file_row_number=true"
-            if has_deletes:
-                where = " WHERE " + _live_condition(chunk[0])
-            parts.append(
-                f"SELECT {', '.join(select)} FROM read_parquet({files}, schema={mapping}"
-                f"{options}){where}"
-            )
-    return " UNION ALL ".join(parts)
-
-
-def register_plan(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> None:
-    """Register the deletion vectors of the plan's tasks on ``con`` (verified positions).
-
-    Deletion vectors reach DuckDB as Arrow tables read through `positions_of`, which
-    verifies each against its hash, never as files DuckDB would read unchecked.
-    """
-    from lakever.deletion import positions_of
-
-    for t in plan.tasks:
-        if t.deletion is not None:
-            positions = positions_of(plan.storage, t)
-            con.register(dv_table_name(t), pa.table({"position": positions}))
-
-
 def _settings(con: duckdb.DuckDBPyConnection) -> None:
     # Naive and zoned timestamps compare the same way on every machine.
     con.execute("SET GLOBAL TimeZone = 'UTC'")
@@ -333,27 +248,6 @@ def _register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
         fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     ):
         con.register_filesystem(fs)
-
-
-def relation(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> duckdb.DuckDBPyRelation:
-    """The live rows of the plan's tasks (its columns; no filter) as a relation on ``con``.
-
-    Fragments are verified first. Local fragments are read by DuckDB's Parquet reader
-    through a schema map by field id; fragments on other storage, or snapshots with a
-    type DuckDB cannot be told, are read through Arrow.
-    """
-    from lakever.integrity import verify
-    from lakever.reader import read_plan
-
-    public = plan.output_schema
-    if not plan.tasks:
-        return con.from_arrow(public.empty_table())
-    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
-    mapping = schema_map(plan.schema)
-    if mapping is None or not plan.storage.is_local:
-        return con.from_arrow(read_plan(replace(plan, filter=None, filter_columns=())))
-    register_plan(con, plan)
-    return con.sql(plan_sql(plan, plan.columns, mapping))
 
 
 def _error(what: str, text: str, exc: Exception, public: pa.Schema | None) -> InvalidArgument:

@@ -1,0 +1,174 @@
+"""Planning a read: binding the filter, pruning fragments, listing read tasks.
+
+`plan_scan` is the one place that lists a snapshot's fragments for reading: it
+binds the filter (`lakever.expr`), prunes fragments by partition values and
+statistics (`lakever.pruning`), and returns a `lakever.reader.ScanPlan` of read
+tasks, projection and residual filter. Every reader consumes such a plan.
+Binding and pruning results are cached per process: they are pure functions of
+immutable inputs (the filter text and schema; the snapshot).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import pyarrow as pa
+
+from lakever.format import FragmentEntry
+from lakever.reader import ReadTask, ScanPlan, check_columns
+from lakever.storage import Storage
+
+if TYPE_CHECKING:
+    from lakever.expr import BoundFilter
+    from lakever.snapshot import SnapshotState
+
+__all__ = ["bind", "make_plan", "plan_of", "plan_scan", "prune_entries"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Lru(Generic[K, V]):
+    """A small thread-safe LRU map of values derived from immutable inputs."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+#: Bound filters by (text, schema id, what): binding is a pure function of the two.
+_BOUND: _Lru[tuple[str, str, str], BoundFilter] = _Lru(1024)
+#: Pruning results by (dataset, snapshot id, bound SQL): snapshots never change.
+_PRUNED: _Lru[tuple[str, str, str], tuple[list[FragmentEntry], list[FragmentEntry]]] = _Lru(256)
+
+
+def bind(state: SnapshotState, filter: str | None, *, what: str = "filter") -> BoundFilter | None:
+    """Bind ``filter`` against the snapshot (None: no filter)."""
+    if filter is None:
+        return None
+    from lakever.expr import bind_filter
+
+    if not isinstance(filter, str):
+        return bind_filter(filter, state.schema, what=what)  # raises the usual error
+    key = (filter, state.schema_id, what)
+    bound = _BOUND.get(key)
+    if bound is None:
+        bound = bind_filter(filter, state.schema, what=what)
+        _BOUND.put(key, bound)
+    return bound
+
+
+def prune_entries(
+    state: SnapshotState, bound: BoundFilter | None
+) -> tuple[list[FragmentEntry], list[FragmentEntry]]:
+    """The entries after partition pruning and after statistics pruning for ``bound``."""
+    entries = state.entries
+    if bound is None:
+        return entries, entries
+    from lakever.pruning import prune
+
+    key = (state.uri, state.snap.snapshot_id, bound.sql)
+    hit = _PRUNED.get(key)
+    if hit is not None:
+        return hit
+    types = {fid: f.type for fid, f in state.fields.items()}
+    pruned = prune(entries, bound, types, state.schema_of)
+    result = (pruned.after_partitions, pruned.kept)
+    _PRUNED.put(key, result)
+    return result
+
+
+def plan_scan(
+    state: SnapshotState,
+    *,
+    columns: Sequence[str] | None = None,
+    filter: str | None = None,
+    what: str = "filter",
+) -> ScanPlan:
+    """Plan a read of ``state``'s snapshot: prune, then list the tasks (see the module doc)."""
+    names = check_columns(state.public, columns)
+    bound = bind(state, filter, what=what)
+    after_partitions, kept = prune_entries(state, bound)
+    return make_plan(state, kept, names, bound, after_partitions=len(after_partitions))
+
+
+def make_plan(
+    state: SnapshotState,
+    entries: Sequence[FragmentEntry],
+    columns: Sequence[str],
+    bound: BoundFilter | None,
+    *,
+    after_partitions: int | None = None,
+) -> ScanPlan:
+    """A plan reading ``entries`` (already chosen) of ``state``'s snapshot."""
+    all_entries = state.entries
+    return plan_of(
+        state.storage,
+        state.schema,
+        entries,
+        columns,
+        state.schema_of,
+        bound=bound,
+        snapshot_id=state.snap.snapshot_id,
+        version=state.snap.version,
+        fragments_total=len(all_entries),
+        fragments_after_partition_pruning=(
+            len(entries) if after_partitions is None else after_partitions
+        ),
+        rows_total=sum(e.num_rows for e in all_entries),
+        bytes_total=sum(e.size_bytes for e in all_entries),
+    )
+
+
+def plan_of(
+    storage: Storage,
+    schema: pa.Schema,
+    entries: Sequence[FragmentEntry],
+    columns: Sequence[str],
+    schema_of: Callable[[str], pa.Schema],
+    *,
+    bound: BoundFilter | None = None,
+    snapshot_id: str = "",
+    version: int = -1,
+    **counts: int,
+) -> ScanPlan:
+    """A plan reading ``entries`` through ``schema`` (with field ids), e.g. fragments a
+    commit is about to add (``snapshot_id`` empty: not committed yet)."""
+    from lakever.format import schema_id
+    from lakever.schema import schema_to_json
+
+    own = schema_id(schema_to_json(schema))
+    tasks = tuple(ReadTask.of(e) for e in entries)
+    sids = {t.schema_id for t in tasks if t.schema_id != own}
+    return ScanPlan(
+        storage=storage,
+        uri=storage.uri,
+        snapshot_id=snapshot_id or "(uncommitted)",
+        version=version,
+        schema=schema,
+        columns=tuple(columns),
+        filter=None if bound is None else bound.sql,
+        filter_columns=() if bound is None else tuple(bound.columns.values()),
+        tasks=tasks,
+        schemas={sid: schema_of(sid) for sid in sorted(sids)},
+        filter_text=None if bound is None else bound.text,
+        **counts,
+    )

@@ -1,0 +1,125 @@
+"""A scan plan as DuckDB SQL: ``read_parquet`` through schema maps, with deletion vectors.
+
+A snapshot is read with ``read_parquet(files, schema=MAP{field_id: {name, type,
+default_value}})``: DuckDB maps each fragment's columns to the snapshot schema by
+Parquet field id (nested fields through ``children``), so renamed columns come
+back under their new names, added ones as NULL, widened ones cast, dropped ones
+not at all, exactly as the Arrow reader does.
+
+A fragment with deleted rows is read on its own (``file_row_number=true``) and
+filtered with ``get_bit`` on a bitmap DuckDB builds (``bitstring_agg``) from its
+deletion vector, registered on the connection as verified Arrow data, so the SQL
+reader shows the same rows, in the same order, as the Arrow reader. A filter is
+used rather than an anti-join because DuckDB does not keep row order through joins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from itertools import groupby
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from lakever.deletion import positions_of
+from lakever.integrity import verify
+from lakever.reader import ReadTask, ScanPlan, read_plan
+from lakever.sql import quote_identifier, quote_literal, schema_map
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["FILE_COLUMN", "POSITION_COLUMN", "plan_sql", "register_plan", "relation"]
+
+
+#: Extra columns of `plan_sql` with ``positions``: the fragment's full path, and the
+#: row's position in the file (what a deletion vector records).
+FILE_COLUMN = "__lakever_file"
+POSITION_COLUMN = "__lakever_pos"
+
+
+def dv_table_name(task: ReadTask) -> str:
+    """The name a fragment's deletion vector is registered under (its content hash)."""
+    assert task.deletion is not None
+    return "__lakever_dv_" + task.deletion.content_hash.removeprefix("sha256:")[:32]
+
+
+def _live_condition(task: ReadTask) -> str:
+    """A WHERE condition true for the rows of ``task`` its deletion vector does not list."""
+    bitmap = (
+        f"(SELECT bitstring_agg(position, 0::BIGINT, {task.num_rows - 1}::BIGINT) "
+        f"FROM {quote_identifier(dv_table_name(task))})"
+    )
+    return f"get_bit({bitmap}, file_row_number::INTEGER) = 0"
+
+
+def plan_sql(
+    plan: ScanPlan,
+    names: Sequence[str],
+    mapping: str,
+    tasks: Sequence[ReadTask] | None = None,
+    *,
+    positions: bool = False,
+) -> str:
+    """SQL for the live rows of the plan's tasks, in read order, read through ``mapping``.
+
+    Consecutive fragments without deleted rows are read by one ``read_parquet``; a
+    fragment with deleted rows alone, filtered by its deletion vector, which must be
+    registered on the connection (`register_plan`). With ``positions`` the rows also
+    carry `FILE_COLUMN` and `POSITION_COLUMN`. ``can_have_nan`` keeps DuckDB from
+    skipping row groups by min/max that leave NaN out (duckdb/duckdb#25521).
+    """
+    storage = plan.storage
+    tasks = plan.tasks if tasks is None else tasks
+    columns = [quote_identifier(n) for n in names]
+    parts = []
+    for has_deletes, run in groupby(tasks, key=lambda t: t.deletion is not None):
+        group = list(run)
+        for chunk in [[t] for t in group] if has_deletes else [group]:
+            files = "[" + ", ".join(quote_literal(storage.full_path(t.path)) for t in chunk) + "]"
+            select, options, where = list(columns), ", can_have_nan=true", ""
+            if positions:
+                file = FILE_COLUMN if not has_deletes else files[1:-1]
+                select += [f"{file} AS {FILE_COLUMN}", f"file_row_number AS {POSITION_COLUMN}"]
+                if not has_deletes:
+                    options += f", filename={quote_literal(FILE_COLUMN)}"
+            if positions or has_deletes:
+                options += ", file_row_number=true"
+            if has_deletes:
+                where = " WHERE " + _live_condition(chunk[0])
+            parts.append(
+                f"SELECT {', '.join(select)} FROM read_parquet({files}, schema={mapping}"
+                f"{options}){where}"
+            )
+    return " UNION ALL ".join(parts)
+
+
+def register_plan(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> None:
+    """Register the deletion vectors of the plan's tasks on ``con`` (verified positions).
+
+    Deletion vectors reach DuckDB as Arrow tables read through `positions_of`, which
+    verifies each against its hash, never as files DuckDB would read unchecked.
+    """
+    for t in plan.tasks:
+        if t.deletion is not None:
+            positions = positions_of(plan.storage, t)
+            con.register(dv_table_name(t), pa.table({"position": positions}))
+
+
+def relation(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> duckdb.DuckDBPyRelation:
+    """The live rows of the plan's tasks (its columns; no filter) as a relation on ``con``.
+
+    Fragments are verified first. Local fragments are read by DuckDB's Parquet reader
+    through a schema map by field id; fragments on other storage, or snapshots with a
+    type DuckDB cannot be told, are read through Arrow.
+    """
+    public = plan.output_schema
+    if not plan.tasks:
+        return con.from_arrow(public.empty_table())
+    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
+    mapping = schema_map(plan.schema)
+    if mapping is None or not plan.storage.is_local:
+        return con.from_arrow(read_plan(replace(plan, filter=None, filter_columns=())))
+    register_plan(con, plan)
+    return con.sql(plan_sql(plan, plan.columns, mapping))
