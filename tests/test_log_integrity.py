@@ -384,17 +384,40 @@ def test_old_pins_holding_a_branch_id_still_open(location):
         lv.open_dataset(old.replace(exp.snapshot_id, "abc"))
 
 
+# ------------------------------------------------------------------------------ CLI
+
+
+def test_cli_names_the_damage_in_one_line(local_location):
+    import subprocess
+    import sys
+
+    _history(local_location, 4)
+    _delete_entry(local_location, 3)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lakever", "log", local_location],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: the history of branch 'main'")
+    assert "00000000000000000003.json" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
 # -------------------------------------------------------------------- the property
 
 
-def _check_reads(uri: str, committed: list[str], *, head_version: int, missing: int | None) -> None:
-    """Every read that succeeds returns exactly what was committed at its version.
+def _check_line(
+    uri: str, branch: str, committed: list[str], *, head_version: int, missing: int | None
+) -> None:
+    """Every read of ``branch`` that succeeds returns exactly what was committed there.
 
-    ``head_version`` is the head a successful open must show; ``missing`` the
-    version whose entry is gone (None: none is).
+    ``head_version`` is the head a successful open must show; ``missing`` the version
+    of the line whose entry is gone (None: none is).
     """
     try:
-        head = lv.open_dataset(uri)
+        head = lv.open_dataset(uri, branch=branch)
     except lv.LakeverError:
         head = None
     if head is not None:
@@ -407,44 +430,93 @@ def _check_reads(uri: str, committed: list[str], *, head_version: int, missing: 
         else:
             assert missing is None or missing > head.version
             assert [c.snapshot_id for c in history] == committed[head.version :: -1]
-    for v in range(len(committed)):
         try:
-            ds = lv.open_dataset(uri, version=v)
+            first = lv.open_dataset(uri, branch=branch, version=committed_time(head, 0))
+        except lv.LakeverError:
+            assert missing is not None
+        else:
+            assert first.snapshot_id == committed[0]
+    for v in range(len(committed) + 1):
+        try:
+            ds = lv.open_dataset(uri, branch=branch, version=v)
         except lv.LakeverError:
             continue
         assert v != missing
         assert ds.snapshot_id == committed[v]
 
 
-@given(n=st.integers(1, 9), data=st.data(), hint_kept=st.booleans(), memory=st.booleans())
+def committed_time(head: lv.Dataset, version: int):
+    """The commit time of ``version``, read without walking history (for as-of reads)."""
+    return lv.open_dataset(head.uri, version=version).timestamp
+
+
+@given(
+    n=st.integers(1, 6),
+    own=st.integers(0, 3),
+    data=st.data(),
+    hint_kept=st.booleans(),
+    memory=st.booleans(),
+)
 def test_deleting_any_entry_never_shows_a_different_head(
-    tmp_path_factory, n, data, hint_kept, memory
+    tmp_path_factory, n, own, data, hint_kept, memory
 ):
+    """Commits on main and on a branch, then one entry of either log deleted (and maybe
+    that log's hint): every read either raises a LakeverError or returns exactly what
+    was committed, and a commit is refused or shown by the head afterwards."""
     if memory:
         uri = f"memory://lakever-tests/{uuid.uuid4().hex}/events"
     else:
         uri = str(tmp_path_factory.mktemp("lake") / "events")
-    committed = [h.snapshot_id for h in _history(uri, n)]
-    deleted = data.draw(st.integers(0, n - 1), label="deleted")
-    _delete_entry(uri, deleted)
+    base = data.draw(st.integers(0, n - 1), label="branch base")
+    handles = _history(uri, base + 1)
+    exp = handles[base].branch("exp")
+    lines = {"main": [h.snapshot_id for h in handles]}
+    lines["exp"] = lines["main"][:]
+    main = handles[-1]
+    for i in range(base + 1, n):
+        main = main.append(events(i, 1))
+        lines["main"].append(main.snapshot_id)
+    for i in range(own):
+        exp = exp.append(events(100 + i, 1))
+        lines["exp"].append(exp.snapshot_id)
+    store = _store(uri)
+    exp_id = refs.get_branch(store, "exp").id
+    where = data.draw(st.sampled_from(["main", "exp"] if own else ["main"]), label="log")
+    log_id, first = ("main", 0) if where == "main" else (exp_id, base + 1)
+    deleted = data.draw(st.integers(first, len(lines[where]) - 1), label="deleted")
+    _delete_entry(uri, deleted, log_id)
     if not hint_kept:
-        _delete_hint(uri)
-    # With the newest entry and the hint both gone, nothing records that the commit
-    # existed: the log is indistinguishable from one without it (docs/format.md).
-    undetectable = deleted == n - 1 and not hint_kept
-    head_version = n - 2 if undetectable else n - 1
-    _check_reads(uri, committed, head_version=head_version, missing=deleted)
-    # A commit is either refused, or acknowledged and then shown by the head.
+        _delete_hint(uri, log_id)
+
+    def expect(branch: str) -> tuple[int, int | None]:
+        """(head a successful open shows, the line's missing version)."""
+        newest = len(lines[branch]) - 1
+        if where == "main" and (branch == "main" or deleted <= base):
+            missing: int | None = deleted
+        elif where == branch:
+            missing = deleted
+        else:
+            missing = None
+        # With the newest entry of a log and its hint both gone, nothing records that
+        # the commit existed: indistinguishable from a log without it (docs/format.md).
+        lost = where == branch and deleted == newest and not hint_kept
+        return (newest - 1 if lost else newest), missing
+
+    for branch in ("main", "exp"):
+        head_version, missing = expect(branch)
+        _check_line(uri, branch, lines[branch], head_version=head_version, missing=missing)
+    branch = data.draw(st.sampled_from(["main", "exp"]), label="commit to")
+    head_version, missing = expect(branch)
     try:
-        ds = lv.write_dataset(uri, events(100, 1), mode="append")
+        ds = lv.open_dataset(uri, branch=branch).append(events(1000, 1))
     except lv.LakeverError:
         return
     assert ds.version == head_version + 1
-    head = lv.open_dataset(uri)
+    head = lv.open_dataset(uri, branch=branch)
     assert (head.version, head.snapshot_id) == (ds.version, ds.snapshot_id)
-    if undetectable:
-        committed[deleted] = ds.snapshot_id
-        _check_reads(uri, committed, head_version=ds.version, missing=None)
+    if ds.version < len(lines[branch]):  # the undetectable loss: its number is reused
+        lines[branch][ds.version] = ds.snapshot_id
+        missing = None
     else:
-        committed.append(ds.snapshot_id)
-        _check_reads(uri, committed, head_version=ds.version, missing=deleted)
+        lines[branch].append(ds.snapshot_id)
+    _check_line(uri, branch, lines[branch], head_version=ds.version, missing=missing)
