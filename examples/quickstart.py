@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -49,8 +48,8 @@ def main(root: str = "lake") -> None:
     # 5. Time travel: by version number, by time, or by pin.
     v0 = lv.open_dataset(uri, version=0)
     print(f"version 0 still has {v0.num_rows} rows: ids {v0.to_arrow()['id'].to_pylist()}")
-    as_of = lv.open_dataset(uri, version=datetime.now(UTC))
-    print(f"as of now: version {as_of.version}")
+    as_of = lv.open_dataset(uri, version=ds.timestamp)  # a time after the newest commit is refused
+    print(f"as of {ds.timestamp:%H:%M:%S.%f}: version {as_of.version}")
     pinned = lv.open_dataset(training_pin)
     print(f"the pin reopens version {pinned.version} with {pinned.num_rows} rows")
 

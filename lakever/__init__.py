@@ -15,6 +15,7 @@ from lakever.catalog import Lake, connect
 from lakever.dataset import Dataset, create_dataset, diff, open_dataset, write_dataset
 from lakever.diff import Diff, DiffSummary
 from lakever.errors import (
+    BrokenHistory,
     CommitConflict,
     ContractViolation,
     CorruptData,
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FORMAT_VERSION",
     "Branch",
+    "BrokenHistory",
     "Commit",
     "CommitConflict",
     "ContractViolation",

@@ -9,12 +9,13 @@ matching more than one of them is refused as ambiguous.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from lakever import refs
+from lakever import _chain, refs
 from lakever.errors import (
     CorruptMetadata,
     DatasetNotFound,
@@ -30,6 +31,7 @@ __all__ = ["PIN_PREFIX", "Located", "locate", "locate_pin", "make_pin"]
 
 PIN_PREFIX = "lakever:"
 _HEX = re.compile(r"[0-9a-f]{8,32}")
+_SNAPSHOT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,33 +99,51 @@ def _resolve_on_line(log: Log, version: Any) -> Snapshot:
             f"tag / branch / snapshot id string, got {version!r}"
         )
     if isinstance(version, datetime):
-        if version.tzinfo is None or version.utcoffset() is None:
-            raise InvalidArgument(
-                f"version datetime {version.isoformat()} is naive; pass a timezone-aware "
-                "datetime, e.g. datetime(2026, 11, 1, tzinfo=UTC)"
-            )
-        head = log.head()
-        if head is None:
-            raise not_found(log.storage)
-        snap = log.at_time(version, head)
-        if snap is None:
-            first = log.read(0)
-            assert first is not None
-            raise VersionNotFound(
-                f"no version of {uri} existed at {version.isoformat()}; the first commit was at "
-                f"{format_time(first.timestamp)}",
-                version=version,
-            )
-        return snap
+        return _resolve_time(log, version)
     snap = log.read(version) if version >= 0 else None
     if snap is None:
         latest = log.latest_version()
         if latest is None:
             raise not_found(log.storage)
+        if 0 <= version <= latest:
+            raise _chain.missing(log, version, later=latest)
         raise VersionNotFound(
             f"version {version} not found in {uri} on this branch "
             f"(versions are 0 to {latest}); see 'lakever log {uri}'",
             version=version,
+        )
+    _chain.check_next(log, snap)
+    return snap
+
+
+def _resolve_time(log: Log, when: datetime) -> Snapshot:
+    """The last commit at or before ``when``; a time after the newest commit is an error."""
+    uri = log.storage.uri
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise InvalidArgument(
+            f"version datetime {when.isoformat()} is naive; pass a timezone-aware "
+            "datetime, e.g. datetime(2026, 11, 1, tzinfo=UTC)"
+        )
+    head = log.head()
+    if head is None:
+        raise not_found(log.storage)
+    if when > head.timestamp:
+        # As in Delta: the state "as of" a time not reached yet is unknown (a commit may
+        # still land before it), so it is not silently the current head.
+        branch = log.name if log.name is not None else log.branch
+        raise VersionNotFound(
+            f"no version of {uri} as of {when.isoformat()}: that is after the newest commit on "
+            f"branch {branch!r}, version {head.version} at {format_time(head.timestamp)}; pass "
+            "a time at or before it, or open without version= for the latest version",
+            version=when,
+        )
+    snap = log.at_time(when, head)
+    if snap is None:
+        first = log.must_read(0)
+        raise VersionNotFound(
+            f"no version of {uri} existed at {when.isoformat()}; the first commit was at "
+            f"{format_time(first.timestamp)}",
+            version=when,
         )
     return snap
 
@@ -206,15 +226,41 @@ def _locate_name(storage: Storage, text: str) -> Located:
     return found[0][1]
 
 
-def make_pin(uri: str, snap: Snapshot) -> str:
+def make_pin(uri: str, snap: Snapshot, branch: str) -> str:
+    """A pin naming ``snap``: the dataset, the branch by name, the version, the snapshot id.
+
+    See docs/format.md, "Pins". Older pins hold the branch's id instead of its name;
+    `locate_pin` reads both.
+    """
     return (
-        f"{PIN_PREFIX}{uri}?branch={quote(snap.branch, safe='')}"
+        f"{PIN_PREFIX}{uri}?branch={quote(branch, safe='')}"
         f"&version={snap.version}&snapshot={snap.snapshot_id}"
     )
 
 
+def _pin_lines(storage: Storage, branch: str) -> Iterator[tuple[Log, str]]:
+    """The lines a pin's ``branch=`` may name: a branch name, else (older pins) a branch id."""
+    try:
+        refs.validate_ref_name(branch, kind="branch")
+        info = refs.get_branch(storage, branch)
+    except InvalidRefName:
+        info = None
+    if info is not None:
+        yield refs.line_for(storage, info.id), info.name
+    if info is None or info.id != branch:
+        try:
+            line = refs.line_for(storage, branch)
+        except CorruptMetadata:
+            return  # not a branch id either (or its record is gone): the snapshot id decides
+        yield line, line.name if line.name is not None else branch
+
+
 def locate_pin(pin: str, open_storage: Any) -> tuple[Storage, Located]:
-    """Resolve a pin (see `make_pin`); verify that it still names the same snapshot."""
+    """Resolve a pin (see `make_pin`) to exactly the snapshot it names, verified by id.
+
+    The pinned branch name is tried first; if that name was deleted or now names
+    another branch, the snapshot is found by its id, wherever its log entry is.
+    """
     body = pin[len(PIN_PREFIX) :]
     if "?" not in body:
         raise InvalidArgument(
@@ -227,28 +273,30 @@ def locate_pin(pin: str, open_storage: Any) -> tuple[Storage, Located]:
         snapshot = params["snapshot"]
     except (KeyError, ValueError) as exc:
         raise InvalidArgument(f"malformed pin {pin!r}: needs version=N and snapshot=ID") from exc
+    if not _SNAPSHOT_ID.fullmatch(snapshot):
+        raise InvalidArgument(f"malformed pin {pin!r}: snapshot= must be 32 hex digits")
     storage: Storage = open_storage(uri)
-    branch_id = params.get("branch", MAIN_BRANCH)
-    try:
-        log = refs.line_for(storage, branch_id)
-    except CorruptMetadata:
-        log = Log(storage, branch_id)
-    snap = log.read(version)
-    if snap is None:
-        if Log(storage, MAIN_BRANCH).latest_version() is None:
-            raise not_found(storage)
-        raise VersionNotFound(
-            f"pin {pin!r} refers to version {version}, which does not exist in {storage.uri}",
-            version=version,
-        )
-    if snap.snapshot_id != snapshot:
-        raise VersionNotFound(
-            f"pin {pin!r} refers to snapshot {snapshot}, but version {version} of "
-            f"{storage.uri} is snapshot {snap.snapshot_id}: the dataset was re-created or its "
-            "history rewritten, so the pinned data is gone",
-            version=version,
-        )
-    return storage, Located(log, snap, writable=False, branch_name=_owner_name(storage, snap))
+    for log, name in _pin_lines(storage, params.get("branch", MAIN_BRANCH)):
+        snap = log.read(version) if version >= 0 else None
+        if snap is not None and snap.snapshot_id == snapshot:
+            return storage, Located(log, snap, writable=False, branch_name=name)
+    for snap in refs.find_snapshot(storage, snapshot):
+        if snap.snapshot_id == snapshot:
+            where = Located(
+                refs.line_for(storage, snap.branch),
+                snap,
+                writable=False,
+                branch_name=_owner_name(storage, snap),
+            )
+            return storage, where
+    if Log(storage, MAIN_BRANCH).latest_version() is None:
+        raise not_found(storage)
+    raise VersionNotFound(
+        f"pin {pin!r} refers to snapshot {snapshot} (version {version}), which is not in the "
+        f"log of {storage.uri}: the dataset was re-created or its history rewritten, so the "
+        "pinned data is gone",
+        version=version,
+    )
 
 
 def locate_snapshot(storage: Storage, branch_id: str, version: int, snapshot_id: str) -> Located:

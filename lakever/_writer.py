@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from lakever import contract as contracts
+from lakever._chain import merge_parent_of, parent_of
 from lakever._convert import to_arrow_stream
 from lakever._metafiles import read_contract_text, write_contract_text, write_schema
 from lakever._records import SchemaChange
@@ -393,15 +394,13 @@ def _parents_fn(storage: Storage) -> Callable[[Snapshot], Iterator[Snapshot]]:
     lines = _lines(storage)
 
     def parents(snap: Snapshot) -> Iterator[Snapshot]:
-        if snap.version > 0:
-            parent = lines(snap.branch).read(snap.version - 1)
-            if parent is not None:
-                yield parent
-        mp = snap.merge_parent
-        if mp:
-            other = lines(str(mp["branch"])).read(int(mp["version"]))
-            if other is not None and other.snapshot_id == mp["snapshot_id"]:
-                yield other
+        # Both links are verified: a merge base found across a broken link could be wrong.
+        line = lines(snap.branch)
+        parent = parent_of(line, snap)
+        if parent is not None:
+            yield parent
+        if snap.merge_parent:
+            yield merge_parent_of(line, snap, lines(str(snap.merge_parent["branch"])))
 
     return parents
 

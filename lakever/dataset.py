@@ -229,7 +229,7 @@ class Dataset(RefsMixin, RowsMixin):
 
     def pin(self) -> str:
         """Return a string that reopens exactly this snapshot: ``lakever.open_dataset(pin)``."""
-        return make_pin(self.uri, self._snap)
+        return make_pin(self.uri, self._snap, self._branch_name)
 
     # ----------------------------------------------------------------- reading
 

@@ -18,6 +18,7 @@ The tree::
     ├── ContractViolation             data breaks the dataset's contract (pandera schema)
     ├── PrimaryKeyViolation           a commit would make the declared primary key non-unique
     ├── CorruptMetadata               a truncated or tampered metadata file
+    │   └── BrokenHistory             a log entry deleted or altered, or a wrong branch base
     ├── CorruptData                   a data fragment is missing, truncated or altered
     ├── UnsupportedFormatVersion      written by a newer lakever than this one
     └── StorageError                  the storage backend failed or cannot commit safely
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "BrokenHistory",
     "CommitConflict",
     "ContractViolation",
     "CorruptData",
@@ -203,6 +205,26 @@ class CorruptMetadata(LakeverError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class BrokenHistory(CorruptMetadata):
+    """A branch's log is not one unbroken chain of versions; nothing was committed on it.
+
+    Versions are created only at head + 1 and log entries are never deleted or
+    rewritten, so a missing entry below an existing one, an entry whose
+    ``parent_id`` is not the snapshot id of the version before it, or a branch
+    whose ``BRANCH.json`` base does not match its base line is damage done outside
+    lakever. ``path`` is the file at the break (a log entry or ``BRANCH.json``),
+    ``branch`` the branch's name (its id where the name is unknown), ``version``
+    the first version that is missing or cannot be trusted: versions before it stay
+    readable by version number. Restore the file from a backup (docs/format.md,
+    "Repairing a broken history").
+    """
+
+    def __init__(self, message: str, *, path: str, branch: str, version: int) -> None:
+        super().__init__(message, path=path)
+        self.branch = branch
+        self.version = version
 
 
 class CorruptData(LakeverError):

@@ -84,6 +84,11 @@ def latest_hint_path(branch_id: str) -> str:
     return f"{LOG_DIR}/{branch_id}/LATEST"
 
 
+def branch_meta_path(branch_id: str) -> str:
+    """Where a branch records its name and base (not written for main)."""
+    return f"{LOG_DIR}/{branch_id}/BRANCH.json"
+
+
 def canonical_json(obj: Any) -> bytes:
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False

@@ -32,9 +32,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from lakever import _chain
 from lakever.errors import CommitConflict, CorruptMetadata, DatasetExists
 from lakever.format import (
     DELETION_VECTORS,
+    MAIN_BRANCH,
     ContractRef,
     FragmentEntry,
     ManifestRef,
@@ -116,15 +118,26 @@ class Log:
     """The line of history of one branch: its own log, plus its base's line below it.
 
     A branch made at version ``b`` of another line shares versions ``0..b`` with
-    that line; its own log holds versions ``b+1`` onwards.
+    that line; its own log holds versions ``b+1`` onwards. ``base_snapshot_id`` is
+    the snapshot its ``BRANCH.json`` records at ``b``; ``name`` the branch's name,
+    for messages. Opening the head, walking history and committing check that the
+    versions form one chain (see `lakever._chain`) and raise `BrokenHistory` if not.
     """
 
     def __init__(
-        self, storage: Storage, branch: str = "main", base: tuple[Log, int] | None = None
+        self,
+        storage: Storage,
+        branch: str = MAIN_BRANCH,
+        base: tuple[Log, int] | None = None,
+        *,
+        base_snapshot_id: str | None = None,
+        name: str | None = None,
     ) -> None:
         self.storage = storage
         self.branch = branch
         self.base = base
+        self.base_snapshot_id = base_snapshot_id
+        self.name = name if name is not None else (branch if branch == MAIN_BRANCH else None)
         #: The first version stored in this branch's own log.
         self.first_own = base[1] + 1 if base is not None else 0
 
@@ -148,19 +161,32 @@ class Log:
             )
         return snap
 
-    def _exists(self, version: int) -> bool:
+    def owner(self, version: int) -> Log:
+        """The line whose own log holds ``version``."""
+        line = self
+        while line.base is not None and version < line.first_own:
+            line = line.base[0]
+        return line
+
+    def entry_path(self, version: int) -> str:
+        """The full path of the log entry of ``version`` on this line."""
+        owner = self.owner(version)
+        return owner.storage.full_path(log_path(owner.branch, version))
+
+    def exists(self, version: int) -> bool:
+        """Whether this branch's own log holds ``version`` (no read, no check)."""
         return self.storage.exists(log_path(self.branch, version))
 
     def _gallop(self, lo: int) -> int:
         """Given that ``lo`` exists, return the newest existing version."""
         step = 1
-        while self._exists(lo + step):
+        while self.exists(lo + step):
             lo += step
             step *= 2
         hi = lo + step  # known absent
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self._exists(mid):
+            if self.exists(mid):
                 lo = mid
             else:
                 hi = mid
@@ -169,63 +195,111 @@ class Log:
     def _hint(self) -> int | None:
         try:
             raw = self.storage.read_bytes(latest_hint_path(self.branch))
-            return int(raw.decode().strip())
-        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        except FileNotFoundError:
             return None
+        hint = _chain.parse_hint(raw)
+        return hint if hint is not None and hint >= self.first_own else None
 
     def latest_version(self) -> int | None:
-        """Return the newest version number (None: no version), without parsing any entry."""
-        hint = self._hint()
-        if hint is not None and hint >= self.first_own and self._exists(hint):
-            return self._gallop(hint)
-        # No usable hint: search from the start (logarithmic in the number of versions).
-        if not self._exists(self.first_own):
-            return self.first_own - 1 if self.base is not None else None
-        return self._gallop(self.first_own)
+        """Return the newest version number (None: no version), without parsing any entry.
+
+        Raises:
+            BrokenHistory: the ``LATEST`` hint names a version whose entry is missing,
+                or entries exist just beyond a missing one.
+        """
+        for attempt in range(3):
+            hint = self._hint()
+            if hint is not None and self.exists(hint):
+                found = self._gallop(hint)
+            else:
+                # No usable hint: search from the start (logarithmic in the number of versions).
+                start = self.first_own
+                found = self._gallop(start) if self.exists(start) else start - 1
+                if hint is not None:
+                    if attempt < 2 and self._hint() != hint:
+                        continue  # the hint moved meanwhile (or a read saw a torn write)
+                    # A well-formed hint is written only once its entry exists.
+                    raise _chain.hint_missing(self, hint, found)
+            found = _chain.probe_beyond(self, found)
+            return None if found < 0 else found
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def head(self) -> Snapshot | None:
-        """Return the newest snapshot, or None when the branch has no version."""
+        """Return the newest snapshot, or None when the branch has no version.
+
+        Reads a constant number of entries whatever the length of history: the head,
+        its parent, and each branch base the line reads through.
+
+        Raises:
+            BrokenHistory: the chain is broken at the head (see `lakever._chain`).
+        """
         latest = self.latest_version()
-        return None if latest is None else self._must_read(latest)
+        if latest is None:
+            return None
+        snap = self.must_read(latest)
+        _chain.verify(self, snap)
+        return snap
 
     def at_time(self, when: datetime, head: Snapshot) -> Snapshot | None:
         """Return the last snapshot committed at or before ``when`` (binary search).
 
         Commit times on a branch strictly increase with the version, so this reads
-        O(log n) log entries.
+        O(log n) log entries; the link between the result and the version after it
+        is verified.
         """
         if head.timestamp <= when:
             return head
         lo, hi = -1, head.version  # lo: at or before ``when`` (-1: none); hi: after
+        lo_snap, hi_snap = None, head
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self._must_read(mid).timestamp <= when:
-                lo = mid
+            snap = self.must_read(mid)
+            if snap.timestamp <= when:
+                lo, lo_snap = mid, snap
             else:
-                hi = mid
-        return self._must_read(lo) if lo >= 0 else None
+                hi, hi_snap = mid, snap
+        if lo_snap is None:
+            _chain.check_root(self, hi_snap)
+            return None
+        _chain.check_link(self, hi_snap, lo_snap, _chain.recorded_bases(self))
+        return lo_snap
 
-    def _must_read(self, version: int) -> Snapshot:
+    def must_read(self, version: int) -> Snapshot:
+        """Return the snapshot at ``version``, which must exist (a later one does)."""
         snap = self.read(version)
         if snap is None:
-            path = self.storage.full_path(log_path(self.branch, version))
-            raise CorruptMetadata(
-                f"log entry {path} is missing although later versions exist; "
-                "it was deleted outside lakever",
-                path=path,
-            )
+            raise _chain.missing(self, version)
         return snap
 
     def between(self, first: int, last: int) -> Iterator[Snapshot]:
-        """Yield versions ``first`` to ``last`` of this line, oldest first (one read each)."""
+        """Yield versions ``first`` to ``last`` of this line, oldest first (one read each).
+
+        Raises:
+            BrokenHistory: an entry is missing or does not name the one before it.
+        """
+        bases = _chain.recorded_bases(self)
+        previous = None
         for v in range(first, last + 1):
-            yield self._must_read(v)
+            snap = self.must_read(v)
+            if previous is not None:
+                _chain.check_link(self, snap, previous, bases)
+            previous = snap
+            yield snap
 
     def ancestors(self, snap: Snapshot) -> Iterator[Snapshot]:
-        """Yield ``snap`` and then each earlier version of this branch, newest first."""
+        """Yield ``snap`` and then each earlier version of this branch, newest first.
+
+        Raises:
+            BrokenHistory: an entry is missing or does not name the one before it.
+        """
+        bases = _chain.recorded_bases(self)
+        _chain.check_root(self, snap)
         yield snap
         for v in range(snap.version - 1, -1, -1):
-            yield self._must_read(v)
+            parent = self.must_read(v)
+            _chain.check_link(self, snap, parent, bases)
+            yield parent
+            snap = parent
 
     # ----------------------------------------------------------------- writing
 
@@ -256,7 +330,15 @@ class Log:
         Raises:
             CommitConflict: a concurrent commit makes this change unsafe.
             DatasetExists: a create lost against an existing dataset.
+            BrokenHistory: ``base`` is no longer in the log as it was read, the chain
+                below it or a winner's link is broken, or the new entry filled a gap
+                (then it is not acknowledged; see `lakever._chain.check_successor`).
         """
+        # Refuse to build on a broken chain: entries deleted (the hint or a gap shows it),
+        # or the base replaced since it was read.
+        self.latest_version()
+        if base is not None:
+            _chain.check_unchanged(self, base)
         current = base
         merged_cache: dict[tuple[str, ...], tuple[ManifestRef, ...]] = {}
         for attempt in range(_MAX_ATTEMPTS):
@@ -266,10 +348,12 @@ class Log:
             if self.storage.put_if_absent(
                 log_path(self.branch, snap.version), encode_snapshot(snap)
             ):
+                # Acknowledge only a version the head shows: not one that filled a gap.
+                _chain.check_successor(self, snap)
                 self._write_hint(snap.version)
                 self._index(snap)
                 return snap
-            winners = self._winners_after(snap.version - 1)
+            winners = self._winners_after(current)
             previous = current
             for w in winners:
                 _check_conflict(base, change, w, self.storage.uri, io)
@@ -291,12 +375,18 @@ class Log:
             winning_version=current.version if current else 0,
         )
 
-    def _winners_after(self, version: int) -> list[Snapshot]:
-        out = []
-        v = version + 1
-        while (snap := self.read(v)) is not None:
+    def _winners_after(self, current: Snapshot | None) -> list[Snapshot]:
+        """The versions committed after ``current`` (None: from version 0), links verified."""
+        bases = _chain.recorded_bases(self)
+        out: list[Snapshot] = []
+        previous = current
+        while (snap := self.read(previous.version + 1 if previous else 0)) is not None:
+            if previous is None:
+                _chain.check_root(self, snap)
+            else:
+                _chain.check_link(self, snap, previous, bases)
             out.append(snap)
-            v += 1
+            previous = snap
         return out
 
     def _manifests_for(

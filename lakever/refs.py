@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from lakever.errors import (
+    BrokenHistory,
     CorruptMetadata,
     InvalidArgument,
     InvalidRefName,
@@ -36,6 +37,7 @@ from lakever.format import (
     MAIN_BRANCH,
     META_DIR,
     Snapshot,
+    branch_meta_path,
     canonical_json,
     format_time,
     parse_time,
@@ -101,10 +103,6 @@ def validate_ref_name(name: Any, *, kind: RefKind) -> str:
 def _ref_path(kind: RefKind, name: str) -> str:
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"{REFS_DIR}/{_DIRS[kind]}/{digest}.json"
-
-
-def branch_meta_path(branch_id: str) -> str:
-    return f"{META_DIR}/log/{branch_id}/BRANCH.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,9 +356,15 @@ def line_for(storage: Storage, branch_id: str) -> Log:
     """The `Log` of a branch id, with its base lines chained below it."""
     info = branch_by_id(storage, branch_id)
     if info.base is None:
-        return Log(storage, info.id)
-    base_id, base_version, _ = info.base
-    return Log(storage, info.id, (line_for(storage, base_id), base_version))
+        return Log(storage, info.id, name=info.name)
+    base_id, base_version, base_snapshot_id = info.base
+    return Log(
+        storage,
+        info.id,
+        (line_for(storage, base_id), base_version),
+        base_snapshot_id=base_snapshot_id,
+        name=info.name,
+    )
 
 
 def _read_verified(
@@ -379,6 +383,10 @@ def find_snapshot(storage: Storage, prefix: str) -> list[Snapshot]:
     Uses the advisory index ``_lakever/snapshots/<id[:2]>/<id>.json`` (verified
     against the log). A writer killed right after committing may not have indexed
     its commit, so on a miss the newest versions of every branch are also checked.
+
+    Raises:
+        BrokenHistory: nothing matched and a branch's history is broken (the snapshot
+            may have been in the part that was lost).
     """
     found: dict[str, Snapshot] = {}
     shard = snapshot_index_path(prefix).rsplit("/", 1)[0]
@@ -398,16 +406,22 @@ def find_snapshot(storage: Storage, prefix: str) -> list[Snapshot]:
             found[sid] = snap
     if found:
         return list(found.values())
+    damage: BrokenHistory | None = None
     for branch_id in storage.list(LOG_DIR):
         try:
             line = line_for(storage, branch_id)
+            latest = line.latest_version()
+        except BrokenHistory as exc:
+            damage = damage or exc  # the snapshot may be among the lost entries
+            continue
         except CorruptMetadata:
             continue
-        latest = line.latest_version()
         if latest is None:
             continue
         for v in range(max(line.first_own, latest - 63), latest + 1):
             snap = line.read(v)
             if snap is not None and snap.snapshot_id.startswith(prefix):
                 found[snap.snapshot_id] = snap
+    if not found and damage is not None:
+        raise damage
     return list(found.values())

@@ -64,7 +64,10 @@ def test_time_travel_by_datetime(location):
     assert lv.open_dataset(location, version=t1).version == 1
     assert lv.open_dataset(location, version=t1 + timedelta(microseconds=1)).version == 1
     assert lv.open_dataset(location, version=t1 - timedelta(microseconds=1)).version == 0
-    assert lv.open_dataset(location, version=datetime.now(UTC) + timedelta(days=1)).version == 2
+    t2 = lv.open_dataset(location).timestamp
+    assert lv.open_dataset(location, version=t2).version == 2
+    with pytest.raises(lv.VersionNotFound, match=r"after the newest commit on branch 'main'"):
+        lv.open_dataset(location, version=t2 + timedelta(microseconds=1))
     before = datetime(2000, 1, 1, tzinfo=UTC)
     with pytest.raises(lv.VersionNotFound, match=r"no version of .* existed at 2000-01-01"):
         lv.open_dataset(location, version=before)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import lakever as lv
+from lakever._chain import WINDOW
 from lakever.format import latest_hint_path
 from lakever.log import Log
 from lakever.storage import LocalStorage
@@ -69,7 +70,8 @@ def test_open_cost_is_independent_of_history(local_location):
         store.calls = 0
         log.read(target // 2)
         assert store.calls == 1  # any version number is exactly one read
-    assert costs[10] == costs[200] <= 4  # hint, exists(hint), exists(hint+1), read
+    # hint, exists(hint), exists(hint+1), the gap probe beyond it, read head and its parent
+    assert costs[10] == costs[200] == 5 + WINDOW
 
 
 def test_search_without_hint_is_logarithmic(local_location):
@@ -79,7 +81,7 @@ def test_search_without_hint_is_logarithmic(local_location):
     _hint(Path(local_location)).unlink()
     store = CountingStorage(local_location)
     assert Log(store).latest_version() == 129
-    assert store.calls <= 2 * 8 + 3  # gallop + binary search, log2(130) ~ 7
+    assert store.calls <= 2 * 8 + 3 + WINDOW  # gallop + binary search (log2(130) ~ 7) + gap probe
 
 
 def test_time_travel_reads_logarithmically(local_location):

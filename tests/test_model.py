@@ -48,9 +48,6 @@ def table_of(ids: list[int]) -> pa.Table:
     )
 
 
-_YEAR = timedelta(days=365)
-
-
 def batch(start: int, n: int) -> list[int]:
     return list(range(start, start + n))
 
@@ -232,10 +229,12 @@ class DatasetModel(RuleBasedStateMachine):
         when: int | datetime = v
         if how == "time":
             when = rec.timestamp
-        elif how == "between":
-            nxt = self.versions[v + 1].timestamp if v < self.latest else rec.timestamp + _YEAR
+        elif how == "between" and v < self.latest:
+            nxt = self.versions[v + 1].timestamp
             when = rec.timestamp + (nxt - rec.timestamp) / 2
             assert rec.timestamp <= when < nxt
+        elif how == "between":
+            when = rec.timestamp  # nothing lies between the newest commit and the next
         elif how == "other zone":
             when = rec.timestamp.astimezone(timezone(timedelta(hours=-5, minutes=-30)))
         ds = lv.open_dataset(self.uri, version=when)
@@ -252,11 +251,16 @@ class DatasetModel(RuleBasedStateMachine):
         ]
 
     @precondition(lambda self: self.versions)
-    @rule(beyond=st.integers(1, 3), how=st.sampled_from(["after", "negative", "before", "naive"]))
+    @rule(
+        beyond=st.integers(1, 3),
+        how=st.sampled_from(["after", "negative", "before", "later", "naive"]),
+    )
     def open_missing_version(self, beyond: int, how: str) -> None:
         error: type[Exception] = lv.VersionNotFound
         if how == "after":
             version: int | datetime = self.latest + beyond
+        elif how == "later":  # a time after the newest commit: an error, not the head
+            version = self.versions[-1].timestamp + timedelta(microseconds=beyond)
         elif how == "negative":
             version = -beyond
         elif how == "before":
