@@ -869,6 +869,7 @@ def write_dataset(
     validate: ValidateMode = "contract",
     partition_by: Sequence[str | Transform] | None = None,
     sort_by: Sequence[str] | str | None = None,
+    primary_key: Sequence[str] | None = None,
 ) -> Dataset:
     """Write ``data`` in one call.
 
@@ -879,6 +880,13 @@ def write_dataset(
         validate: as in `Dataset.append`.
         partition_by: as in `create_dataset`; only used when the call creates the dataset.
         sort_by: as in `create_dataset` / `Dataset.append`.
+        primary_key: as in `create_dataset`, declared when the call creates the dataset;
+            on an existing dataset it must equal the declared key (or be None).
+
+    Raises:
+        DatasetExists: ``mode="create"`` and a dataset exists at ``uri``.
+        InvalidArgument: ``primary_key`` differs from the existing dataset's key.
+        SchemaMismatch, ContractViolation, PrimaryKeyViolation: as for `Dataset.append`.
     """
     if mode not in ("create", "append", "overwrite"):
         raise InvalidArgument(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
@@ -889,6 +897,7 @@ def write_dataset(
         "max_rows_per_fragment": max_rows_per_fragment,
         "validate": validate,
         "sort_by": sort_by,
+        "primary_key": primary_key,
     }
     if mode == "create":
         return create_dataset(

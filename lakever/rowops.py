@@ -30,8 +30,8 @@ import pyarrow as pa
 
 from lakever import contract as contracts
 from lakever._convert import to_arrow_stream
-from lakever._metafiles import read_contract_text
-from lakever._types import RowMode, ValidateMode
+from lakever._metafiles import read_contract_text, write_schema
+from lakever._types import RowMode, SchemaMode, ValidateMode
 from lakever._writer import (
     _check_message,
     _check_properties,
@@ -41,6 +41,8 @@ from lakever._writer import (
 )
 from lakever.deletion import Positions, keep_mask, positions_of, union, write_deletion_vector
 from lakever.errors import InvalidArgument, PrimaryKeyViolation
+from lakever.evolution import diff as schema_diff
+from lakever.evolution import plan_write
 from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
 from lakever.fragments import make_manifest, read_manifest, write_fragments, write_manifest
 from lakever.keys import KeyCheck, check_declared
@@ -48,6 +50,7 @@ from lakever.log import Change, Rewrite
 from lakever.plan import ReadTask, ScanPlan, bind, make_plan, prune_entries
 from lakever.projection import conform
 from lakever.reader import read_file, read_positions
+from lakever.schema import iter_field_ids, schema_to_json
 from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, duckdb_type, quote_identifier, translate_errors
 from lakever.storage import Storage
@@ -176,7 +179,11 @@ def _commit(
     *,
     rows_deleted: int,
     key: KeyCheck | None = None,
+    schema: pa.Schema | None = None,
+    last_field_id: int | None = None,
 ) -> Snapshot:
+    """Commit the change; ``schema`` and ``last_field_id`` (an upsert that evolved the
+    schema) replace the snapshot's."""
     _check_message(how.message)
     storage = state.storage
     written = sum(e.num_rows for e in added)
@@ -191,8 +198,8 @@ def _commit(
         author=how.author if how.author is not None else default_author(),
         message=how.message or "",
         properties=_check_properties(how.properties),
-        schema=state.snap.schema,
-        last_field_id=state.snap.last_field_id,
+        schema=state.snap.schema if schema is None else schema_to_json(schema),
+        last_field_id=state.snap.last_field_id if last_field_id is None else last_field_id,
         parameters=parameters,
         contract=state.snap.contract,
         added=make_manifest(storage, added, level=0) if added else None,
@@ -302,11 +309,15 @@ def _new_values(state: SnapshotState, rows: pa.Table, exprs: Mapping[str, str]) 
 
 
 def _checked_rows(
-    state: SnapshotState, table: pa.Table, what: str, validate: ValidateMode
+    state: SnapshotState,
+    table: pa.Table,
+    what: str,
+    validate: ValidateMode,
+    schema: pa.Schema | None = None,
 ) -> pa.Table:
-    """``table`` conformed to the snapshot schema (with field ids) and checked against the
-    contract in force."""
-    table = conform(table, state.schema, what=what)
+    """``table`` conformed to ``schema`` (default: the snapshot's; with field ids) and checked
+    against the contract in force."""
+    table = conform(table, state.schema if schema is None else schema, what=what)
     ref = state.snap.contract
     if ref is not None and validate == "contract":
         contracts.check(ref.api, read_contract_text(state.storage, ref.id), table, what=what)
@@ -388,6 +399,7 @@ def upsert(
     on: Sequence[str] | None,
     *,
     mode: RowMode,
+    schema_mode: SchemaMode = "strict",
     validate: ValidateMode,
     message: str | None,
     author: str | None,
@@ -395,26 +407,40 @@ def upsert(
 ) -> Snapshot | None:
     """Insert the rows of ``data`` whose key is new and replace the live rows whose key matches.
 
-    Returns None when ``data`` has no rows (nothing committed).
+    ``schema_mode`` works as for an append: "add" and "merge" may evolve the schema,
+    which is committed with the upsert. Returns None when ``data`` has no rows
+    (nothing committed).
     """
     _check_mode(mode)
+    if schema_mode not in ("strict", "add", "merge"):
+        raise InvalidArgument(
+            f"schema_mode must be 'strict', 'add' or 'merge', got {schema_mode!r}"
+        )
     names = _upsert_keys(state, on)
     what = f"upsert to {state.uri}"
     data_schema, tables = to_arrow_stream(data)
-    conform(data_schema.empty_table(), state.schema, what=what)  # refuse before reading more
-    table = pa.concat_tables([conform(t, state.schema, what=what) for t in tables])
+    target, last_id = plan_write(state.schema, state.snap.last_field_id, data_schema, schema_mode)
+    # Refuse a mismatch before reading more of the data.
+    conform(data_schema.empty_table(), target, what=what, mode=schema_mode)
+    table = pa.concat_tables([conform(t, target, what=what, mode=schema_mode) for t in tables])
     if table.num_rows == 0:
         _nothing(state, "upsert of no rows")
         return None
-    table = _checked_rows(state, table, what, validate)
+    table = _checked_rows(state, table, what, validate, target)
+    evolved = schema_to_json(target) != state.snap.schema
+    sid = write_schema(state.storage, target) if evolved else state.schema_id
     added = write_fragments(
-        state.storage,
-        [table],
-        schema_id=state.schema_id,
-        layout=layout_for(state.snap, state.schema),
+        state.storage, [table], schema_id=sid, layout=layout_for(state.snap, target)
     )
     declared = names == _key_names(state)
-    key = _key_check(state, names, "this upsert")
+    ids = {f.name: fid for fid, f in iter_field_ids(target)}
+    key = KeyCheck(
+        state.storage,
+        target,
+        [ids[n] for n in names],
+        stats_of=None if evolved else state.stats_of,
+        what="this upsert",
+    )
     dupes = key.duplicates(added)
     if dupes:
         text = (
@@ -428,6 +454,9 @@ def upsert(
     rewrites = [_rewrite(state, entry, positions, mode) for entry, positions in matches]
     replaced = sum(len(positions) for _, positions in matches)
     parameters: dict[str, Any] = {"on": names, "mode": mode, "rows_replaced": replaced}
+    if evolved:
+        parameters["schema_mode"] = schema_mode
+        parameters["schema_changes"] = [c.to_dict() for c in schema_diff(state.schema, target)]
     how = _Commit("upsert", message, author, properties)
     return _commit(
         state,
@@ -437,4 +466,6 @@ def upsert(
         parameters,
         rows_deleted=replaced,
         key=key if state.snap.primary_key else None,
+        schema=target if evolved else None,
+        last_field_id=last_id if evolved else None,
     )

@@ -236,6 +236,32 @@ def test_upsert_with_on_and_refusals(location):
     assert ds.upsert(events(0, 0), on=["id"]) is ds
 
 
+def test_upsert_schema_mode_adds_and_widens_columns(location):
+    ds = lv.create_dataset(location, events(0, 4), primary_key=["id"])
+    late = events(2, 3).append_column("score", pa.array([0.5, 0.6, 0.7]))
+    with pytest.raises(lv.SchemaMismatch, match=r"schema_mode='add'"):
+        ds.upsert(late)  # strict (the default) refuses the new column
+    after = ds.upsert(late, schema_mode="add")
+    assert after.schema.names == ["id", "value", "category", "score"]
+    rows = {r["id"]: r["score"] for r in after.to_arrow().to_pylist()}
+    assert rows == {0: None, 1: None, 2: 0.5, 3: 0.6, 4: 0.7}
+    c = after.commit
+    assert (c.parameters["schema_mode"], c.parameters["rows_replaced"]) == ("add", 2)
+    assert [ch["kind"] for ch in c.parameters["schema_changes"]] == ["add"]
+    assert after.field_ids["score"] == 4
+    readers_agree(after)
+    # merge widens a column (int32 data into an int64 column stays int64; here the reverse)
+    small = lv.create_dataset(location + "-w", pa.table({"id": pa.array([1, 2], pa.int32())}))
+    wide = small.upsert(
+        pa.table({"id": pa.array([2, 3], pa.int64())}), on=["id"], schema_mode="merge"
+    )
+    assert wide.schema.field("id").type == pa.int64()
+    assert sorted(ids(wide)) == [1, 2, 3]
+    with pytest.raises(lv.InvalidArgument, match=r"schema_mode must be 'strict', 'add' or 'merge'"):
+        ds.upsert(late, schema_mode="loose")  # type: ignore[arg-type]
+    assert lv.open_dataset(location).version == 1
+
+
 # --------------------------------------------------------------------------- primary keys
 
 
