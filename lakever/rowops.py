@@ -50,7 +50,7 @@ from lakever.log import Change, Rewrite
 from lakever.plan import ReadTask, ScanPlan, bind, make_plan, prune_entries
 from lakever.projection import conform
 from lakever.reader import read_file, read_positions
-from lakever.schema import iter_field_ids, schema_to_json
+from lakever.schema import iter_field_ids, map_type, schema_to_json
 from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, duckdb_type, quote_identifier, translate_errors
 from lakever.storage import Storage
@@ -289,9 +289,13 @@ def _new_values(state: SnapshotState, rows: pa.Table, exprs: Mapping[str, str]) 
         for c, sql in exprs.items()
     )
     text = "SET " + ", ".join(f"{c} = {e}" for c, e in exprs.items())
+    # DuckDB cannot import float16 or decimal256 columns: widen them exactly first.
+    readable = rows.cast(pa.schema([f.with_type(_comparable(f.type)) for f in rows.schema]))
     con = cursor()
     try:
-        con.register("__lakever_rows", rows.append_column("__i", pa.array(range(rows.num_rows))))
+        con.register(
+            "__lakever_rows", readable.append_column("__i", pa.array(range(rows.num_rows)))
+        )
         with translate_errors("update", text, public):
             values = con.sql(f"SELECT {select} FROM __lakever_rows ORDER BY __i").to_arrow_table()
     finally:
@@ -355,7 +359,23 @@ def update(
         _nothing(state, f"update where {where!r}")
         return None
     what = f"update of {state.uri}"
-    new_rows = _new_values(state, pa.concat_tables([h.rows for h in hits]), exprs)
+    old_rows = pa.concat_tables([h.rows for h in hits])
+    new_rows = _new_values(state, old_rows, exprs)
+    # Rows whose SET columns keep their values are neither rewritten nor committed.
+    changed = _changed_rows(old_rows, new_rows, list(exprs))
+    unchanged = old_rows.num_rows - len(changed)
+    if not len(changed):
+        _log.info(
+            "update where %r set every one of the %d row(s) it matched in %s to the values "
+            "they have: nothing was committed",
+            where,
+            unchanged,
+            state.uri,
+        )
+        return None
+    if unchanged:
+        hits = _only(hits, changed)
+        new_rows = new_rows.take(changed)
     new_rows = _checked_rows(state, new_rows, what, validate)
     added = write_fragments(
         state.storage,
@@ -374,10 +394,62 @@ def update(
         "set": dict(values),
         "mode": mode,
         "fragments_scanned": len(candidates.tasks),
+        "rows_unchanged": unchanged,
     }
     how = _Commit("update", message, author, properties)
     deleted = sum(len(h.positions) for h in hits)
     return _commit(state, how, rewrites, added, parameters, rows_deleted=deleted, key=key)
+
+
+def _only(hits: Sequence[_Hit], rows: pa.Array[Any]) -> list[_Hit]:
+    """``hits`` keeping only ``rows`` (ascending indices into their concatenated rows)."""
+    out, start = [], 0
+    wanted = rows.to_numpy()
+    for h in hits:
+        end = start + len(h.positions)
+        mine = wanted[(wanted >= start) & (wanted < end)] - start
+        if len(mine):
+            keep = pa.array(mine, pa.int64())
+            out.append(_Hit(h.entry, h.positions.take(keep), h.rows.take(keep)))
+        start = end
+    return out
+
+
+def _comparable(t: Any) -> Any:
+    """``t`` with the types DuckDB cannot import (float16, decimal256) widened exactly."""
+    if t == pa.float16() or (pa.types.is_decimal256(t) and t.precision <= 38):
+        return pa.float32() if t == pa.float16() else pa.decimal128(t.precision, t.scale)
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_comparable(f.type)) for f in t])
+    if pa.types.is_map(t):
+        kf, vf = t.key_field, t.item_field
+        return map_type(
+            kf.with_type(_comparable(kf.type)), vf.with_type(_comparable(vf.type)), False
+        )
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        element = t.value_field.with_type(_comparable(t.value_type))
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(element, t.list_size)
+        return pa.large_list(element) if pa.types.is_large_list(t) else pa.list_(element)
+    return t
+
+
+def _changed_rows(old: pa.Table, new: pa.Table, columns: Sequence[str]) -> pa.Array[Any]:
+    """Indices (ascending) of the rows where a column of ``columns`` differs from ``old`` to
+    ``new``, with SQL's ``IS DISTINCT FROM`` (NULL equals NULL, NaN equals NaN)."""
+    arrays: dict[str, Any] = {"i": pa.array(range(old.num_rows), pa.int64())}
+    for k, c in enumerate(columns):
+        t = _comparable(old.schema.field(c).type)
+        arrays[f"o{k}"], arrays[f"n{k}"] = old.column(c).cast(t), new.column(c).cast(t)
+    differ = " OR ".join(f"o{k} IS DISTINCT FROM n{k}" for k in range(len(columns)))
+    con = cursor()
+    try:
+        con.register("__pairs", pa.table(arrays))
+        table = con.sql(f"SELECT i FROM __pairs WHERE {differ} ORDER BY i").to_arrow_table()
+    finally:
+        con.close()
+    out: pa.Array[Any] = table.column(0).combine_chunks().cast(pa.int64())
+    return out
 
 
 def _upsert_keys(state: SnapshotState, on: Sequence[str] | None) -> list[str]:
