@@ -194,14 +194,19 @@ class RowsMixin:
         return Dataset._at(self._storage, locate(self._storage, version=other, branch=branch))
 
     def diff(
-        self, other: Dataset | int | str | datetime, *, on: Sequence[str] | None = None
+        self,
+        other: Dataset | int | str | datetime,
+        *,
+        on: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> Diff:
-        """What changed from this snapshot to ``other`` (see `lakever.diff`).
+        """What changed from this snapshot to ``other`` (see `lakever.diff` for ``on`` and
+        ``columns``).
 
         ``other`` is another `Dataset` of the same dataset or a version reference: an
         int version on this branch, an aware datetime, a tag, branch or snapshot id.
         """
-        return diff_of(self, self._other(other), on)
+        return diff_of(self, self._other(other), on, columns)
 
     def changes(
         self, *, since: int | str | datetime, on: Sequence[str] | None = None
@@ -242,10 +247,15 @@ class RowsMixin:
         return [e for m in snap.manifests for e in read_manifest(self._storage, m)]
 
 
-def diff_of(a: RowsMixin, b: RowsMixin, on: Sequence[str] | None) -> Diff:
+def diff_of(
+    a: RowsMixin,
+    b: RowsMixin,
+    on: Sequence[str] | None,
+    columns: Sequence[str] | None = None,
+) -> Diff:
     """The diff from snapshot ``a`` to snapshot ``b`` (see `lakever.diff`)."""
     if isinstance(on, str):
         on = [on]
     if on is not None and not isinstance(on, Sequence):
         raise InvalidArgument(f"on must be a list of column names, got {on!r}")
-    return compute_diff(a._storage, a._side(), b._side(), on=on)
+    return compute_diff(a._storage, a._side(), b._side(), on=on, columns=columns)
