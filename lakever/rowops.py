@@ -50,7 +50,7 @@ from lakever.log import Change, Rewrite
 from lakever.plan import ReadTask, ScanPlan, bind, make_plan, prune_entries
 from lakever.projection import conform
 from lakever.reader import read_file, read_positions
-from lakever.schema import iter_field_ids, map_type, schema_to_json
+from lakever.schema import check_names, iter_field_ids, map_type, schema_to_json
 from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, duckdb_type, quote_identifier, translate_errors
 from lakever.storage import Storage
@@ -492,6 +492,7 @@ def upsert(
     what = f"upsert to {state.uri}"
     data_schema, tables = to_arrow_stream(data)
     target, last_id = plan_write(state.schema, state.snap.last_field_id, data_schema, schema_mode)
+    check_names(target, before=state.schema, what=what)
     # Refuse a mismatch before reading more of the data.
     conform(data_schema.empty_table(), target, what=what, mode=schema_mode)
     table = pa.concat_tables([conform(t, target, what=what, mode=schema_mode) for t in tables])

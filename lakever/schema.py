@@ -16,6 +16,7 @@ and parameterised ones as {"type": "timestamp", "unit": "us", "tz": "UTC"} etc.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +27,10 @@ from lakever.errors import CorruptMetadata, InvalidArgument
 __all__ = [
     "FIELD_ID_KEY",
     "assign_field_ids",
+    "check_names",
     "field_id",
     "map_type",
+    "name_problems",
     "nested_fields",
     "normalize_type",
     "same_logical",
@@ -189,6 +192,113 @@ def strip_field(f: pa.Field[Any]) -> pa.Field[Any]:
 def strip_field_ids(schema: pa.Schema) -> pa.Schema:
     """Return the schema users see: same names, types and nullability, no metadata."""
     return pa.schema([strip_field(f) for f in schema])
+
+
+# ----------------------------------------------------------------- names engines accept
+
+#: Column names lakever's own SQL uses: ``__lakever_*`` helper columns, and DuckDB's
+#: ``file_row_number`` (the row position deletion vectors and row-level changes read).
+_RESERVED_PREFIX = "__lakever"
+_RESERVED = ("file_row_number",)
+
+
+def _fold(name: str) -> str:
+    """A name as DuckDB compares identifiers: ASCII letters case-insensitively, the rest as is."""
+    return name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _level_problems(names: list[str], parent: str | None) -> list[str]:
+    """Problems among the names of one level: the columns (``parent`` None) or a struct's
+    fields."""
+
+    def label(name: str) -> str:
+        return f"column {name!r}" if parent is None else f"field {name!r} of {parent!r}"
+
+    out = []
+    for name in names:
+        if not name:
+            out.append(f"{label(name)} has an empty name")
+        elif any(unicodedata.category(c) == "Cc" for c in name):
+            out.append(f"{label(name)} contains a control character (NUL, newline, tab, ...)")
+        elif parent is None and (
+            _fold(name).startswith(_RESERVED_PREFIX) or _fold(name) in _RESERVED
+        ):
+            out.append(
+                f"{label(name)} is reserved by lakever's SQL ('__lakever*', 'file_row_number')"
+            )
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.get(_fold(name))
+        if other is None:
+            seen[_fold(name)] = name
+        elif other == name:
+            out.append(f"{label(name)} appears twice")
+        else:
+            out.append(f"{label(other)} and {label(name)} differ only by case")
+    return out
+
+
+def _type_problems(t: pa.DataType, path: str) -> list[str]:
+    if pa.types.is_struct(t):
+        if t.num_fields == 0:
+            return [f"struct {path!r} has no fields (Parquet cannot store an empty struct)"]
+        out = _level_problems([f.name for f in t], path)
+        for f in t:
+            out += _type_problems(f.type, f"{path}.{f.name}")
+        return out
+    if pa.types.is_map(t):
+        return _type_problems(t.key_type, f"{path}.key") + _type_problems(
+            t.item_type, f"{path}.value"
+        )
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _type_problems(t.value_type, f"{path}.element")
+    if pa.types.is_dictionary(t):
+        return _type_problems(t.value_type, path)
+    return []
+
+
+def name_problems(schema: pa.Schema) -> list[str]:
+    """Why DuckDB (and so SQL, filters, row-level changes) could not use ``schema``'s names.
+
+    Refused: no column at all; an empty name; a control character (NUL, newline,
+    ...) in a name; two names of one level (the columns, or one struct's fields) that
+    are equal, or equal ignoring ASCII case (DuckDB's identifiers are
+    case-insensitive); a struct without fields (Parquet cannot store one); and the
+    column names lakever's SQL reserves (``__lakever*``, ``file_row_number``).
+    List elements and map keys/values are named by their position, so their names
+    do not matter.
+    """
+    if len(schema) == 0:
+        return ["the data has no columns (a dataset needs at least one)"]
+    out = _level_problems(schema.names, None)
+    for f in schema:
+        out += _type_problems(f.type, f.name)
+    return out
+
+
+def check_names(schema: pa.Schema, *, before: pa.Schema | None = None, what: str) -> None:
+    """Refuse a schema whose names DuckDB cannot use (see `name_problems`).
+
+    Only problems ``before`` (the schema the change starts from) did not have are
+    refused, so a dataset written before this check stays writable.
+
+    Raises:
+        InvalidArgument: naming every refused name and why.
+    """
+    problems = name_problems(schema)
+    if before is not None:
+        known = set(name_problems(before))
+        problems = [p for p in problems if p not in known]
+    if problems:
+        raise InvalidArgument(
+            f"{what} is refused: " + "; ".join(problems) + ". DuckDB (SQL, filters, row-level "
+            "changes) needs at least one column and one field per struct, and names that are "
+            "non-empty, free of control characters and unique ignoring case: rename them "
+            "first (e.g. table.rename_columns(...))"
+        )
 
 
 # --------------------------------------------------------------------- JSON codec
