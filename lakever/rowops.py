@@ -40,7 +40,7 @@ from lakever._writer import (
     merge_manifest_levels,
 )
 from lakever.deletion import Positions, keep_mask, positions_of, union, write_deletion_vector
-from lakever.errors import InvalidArgument, PrimaryKeyViolation
+from lakever.errors import InvalidArgument, PrimaryKeyViolation, SchemaMismatch
 from lakever.evolution import diff as schema_diff
 from lakever.evolution import plan_write
 from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
@@ -48,7 +48,7 @@ from lakever.fragments import make_manifest, read_manifest, write_fragments, wri
 from lakever.keys import KeyCheck, check_declared
 from lakever.log import Change, Rewrite
 from lakever.plan import ReadTask, ScanPlan, bind, make_plan, prune_entries
-from lakever.projection import conform
+from lakever.projection import cast_exact, conform
 from lakever.reader import read_file, read_positions
 from lakever.schema import check_names, iter_field_ids, map_type, schema_to_json
 from lakever.snapshot import SnapshotState
@@ -303,11 +303,9 @@ def _new_values(state: SnapshotState, rows: pa.Table, exprs: Mapping[str, str]) 
     for column in exprs:
         f = public.field(column)
         try:
-            new = values.column(column).cast(f.type)
-        except pa.ArrowInvalid as exc:
-            raise InvalidArgument(
-                f"update {text}: the new values of {column!r} do not fit {f.type}: {exc}"
-            ) from exc
+            new = cast_exact(values.column(column), f.type, column=column, what=f"update {text}")
+        except SchemaMismatch as exc:  # names the first value that does not fit exactly
+            raise InvalidArgument(str(exc)) from exc
         rows = rows.set_column(public.get_field_index(column), f, new)
     return rows
 

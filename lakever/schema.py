@@ -16,7 +16,13 @@ and parameterised ones as {"type": "timestamp", "unit": "us", "tz": "UTC"} etc.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.resources
+import os
+import re
 import unicodedata
+import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +45,7 @@ __all__ = [
     "strip_field",
     "strip_field_ids",
     "strip_type_ids",
+    "timezone_key",
     "type_name",
 ]
 
@@ -412,16 +419,31 @@ def iter_field_ids(schema: pa.Schema) -> Iterator[tuple[int, pa.Field[Any]]]:
 
 
 def same_logical(a: pa.DataType, b: pa.DataType) -> bool:
-    """Whether two types hold the same values (differing only in representation)."""
+    """Whether values of one type are stored in the other by a lossless representation change.
+
+    Besides string/binary/list sizes, views and dictionaries: time zones compared by
+    meaning (`timezone_key`), the units of timestamps, times and durations, date32
+    and date64, and binary into fixed-size binary. The last ones convert exactly
+    only for some values: `lakever.projection.conform` checks each value and refuses
+    one that would lose precision, overflow or not fit.
+    """
     return strip_types(normalize_type(a)) == strip_types(normalize_type(b))
 
 
 def strip_types(t: pa.DataType) -> pa.DataType:
-    """Type with nested field metadata removed and string/binary/list sizes unified."""
+    """Type with nested field metadata removed and representation differences unified."""
     if t in (pa.string(), pa.large_string()):
         return pa.large_string()
-    if t in (pa.binary(), pa.large_binary()):
+    if t in (pa.binary(), pa.large_binary()) or pa.types.is_fixed_size_binary(t):
         return pa.large_binary()
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("ns", tz=timezone_key(t.tz))
+    if pa.types.is_time(t):
+        return pa.time64("ns")
+    if pa.types.is_duration(t):
+        return pa.duration("ns")
+    if pa.types.is_date(t):
+        return pa.date32()
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return pa.large_list(pa.field("item", strip_types(t.value_type), t.value_field.nullable))
     if pa.types.is_fixed_size_list(t):
@@ -432,3 +454,68 @@ def strip_types(t: pa.DataType) -> pa.DataType:
     if pa.types.is_map(t):
         return pa.map_(strip_types(t.key_type), strip_types(t.item_type))
     return t
+
+
+# --------------------------------------------------------------------- time zones
+
+#: Names of zones that are UTC at every instant (offset 0, no daylight saving time).
+_UTC = frozenset(
+    n.lower()
+    for n in (
+        *("UTC", "UCT", "Universal", "Zulu", "Z", "GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich"),
+        *("Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "Etc/GMT", "Etc/GMT0"),
+        *("Etc/GMT+0", "Etc/GMT-0", "Etc/Greenwich"),
+    )
+)
+_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+#: POSIX-style zones: "Etc/GMT-1" is one hour *ahead* of UTC.
+_ETC_GMT = re.compile(r"etc/gmt([+-])(\d{1,2})")
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
+
+
+def _offset_key(minutes: int) -> str:
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+@functools.lru_cache(maxsize=256)
+def timezone_key(tz: str | None) -> str | None:
+    """What a time zone means, as a string equal for every name of the same zone.
+
+    Aliases of UTC (``UTC``, ``Etc/UTC``, ``Z``, ``+00:00``, ``GMT``...) give
+    ``"+00:00"``; fixed offsets give ``"+HH:MM"`` (``+0530``, ``+05:30`` and
+    ``Etc/GMT-5``... are the same); other IANA names give the hash of their tz
+    database rules (``US/Eastern`` is ``America/New_York``); a name the database
+    lacks is its own meaning. None (no time zone) stays None.
+    """
+    if tz is None:
+        return None
+    name = tz.strip()
+    if name.lower() in _UTC:
+        return _offset_key(0)
+    if m := _OFFSET.fullmatch(name):
+        minutes = int(m[2]) * 60 + int(m[3])
+        return _offset_key(-minutes if m[1] == "-" else minutes)
+    if m := _ETC_GMT.fullmatch(name.lower()):
+        hours = int(m[2])
+        return _offset_key(hours * 60 if m[1] == "-" else -hours * 60)
+    rules = _zone_rules(name)
+    return name if rules is None else "tzif:" + hashlib.sha256(rules).hexdigest()[:32]
+
+
+def _zone_rules(name: str) -> bytes | None:
+    """The TZif file of zone ``name`` (system tz database first, then ``tzdata``), or None."""
+    if not _ZONE_NAME.fullmatch(name):
+        return None
+    for root in zoneinfo.TZPATH:
+        path = os.path.join(root, *name.split("/"))
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            return data if data.startswith(b"TZif") else None
+    try:
+        resource = importlib.resources.files("tzdata").joinpath("zoneinfo", *name.split("/"))
+        data = resource.read_bytes()
+    except (ModuleNotFoundError, OSError):
+        return None
+    return data if data.startswith(b"TZif") else None
