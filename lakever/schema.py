@@ -203,10 +203,8 @@ def strip_field_ids(schema: pa.Schema) -> pa.Schema:
 
 # ----------------------------------------------------------------- names engines accept
 
-#: Column names lakever's own SQL uses: ``__lakever_*`` helper columns, and DuckDB's
-#: ``file_row_number`` (the row position deletion vectors and row-level changes read).
+#: Column names lakever's own SQL gives its helper columns (row indexes, file names...).
 _RESERVED_PREFIX = "__lakever"
-_RESERVED = ("file_row_number",)
 
 
 def _fold(name: str) -> str:
@@ -230,12 +228,8 @@ def _level_problems(names: list[str], parent: str | None) -> list[str]:
             out.append(f"{label(name)} has an empty name")
         elif any(unicodedata.category(c) == "Cc" for c in name):
             out.append(f"{label(name)} contains a control character (NUL, newline, tab, ...)")
-        elif parent is None and (
-            _fold(name).startswith(_RESERVED_PREFIX) or _fold(name) in _RESERVED
-        ):
-            out.append(
-                f"{label(name)} is reserved by lakever's SQL ('__lakever*', 'file_row_number')"
-            )
+        elif parent is None and _fold(name).startswith(_RESERVED_PREFIX):
+            out.append(f"{label(name)} is reserved by lakever's SQL (names '__lakever...')")
     seen: dict[str, str] = {}
     for name in names:
         other = seen.get(_fold(name))
@@ -274,7 +268,7 @@ def name_problems(schema: pa.Schema) -> list[str]:
     ...) in a name; two names of one level (the columns, or one struct's fields) that
     are equal, or equal ignoring ASCII case (DuckDB's identifiers are
     case-insensitive); a struct without fields (Parquet cannot store one); and the
-    column names lakever's SQL reserves (``__lakever*``, ``file_row_number``).
+    column names lakever's SQL reserves (``__lakever...``).
     List elements and map keys/values are named by their position, so their names
     do not matter.
     """
