@@ -259,3 +259,13 @@ def test_a_lake_path_that_is_a_file_or_a_dataset_is_refused(tmp_path):
     with pytest.raises(lv.InvalidArgument, match=r"is a dataset, not a lake .* connect to the"):
         lv.connect(ds.uri)
     assert lv.connect(str(tmp_path)).datasets() == ["events"]
+
+
+def test_case_twins_made_outside_the_lake_are_queried_by_exact_name(tmp_path):
+    lv.create_dataset(str(tmp_path / "events"), events(0, 3))
+    lv.create_dataset(str(tmp_path / "Events"), events(0, 1))  # not through the lake
+    lake = lv.connect(str(tmp_path))
+    assert lake.datasets() == ["Events", "events"]
+    assert count(lake, "SELECT count(*) FROM events") == 3
+    assert count(lake, 'SELECT count(*) FROM "Events"') == 1
+    assert count(lake, "SELECT count(*) FROM Events VERSION AS OF 0") == 1
