@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from lakever import rowops
 from lakever._resolve import locate
-from lakever._types import DataLike, Properties, RowMode, ValidateMode
+from lakever._types import DataLike, Properties, RowMode, SchemaMode, ValidateMode
 from lakever.diff import Diff, Side
 from lakever.diff import changes as changes_feed
 from lakever.diff import compute as compute_diff
@@ -141,6 +141,7 @@ class RowsMixin:
         *,
         on: Sequence[str] | None = None,
         mode: RowMode = "merge-on-read",
+        schema_mode: SchemaMode = "strict",
         validate: ValidateMode = "contract",
         message: str | None = None,
         author: str | None = None,
@@ -151,11 +152,14 @@ class RowsMixin:
         Args:
             on: the key columns (default: the declared primary key). Each key must
                 appear at most once in ``data``.
+            schema_mode: as in `append`: ``"add"`` adds the data's new columns to the
+                schema (null in every row the upsert does not write), ``"merge"`` also
+                widens columns. A schema change is committed with the upsert.
 
         Raises:
             InvalidArgument: no key given or declared, or repeated keys in ``data``.
             PrimaryKeyViolation: (declared key) repeated or null keys in ``data``.
-            SchemaMismatch, ContractViolation: as for `append`.
+            SchemaMismatch, SchemaEvolutionError, ContractViolation: as for `append`.
             CommitConflict: as for `update`; also a concurrent commit that added rows
                 with one of these keys (retry: the upsert then replaces them).
         """
@@ -165,6 +169,7 @@ class RowsMixin:
             data,
             on,
             mode=mode,
+            schema_mode=schema_mode,
             validate=validate,
             message=message,
             author=author,
@@ -189,14 +194,19 @@ class RowsMixin:
         return Dataset._at(self._storage, locate(self._storage, version=other, branch=branch))
 
     def diff(
-        self, other: Dataset | int | str | datetime, *, on: Sequence[str] | None = None
+        self,
+        other: Dataset | int | str | datetime,
+        *,
+        on: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> Diff:
-        """What changed from this snapshot to ``other`` (see `lakever.diff`).
+        """What changed from this snapshot to ``other`` (see `lakever.diff` for ``on`` and
+        ``columns``).
 
         ``other`` is another `Dataset` of the same dataset or a version reference: an
         int version on this branch, an aware datetime, a tag, branch or snapshot id.
         """
-        return diff_of(self, self._other(other), on)
+        return diff_of(self, self._other(other), on, columns)
 
     def changes(
         self, *, since: int | str | datetime, on: Sequence[str] | None = None
@@ -237,10 +247,15 @@ class RowsMixin:
         return [e for m in snap.manifests for e in read_manifest(self._storage, m)]
 
 
-def diff_of(a: RowsMixin, b: RowsMixin, on: Sequence[str] | None) -> Diff:
+def diff_of(
+    a: RowsMixin,
+    b: RowsMixin,
+    on: Sequence[str] | None,
+    columns: Sequence[str] | None = None,
+) -> Diff:
     """The diff from snapshot ``a`` to snapshot ``b`` (see `lakever.diff`)."""
     if isinstance(on, str):
         on = [on]
     if on is not None and not isinstance(on, Sequence):
         raise InvalidArgument(f"on must be a list of column names, got {on!r}")
-    return compute_diff(a._storage, a._side(), b._side(), on=on)
+    return compute_diff(a._storage, a._side(), b._side(), on=on, columns=columns)

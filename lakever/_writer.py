@@ -49,6 +49,7 @@ from lakever.partitioning import (
 from lakever.projection import conform
 from lakever.schema import (
     assign_field_ids,
+    check_names,
     iter_field_ids,
     schema_from_json,
     schema_to_json,
@@ -195,12 +196,14 @@ def commit_data(
     current: pa.Schema | None = None
     if base is None:
         target, last_id = assign_field_ids(data_schema)
+        check_names(target, what=what)
         what_schema = f"the schema of the data for {storage.uri}"
         attached = _fitting_contract(storage, contract, strip_field_ids(target), what_schema)
         ref, text = attached if attached is not None else (None, None)
     else:
         current = schema_from_json(base.schema)
         target, last_id = plan_write(current, base.last_field_id, data_schema, schema_mode)
+        check_names(target, before=current, what=what)
         # Check the schema before writing any byte, so a mismatch costs nothing.
         conform(data_schema.empty_table(), target, what=what, mode=schema_mode)
         ref = base.contract

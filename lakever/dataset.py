@@ -718,6 +718,7 @@ def diff(
     b: int | str | datetime,
     *,
     on: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
     branch: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Diff:
@@ -726,7 +727,9 @@ def diff(
     Fragments both snapshots share are never read, and a fragment whose deletion
     vector grew contributes only its newly deleted rows, so the cost follows the
     size of the change, not of the dataset. Columns are matched by field id (a
-    rename is a rename, not a drop plus an add).
+    rename is a rename, not a drop plus an add), and rows are compared on the columns
+    both snapshots have: a column added or dropped in between is reported once, in
+    ``schema_changes``, not as a change of every row.
 
     Args:
         a: the older side: an int version, an aware datetime, a tag, a branch or a
@@ -735,20 +738,24 @@ def diff(
         on: key columns: rows are matched by key, and changed keys reported with the
             old and new values (default: the declared primary key; without one, or
             with ``on=[]``, rows are compared as a multiset: added and removed only).
+        columns: compare (and read, and return) only these columns, plus the key; a row
+            that differs only in other columns is not a change.
 
     Example:
         ``d = lv.diff("lake/events", "train-v2", "train-v3"); d.summary; d.changed()``
 
     Raises:
         DatasetNotFound, VersionNotFound: no such dataset or version.
-        InvalidArgument: ``on`` names unknown columns, or is not unique in the rows compared.
+        InvalidArgument: ``on`` or ``columns`` names unknown columns (or, for
+            ``columns``, a column only one snapshot has), or ``on`` is not unique in the
+            rows compared.
     """
     storage = open_storage(uri, storage_options)
     sides = []
     for ref in (a, b):
         where = locate(storage, version=ref, branch=None if isinstance(ref, str) else branch)
         sides.append(Dataset._at(storage, where))
-    return diff_of(sides[0], sides[1], on)
+    return diff_of(sides[0], sides[1], on, columns)
 
 
 def open_dataset(
@@ -870,6 +877,7 @@ def write_dataset(
     validate: ValidateMode = "contract",
     partition_by: Sequence[str | Transform] | None = None,
     sort_by: Sequence[str] | str | None = None,
+    primary_key: Sequence[str] | None = None,
 ) -> Dataset:
     """Write ``data`` in one call.
 
@@ -880,6 +888,13 @@ def write_dataset(
         validate: as in `Dataset.append`.
         partition_by: as in `create_dataset`; only used when the call creates the dataset.
         sort_by: as in `create_dataset` / `Dataset.append`.
+        primary_key: as in `create_dataset`, declared when the call creates the dataset;
+            on an existing dataset it must equal the declared key (or be None).
+
+    Raises:
+        DatasetExists: ``mode="create"`` and a dataset exists at ``uri``.
+        InvalidArgument: ``primary_key`` differs from the existing dataset's key.
+        SchemaMismatch, ContractViolation, PrimaryKeyViolation: as for `Dataset.append`.
     """
     if mode not in ("create", "append", "overwrite"):
         raise InvalidArgument(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
@@ -890,6 +905,7 @@ def write_dataset(
         "max_rows_per_fragment": max_rows_per_fragment,
         "validate": validate,
         "sort_by": sort_by,
+        "primary_key": primary_key,
     }
     if mode == "create":
         return create_dataset(

@@ -299,15 +299,23 @@ def _keyed(con: duckdb.DuckDBPyConnection, names: Sequence[str], keys: Sequence[
     )
 
 
-def _compare(removed: pa.Table, added: pa.Table, keys: Sequence[str] | None) -> _Result:
-    if removed.num_rows == 0 or added.num_rows == 0:
+def _compare(
+    removed: pa.Table,
+    added: pa.Table,
+    keys: Sequence[str] | None,
+    names: Sequence[str] | None = None,
+) -> _Result:
+    """Match the rows read from each side on the columns ``names`` (default: all), by
+    ``keys`` or as a multiset."""
+    names = removed.column_names if names is None else list(names)
+    if removed.num_rows == 0 or added.num_rows == 0 or not names:
         # Nothing can cancel out: every row read is a change (no DuckDB needed).
         return _Result.of(_range(removed.num_rows), _range(added.num_rows))
     con = cursor()
     try:
-        con.register("__r", removed)
-        con.register("__a", added)
-        names = removed.column_names
+        # Only the compared columns are registered: DuckDB never sees the others.
+        con.register("__r", removed.select(names))
+        con.register("__a", added.select(names))
         return _keyed(con, names, keys) if keys else _multiset(con, names)
     finally:
         con.close()
@@ -532,12 +540,56 @@ def _rows(storage: Storage, a: Side, b: Side, target: pa.Schema) -> tuple[Plan, 
     )
 
 
-def compute(storage: Storage, a: Side, b: Side, *, on: Sequence[str] | None) -> Diff:
-    """Diff ``a`` (older) against ``b`` (newer); see the module docstring for the cost."""
+def _shared(target: pa.Schema, a: pa.Schema, b: pa.Schema) -> list[str]:
+    """The columns of ``target`` (by name) whose field id both ``a`` and ``b`` have."""
+    both = {fid for fid, _ in iter_field_ids(a)} & {fid for fid, _ in iter_field_ids(b)}
+    return [f.name for fid, f in iter_field_ids(target) if fid in both]
+
+
+def _limited(
+    target: pa.Schema, shared: Sequence[str], keys: Sequence[str], columns: Sequence[str]
+) -> pa.Schema:
+    """``target`` with only the key columns and ``columns`` (in ``target``'s order)."""
+    if isinstance(columns, str) or not isinstance(columns, Sequence) or not columns:
+        raise InvalidArgument(f"columns must be a non-empty list of column names, got {columns!r}")
+    unknown = [c for c in columns if c not in target.names]
+    if unknown:
+        raise InvalidArgument(
+            f"columns names unknown column(s) {unknown}; the diff has {target.names}"
+        )
+    one_sided = [c for c in columns if c not in shared]
+    if one_sided:
+        raise InvalidArgument(
+            f"columns {one_sided} exist in only one of the two snapshots, so their values "
+            "cannot be compared (the schema change is in Diff.schema_changes); pick columns "
+            f"both have: {list(shared)}"
+        )
+    wanted = set(columns) | set(keys)
+    return pa.schema([f for f in target if f.name in wanted])
+
+
+def compute(
+    storage: Storage,
+    a: Side,
+    b: Side,
+    *,
+    on: Sequence[str] | None,
+    columns: Sequence[str] | None = None,
+) -> Diff:
+    """Diff ``a`` (older) against ``b`` (newer); see the module docstring for the cost.
+
+    Rows are compared on the columns both sides have (a column added or dropped in
+    between is a schema change, reported once, not a change of every row), limited to
+    ``columns`` (plus the key) when given; only those columns are read.
+    """
     target = unified_schema(a.schema, b.schema)
     keys = _keys_by_id([a, b], target, on)
+    shared = _shared(target, a.schema, b.schema)
+    if columns is not None:
+        target = _limited(target, shared, keys, columns)
+    compared = [n for n in target.names if n in shared or n in keys]
     p, removed, added = _rows(storage, a, b, target)
-    result = _compare(removed, added, keys or None)
+    result = _compare(removed, added, keys or None, compared)
     summary = DiffSummary(
         rows_added=len(result.added),
         rows_removed=len(result.removed),

@@ -25,6 +25,7 @@ from lakever.errors import CorruptMetadata, InvalidArgument, SchemaEvolutionErro
 from lakever.schema import (
     FIELD_ID_KEY,
     assign_field_ids,
+    check_names,
     field_id,
     map_type,
     nested_fields,
@@ -486,7 +487,8 @@ def evolve(
     Raises:
         SchemaEvolutionError: a refused change (narrowing, new type family,
             non-nullable, name collision, ...), naming the column and what to do.
-        InvalidArgument: a malformed argument or an unknown column.
+        InvalidArgument: a malformed argument, an unknown column, or a new name DuckDB
+            cannot use (empty, a control character, equal to another ignoring case).
     """
     add_m, rename_m, widen_m = (
         _mapping(add, "add"),
@@ -585,7 +587,9 @@ def evolve(
             old_type=None,
             new_type=None,
         )
-    return _schema(nodes), ids.last
+    out = _schema(nodes)
+    check_names(out, before=schema, what="evolve")
+    return out, ids.last
 
 
 def _rename(level: list[_Node], renamed: dict[int, str], prefix: Path) -> None:

@@ -27,7 +27,7 @@ from lakever.errors import SchemaMismatch
 from lakever.evolution import fits
 from lakever.schema import field_id, normalize_type, same_logical, strip_field, type_name
 
-__all__ = ["Plan", "conform", "plan", "project"]
+__all__ = ["Plan", "cast_exact", "conform", "plan", "project"]
 
 _Data = TypeVar("_Data", pa.Table, pa.RecordBatch)
 
@@ -229,7 +229,10 @@ def conform(
             elif exp is None:
                 parts.append(f"column {name!r} ({got}) is not in the dataset schema")
             else:
-                parts.append(f"column {name!r} is {got} in the data but {exp} in the dataset")
+                parts.append(
+                    f"column {name!r} is {got} in the data but {exp} in the dataset"
+                    + _zone_hint(by_name[name].type, target.field(name).type)
+                )
         raise SchemaMismatch(
             f"{what}: the data does not match the dataset schema: "
             + "; ".join(parts)
@@ -252,11 +255,158 @@ def conform(
         have = by_name[f.name]
         if same_logical(have.type, f.type):
             if col.type != f.type:
-                col = col.cast(f.type)
+                col = cast_exact(col, f.type, column=f.name, what=what)
         else:  # merge: an exact widening, struct fields matched by name
-            col = col.cast(normalize_type(have.type))
-            (p,) = plan([pa.field(f.name, col.type)], [f], by="name")
-            col = pa.chunked_array([_apply(c, p) for c in col.chunks], type=p.target.type)
-            col = col.cast(f.type)
+            try:
+                widened = col.cast(normalize_type(have.type))
+                (p,) = plan([pa.field(f.name, widened.type)], [f], by="name")
+                chunks = [_apply(c, p) for c in widened.chunks]
+                col = pa.chunked_array(chunks, type=p.target.type).cast(f.type)
+            except pa.ArrowInvalid as exc:  # a timestamp unit or width inside, say, a struct
+                raise _inexact(col, f.type, f.name, what, exc) from exc
         columns.append(col)
     return pa.Table.from_arrays(columns, schema=target)
+
+
+# --------------------------------------------------------------- exact conversions
+
+
+def _zone_hint(have: pa.DataType, want: pa.DataType) -> str:
+    """Why two timestamp types with time zones differ, and the cast that fixes it."""
+    if not (pa.types.is_timestamp(have) and pa.types.is_timestamp(want)) or not (
+        have.tz and want.tz
+    ):
+        return ""
+    return (
+        f" (time zones {have.tz!r} and {want.tz!r} are different zones; the instants are the "
+        "same, so if the zone is only how they were shown, as in DuckDB's results, cast the "
+        f"column to timestamp[{want.unit}, tz={want.tz}])"
+    )
+
+
+def cast_exact(col: pa.ChunkedArray[Any], t: pa.DataType, *, column: str, what: str) -> Any:
+    """``col`` cast to ``t`` (a representation of the same values, see `same_logical`).
+
+    Raises:
+        SchemaMismatch: a value ``t`` cannot hold exactly (a timestamp, time or
+            duration finer than ``t``'s unit or out of its range, a date64 that is not
+            a whole day, binary of another width), naming the column and the first
+            such value.
+    """
+    try:
+        return col.cast(t)
+    except pa.ArrowInvalid as exc:
+        found = _first_in(col, t, column)
+        if found is not None:
+            raise _inexact(col, t, column, what, exc, found) from exc
+        # Arrow casts every child value of a sliced list, also those outside the slice:
+        # retry on a compact copy before blaming the data.
+        try:
+            return pa.chunked_array([_compact(c) for c in col.chunks], type=col.type).cast(t)
+        except pa.ArrowInvalid:
+            raise _inexact(col, t, column, what, exc) from exc
+
+
+def _compact(arr: Any) -> Any:
+    """A copy of ``arr`` whose buffers hold only its own values."""
+    return arr.take(pa.array(range(len(arr)), pa.int64()))
+
+
+def _first_in(
+    col: pa.ChunkedArray[Any], t: pa.DataType, column: str
+) -> tuple[str, str, str, str] | None:
+    """The first value of any chunk ``t`` cannot hold (see `_first_inexact`)."""
+    return next((hit for c in col.chunks if (hit := _first_inexact(c, t, column))), None)
+
+
+def _inexact(
+    col: pa.ChunkedArray[Any],
+    t: pa.DataType,
+    column: str,
+    what: str,
+    exc: Exception,
+    found: tuple[str, str, str, str] | None = None,
+) -> SchemaMismatch:
+    """The error for data ``t`` cannot hold: the first such value, or Arrow's reason."""
+    found = found or _first_in(col, t, column)
+    expected = type_name(t)
+    if found is None:
+        return SchemaMismatch(
+            f"{what}: column {column!r} ({type_name(col.type)}) cannot be stored as "
+            f"{expected}: {exc}. Cast it to the dataset schema (Dataset.schema) first",
+            differences=[(column, expected, type_name(col.type))],
+        )
+    path, value, why, advice = found
+    return SchemaMismatch(
+        f"{what}: column {path!r} holds {value}, which {why}; nothing was written. {advice} "
+        f"(the dataset keeps {expected})",
+        differences=[(column, expected, f"{type_name(col.type)} value {value}")],
+    )
+
+
+_UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+def _first_inexact(arr: Any, t: Any, path: str) -> tuple[str, str, str, str] | None:
+    """The first value of ``arr`` that ``t`` cannot hold exactly: its path, the value as
+    text, why, and what to do."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    s = arr.type
+    if pa.types.is_struct(s) and pa.types.is_struct(t):
+        children = dict(zip([f.name for f in s], arr.flatten(), strict=True))
+        for f in t:
+            child = children.get(f.name)
+            if child is not None and (hit := _first_inexact(child, f.type, f"{path}.{f.name}")):
+                return hit
+        return None
+    if _is_list(s) and _is_list(t):
+        return _first_inexact(pc.list_flatten(arr), t.value_type, f"{path}.element")
+    if pa.types.is_map(s) and pa.types.is_map(t):
+        entries = pc.list_flatten(arr)
+        return _first_inexact(entries.field(0), t.key_type, f"{path}.key") or _first_inexact(
+            entries.field(1), t.item_type, f"{path}.value"
+        )
+    try:
+        arr.cast(t)
+        return None
+    except pa.ArrowInvalid:
+        pass
+    advice = "Convert such values yourself, or keep them in a new column of their own type"
+    raw = False
+    if pa.types.is_fixed_size_binary(t):
+        bad = pc.not_equal(pc.binary_length(arr), pa.scalar(t.byte_width, pa.int32()))
+        why = f"is not {t.byte_width} bytes long, as every {type_name(t)} value is"
+        advice = "Pad or trim such values, or keep them in a new binary column"
+    else:
+        bad = pc.not_equal(arr.cast(t, safe=False).cast(s, safe=False), arr)
+        why = f"{type_name(t)} cannot hold exactly"
+        unit, source_unit = getattr(t, "unit", None), getattr(s, "unit", None)
+        if unit in _UNIT_NS and source_unit in _UNIT_NS:
+            if _UNIT_NS[unit] < _UNIT_NS[source_unit]:
+                why += f" (it is out of the range of unit {unit!r})"
+                raw = True
+            else:
+                why += f" (it would lose precision below 1 {unit})"
+                advice = (
+                    "Round such values to the column's unit first, or keep them in a new column"
+                )
+        elif pa.types.is_date64(s):
+            why += " (it is not a whole day)"
+    index = pc.index(pc.fill_null(bad, False), True).as_py()
+    if index < 0:
+        return None
+    return path, _show(arr, index, raw=raw), why, advice
+
+
+def _show(arr: Any, i: int, *, raw: bool = False) -> str:
+    """Value ``i`` of ``arr`` as text (``raw``: a temporal value as its integer and unit)."""
+    one = arr.slice(i, 1)
+    t = one.type
+    unit = "ms" if pa.types.is_date64(t) else getattr(t, "unit", None)
+    if raw or pa.types.is_duration(t) or pa.types.is_date64(t):
+        return f"{one.cast(pa.int64(), safe=False)[0].as_py()} {unit}"
+    if pa.types.is_timestamp(t) or pa.types.is_time(t):
+        return str(one.cast(pa.string())[0].as_py())
+    text = repr(one[0].as_py())
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -30,8 +30,8 @@ import pyarrow as pa
 
 from lakever import contract as contracts
 from lakever._convert import to_arrow_stream
-from lakever._metafiles import read_contract_text
-from lakever._types import RowMode, ValidateMode
+from lakever._metafiles import read_contract_text, write_schema
+from lakever._types import RowMode, SchemaMode, ValidateMode
 from lakever._writer import (
     _check_message,
     _check_properties,
@@ -40,14 +40,17 @@ from lakever._writer import (
     merge_manifest_levels,
 )
 from lakever.deletion import Positions, keep_mask, positions_of, union, write_deletion_vector
-from lakever.errors import InvalidArgument, PrimaryKeyViolation
+from lakever.errors import InvalidArgument, PrimaryKeyViolation, SchemaMismatch
+from lakever.evolution import diff as schema_diff
+from lakever.evolution import plan_write
 from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
 from lakever.fragments import make_manifest, read_manifest, write_fragments, write_manifest
 from lakever.keys import KeyCheck, check_declared
 from lakever.log import Change, Rewrite
 from lakever.planner import bind, make_plan, prune_entries
-from lakever.projection import conform
+from lakever.projection import cast_exact, conform
 from lakever.reader import ReadTask, ScanPlan, read_file, read_positions
+from lakever.schema import check_names, iter_field_ids, map_type, schema_to_json
 from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, duckdb_type, quote_identifier, translate_errors
 from lakever.storage import Storage
@@ -176,7 +179,11 @@ def _commit(
     *,
     rows_deleted: int,
     key: KeyCheck | None = None,
+    schema: pa.Schema | None = None,
+    last_field_id: int | None = None,
 ) -> Snapshot:
+    """Commit the change; ``schema`` and ``last_field_id`` (an upsert that evolved the
+    schema) replace the snapshot's."""
     _check_message(how.message)
     storage = state.storage
     written = sum(e.num_rows for e in added)
@@ -191,8 +198,8 @@ def _commit(
         author=how.author if how.author is not None else default_author(),
         message=how.message or "",
         properties=_check_properties(how.properties),
-        schema=state.snap.schema,
-        last_field_id=state.snap.last_field_id,
+        schema=state.snap.schema if schema is None else schema_to_json(schema),
+        last_field_id=state.snap.last_field_id if last_field_id is None else last_field_id,
         parameters=parameters,
         contract=state.snap.contract,
         added=make_manifest(storage, added, level=0) if added else None,
@@ -282,9 +289,13 @@ def _new_values(state: SnapshotState, rows: pa.Table, exprs: Mapping[str, str]) 
         for c, sql in exprs.items()
     )
     text = "SET " + ", ".join(f"{c} = {e}" for c, e in exprs.items())
+    # DuckDB cannot import float16 or decimal256 columns: widen them exactly first.
+    readable = rows.cast(pa.schema([f.with_type(_comparable(f.type)) for f in rows.schema]))
     con = cursor()
     try:
-        con.register("__lakever_rows", rows.append_column("__i", pa.array(range(rows.num_rows))))
+        con.register(
+            "__lakever_rows", readable.append_column("__i", pa.array(range(rows.num_rows)))
+        )
         with translate_errors("update", text, public):
             values = con.sql(f"SELECT {select} FROM __lakever_rows ORDER BY __i").to_arrow_table()
     finally:
@@ -292,21 +303,23 @@ def _new_values(state: SnapshotState, rows: pa.Table, exprs: Mapping[str, str]) 
     for column in exprs:
         f = public.field(column)
         try:
-            new = values.column(column).cast(f.type)
-        except pa.ArrowInvalid as exc:
-            raise InvalidArgument(
-                f"update {text}: the new values of {column!r} do not fit {f.type}: {exc}"
-            ) from exc
+            new = cast_exact(values.column(column), f.type, column=column, what=f"update {text}")
+        except SchemaMismatch as exc:  # names the first value that does not fit exactly
+            raise InvalidArgument(str(exc)) from exc
         rows = rows.set_column(public.get_field_index(column), f, new)
     return rows
 
 
 def _checked_rows(
-    state: SnapshotState, table: pa.Table, what: str, validate: ValidateMode
+    state: SnapshotState,
+    table: pa.Table,
+    what: str,
+    validate: ValidateMode,
+    schema: pa.Schema | None = None,
 ) -> pa.Table:
-    """``table`` conformed to the snapshot schema (with field ids) and checked against the
-    contract in force."""
-    table = conform(table, state.schema, what=what)
+    """``table`` conformed to ``schema`` (default: the snapshot's; with field ids) and checked
+    against the contract in force."""
+    table = conform(table, state.schema if schema is None else schema, what=what)
     ref = state.snap.contract
     if ref is not None and validate == "contract":
         contracts.check(ref.api, read_contract_text(state.storage, ref.id), table, what=what)
@@ -344,7 +357,23 @@ def update(
         _nothing(state, f"update where {where!r}")
         return None
     what = f"update of {state.uri}"
-    new_rows = _new_values(state, pa.concat_tables([h.rows for h in hits]), exprs)
+    old_rows = pa.concat_tables([h.rows for h in hits])
+    new_rows = _new_values(state, old_rows, exprs)
+    # Rows whose SET columns keep their values are neither rewritten nor committed.
+    changed = _changed_rows(old_rows, new_rows, list(exprs))
+    unchanged = old_rows.num_rows - len(changed)
+    if not len(changed):
+        _log.info(
+            "update where %r set every one of the %d row(s) it matched in %s to the values "
+            "they have: nothing was committed",
+            where,
+            unchanged,
+            state.uri,
+        )
+        return None
+    if unchanged:
+        hits = _only(hits, changed)
+        new_rows = new_rows.take(changed)
     new_rows = _checked_rows(state, new_rows, what, validate)
     added = write_fragments(
         state.storage,
@@ -363,10 +392,62 @@ def update(
         "set": dict(values),
         "mode": mode,
         "fragments_scanned": len(candidates.tasks),
+        "rows_unchanged": unchanged,
     }
     how = _Commit("update", message, author, properties)
     deleted = sum(len(h.positions) for h in hits)
     return _commit(state, how, rewrites, added, parameters, rows_deleted=deleted, key=key)
+
+
+def _only(hits: Sequence[_Hit], rows: pa.Array[Any]) -> list[_Hit]:
+    """``hits`` keeping only ``rows`` (ascending indices into their concatenated rows)."""
+    out, start = [], 0
+    wanted = rows.to_numpy()
+    for h in hits:
+        end = start + len(h.positions)
+        mine = wanted[(wanted >= start) & (wanted < end)] - start
+        if len(mine):
+            keep = pa.array(mine, pa.int64())
+            out.append(_Hit(h.entry, h.positions.take(keep), h.rows.take(keep)))
+        start = end
+    return out
+
+
+def _comparable(t: Any) -> Any:
+    """``t`` with the types DuckDB cannot import (float16, decimal256) widened exactly."""
+    if t == pa.float16() or (pa.types.is_decimal256(t) and t.precision <= 38):
+        return pa.float32() if t == pa.float16() else pa.decimal128(t.precision, t.scale)
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_comparable(f.type)) for f in t])
+    if pa.types.is_map(t):
+        kf, vf = t.key_field, t.item_field
+        return map_type(
+            kf.with_type(_comparable(kf.type)), vf.with_type(_comparable(vf.type)), False
+        )
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        element = t.value_field.with_type(_comparable(t.value_type))
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(element, t.list_size)
+        return pa.large_list(element) if pa.types.is_large_list(t) else pa.list_(element)
+    return t
+
+
+def _changed_rows(old: pa.Table, new: pa.Table, columns: Sequence[str]) -> pa.Array[Any]:
+    """Indices (ascending) of the rows where a column of ``columns`` differs from ``old`` to
+    ``new``, with SQL's ``IS DISTINCT FROM`` (NULL equals NULL, NaN equals NaN)."""
+    arrays: dict[str, Any] = {"i": pa.array(range(old.num_rows), pa.int64())}
+    for k, c in enumerate(columns):
+        t = _comparable(old.schema.field(c).type)
+        arrays[f"o{k}"], arrays[f"n{k}"] = old.column(c).cast(t), new.column(c).cast(t)
+    differ = " OR ".join(f"o{k} IS DISTINCT FROM n{k}" for k in range(len(columns)))
+    con = cursor()
+    try:
+        con.register("__pairs", pa.table(arrays))
+        table = con.sql(f"SELECT i FROM __pairs WHERE {differ} ORDER BY i").to_arrow_table()
+    finally:
+        con.close()
+    out: pa.Array[Any] = table.column(0).combine_chunks().cast(pa.int64())
+    return out
 
 
 def _upsert_keys(state: SnapshotState, on: Sequence[str] | None) -> list[str]:
@@ -388,6 +469,7 @@ def upsert(
     on: Sequence[str] | None,
     *,
     mode: RowMode,
+    schema_mode: SchemaMode = "strict",
     validate: ValidateMode,
     message: str | None,
     author: str | None,
@@ -395,26 +477,41 @@ def upsert(
 ) -> Snapshot | None:
     """Insert the rows of ``data`` whose key is new and replace the live rows whose key matches.
 
-    Returns None when ``data`` has no rows (nothing committed).
+    ``schema_mode`` works as for an append: "add" and "merge" may evolve the schema,
+    which is committed with the upsert. Returns None when ``data`` has no rows
+    (nothing committed).
     """
     _check_mode(mode)
+    if schema_mode not in ("strict", "add", "merge"):
+        raise InvalidArgument(
+            f"schema_mode must be 'strict', 'add' or 'merge', got {schema_mode!r}"
+        )
     names = _upsert_keys(state, on)
     what = f"upsert to {state.uri}"
     data_schema, tables = to_arrow_stream(data)
-    conform(data_schema.empty_table(), state.schema, what=what)  # refuse before reading more
-    table = pa.concat_tables([conform(t, state.schema, what=what) for t in tables])
+    target, last_id = plan_write(state.schema, state.snap.last_field_id, data_schema, schema_mode)
+    check_names(target, before=state.schema, what=what)
+    # Refuse a mismatch before reading more of the data.
+    conform(data_schema.empty_table(), target, what=what, mode=schema_mode)
+    table = pa.concat_tables([conform(t, target, what=what, mode=schema_mode) for t in tables])
     if table.num_rows == 0:
         _nothing(state, "upsert of no rows")
         return None
-    table = _checked_rows(state, table, what, validate)
+    table = _checked_rows(state, table, what, validate, target)
+    evolved = schema_to_json(target) != state.snap.schema
+    sid = write_schema(state.storage, target) if evolved else state.schema_id
     added = write_fragments(
-        state.storage,
-        [table],
-        schema_id=state.schema_id,
-        layout=layout_for(state.snap, state.schema),
+        state.storage, [table], schema_id=sid, layout=layout_for(state.snap, target)
     )
     declared = names == _key_names(state)
-    key = _key_check(state, names, "this upsert")
+    ids = {f.name: fid for fid, f in iter_field_ids(target)}
+    key = KeyCheck(
+        state.storage,
+        target,
+        [ids[n] for n in names],
+        stats_of=None if evolved else state.stats_of,
+        what="this upsert",
+    )
     dupes = key.duplicates(added)
     if dupes:
         text = (
@@ -428,6 +525,9 @@ def upsert(
     rewrites = [_rewrite(state, entry, positions, mode) for entry, positions in matches]
     replaced = sum(len(positions) for _, positions in matches)
     parameters: dict[str, Any] = {"on": names, "mode": mode, "rows_replaced": replaced}
+    if evolved:
+        parameters["schema_mode"] = schema_mode
+        parameters["schema_changes"] = [c.to_dict() for c in schema_diff(state.schema, target)]
     how = _Commit("upsert", message, author, properties)
     return _commit(
         state,
@@ -437,4 +537,6 @@ def upsert(
         parameters,
         rows_deleted=replaced,
         key=key if state.snap.primary_key else None,
+        schema=target if evolved else None,
+        last_field_id=last_id if evolved else None,
     )

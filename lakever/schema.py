@@ -16,6 +16,13 @@ and parameterised ones as {"type": "timestamp", "unit": "us", "tz": "UTC"} etc.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.resources
+import os
+import re
+import unicodedata
+import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +33,10 @@ from lakever.errors import CorruptMetadata, InvalidArgument
 __all__ = [
     "FIELD_ID_KEY",
     "assign_field_ids",
+    "check_names",
     "field_id",
     "map_type",
+    "name_problems",
     "nested_fields",
     "normalize_type",
     "same_logical",
@@ -36,6 +45,7 @@ __all__ = [
     "strip_field",
     "strip_field_ids",
     "strip_type_ids",
+    "timezone_key",
     "type_name",
 ]
 
@@ -191,6 +201,107 @@ def strip_field_ids(schema: pa.Schema) -> pa.Schema:
     return pa.schema([strip_field(f) for f in schema])
 
 
+# ----------------------------------------------------------------- names engines accept
+
+#: Column names lakever's own SQL gives its helper columns (row indexes, file names...).
+_RESERVED_PREFIX = "__lakever"
+
+
+def _fold(name: str) -> str:
+    """A name as DuckDB compares identifiers: ASCII letters case-insensitively, the rest as is."""
+    return name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _level_problems(names: list[str], parent: str | None) -> list[str]:
+    """Problems among the names of one level: the columns (``parent`` None) or a struct's
+    fields."""
+
+    def label(name: str) -> str:
+        return f"column {name!r}" if parent is None else f"field {name!r} of {parent!r}"
+
+    out = []
+    for name in names:
+        if not name:
+            out.append(f"{label(name)} has an empty name")
+        elif any(unicodedata.category(c) == "Cc" for c in name):
+            out.append(f"{label(name)} contains a control character (NUL, newline, tab, ...)")
+        elif parent is None and _fold(name).startswith(_RESERVED_PREFIX):
+            out.append(f"{label(name)} is reserved by lakever's SQL (names '__lakever...')")
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.get(_fold(name))
+        if other is None:
+            seen[_fold(name)] = name
+        elif other == name:
+            out.append(f"{label(name)} appears twice")
+        else:
+            out.append(f"{label(other)} and {label(name)} differ only by case")
+    return out
+
+
+def _type_problems(t: pa.DataType, path: str) -> list[str]:
+    if pa.types.is_struct(t):
+        if t.num_fields == 0:
+            return [f"struct {path!r} has no fields (Parquet cannot store an empty struct)"]
+        out = _level_problems([f.name for f in t], path)
+        for f in t:
+            out += _type_problems(f.type, f"{path}.{f.name}")
+        return out
+    if pa.types.is_map(t):
+        return _type_problems(t.key_type, f"{path}.key") + _type_problems(
+            t.item_type, f"{path}.value"
+        )
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _type_problems(t.value_type, f"{path}.element")
+    if pa.types.is_dictionary(t):
+        return _type_problems(t.value_type, path)
+    return []
+
+
+def name_problems(schema: pa.Schema) -> list[str]:
+    """Why DuckDB (and so SQL, filters, row-level changes) could not use ``schema``'s names.
+
+    Refused: no column at all; an empty name; a control character (NUL, newline,
+    ...) in a name; two names of one level (the columns, or one struct's fields) that
+    are equal, or equal ignoring ASCII case (DuckDB's identifiers are
+    case-insensitive); a struct without fields (Parquet cannot store one); and the
+    column names lakever's SQL reserves (``__lakever...``).
+    List elements and map keys/values are named by their position, so their names
+    do not matter.
+    """
+    if len(schema) == 0:
+        return ["the data has no columns (a dataset needs at least one)"]
+    out = _level_problems(schema.names, None)
+    for f in schema:
+        out += _type_problems(f.type, f.name)
+    return out
+
+
+def check_names(schema: pa.Schema, *, before: pa.Schema | None = None, what: str) -> None:
+    """Refuse a schema whose names DuckDB cannot use (see `name_problems`).
+
+    Only problems ``before`` (the schema the change starts from) did not have are
+    refused, so a dataset written before this check stays writable.
+
+    Raises:
+        InvalidArgument: naming every refused name and why.
+    """
+    problems = name_problems(schema)
+    if before is not None:
+        known = set(name_problems(before))
+        problems = [p for p in problems if p not in known]
+    if problems:
+        raise InvalidArgument(
+            f"{what} is refused: " + "; ".join(problems) + ". DuckDB (SQL, filters, row-level "
+            "changes) needs at least one column and one field per struct, and names that are "
+            "non-empty, free of control characters and unique ignoring case: rename them "
+            "first (e.g. table.rename_columns(...))"
+        )
+
+
 # --------------------------------------------------------------------- JSON codec
 
 
@@ -302,16 +413,31 @@ def iter_field_ids(schema: pa.Schema) -> Iterator[tuple[int, pa.Field[Any]]]:
 
 
 def same_logical(a: pa.DataType, b: pa.DataType) -> bool:
-    """Whether two types hold the same values (differing only in representation)."""
+    """Whether values of one type are stored in the other by a lossless representation change.
+
+    Besides string/binary/list sizes, views and dictionaries: time zones compared by
+    meaning (`timezone_key`), the units of timestamps, times and durations, date32
+    and date64, and binary into fixed-size binary. The last ones convert exactly
+    only for some values: `lakever.projection.conform` checks each value and refuses
+    one that would lose precision, overflow or not fit.
+    """
     return strip_types(normalize_type(a)) == strip_types(normalize_type(b))
 
 
 def strip_types(t: pa.DataType) -> pa.DataType:
-    """Type with nested field metadata removed and string/binary/list sizes unified."""
+    """Type with nested field metadata removed and representation differences unified."""
     if t in (pa.string(), pa.large_string()):
         return pa.large_string()
-    if t in (pa.binary(), pa.large_binary()):
+    if t in (pa.binary(), pa.large_binary()) or pa.types.is_fixed_size_binary(t):
         return pa.large_binary()
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("ns", tz=timezone_key(t.tz))
+    if pa.types.is_time(t):
+        return pa.time64("ns")
+    if pa.types.is_duration(t):
+        return pa.duration("ns")
+    if pa.types.is_date(t):
+        return pa.date32()
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return pa.large_list(pa.field("item", strip_types(t.value_type), t.value_field.nullable))
     if pa.types.is_fixed_size_list(t):
@@ -322,3 +448,68 @@ def strip_types(t: pa.DataType) -> pa.DataType:
     if pa.types.is_map(t):
         return pa.map_(strip_types(t.key_type), strip_types(t.item_type))
     return t
+
+
+# --------------------------------------------------------------------- time zones
+
+#: Names of zones that are UTC at every instant (offset 0, no daylight saving time).
+_UTC = frozenset(
+    n.lower()
+    for n in (
+        *("UTC", "UCT", "Universal", "Zulu", "Z", "GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich"),
+        *("Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "Etc/GMT", "Etc/GMT0"),
+        *("Etc/GMT+0", "Etc/GMT-0", "Etc/Greenwich"),
+    )
+)
+_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+#: POSIX-style zones: "Etc/GMT-1" is one hour *ahead* of UTC.
+_ETC_GMT = re.compile(r"etc/gmt([+-])(\d{1,2})")
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
+
+
+def _offset_key(minutes: int) -> str:
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+@functools.lru_cache(maxsize=256)
+def timezone_key(tz: str | None) -> str | None:
+    """What a time zone means, as a string equal for every name of the same zone.
+
+    Aliases of UTC (``UTC``, ``Etc/UTC``, ``Z``, ``+00:00``, ``GMT``...) give
+    ``"+00:00"``; fixed offsets give ``"+HH:MM"`` (``+0530``, ``+05:30`` and
+    ``Etc/GMT-5``... are the same); other IANA names give the hash of their tz
+    database rules (``US/Eastern`` is ``America/New_York``); a name the database
+    lacks is its own meaning. None (no time zone) stays None.
+    """
+    if tz is None:
+        return None
+    name = tz.strip()
+    if name.lower() in _UTC:
+        return _offset_key(0)
+    if m := _OFFSET.fullmatch(name):
+        minutes = int(m[2]) * 60 + int(m[3])
+        return _offset_key(-minutes if m[1] == "-" else minutes)
+    if m := _ETC_GMT.fullmatch(name.lower()):
+        hours = int(m[2])
+        return _offset_key(hours * 60 if m[1] == "-" else -hours * 60)
+    rules = _zone_rules(name)
+    return name if rules is None else "tzif:" + hashlib.sha256(rules).hexdigest()[:32]
+
+
+def _zone_rules(name: str) -> bytes | None:
+    """The TZif file of zone ``name`` (system tz database first, then ``tzdata``), or None."""
+    if not _ZONE_NAME.fullmatch(name):
+        return None
+    for root in zoneinfo.TZPATH:
+        path = os.path.join(root, *name.split("/"))
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            return data if data.startswith(b"TZif") else None
+    try:
+        resource = importlib.resources.files("tzdata").joinpath("zoneinfo", *name.split("/"))
+        data = resource.read_bytes()
+    except (ModuleNotFoundError, OSError):
+        return None
+    return data if data.startswith(b"TZif") else None

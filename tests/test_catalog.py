@@ -226,3 +226,46 @@ def test_sql_after_evolution_and_partitioning(tmp_path):
     # one "a" fragment from each partitioned write, plus the unpartitioned one (kept)
     assert plan.fragments_after_partition_pruning == 3
     assert plan.fragments_after_stats_pruning == 3  # its min/max (a..c) include "a"
+
+
+def test_dataset_names_that_differ_only_by_case_are_refused(lake):
+    with pytest.raises(lv.DatasetExists, match=r"has a dataset 'events', whose name differs") as ei:
+        lake.create_dataset("Events", events(0, 1))
+    assert ei.value.uri == lake.open("events").uri
+    assert lake.datasets() == ["events", "users"]
+    assert count(lake, "SELECT count(*) FROM events") == 16
+
+
+@pytest.mark.parametrize("backend", ["local", "memory"])
+def test_a_wrong_lake_path_is_an_error_naming_it(tmp_path, backend):
+    root = str(tmp_path / "nope") if backend == "local" else f"memory://lakes/{uuid.uuid4().hex}"
+    lake = lv.connect(root)  # a lake may be created by its first dataset...
+    for call in (lake.datasets, lambda: lake.sql("SELECT 1"), lambda: lake.open("events")):
+        with pytest.raises(lv.DatasetNotFound, match=r"no lake at .*: the path does not exist"):
+            call()
+    lake.create_dataset("events", events(0, 2))
+    assert lake.datasets() == ["events"] and count(lake, "SELECT count(*) FROM events") == 2
+
+
+def test_a_lake_path_that_is_a_file_or_a_dataset_is_refused(tmp_path):
+    file = tmp_path / "lake.csv"
+    file.write_text("id\n1\n")
+    with pytest.raises(
+        lv.DatasetNotFound, match=r"lake\.csv: the path is a file, not a folder"
+    ) as ei:
+        lv.connect(str(file))
+    assert ei.value.uri == str(file)
+    ds = lv.create_dataset(str(tmp_path / "events"), events(0, 1))
+    with pytest.raises(lv.InvalidArgument, match=r"is a dataset, not a lake .* connect to the"):
+        lv.connect(ds.uri)
+    assert lv.connect(str(tmp_path)).datasets() == ["events"]
+
+
+def test_case_twins_made_outside_the_lake_are_queried_by_exact_name(tmp_path):
+    lv.create_dataset(str(tmp_path / "events"), events(0, 3))
+    lv.create_dataset(str(tmp_path / "Events"), events(0, 1))  # not through the lake
+    lake = lv.connect(str(tmp_path))
+    assert lake.datasets() == ["Events", "events"]
+    assert count(lake, "SELECT count(*) FROM events") == 3
+    assert count(lake, 'SELECT count(*) FROM "Events"') == 1
+    assert count(lake, "SELECT count(*) FROM Events VERSION AS OF 0") == 1

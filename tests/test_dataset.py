@@ -177,6 +177,23 @@ def test_write_dataset_append_creates_when_missing(location):
     assert (ds.version, ds.commit.operation) == (0, "create")
 
 
+@pytest.mark.parametrize("mode", ["create", "append", "overwrite"])
+def test_write_dataset_declares_a_primary_key(location, mode):
+    ds = lv.write_dataset(location, events(0, 2), mode=mode, primary_key=["id"])
+    assert ds.primary_key == ["id"]
+    with pytest.raises(lv.PrimaryKeyViolation):
+        lv.write_dataset(location, events(1, 1), mode="append")
+    # the same key again is fine; another one (or one on a dataset without) is refused
+    ds = lv.write_dataset(location, events(5, 1), mode="append", primary_key=["id"])
+    assert ds.num_rows == 3
+    with pytest.raises(lv.InvalidArgument, match=r"differs from the dataset's declared key"):
+        lv.write_dataset(location, events(9, 1), mode="overwrite", primary_key=["category"])
+    other = lv.write_dataset(location + "-nokey", events(0, 1))
+    with pytest.raises(lv.InvalidArgument, match=r"differs from the dataset's declared key"):
+        lv.write_dataset(other.uri, events(1, 1), mode="append", primary_key=["id"])
+    assert lv.open_dataset(location).version == 1
+
+
 def test_input_kinds(location):
     import pandas as pd
     import polars as pl

@@ -138,7 +138,9 @@ def test_diff_across_schema_changes_matches_field_ids(ds):
         "rename 'category' -> 'kind' (field id 3)",
         "add 'score' double (field id 4)",
     ]
-    assert d.changed().to_pylist() == [
+    # rows compare on the columns both snapshots have: version 0 has no 'score'
+    assert d.summary.rows_touched == 0
+    assert lv.diff(ds.uri, 1, 2).changed().to_pylist() == [
         {"id": 7, "_changed_columns": ["score"], "_old": {"score": None}, "_new": {"score": 1.5}}
     ]
     assert d.schema.names == ["id", "value", "kind", "score"]
@@ -147,6 +149,72 @@ def test_diff_across_schema_changes_matches_field_ids(ds):
     back = v3.diff(ds)
     assert back.schema.names == ["id", "value", "category", "score"]  # the newer side last
     assert back.added().to_pylist() == [{"id": 8, "value": 0.08, "category": "c", "score": None}]
+
+
+def test_diff_across_a_dropped_column_compares_the_shared_columns(location):
+    t = pa.table({"id": list(range(50)), "x": [i * 2 for i in range(50)], "y": ["a"] * 50})
+    ds = lv.create_dataset(location, t, max_rows_per_fragment=20)
+    rewritten = ds.evolve(drop=["y"]).overwrite(t.drop_columns(["y"]))
+    x = t.column("x").to_pylist()
+    x[7] = -1
+    changed = rewritten.overwrite(t.drop_columns(["y"]).set_column(1, "x", pa.array(x)))
+    for on in (None, ["id"]):
+        d = lv.diff(location, 0, 2, on=on)
+        assert d.summary.rows_touched == 0  # not 50 rows "changed" by losing 'y'
+        assert [c.describe() for c in d.schema_changes] == ["drop 'y' string (field id 3)"]
+        assert d.schema.names == ["id", "x", "y"]  # the dropped column is still shown
+    keyed = ds.diff(changed, on=["id"])
+    assert keyed.changed().to_pylist() == [
+        {"id": 7, "_changed_columns": ["x"], "_old": {"x": 14}, "_new": {"x": -1}}
+    ]
+    bag = ds.diff(changed, on=[])
+    assert (bag.summary.rows_added, bag.summary.rows_removed) == (1, 1)
+    assert bag.removed().to_pylist() == [{"id": 7, "x": 14, "y": "a"}]
+    assert bag.added().to_pylist() == [{"id": 7, "x": -1, "y": None}]
+    # the same across an added column that the overwrite backfilled
+    added = changed.evolve(add={"z": pa.int64()}).overwrite(
+        changed.to_arrow().append_column("z", pa.array(range(50), pa.int64()))
+    )
+    assert changed.diff(added).summary.rows_touched == 0
+
+
+def test_diff_limited_to_columns(ds):
+    after = ds.update(set={"value": "value + 1"}, where="id < 3").update(
+        set={"category": "'z'"}, where="id IN (1, 5)"
+    )
+    d = ds.diff(after, columns=["category"])
+    assert d.schema.names == ["id", "category"]  # the key comes along
+    assert sorted(d.changed().to_pylist(), key=lambda r: r["id"]) == [
+        {
+            "id": 1,
+            "_changed_columns": ["category"],
+            "_old": {"category": "b"},
+            "_new": {"category": "z"},
+        },
+        {
+            "id": 5,
+            "_changed_columns": ["category"],
+            "_old": {"category": "c"},
+            "_new": {"category": "z"},
+        },
+    ]
+    assert ds.diff(after).summary.rows_changed == 4
+    value = lv.diff(ds.uri, 0, after.version, columns=["value"])
+    assert sorted(value.changed()["id"].to_pylist()) == [0, 1, 2]
+    # without a key, a row that differs only in other columns is not a change
+    bag = ds.diff(after, on=[], columns=["value"])
+    assert sorted(bag.added()["value"].to_pylist()) == [1.0, 1.01, 1.02]
+    assert bag.removed().column_names == ["value"]
+    for bad, message in [
+        (["nope"], r"columns names unknown column\(s\) \['nope'\]"),
+        ([], r"columns must be a non-empty list"),
+        ("value", r"columns must be a non-empty list"),
+    ]:
+        with pytest.raises(lv.InvalidArgument, match=message):
+            ds.diff(after, columns=bad)
+    dropped = after.evolve(drop=["value"])
+    with pytest.raises(lv.InvalidArgument, match=r"exist in only one of the two snapshots"):
+        ds.diff(dropped, columns=["value"])
 
 
 def test_widened_columns_compare_in_the_wider_type(location):

@@ -186,6 +186,45 @@ def test_update_refusals(ds):
     assert lv.open_dataset(ds.uri).version == 0
 
 
+def test_update_that_changes_no_value_commits_nothing(ds, caplog):
+    with caplog.at_level("INFO", logger="lakever"):
+        assert ds.update(set={"value": "value"}, where="id < 50") is ds
+    assert "set every one of the 50 row(s) it matched" in caplog.text
+    assert ds.update(set={"category": "category", "value": "value + 0"}) is ds
+    assert ds.update(set={"category": "'a'"}, where="id % 3 = 0") is ds  # already 'a'
+    assert lv.open_dataset(ds.uri).version == 0
+
+
+def test_update_rewrites_only_the_rows_it_changes(ds):
+    after = ds.update(set={"category": "'a'"}, where="id < 20")  # ids 0, 3, ... are 'a'
+    changed = [i for i in range(20) if i % 3 != 0]
+    c = after.commit
+    assert (c.rows_removed, c.rows_added) == (len(changed), len(changed))
+    assert (c.parameters["rows_deleted"], c.parameters["rows_unchanged"]) == (13, 7)
+    assert ids(after) == [i for i in range(100) if i not in changed] + changed
+    assert after.fragments()[0].deleted_rows == len(changed)
+    readers_agree(after)
+
+
+def test_update_compares_nulls_nans_and_nested_values(location):
+    t = pa.table(
+        {
+            "id": [1, 2, 3],
+            "f": [float("nan"), None, 1.5],
+            "s": pa.array([{"a": 1}, None, {"a": 3}], pa.struct([("a", pa.int64())])),
+            "h": pa.array([1.0, 2.0, None], pa.float16()),
+        }
+    )
+    ds = lv.create_dataset(location, t)
+    assert ds.update(set={"f": "f", "s": "s", "h": "h"}) is ds
+    assert ds.update(set={"f": "CASE WHEN id = 3 THEN 1.5 ELSE f END"}) is ds
+    after = ds.update(set={"s": "{'a': 2}"}, where="id <= 2")
+    assert (after.commit.rows_removed, after.commit.parameters["rows_unchanged"]) == (2, 0)
+    after = after.update(set={"f": "f", "h": "2.0"})
+    assert after.commit.rows_removed == 2  # rows 1 and 3 (h: 1.0 -> 2.0, null -> 2.0)
+    assert sorted(after.to_arrow()["h"].to_pylist()) == [2.0, 2.0, 2.0]
+
+
 def test_update_checks_the_contract(location):
     import pandera.polars as pap
     import polars as pl
@@ -234,6 +273,32 @@ def test_upsert_with_on_and_refusals(location):
     with pytest.raises(lv.InvalidArgument, match=r"must name distinct columns"):
         ds.upsert(events(1, 1), on=["nope"])
     assert ds.upsert(events(0, 0), on=["id"]) is ds
+
+
+def test_upsert_schema_mode_adds_and_widens_columns(location):
+    ds = lv.create_dataset(location, events(0, 4), primary_key=["id"])
+    late = events(2, 3).append_column("score", pa.array([0.5, 0.6, 0.7]))
+    with pytest.raises(lv.SchemaMismatch, match=r"schema_mode='add'"):
+        ds.upsert(late)  # strict (the default) refuses the new column
+    after = ds.upsert(late, schema_mode="add")
+    assert after.schema.names == ["id", "value", "category", "score"]
+    rows = {r["id"]: r["score"] for r in after.to_arrow().to_pylist()}
+    assert rows == {0: None, 1: None, 2: 0.5, 3: 0.6, 4: 0.7}
+    c = after.commit
+    assert (c.parameters["schema_mode"], c.parameters["rows_replaced"]) == ("add", 2)
+    assert [ch["kind"] for ch in c.parameters["schema_changes"]] == ["add"]
+    assert after.field_ids["score"] == 4
+    readers_agree(after)
+    # merge widens a column (int32 data into an int64 column stays int64; here the reverse)
+    small = lv.create_dataset(location + "-w", pa.table({"id": pa.array([1, 2], pa.int32())}))
+    wide = small.upsert(
+        pa.table({"id": pa.array([2, 3], pa.int64())}), on=["id"], schema_mode="merge"
+    )
+    assert wide.schema.field("id").type == pa.int64()
+    assert sorted(ids(wide)) == [1, 2, 3]
+    with pytest.raises(lv.InvalidArgument, match=r"schema_mode must be 'strict', 'add' or 'merge'"):
+        ds.upsert(late, schema_mode="loose")  # type: ignore[arg-type]
+    assert lv.open_dataset(location).version == 1
 
 
 # --------------------------------------------------------------------------- primary keys
