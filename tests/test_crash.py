@@ -287,7 +287,7 @@ def test_sigkill_writer_at_random_moments(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------- torn advisory files
 #
-# Hints and indexes are written in place, without fsync (lakever/storage.py,
+# Hints and indexes are written in place, without fsync (lakever/storage/local.py,
 # write_hint): a writer killed between creating such a file and writing it, or
 # a power loss, leaves it empty or garbled. Readers must fall back, not fail.
 # (A well-formed hint ahead of the log is no torn write but deleted entries:

@@ -1,0 +1,58 @@
+"""Storage backends and `open_storage`; see `lakever.storage.base` for the seam."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lakever.errors import InvalidArgument, StorageError
+from lakever.storage.base import Atomic, Engines, Objects, Storage
+from lakever.storage.fsspec import MemoryStorage, ReadOnlyFsspecStorage
+from lakever.storage.local import LocalStorage
+
+__all__ = [
+    "Atomic",
+    "Engines",
+    "LocalStorage",
+    "MemoryStorage",
+    "Objects",
+    "ReadOnlyFsspecStorage",
+    "Storage",
+    "open_storage",
+]
+
+
+def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Storage:
+    """Return the `Storage` for a dataset location (path, file://, memory://, or fsspec URI)."""
+    if not isinstance(uri, str | os.PathLike):
+        raise InvalidArgument(f"dataset location must be a path or URI string, got {uri!r}")
+    uri = os.fspath(uri)
+    if not uri or any(ord(c) < 32 for c in uri):
+        raise InvalidArgument(f"dataset location {uri!r} is empty or contains control characters")
+    options = dict(storage_options or {})
+    if "://" not in uri or uri.split("://", 1)[0] in ("file", "local"):
+        fsync = options.pop("fsync", True)
+        if not isinstance(fsync, bool) or options:
+            raise InvalidArgument(
+                f"local storage takes one storage option, fsync=True|False; got {storage_options!r}"
+            )
+        if "://" not in uri:
+            return LocalStorage(uri, fsync=fsync)
+        rest = uri.split("://", 1)[1]
+        return LocalStorage(rest if rest.startswith("/") else "/" + rest, fsync=fsync)
+    protocol, rest = uri.split("://", 1)
+    if protocol == "memory":
+        return MemoryStorage(rest)
+    try:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    except (ImportError, ValueError) as exc:
+        raise StorageError(
+            f"cannot open storage for {uri!r}: {exc}; install the extra for this protocol "
+            "(e.g. pip install 'lakever[s3]')",
+            path=uri,
+        ) from exc
+    storage = ReadOnlyFsspecStorage(fs, path, protocol)
+    storage.options = dict(storage_options or {})
+    return storage

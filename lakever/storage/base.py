@@ -1,0 +1,110 @@
+"""The storage seam, split by job: bytes, commit atomicity, and engine hand-off.
+
+Every byte lakever reads or writes goes through a `Storage`. Its methods fall in
+three roles, each a small interface a backend implements:
+
+* `Objects` -- bytes: read an object, create a new immutable one, list, delete.
+  ``write_new`` objects (fragments, manifests) are durable once ``flush`` returns.
+* `Atomic` -- the commit protocol's one atomic step: ``put_if_absent`` creates an
+  object only if the name is free, and it appears complete or not at all; a log
+  entry becomes visible through it. ``write_hint`` overwrites advisory objects.
+* `Engines` -- handing files to engines: the paths and filesystems pyarrow, DuckDB
+  and polars read fragments through.
+
+A backend that cannot prove an atomic create refuses to write (`StorageError`)
+instead of falling back to check-then-write, which would let two writers both
+believe they committed. A cache or an object store slots in by implementing the
+roles; the rest of lakever never looks past them.
+
+A `Storage` pickles: it is reopened from its location and options (read tasks and
+datasets are shipped to workers that way).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+__all__ = ["Atomic", "Engines", "Objects", "Storage"]
+
+
+class Objects(ABC):
+    """Bytes: objects addressed by '/'-separated paths relative to the dataset root."""
+
+    @abstractmethod
+    def read_bytes(self, rel: str) -> bytes:
+        """Return the whole object; raise FileNotFoundError if absent."""
+
+    @abstractmethod
+    def write_new(self, rel: str, data: bytes | memoryview) -> None:
+        """Create a new immutable object; raise FileExistsError if the name is taken."""
+
+    @abstractmethod
+    def exists(self, rel: str) -> bool:
+        """Return whether an object exists."""
+
+    @abstractmethod
+    def list(self, rel_dir: str) -> list[str]:
+        """Return the names (not paths) directly under a directory; [] if absent."""
+
+    @abstractmethod
+    def delete(self, rel: str) -> None:
+        """Delete an object if present."""
+
+    def flush(self) -> None:  # noqa: B027 - optional hook, default no-op
+        """Make every ``write_new`` so far durable (directory entries included)."""
+
+
+class Atomic(ABC):
+    """Commit atomicity: the one step that makes a commit visible."""
+
+    @abstractmethod
+    def put_if_absent(self, rel: str, data: bytes) -> bool:
+        """Atomically create ``rel`` with ``data``; return False if it already existed."""
+
+    @abstractmethod
+    def write_hint(self, rel: str, data: bytes) -> None:
+        """Overwrite an advisory object (hints only, never data or log entries).
+
+        Not durable and, on some backends, not atomic: readers must validate what
+        they read and fall back when it is missing, stale or garbled. Writers of a
+        hint use fixed-width content so an in-place overwrite never leaves a tail.
+        """
+
+
+class Engines(ABC):
+    """Engine hand-off: where pyarrow, DuckDB and polars find the files."""
+
+    #: fsspec protocol name ("file", "memory", "s3", ...).
+    protocol: str
+
+    @abstractmethod
+    def full_path(self, rel: str) -> str:
+        """Return the path engines (pyarrow, DuckDB, polars) use for ``rel``."""
+
+    @abstractmethod
+    def arrow_filesystem(self) -> pafs.FileSystem | None:
+        """Return a pyarrow filesystem for `full_path` values (None: local paths)."""
+
+    @abstractmethod
+    def fsspec_filesystem(self) -> Any:
+        """Return the fsspec filesystem behind this storage (for DuckDB registration)."""
+
+    @property
+    def is_local(self) -> bool:
+        """Whether `full_path` values are local file paths every engine reads directly."""
+        return self.protocol == "file"
+
+
+class Storage(Objects, Atomic, Engines):
+    """Byte-level access to one dataset root: the three roles together."""
+
+    #: Normalized root URI (an absolute path for local disk).
+    uri: str
+
+    def __repr__(self) -> str:
+        # Options may hold credentials: never shown.
+        return f"<{type(self).__name__} {self.uri!r}>"

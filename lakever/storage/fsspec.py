@@ -1,0 +1,126 @@
+"""fsspec backends: in-memory (commits within one process) and read-only remote stores."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Any
+
+from lakever.errors import StorageError
+from lakever.storage.base import Storage
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+__all__ = ["MemoryStorage", "ReadOnlyFsspecStorage"]
+
+
+class _FsspecStorage(Storage):
+    """Shared plumbing for fsspec-backed storages."""
+
+    def __init__(self, fs: Any, root: str, protocol: str) -> None:
+        self.fs = fs
+        self.protocol = protocol
+        self._root = root.rstrip("/")
+        self.uri = f"{protocol}://{self._root.lstrip('/')}"
+        #: The storage options it was opened with (kept to reopen it; never shown).
+        self.options: dict[str, Any] = {}
+
+    def _p(self, rel: str) -> str:
+        return f"{self._root}/{rel}"
+
+    def read_bytes(self, rel: str) -> bytes:
+        data: bytes = self.fs.cat_file(self._p(rel))
+        return data
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.fs.exists(self._p(rel)))
+
+    def list(self, rel_dir: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self._p(rel_dir), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+    def delete(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._p(rel))
+
+    def full_path(self, rel: str) -> str:
+        return f"{self.protocol}://{self._p(rel).lstrip('/')}"
+
+    def arrow_filesystem(self) -> pafs.FileSystem | None:
+        import pyarrow.fs as pafs
+
+        handler = pafs.FSSpecHandler(self.fs)  # type: ignore[abstract]  # stubs lag pyarrow
+        return pafs.PyFileSystem(handler)
+
+    def fsspec_filesystem(self) -> Any:
+        return self.fs
+
+
+class MemoryStorage(_FsspecStorage):
+    """fsspec's in-memory filesystem; put-if-absent is atomic within one process."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, root: str) -> None:
+        import fsspec
+
+        fs = fsspec.filesystem("memory")
+        super().__init__(fs, "/" + root.lstrip("/"), "memory")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The memory store is per process: a copy in another process sees nothing.
+        return (MemoryStorage, (self._root,))
+
+    def full_path(self, rel: str) -> str:
+        return f"memory://{self._p(rel)}"
+
+    def write_new(self, rel: str, data: bytes | memoryview) -> None:
+        if not self.put_if_absent(rel, bytes(data)):
+            raise FileExistsError(self._p(rel))
+
+    def exists(self, rel: str) -> bool:
+        # fsspec's exists() scans every key of the process-wide store when the name is
+        # not a file (to look for a directory); objects are files, so test the key.
+        return self._p(rel) in self.fs.store
+
+    def put_if_absent(self, rel: str, data: bytes) -> bool:
+        path = self._p(rel)
+        with MemoryStorage._lock:
+            if path in self.fs.store:
+                return False
+            self.fs.pipe_file(path, data)
+        return True
+
+    def write_hint(self, rel: str, data: bytes) -> None:
+        with MemoryStorage._lock:
+            self.fs.pipe_file(self._p(rel), data)
+
+
+class ReadOnlyFsspecStorage(_FsspecStorage):
+    """Any other fsspec backend: readable; writes refused (no safe put-if-absent yet)."""
+
+    def _refuse(self, rel: str) -> StorageError:
+        return StorageError(
+            f"writing to {self.protocol}:// storage is not supported yet: lakever only commits "
+            "where it has an atomic put-if-absent (local disk, memory://); "
+            f"cannot write {self.full_path(rel)!r}",
+            path=self.full_path(rel),
+        )
+
+    def write_new(self, rel: str, data: bytes | memoryview) -> None:
+        raise self._refuse(rel)
+
+    def put_if_absent(self, rel: str, data: bytes) -> bool:
+        raise self._refuse(rel)
+
+    def write_hint(self, rel: str, data: bytes) -> None:
+        raise self._refuse(rel)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from lakever.storage import open_storage
+
+        return (open_storage, (self.uri, dict(self.options)))
