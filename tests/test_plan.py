@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import pickle
+import pickle  # noqa: TID251 - pickling is what these tests check
 
 import pyarrow as pa
 import pytest
