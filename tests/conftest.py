@@ -57,12 +57,5 @@ def fragment_reads(monkeypatch) -> list[str]:
     import lakever.integrity as integrity
 
     seen: list[str] = []
-    for name in ("_verify_local", "_verify_remote"):
-        real = getattr(integrity, name)
-
-        def spy(storage, ref, snapshot, _real=real):
-            seen.append(ref.path)
-            return _real(storage, ref, snapshot)
-
-        monkeypatch.setattr(integrity, name, spy)
+    monkeypatch.setattr(integrity, "_note", lambda refs: seen.extend(r.path for r in refs))
     return seen
