@@ -204,8 +204,9 @@ def check_columns(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]
     return list(columns)
 
 
-#: Tasks read together (in parallel) at most: bounds memory on filtered reads.
-_RUN_TASKS = 32
+#: File bytes read together (in parallel) at most before a filter drops rows: bounds the
+#: memory of filtered reads without paying a dataset per handful of small fragments.
+_RUN_BYTES = 256 << 20
 _INDEX = "__lakever_row"
 
 
@@ -242,6 +243,23 @@ class _Run:
         )
 
 
+def _chunks(tasks: list[ReadTask], limit: int | None) -> Iterator[list[ReadTask]]:
+    """``tasks`` in consecutive groups of at most ``limit`` file bytes (at least one task)."""
+    if limit is None:
+        yield tasks
+        return
+    group: list[ReadTask] = []
+    size = 0
+    for t in tasks:
+        if group and size + t.size_bytes > limit:
+            yield group
+            group, size = [], 0
+        group.append(t)
+        size += t.size_bytes
+    if group:
+        yield group
+
+
 def _runs(
     p: ScanPlan, tasks: Sequence[ReadTask], names: Sequence[str], *, limit: int | None
 ) -> Iterator[_Run]:
@@ -250,8 +268,7 @@ def _runs(
     own = p.schema_id
     for sid, group in groupby(tasks, key=lambda t: t.schema_id):
         run = list(group)
-        chunks = [run] if limit is None else [run[i : i + limit] for i in range(0, len(run), limit)]
-        for chunk in chunks:
+        for chunk in _chunks(run, limit):
             if sid == own:
                 yield _Run(chunk, pa.schema(wanted), None)
             else:
@@ -349,7 +366,7 @@ def read_plan(p: ScanPlan, tasks: Sequence[ReadTask] | None = None) -> pa.Table:
     verify(p.storage, tasks, snapshot=p.snapshot_id)
     tables = []
     with reading(p.storage, p.snapshot_id):
-        for run in _runs(p, tasks, names, limit=_RUN_TASKS if p.filter else None):
+        for run in _runs(p, tasks, names, limit=_RUN_BYTES if p.filter else None):
             tables.append(_filtered(p, _read_run(p.storage, run, schema)).select(list(p.columns)))
     if not tables:
         return out.empty_table()
@@ -415,7 +432,7 @@ def read_positions(
     names = _needed(p)
     schema = _output(p, names)
     verify(p.storage, tasks, snapshot=p.snapshot_id)
-    for run in _runs(p, tasks, names, limit=_RUN_TASKS):
+    for run in _runs(p, tasks, names, limit=_RUN_BYTES):
         with reading(p.storage, p.snapshot_id):
             table = _read_run(p.storage, run, schema)
         # File positions of the live rows, in the order the run's table holds them.
