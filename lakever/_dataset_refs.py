@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lakever import refs
+from lakever._merge_commit import commit_merge
 from lakever._records import Branch
 from lakever._resolve import locate
 from lakever._types import Properties
-from lakever._writer import commit_merge, default_author
+from lakever._writer import default_author
 from lakever.errors import InvalidArgument, RefNotFound, VersionNotFound
 from lakever.format import Snapshot
 from lakever.merge import MergeStrategy

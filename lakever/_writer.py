@@ -18,14 +18,13 @@ from typing import Any
 import pyarrow as pa
 
 from lakever import contract as contracts
-from lakever._chain import merge_parent_of, parent_of
 from lakever._convert import to_arrow_stream
 from lakever._metafiles import read_contract_text, write_contract_text, write_schema
 from lakever._records import SchemaChange
 from lakever._types import SchemaMode, ValidateMode
-from lakever.errors import CommitConflict, InvalidArgument, MergeConflict, SchemaEvolutionError
+from lakever.errors import InvalidArgument, SchemaEvolutionError
 from lakever.evolution import ColumnRef, diff, evolve, plan_write
-from lakever.format import ContractRef, FragmentEntry, ManifestRef, Snapshot, Summary, schema_id
+from lakever.format import ContractRef, FragmentEntry, ManifestRef, Snapshot, schema_id
 from lakever.fragments import (
     DEFAULT_MAX_ROWS_PER_FRAGMENT,
     Layout,
@@ -36,7 +35,6 @@ from lakever.fragments import (
 )
 from lakever.keys import KeyCheck, check_declared
 from lakever.log import MANIFEST_FANOUT, Change, Log
-from lakever.merge import MergePlan, MergeStrategy, merge_base, plan_merge
 from lakever.partitioning import (
     PartitionField,
     SortField,
@@ -62,12 +60,10 @@ __all__ = [
     "commit_contract",
     "commit_data",
     "commit_evolve",
-    "commit_merge",
     "commit_partitioning",
     "default_author",
 ]
 
-_MERGE_ATTEMPTS = 16
 
 #: ``contract=`` default of `commit_evolve`: the contract in force stays.
 KEEP: Any = object()
@@ -239,7 +235,7 @@ def commit_data(
     if key:
         keys = KeyCheck(storage, target, key, what=f"this {operation}")
         joined = base is not None and operation != "overwrite"
-        keys.check(entries, _entries_of(storage, base) if base is not None and joined else [])
+        keys.check(entries, entries_of(storage, base) if base is not None and joined else [])
     added = make_manifest(storage, entries, level=0) if entries else None
     change = Change(
         operation=operation,
@@ -353,6 +349,11 @@ def _key_of(
     return declared
 
 
+def entries_of(storage: Storage, snap: Snapshot) -> list[FragmentEntry]:
+    """The fragment entries of a snapshot, in read order."""
+    return [e for m in snap.manifests for e in read_manifest(storage, m)]
+
+
 def _contract_refusal(
     cases: pa.Table, old: pa.Schema, new: pa.Schema, changes: list[SchemaChange]
 ) -> SchemaEvolutionError:
@@ -377,204 +378,6 @@ def _contract_refusal(
         column=column,
         old_type=old_type,
         new_type=new_type,
-    )
-
-
-def _lines(storage: Storage) -> Callable[[str], Log]:
-    from lakever.refs import line_for
-
-    cache: dict[str, Log] = {}
-
-    def get(branch_id: str) -> Log:
-        if branch_id not in cache:
-            cache[branch_id] = line_for(storage, branch_id)
-        return cache[branch_id]
-
-    return get
-
-
-def _parents_fn(storage: Storage) -> Callable[[Snapshot], Iterator[Snapshot]]:
-    lines = _lines(storage)
-
-    def parents(snap: Snapshot) -> Iterator[Snapshot]:
-        # Both links are verified: a merge base found across a broken link could be wrong.
-        line = lines(snap.branch)
-        parent = parent_of(line, snap)
-        if parent is not None:
-            yield parent
-        if snap.merge_parent:
-            yield merge_parent_of(line, snap, lines(str(snap.merge_parent["branch"])))
-
-    return parents
-
-
-def _entries_of(storage: Storage, snap: Snapshot) -> list[FragmentEntry]:
-    return [e for m in snap.manifests for e in read_manifest(storage, m)]
-
-
-def _delta(before: list[FragmentEntry], after: list[FragmentEntry]) -> Summary:
-    b = {e.path: e for e in before}
-    a = {e.path: e for e in after}
-    added = [e for p, e in a.items() if p not in b]
-    removed = [e for p, e in b.items() if p not in a]
-    # A fragment on both sides may show fewer (or more) rows: another deletion vector.
-    both = a.keys() & b.keys()
-    hidden = sum(max(0, b[p].live_rows - a[p].live_rows) for p in both)
-    shown = sum(max(0, a[p].live_rows - b[p].live_rows) for p in both)
-    return Summary(
-        rows_added=sum(e.live_rows for e in added) + shown,
-        rows_removed=sum(e.live_rows for e in removed) + hidden,
-        bytes_added=sum(e.size_bytes for e in added),
-        bytes_removed=sum(e.size_bytes for e in removed),
-        fragments_added=len(added),
-        fragments_removed=len(removed),
-    )
-
-
-def _three_way_manifests(
-    storage: Storage, ours: Snapshot, plan: MergePlan
-) -> tuple[ManifestRef, ...]:
-    """Ours' manifest list minus theirs' removals, with theirs' deletion vectors, plus theirs'
-    additions."""
-    removed = {e.path for e in plan.removed}
-    replaced = {e.path: e for e in plan.replaced}
-    refs: list[ManifestRef] = []
-    for m in ours.manifests:
-        entries = read_manifest(storage, m)
-        if not any(e.path in removed or e.path in replaced for e in entries):
-            refs.append(m)  # untouched manifests are reused by reference
-            continue
-        keep = [replaced.get(e.path, e) for e in entries if e.path not in removed]
-        if keep:
-            refs.append(
-                make_manifest(storage, keep, level=0)
-                if m.level == 0
-                else write_manifest(storage, keep, level=m.level)
-            )
-    if plan.added:
-        refs.append(make_manifest(storage, plan.added, level=0))
-    return merge_manifest_levels(storage, tuple(refs))
-
-
-def _conflict_message(
-    source: str, ours: Snapshot, theirs: Snapshot, base: Snapshot, conflicts: list[dict[str, str]]
-) -> str:
-    shown = "; ".join(
-        f"{c['kind']} {c['item']}: ours {c['ours']}, theirs {c['theirs']}" for c in conflicts[:10]
-    )
-    more = f" (and {len(conflicts) - 10} more)" if len(conflicts) > 10 else ""
-    return (
-        f"merging {source!r} (version {theirs.version}) into version {ours.version} conflicts "
-        f"against their common ancestor (version {base.version}): {shown}{more}. Nothing was "
-        "changed; pass strategy='ours' to keep the target's snapshot or strategy='theirs' to "
-        "take the source's"
-    )
-
-
-def commit_merge(
-    storage: Storage,
-    log: Log,
-    theirs: Snapshot,
-    *,
-    source: str,
-    strategy: MergeStrategy | None,
-    message: str | None,
-    author: str | None,
-    properties: Mapping[str, str] | None,
-) -> Snapshot:
-    """Merge snapshot ``theirs`` into the head of ``log``'s branch and commit the result.
-
-    A commit that lands on the target meanwhile makes the merge re-plan from the
-    new head (up to a bound), so a merge never overwrites a concurrent commit.
-    """
-    if message is not None and not isinstance(message, str):
-        raise InvalidArgument(f"message must be a string, got {message!r}")
-    props = _check_properties(properties)
-    parents = _parents_fn(storage)
-    for _attempt in range(_MERGE_ATTEMPTS):
-        ours = log.head()
-        assert ours is not None
-        base = merge_base(ours, theirs, parents)
-        if base is None:
-            raise MergeConflict(
-                f"{source!r} shares no history with the target branch", conflicts=[]
-            )
-        ours_e, theirs_e = _entries_of(storage, ours), _entries_of(storage, theirs)
-        plan = plan_merge(
-            base,
-            ours,
-            theirs,
-            base_fragments=_entries_of(storage, base),
-            ours_fragments=ours_e,
-            theirs_fragments=theirs_e,
-            strategy=strategy,
-        )
-        if plan.kind == "up-to-date":
-            return ours
-        if plan.kind == "three-way" and plan.conflicts:
-            raise MergeConflict(
-                _conflict_message(source, ours, theirs, base, plan.conflicts),
-                conflicts=plan.conflicts,
-            )
-        if plan.kind == "three-way" and ours.primary_key and plan.added and plan.schema:
-            # Both sides kept the key unique; their additions together must too.
-            keys = KeyCheck(
-                storage,
-                schema_from_json(plan.schema),
-                ours.primary_key,
-                what=f"merge of {source!r}",
-            )
-            new = {e.path for e in plan.added}
-            keys.check(plan.added, [e for e in plan.fragments if e.path not in new])
-        if plan.kind in ("fast-forward", "theirs"):
-            manifests, schema, result = theirs.manifests, theirs.schema, theirs_e
-            layout_from = theirs
-        elif plan.kind == "ours":
-            manifests, schema, result = ours.manifests, ours.schema, ours_e
-            layout_from = ours
-        else:
-            assert plan.schema is not None
-            manifests, schema = _three_way_manifests(storage, ours, plan), plan.schema
-            result = plan.fragments
-            # Settings (contract, partitioning, sort) follow the side that changed them.
-            layout_from = ours if ours.contract != base.contract else theirs
-        contract = layout_from.contract
-        change = Change(
-            operation="merge",
-            author=author if author is not None else default_author(),
-            message=message or "",
-            properties=props,
-            schema=schema,
-            last_field_id=max(ours.last_field_id, theirs.last_field_id),
-            parameters={
-                "source": source,
-                "kind": plan.kind,
-                "base_snapshot_id": base.snapshot_id,
-                "conflicts": len(plan.conflicts),
-            },
-            manifests=manifests,
-            delta=_delta(ours_e, list(result)),
-            merge_parent={
-                "snapshot_id": theirs.snapshot_id,
-                "branch": theirs.branch,
-                "version": theirs.version,
-            },
-            contract=contract,
-            partitioning=(
-                theirs.partitioning
-                if plan.kind in ("fast-forward", "theirs")
-                or (plan.kind == "three-way" and ours.partitioning == base.partitioning)
-                else ours.partitioning
-            ),
-            sort_by=theirs.sort_by if ours.sort_by == base.sort_by else ours.sort_by,
-        )
-        try:
-            return log.commit(ours, change, merge_manifests=lambda refs: refs)
-        except CommitConflict:
-            continue  # the target moved: plan again from its new head
-    raise CommitConflict(
-        f"gave up merging {source!r}: the target kept changing during {_MERGE_ATTEMPTS} attempts",
-        winning_version=(log.latest_version() or 0),
     )
 
 

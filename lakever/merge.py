@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lakever.format import FragmentEntry, Snapshot
+from lakever.format import ContractRef, FragmentEntry, Snapshot
 
-__all__ = ["MergePlan", "merge_base", "plan_merge"]
+__all__ = ["MergePlan", "field_id_collisions", "merge_base", "plan_merge"]
 
 MergeStrategy = Literal["ours", "theirs"]
 
@@ -57,17 +57,22 @@ def merge_base(
 
 @dataclass(frozen=True)
 class MergePlan:
-    """The outcome of planning a merge."""
+    """The outcome of planning a merge: the result's state, or the conflicts."""
 
     kind: Literal["up-to-date", "fast-forward", "three-way", "ours", "theirs"]
-    #: The fragments of the result, in read order (three-way only).
+    #: The fragments of the result, in read order.
     fragments: list[FragmentEntry] = field(default_factory=list)
     #: The result's schema (JSON) and last field id.
     schema: dict[str, Any] | None = None
     last_field_id: int = 0
+    #: The result's contract, partition spec and default sort.
+    contract: ContractRef | None = None
+    partitioning: tuple[dict[str, Any], ...] = ()
+    sort_by: tuple[dict[str, Any], ...] = ()
+    #: Three-way only: theirs' additions, removals, and theirs' entries for fragments
+    #: only theirs deleted rows from (new deletion vectors).
     added: list[FragmentEntry] = field(default_factory=list)
     removed: list[FragmentEntry] = field(default_factory=list)
-    #: Theirs' entries for fragments only theirs deleted rows from (new deletion vectors).
     replaced: list[FragmentEntry] = field(default_factory=list)
     conflicts: list[dict[str, str]] = field(default_factory=list)
 
@@ -105,6 +110,57 @@ def _describe(before: Any, after: Any) -> str:
     return f"changed to {after['name']!r} {after['type']}"
 
 
+_SETTINGS = ("contract", "partitioning", "sort_by")
+
+
+def _show_setting(value: Any) -> str:
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, ContractRef):
+        return f"contract {value.id[:12]}"
+    return str(list(value))
+
+
+def _pick_settings(
+    base: Snapshot, ours: Snapshot, theirs: Snapshot
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Each setting of a three-way result, from the side that changed it.
+
+    A setting only theirs changed is theirs'; one ours changed (or both, to the
+    same value) is ours'; one both changed to different values is a conflict.
+    """
+    picked: dict[str, Any] = {}
+    conflicts = []
+    for name in _SETTINGS:
+        b, o, t = (getattr(s, name) for s in (base, ours, theirs))
+        if o == b:
+            picked[name] = t
+        elif t in (b, o):
+            picked[name] = o
+        else:
+            picked[name] = o
+            conflicts.append(
+                {
+                    "kind": "setting",
+                    "item": name,
+                    "ours": f"changed to {_show_setting(o)}",
+                    "theirs": f"changed to {_show_setting(t)}",
+                }
+            )
+    return picked, conflicts
+
+
+def _side(kind: Literal["fast-forward", "ours", "theirs"], snap: Snapshot, **kw: Any) -> MergePlan:
+    return MergePlan(
+        kind=kind,
+        schema=snap.schema,
+        contract=snap.contract,
+        partitioning=snap.partitioning,
+        sort_by=snap.sort_by,
+        **kw,
+    )
+
+
 def plan_merge(
     base: Snapshot,
     ours: Snapshot,
@@ -114,6 +170,7 @@ def plan_merge(
     ours_fragments: Sequence[FragmentEntry],
     theirs_fragments: Sequence[FragmentEntry],
     strategy: MergeStrategy | None,
+    known_conflicts: Sequence[dict[str, str]] = (),
 ) -> MergePlan:
     """Plan a three-way merge of ``theirs`` into ``ours`` against their common ``base``.
 
@@ -121,13 +178,20 @@ def plan_merge(
     base if it removed it or gave it another deletion vector (deleted rows from it).
     Fragments added on either side are kept; a fragment changed on one side only
     takes that side's state (removed, or its deletion vector); a fragment changed
-    on both sides, or schema changes on both sides that disagree, is a conflict.
-    With a ``strategy``, a conflicting merge takes that side's snapshot as the result.
+    on both sides, schema changes on both sides that disagree, or a setting
+    (contract, partitioning, sort) both sides changed differently, is a conflict.
+    The schema and each setting of the result come from the side that changed
+    them. ``known_conflicts`` are conflicts found by the caller (e.g. field ids both
+    sides assigned). With a ``strategy``, a conflicting merge takes that side's
+    snapshot as the result.
     """
+    last_id = max(ours.last_field_id, theirs.last_field_id)
     if theirs.snapshot_id == base.snapshot_id:
         return MergePlan(kind="up-to-date")
     if ours.snapshot_id == base.snapshot_id:
-        return MergePlan(kind="fast-forward")
+        return _side(
+            "fast-forward", theirs, fragments=list(theirs_fragments), last_field_id=last_id
+        )
     b = {f.path: f for f in base_fragments}
     o = {f.path: f for f in ours_fragments}
     t = {f.path: f for f in theirs_fragments}
@@ -138,10 +202,17 @@ def plan_merge(
         for path in sorted(changed_ours & changed_theirs)
     ]
     conflicts += _schema_conflicts(base, ours, theirs)
+    settings, setting_conflicts = _pick_settings(base, ours, theirs)
+    conflicts += setting_conflicts
+    conflicts += known_conflicts
     if conflicts:
         if strategy is None:
             return MergePlan(kind="three-way", conflicts=conflicts)
-        return MergePlan(kind=strategy, conflicts=conflicts)
+        side = ours if strategy == "ours" else theirs
+        chosen = ours_fragments if strategy == "ours" else theirs_fragments
+        return _side(
+            strategy, side, fragments=list(chosen), last_field_id=last_id, conflicts=conflicts
+        )
     removed_theirs = {p for p in changed_theirs if p not in t}
     replaced = {p: t[p] for p in changed_theirs if p in t}
     result = [replaced.get(f.path, f) for f in ours_fragments if f.path not in removed_theirs]
@@ -152,12 +223,97 @@ def plan_merge(
         kind="three-way",
         fragments=result,
         schema=schema_from.schema,
-        last_field_id=max(ours.last_field_id, theirs.last_field_id),
+        last_field_id=last_id,
         added=added,
         removed=[o[p] for p in sorted(removed_theirs) if p in o],
         replaced=[replaced[p] for p in sorted(replaced)],
+        **settings,
     )
 
 
 def _did(side: dict[str, FragmentEntry], path: str) -> str:
     return "removed" if path not in side else "deleted rows"
+
+
+# ------------------------------------------------------------- field id collisions
+
+
+def _field_ids(schema: dict[str, Any]) -> dict[int, str]:
+    """Every field id of a schema (nested ones included) -> its dotted column path."""
+    out: dict[int, str] = {}
+
+    def visit(f: dict[str, Any], prefix: str) -> None:
+        path = f"{prefix}{f['name']}"
+        out[int(f["id"])] = path
+        t = f["type"]
+        if isinstance(t, dict):
+            for child in (*t.get("fields", ()), t.get("element"), t.get("key"), t.get("value")):
+                if isinstance(child, dict):
+                    visit(child, f"{path}.")
+
+    for f in schema.get("fields", []):
+        visit(f, "")
+    return out
+
+
+def _introductions(
+    head: Snapshot, floor: int, parents: Callable[[Snapshot], Iterator[Snapshot]]
+) -> dict[int, tuple[Snapshot, str]]:
+    """Field ids above ``floor`` in the history of ``head``: id -> (the commit whose schema
+    first had it, the column it named there).
+
+    ``last_field_id`` never decreases from a parent to a child, so the walk stops at
+    commits whose ``last_field_id`` is at most ``floor``: neither they nor their
+    ancestors assigned an id above it.
+    """
+    out: dict[int, tuple[Snapshot, str]] = {}
+    seen: set[str] = set()
+    todo = [head]
+    while todo:
+        snap = todo.pop()
+        if snap.snapshot_id in seen or snap.last_field_id <= floor:
+            continue
+        seen.add(snap.snapshot_id)
+        before = list(parents(snap))
+        had = {fid for p in before for fid in _field_ids(p.schema)}
+        for fid, column in _field_ids(snap.schema).items():
+            if fid > floor and fid not in had:
+                out[fid] = (snap, column)
+        todo.extend(before)
+    return out
+
+
+def field_id_collisions(
+    base: Snapshot,
+    ours: Snapshot,
+    theirs: Snapshot,
+    parents: Callable[[Snapshot], Iterator[Snapshot]],
+) -> list[dict[str, str]]:
+    """Field ids both sides assigned, each to its own column, after their common ancestor.
+
+    lakever allocates field ids dataset-wide (`lakever._fieldids`), so this finds
+    only what writers before that did: main added ``x`` as id 3 and dropped it, a
+    branch added ``y`` as id 3 too. Merging would read main's old ``x`` values as
+    ``y``, so such a merge is a conflict. An id both sides got from the same commit
+    (a third branch merged into both) is one column, not a collision. Cost: the
+    commits of each side since it first assigned an id after the common ancestor,
+    and nothing when one side assigned none.
+    """
+    floor = base.last_field_id
+    if ours.last_field_id <= floor or theirs.last_field_id <= floor:
+        return []
+    mine, yours = _introductions(ours, floor, parents), _introductions(theirs, floor, parents)
+    out = []
+    for fid in sorted(mine.keys() & yours.keys()):
+        (o, o_col), (t, t_col) = mine[fid], yours[fid]
+        if o.snapshot_id == t.snapshot_id:
+            continue
+        out.append(
+            {
+                "kind": "field id",
+                "item": str(fid),
+                "ours": f"assigned it to column {o_col!r} in version {o.version}",
+                "theirs": f"assigned it to column {t_col!r} in version {t.version}",
+            }
+        )
+    return out
