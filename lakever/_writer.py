@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from lakever import contract as contracts
 from lakever._convert import to_arrow_stream
+from lakever._fieldids import claim_field_ids
 from lakever._metafiles import read_contract_text, write_contract_text, write_schema
 from lakever._records import SchemaChange
 from lakever._types import SchemaMode, ValidateMode
@@ -202,6 +203,14 @@ def commit_data(
         check_names(target, before=current, what=what)
         # Check the schema before writing any byte, so a mismatch costs nothing.
         conform(data_schema.empty_table(), target, what=what, mode=schema_mode)
+        cur = current
+        target, last_id = _claimed(
+            storage,
+            log,
+            base,
+            (target, last_id),
+            lambda floor: plan_write(cur, floor, data_schema, schema_mode),
+        )
         ref = base.contract
         text = None if ref is None else read_contract_text(storage, ref.id)
     key = _key_of(base, target, primary_key)
@@ -421,6 +430,14 @@ def commit_evolve(
         attached = _fitting_contract(storage, contract, public, f"the new schema of {storage.uri}")
         ref = None if attached is None else attached[0]
         parameters["contract"] = None if ref is None else ref.to_json()
+    new, last_id = _claimed(
+        storage,
+        log,
+        base,
+        (new, last_id),
+        lambda floor: evolve(current, floor, add=add, rename=rename, drop=drop, widen=widen),
+    )
+    parameters["schema_changes"] = [c.to_dict() for c in diff(current, new)]
     write_schema(storage, new)
     change = Change(
         operation="evolve",
@@ -433,6 +450,35 @@ def commit_evolve(
         contract=ref,
     )
     return log.commit(base, change, merge_manifests=_merge(storage))
+
+
+def _claimed(
+    storage: Storage,
+    log: Log,
+    base: Snapshot,
+    planned: tuple[pa.Schema, int],
+    replan: Callable[[int], tuple[pa.Schema, int]],
+) -> tuple[pa.Schema, int]:
+    """``planned`` (a schema and its last field id) with its new ids claimed dataset-wide.
+
+    The ids a change adds are planned as ``base.last_field_id + 1 ...``, which
+    another branch may have used; they are claimed (`claim_field_ids`) and, when
+    the claim starts elsewhere, planned again from there with ``replan(floor)``.
+    """
+    schema, last = planned
+    count = last - base.last_field_id
+    if count <= 0:
+        return planned
+    current = schema_from_json(base.schema)
+    added = [c.column for c in diff(current, schema) if c.kind == "add"]
+    first = claim_field_ids(
+        storage, count, floor=base.last_field_id, branch=log.branch, columns=added
+    )
+    if first == base.last_field_id + 1:
+        return planned
+    schema, last = replan(first - 1)
+    assert last == first + count - 1, "replanning assigned another number of field ids"
+    return schema, last
 
 
 def _keep_key(base: Snapshot, changes: list[SchemaChange]) -> None:
