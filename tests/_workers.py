@@ -147,11 +147,32 @@ def cmd_delete(uri: str, worker: str, ids: str) -> None:
         _say({"worker": w, "id": int(k), "version": ds.version, "conflicts": conflicts})
 
 
+def cmd_evolve(uri: str, branch: str, worker: str, count: str) -> None:
+    """On ``branch``, add ``count`` columns ``w<worker>_<i>``, each with one row holding
+    ``<row id> * 10`` in it: even ``i`` by evolve then append, odd ``i`` by an append in
+    schema_mode="add". Reports each column's field id."""
+    import pyarrow as pa
+
+    w = int(worker)
+    _warm_up()
+    _say({"ready": w})
+    _wait()
+    ds = lv.open_dataset(uri, branch=branch)
+    for i in range(int(count)):
+        column, row = f"w{w}_{i}", 1000 * (w + 1) + i
+        if i % 2 == 0:
+            ds = ds.evolve(add={column: pa.int64()})
+        table = pa.table({"id": pa.array([row], pa.int64()), column: pa.array([row * 10])})
+        ds = ds.append(table, schema_mode="add")
+        _say({"worker": w, "column": column, "row": row, "field_id": ds.field_ids[column]})
+
+
 COMMANDS = {
     "append": cmd_append,
     "create": cmd_create,
     "crash-writer": cmd_crash_writer,
     "delete": cmd_delete,
+    "evolve": cmd_evolve,
 }
 
 if __name__ == "__main__":
