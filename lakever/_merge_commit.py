@@ -199,10 +199,11 @@ def _check_brought(
             ref.api,
             read_contract_text(storage, ref.id),
             _read_rows(storage, plan.schema, brought),
-            what=f"merging {source!r}: the rows it brings",
+            what=f"the merge of {source!r}",
             advice=(
-                "Nothing was committed. Fix or delete those rows on the source (or change the "
-                "target's contract with Dataset.set_contract) and merge again"
+                f"Nothing was committed. The failing rows come from {source!r}: fix or delete "
+                "them there (or change the target's contract with Dataset.set_contract), then "
+                "merge again"
             ),
         )
     if ours.primary_key:
