@@ -3,8 +3,9 @@
 The model records, for every row, the value written under each column (a column
 is a token; its name may be dropped and added again as another column). After
 every step, each branch head shows exactly the rows and columns the model
-predicts, and each column's values are exactly the values written under that
-column: a value written under one column never shows under another.
+predicts, each column's values are exactly the values written under that
+column (a value written under one column never shows under another), and each
+column has one field id that no other column, on any branch, ever has.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class FieldIdMachine(RuleBasedStateMachine):
         self.written: dict[int, dict[int, int]] = {}
         #: branch -> the model node its head was last checked at (heads change only here).
         self.checked: dict[str, int] = {}
+        #: token <-> field id, over every head ever checked: one column, one id, forever.
+        self.id_of: dict[int, int] = {}
+        self.token_of: dict[int, int] = {}
 
     def _node(self, frags, schema, parents) -> Node:
         node = Node(next(_ids), tuple(frags), tuple(schema), tuple(parents))
@@ -176,13 +180,18 @@ class FieldIdMachine(RuleBasedStateMachine):
         self.lines[into].append(self._node(frags, schema, [ours, theirs]))
 
     @invariant()
-    def every_column_shows_its_own_values(self):
+    def every_column_has_its_own_id_and_values(self):
         for name, line in self.lines.items():
             head = line[-1]
             if self.checked.get(name) == head.n:
                 continue
             self.checked[name] = head.n
-            got = self._open(name).to_arrow()
+            ds = self._open(name)
+            for column, token in head.schema:
+                fid = ds.field_ids[column]
+                assert self.id_of.setdefault(token, fid) == fid, (name, column)
+                assert self.token_of.setdefault(fid, token) == token, (name, column, fid)
+            got = ds.to_arrow()
             assert got.column_names == ["id", *(c for c, _ in head.schema)], name
             ids = got["id"].to_pylist()
             assert ids == [r for f in head.frags for r in f], name
