@@ -30,18 +30,20 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from lakever.errors import CorruptMetadata, SchemaEvolutionError
-from lakever.format import LOG_DIR, META_DIR, canonical_json, format_time
+from lakever.format import (
+    FIELD_ID_DIR,
+    LOG_DIR,
+    canonical_json,
+    field_id_claim_path,
+    format_time,
+)
 from lakever.storage import Storage
 
-__all__ = ["FIELD_ID_DIR", "MAX_FIELD_ID", "claim_field_ids", "claim_path", "newest"]
+__all__ = ["MAX_FIELD_ID", "claim_field_ids", "newest"]
 
-FIELD_ID_DIR = f"{META_DIR}/field-ids"
 #: Parquet stores field ids as int32.
 MAX_FIELD_ID = 2**31 - 1
-
-
-def claim_path(seq: int) -> str:
-    return f"{FIELD_ID_DIR}/{seq:020d}.json"
+claim_path = field_id_claim_path
 
 
 def _hint_path() -> str:

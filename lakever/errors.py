@@ -128,11 +128,11 @@ class CommitConflict(LakeverError):
 
 
 class MergeConflict(LakeverError):
-    """Both sides of a merge changed the same fragments or the schema incompatibly.
+    """Both sides of a merge changed the same fragments, the schema or a setting incompatibly.
 
-    ``conflicts`` holds one dict per conflict: ``{"kind": "fragment" | "schema",
-    "item": <fragment path or column>, "ours": <what the target did>,
-    "theirs": <what the source did>}``.
+    ``conflicts`` holds one dict per conflict: ``{"kind": "fragment" | "schema" |
+    "setting" | "field id", "item": <fragment path, column, setting name or field id>,
+    "ours": <what the target did>, "theirs": <what the source did>}``.
     """
 
     def __init__(self, message: str, *, conflicts: Sequence[dict[str, str]]) -> None:

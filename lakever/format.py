@@ -8,6 +8,7 @@ Layout under a dataset root::
     _lakever/contracts/<contract-id>.json       immutable, content-addressed pandera contracts
     _lakever/log/<branch-id>/<version:020>.json the log: one immutable snapshot record per version
     _lakever/log/<branch-id>/LATEST             advisory hint: the newest version seen committed
+    _lakever/field-ids/<seq:020>.json           immutable claims of field id ranges (writers only)
 
 A snapshot record is canonical JSON. Its ``snapshot_id`` is the first 32 hex
 digits of the SHA-256 of the record without ``snapshot_id``; manifests are
@@ -60,6 +61,8 @@ SCHEMA_DIR = f"{META_DIR}/schemas"
 CONTRACT_DIR = f"{META_DIR}/contracts"
 DELETION_DIR = f"{META_DIR}/deletions"
 LOG_DIR = f"{META_DIR}/log"
+#: Field id claims (docs/format.md §5.1): ranges of ids taken, dataset-wide.
+FIELD_ID_DIR = f"{META_DIR}/field-ids"
 
 #: Reader features this code implements. A snapshot record lists in ``reader_features``
 #: what a reader must understand to return its rows correctly; a reader refuses a
@@ -74,6 +77,10 @@ def log_dir(branch_id: str) -> str:
 
 def log_path(branch_id: str, version: int) -> str:
     return f"{LOG_DIR}/{branch_id}/{version:020d}.json"
+
+
+def field_id_claim_path(seq: int) -> str:
+    return f"{FIELD_ID_DIR}/{seq:020d}.json"
 
 
 def snapshot_index_path(snapshot_id: str) -> str:

@@ -1,10 +1,11 @@
-"""Merges enforce the contract and the primary key, and take each setting from the right side.
+"""Every commit path enforces the contract and the primary key (issue 9 §3).
 
-A merge makes rows reachable on the target like any write (issue 9 §3): the rows
-it brings are checked against the contract and key in force in the result before
-anything is committed. The schema, contract, partitioning and sort of a
-three-way result come from the side that changed them; both sides changing one
-differently is a conflict.
+Every operation that makes rows reachable on a branch checks them against the
+contract and the key in force before anything is committed. A merge does it
+for the rows it brings onto the target, against the contract and key of the
+result, with key uniqueness across the whole result. The schema, contract,
+partitioning and sort of a three-way merge come from the side that changed them;
+both sides changing one differently is a conflict.
 """
 
 from __future__ import annotations
@@ -44,6 +45,74 @@ STRICTER = pap.DataFrameSchema(
 
 def ids(ds: lv.Dataset) -> list[int]:
     return ds.to_arrow()["id"].to_pylist()
+
+
+# ------------------------------------------------------------------ every commit path
+
+
+def _branch_commits(ds: lv.Dataset, rows: pa.Table, *, main_too: bool) -> lv.Dataset:
+    """Commit ``rows`` on a new branch (unchecked), and a harmless row on main if asked."""
+    ds.branch("b").append(rows, validate="skip")
+    main = lv.open_dataset(ds.uri)
+    return main.append(orders([50], [50.0])) if main_too else main
+
+
+#: operation -> (commit a row breaking the contract, commit a repeated key); None: no way to.
+PATHS = {
+    "append": (
+        lambda ds: ds.append(orders([3], [5000.0])),
+        lambda ds: ds.append(orders([1], [5.0])),
+    ),
+    "overwrite": (
+        lambda ds: ds.overwrite(orders([3], [5000.0])),
+        lambda ds: ds.overwrite(orders([7, 7], [1.0, 2.0])),
+    ),
+    "write_dataset": (
+        lambda ds: lv.write_dataset(ds.uri, orders([3], [5000.0]), mode="append"),
+        lambda ds: lv.write_dataset(ds.uri, orders([2], [5.0]), mode="append"),
+    ),
+    "update": (
+        lambda ds: ds.update(set={"amount": "5000.0"}, where="id = 1"),
+        lambda ds: ds.update(set={"id": "2"}, where="id = 1"),
+    ),
+    "upsert": (
+        lambda ds: ds.upsert(orders([3], [5000.0])),
+        lambda ds: ds.upsert(orders([3, 3], [1.0, 2.0])),
+    ),
+    "merge (three-way)": (
+        lambda ds: _branch_commits(ds, orders([3], [5000.0]), main_too=True).merge("b"),
+        lambda ds: _branch_commits(ds, orders([50], [5.0]), main_too=True).merge("b"),
+    ),
+    "merge (fast-forward)": (
+        lambda ds: _branch_commits(ds, orders([3], [5000.0]), main_too=False).merge("b"),
+        None,  # a branch cannot commit a repeated key, and main did not move
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        (p, k)
+        for p, c in PATHS.items()
+        for k, f in zip(("contract", "key"), c, strict=True)
+        if f is not None
+    ],
+)
+def test_every_commit_path_enforces_the_contract_and_the_key(location, path, kind):
+    ds = lv.create_dataset(
+        location, orders([1, 2], [10.0, 20.0]), contract=CONTRACT, primary_key=["id"]
+    )
+    commit = PATHS[path][0 if kind == "contract" else 1]
+    assert commit is not None
+    error = lv.ContractViolation if kind == "contract" else lv.PrimaryKeyViolation
+    before = lv.open_dataset(location, branch="main")
+    with pytest.raises(error):
+        commit(ds)
+    after = lv.open_dataset(location)
+    assert after.version <= before.version + 1  # at most the harmless row on main
+    assert after.validate() == after.num_rows
+    assert len(set(ids(after))) == after.num_rows
 
 
 # --------------------------------------------------------------------------- contracts
