@@ -43,7 +43,6 @@ __all__ = ["MAX_FIELD_ID", "claim_field_ids", "newest"]
 
 #: Parquet stores field ids as int32.
 MAX_FIELD_ID = 2**31 - 1
-claim_path = field_id_claim_path
 
 
 def _hint_path() -> str:
@@ -71,7 +70,7 @@ def newest(exists: Callable[[int], bool], start: int) -> int:
 
 
 def _exists(storage: Storage) -> Callable[[int], bool]:
-    return lambda seq: storage.exists(claim_path(seq))
+    return lambda seq: storage.exists(field_id_claim_path(seq))
 
 
 def _newest_claim(storage: Storage) -> int | None:
@@ -88,7 +87,7 @@ def _newest_claim(storage: Storage) -> int | None:
 
 def _last_of(storage: Storage, seq: int) -> int:
     """The last id of claim ``seq``, verified."""
-    rel = claim_path(seq)
+    rel = field_id_claim_path(seq)
     path = storage.full_path(rel)
     try:
         j = json.loads(storage.read_bytes(rel))
@@ -161,7 +160,7 @@ def claim_field_ids(
             )
         record = {"first": first, "last": last, "branch": branch}
         record["created"] = format_time(datetime.now(UTC))
-        if storage.put_if_absent(claim_path(n), canonical_json(record)):
+        if storage.put_if_absent(field_id_claim_path(n), canonical_json(record)):
             with contextlib.suppress(OSError):  # advisory, like the log's LATEST
                 storage.write_hint(_hint_path(), b"%020d\n" % n)
             return first
