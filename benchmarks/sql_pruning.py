@@ -58,8 +58,11 @@ except ImportError:  # a checkout without an install: use the package next to be
 # Internal API, used only to build the large synthetic snapshot of workload 3 and to empty
 # the process-wide cache of parsed manifests between repetitions.
 from lakever import fragments as lv_fragments
+from lakever.commit import Change, NoConcurrentCommit, SetManifests
 from lakever.format import MAIN_BRANCH, FragmentEntry, Summary
-from lakever.log import MANIFEST_FANOUT, Change, Log
+from lakever.log import Log
+from lakever.manifest_list import FANOUT as MANIFEST_FANOUT
+from lakever.manifest_list import ManifestFiles
 from lakever.storage import open_storage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -660,16 +663,19 @@ class Bench:
             author="benchmark",
             message=f"synthetic: {len(added)} hard-linked fragments",
             properties={},
-            schema=head.schema,
-            last_field_id=head.last_field_id,
-            manifests=tuple(refs),
-            delta=Summary(
-                rows_added=sum(e.num_rows for e in added),
-                bytes_added=sum(e.size_bytes for e in added),
-                fragments_added=len(added),
+            updates=(
+                SetManifests(
+                    tuple(refs),
+                    Summary(
+                        rows_added=sum(e.num_rows for e in added),
+                        bytes_added=sum(e.size_bytes for e in added),
+                        fragments_added=len(added),
+                    ),
+                ),
             ),
+            requirements=(NoConcurrentCommit(),),
         )
-        log_.commit(head, change, merge_manifests=lambda r: r)
+        log_.commit(head, change, io=ManifestFiles(storage))
         clear_manifest_cache()
         check = lv.open_dataset(uri)
         if check.num_rows != n or len(check.fragments()) != n:

@@ -33,7 +33,33 @@ from lakever.format import (
 )
 
 if TYPE_CHECKING:
-    from lakever.log import Log
+    from lakever.storage import Storage
+
+
+class Log(Protocol):
+    """What the checks need of a line of history (`lakever.log.Log` is one)."""
+
+    storage: Storage
+    branch: str
+    name: str | None
+    base_snapshot_id: str | None
+
+    @property
+    def base(self) -> tuple[Log, int] | None: ...
+
+    @property
+    def first_own(self) -> int: ...
+
+    def read(self, version: int) -> Snapshot | None: ...
+
+    def must_read(self, version: int) -> Snapshot: ...
+
+    def exists(self, version: int) -> bool: ...
+
+    def owner(self, version: int) -> Log: ...
+
+    def entry_path(self, version: int) -> str: ...
+
 
 __all__ = [
     "WINDOW",

@@ -24,20 +24,29 @@ from lakever._writer import (
     _check_properties,
     default_author,
     entries_of,
-    merge_manifest_levels,
+)
+from lakever.commit import (
+    Change,
+    NoConcurrentCommit,
+    SetContract,
+    SetManifests,
+    SetMergeParent,
+    SetPartitioning,
+    SetSchema,
+    SetSortOrder,
 )
 from lakever.errors import CommitConflict, InvalidArgument, MergeConflict
 from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
-from lakever.fragments import make_manifest, read_manifest, write_manifest
 from lakever.keys import KeyCheck
-from lakever.log import Change, Log
+from lakever.log import Log
+from lakever.manifest_list import ManifestFiles, append, merge_levels, rewrite
 from lakever.merge import MergePlan, MergeStrategy, field_id_collisions, merge_base, plan_merge
+from lakever.retry import COMMITS
 from lakever.schema import schema_from_json, strip_field_ids
 from lakever.storage import Storage
 
 __all__ = ["commit_merge"]
 
-_MERGE_ATTEMPTS = 16
 #: Rows per batch when a merge validates the rows it brings against the contract.
 _VALIDATE_BATCH = 1 << 20
 
@@ -97,24 +106,11 @@ def _three_way_manifests(
 ) -> tuple[ManifestRef, ...]:
     """Ours' manifest list minus theirs' removals, with theirs' deletion vectors, plus theirs'
     additions."""
-    removed = {e.path for e in plan.removed}
-    replaced = {e.path: e for e in plan.replaced}
-    refs: list[ManifestRef] = []
-    for m in ours.manifests:
-        entries = read_manifest(storage, m)
-        if not any(e.path in removed or e.path in replaced for e in entries):
-            refs.append(m)  # untouched manifests are reused by reference
-            continue
-        keep = [replaced.get(e.path, e) for e in entries if e.path not in removed]
-        if keep:
-            refs.append(
-                make_manifest(storage, keep, level=0)
-                if m.level == 0
-                else write_manifest(storage, keep, level=m.level)
-            )
-    if plan.added:
-        refs.append(make_manifest(storage, plan.added, level=0))
-    return merge_manifest_levels(storage, tuple(refs))
+    io = ManifestFiles(storage)
+    replacements: dict[str, tuple[FragmentEntry, ...]] = {e.path: () for e in plan.removed}
+    replacements.update({e.path: (e,) for e in plan.replaced})
+    listed = append(rewrite(ours.manifests, replacements, io), plan.added, io)
+    return merge_levels(listed, io)
 
 
 def _conflict_message(
@@ -243,7 +239,7 @@ def commit_merge(
         raise InvalidArgument(f"message must be a string, got {message!r}")
     props = _check_properties(properties)
     parents = _parents_fn(storage)
-    for _attempt in range(_MERGE_ATTEMPTS):
+    for _attempt in COMMITS.attempts():
         ours = log.head()
         assert ours is not None
         base = merge_base(ours, theirs, parents)
@@ -288,35 +284,39 @@ def commit_merge(
         else:
             manifests = _three_way_manifests(storage, ours, plan)
         assert plan.schema is not None
+        parent: dict[str, Any] = {
+            "snapshot_id": theirs.snapshot_id,
+            "branch": theirs.branch,
+            "version": theirs.version,
+        }
         change = Change(
             operation="merge",
             author=author if author is not None else default_author(),
             message=message or "",
             properties=props,
-            schema=plan.schema,
-            last_field_id=plan.last_field_id,
+            updates=(
+                SetManifests(manifests, _delta(ours_e, list(plan.fragments))),
+                SetSchema(plan.schema, plan.last_field_id),
+                SetContract(plan.contract),
+                SetPartitioning(tuple(plan.partitioning)),
+                SetSortOrder(tuple(plan.sort_by)),
+                SetMergeParent(parent),
+            ),
+            # The result was planned on this head: anything landing meanwhile re-plans.
+            requirements=(NoConcurrentCommit(),),
             parameters={
                 "source": source,
                 "kind": plan.kind,
                 "base_snapshot_id": base.snapshot_id,
                 "conflicts": len(plan.conflicts),
             },
-            manifests=manifests,
-            delta=_delta(ours_e, list(plan.fragments)),
-            merge_parent={
-                "snapshot_id": theirs.snapshot_id,
-                "branch": theirs.branch,
-                "version": theirs.version,
-            },
-            contract=plan.contract,
-            partitioning=plan.partitioning,
-            sort_by=plan.sort_by,
         )
         try:
-            return log.commit(ours, change, merge_manifests=lambda refs: refs)
+            return log.commit(ours, change, io=ManifestFiles(storage))
         except CommitConflict:
             continue  # the target moved: plan again from its new head
     raise CommitConflict(
-        f"gave up merging {source!r}: the target kept changing during {_MERGE_ATTEMPTS} attempts",
+        f"gave up merging {source!r}: the target kept changing during {COMMITS.max_attempts} "
+        "attempts (or the retry deadline); retry when the target branch is quieter",
         winning_version=(log.latest_version() or 0),
     )

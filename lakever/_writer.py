@@ -23,19 +23,38 @@ from lakever._fieldids import claim_field_ids
 from lakever._metafiles import read_contract_text, write_contract_text, write_schema
 from lakever._records import SchemaChange
 from lakever._types import SchemaMode, ValidateMode
+from lakever.commit import (
+    AddFragments,
+    Change,
+    Check,
+    ContractUnchanged,
+    DatasetAbsent,
+    NoConcurrentCommit,
+    PartitioningUnchanged,
+    RemoveAll,
+    Requirement,
+    SchemaUnchanged,
+    SetContract,
+    SetPartitioning,
+    SetPrimaryKey,
+    SetSchema,
+    SetSortOrder,
+    Update,
+)
 from lakever.errors import InvalidArgument, SchemaEvolutionError
-from lakever.evolution import ColumnRef, diff, evolve, plan_write
-from lakever.format import ContractRef, FragmentEntry, ManifestRef, Snapshot, schema_id
+from lakever.evolution import ColumnRef, evolve, plan_write
+from lakever.field_tree import schema_changes as diff
+from lakever.format import ContractRef, FragmentEntry, Snapshot, schema_id
 from lakever.fragments import (
     DEFAULT_MAX_ROWS_PER_FRAGMENT,
     Layout,
     make_manifest,
     read_manifest,
     write_fragments,
-    write_manifest,
 )
 from lakever.keys import KeyCheck, check_declared
-from lakever.log import MANIFEST_FANOUT, Change, Log
+from lakever.log import Log
+from lakever.manifest_list import ManifestFiles
 from lakever.partitioning import (
     PartitionField,
     SortField,
@@ -90,32 +109,6 @@ def _check_properties(properties: Mapping[str, str] | None) -> dict[str, str]:
     return dict(properties)
 
 
-def merge_manifest_levels(
-    storage: Storage, refs: tuple[ManifestRef, ...]
-) -> tuple[ManifestRef, ...]:
-    """Merge every run of MANIFEST_FANOUT same-level manifests into one of the next level.
-
-    Levels never increase along the list, so a level's manifests are adjacent
-    and merging them in place keeps the order of fragments. The list stays at
-    most ``(MANIFEST_FANOUT - 1) * levels`` long, and each fragment entry is
-    rewritten O(log n) times over its life: an append's cost does not grow with
-    the number of fragments already in the dataset.
-    """
-    out = list(refs)
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(out) - MANIFEST_FANOUT + 1):
-            run = out[i : i + MANIFEST_FANOUT]
-            if len({m.level for m in run}) == 1:
-                entries = [e for m in run for e in read_manifest(storage, m)]
-                merged = write_manifest(storage, entries, level=run[0].level + 1)
-                out[i : i + MANIFEST_FANOUT] = [merged]
-                changed = True
-                break
-    return tuple(out)
-
-
 _Check = Callable[[pa.Table], None]
 
 
@@ -155,8 +148,9 @@ def _check_write_options(max_rows_per_fragment: Any, schema_mode: Any, validate:
         raise InvalidArgument(f"validate must be 'contract' or 'skip', got {validate!r}")
 
 
-def _merge(storage: Storage) -> Callable[[tuple[ManifestRef, ...]], tuple[ManifestRef, ...]]:
-    return lambda refs: merge_manifest_levels(storage, refs)
+def _same_shape(base: Snapshot) -> tuple[Requirement, ...]:
+    """A change computed against ``base``'s schema, field ids and contract needs them kept."""
+    return (SchemaUnchanged(base.schema, base.last_field_id), ContractUnchanged(base.contract))
 
 
 def commit_data(
@@ -245,24 +239,41 @@ def commit_data(
         keys = KeyCheck(storage, target, key, what=f"this {operation}")
         joined = base is not None and operation != "overwrite"
         keys.check(entries, entries_of(storage, base) if base is not None and joined else [])
-    added = make_manifest(storage, entries, level=0) if entries else None
+    updates: list[Update] = []
+    requirements: list[Requirement] = []
+    if base is None:
+        spec_json, sort_json = layout_json
+        updates += [
+            SetContract(ref),
+            SetPartitioning(spec_json or ()),
+            SetSortOrder(sort_json or ()),
+            SetPrimaryKey(key),
+        ]
+        same = (schema_json, last_id, ref) if operation == "append" else None
+        requirements.append(DatasetAbsent(or_same=same))
+    elif operation == "overwrite":
+        updates.append(RemoveAll())
+        requirements.append(NoConcurrentCommit())
+    else:
+        requirements += [
+            SchemaUnchanged(base.schema, base.last_field_id),
+            ContractUnchanged(base.contract),
+        ]
+    updates.append(SetSchema(schema_json, last_id))
+    if entries:
+        updates.append(AddFragments(make_manifest(storage, entries, level=0)))
+        if keys is not None:
+            requirements.append(Check(keys.recheck(entries)))
     change = Change(
         operation=operation,
         author=author if author is not None else default_author(),
         message=message or "",
         properties=props,
-        schema=schema_json,
-        last_field_id=last_id,
+        updates=tuple(updates),
+        requirements=tuple(requirements),
         parameters=parameters,
-        contract=ref,
-        added=added,
-        replace_all=operation == "overwrite",
-        partitioning=layout_json[0],
-        sort_by=layout_json[1],
-        primary_key=key if base is None else None,
     )
-    recheck = keys.recheck(entries) if keys is not None and entries else None
-    return log.commit(base, change, merge_manifests=_merge(storage), recheck=recheck)
+    return log.commit(base, change, io=ManifestFiles(storage))
 
 
 def _layout(
@@ -333,13 +344,11 @@ def commit_partitioning(
         author=author if author is not None else default_author(),
         message=message or "",
         properties={},
-        schema=base.schema,
-        last_field_id=base.last_field_id,
+        updates=(SetPartitioning(tuple(f.to_json() for f in spec)),),
+        requirements=(*_same_shape(base), PartitioningUnchanged(tuple(base.partitioning))),
         parameters={"partitioning": [f.to_json() for f in spec]},
-        contract=base.contract,
-        partitioning=tuple(f.to_json() for f in spec),
     )
-    return log.commit(base, change, merge_manifests=_merge(storage))
+    return log.commit(base, change, io=ManifestFiles(storage))
 
 
 def _key_of(
@@ -444,12 +453,11 @@ def commit_evolve(
         author=author if author is not None else default_author(),
         message=message or "",
         properties=props,
-        schema=schema_to_json(new),
-        last_field_id=last_id,
+        updates=(SetSchema(schema_to_json(new), last_id), SetContract(ref)),
+        requirements=_same_shape(base),
         parameters=parameters,
-        contract=ref,
     )
-    return log.commit(base, change, merge_manifests=_merge(storage))
+    return log.commit(base, change, io=ManifestFiles(storage))
 
 
 def _claimed(
@@ -545,9 +553,8 @@ def commit_contract(
         author=author if author is not None else default_author(),
         message=message or "",
         properties=props,
-        schema=base.schema,
-        last_field_id=base.last_field_id,
+        updates=(SetContract(ref),),
+        requirements=_same_shape(base),
         parameters={"contract": None if ref is None else ref.to_json()},
-        contract=ref,
     )
-    return log.commit(base, change, merge_manifests=_merge(storage))
+    return log.commit(base, change, io=ManifestFiles(storage))

@@ -38,7 +38,7 @@ from lakever.errors import (
     ReadOnlyDataset,
 )
 from lakever.evolution import ColumnRef
-from lakever.evolution import diff as schema_changes
+from lakever.field_tree import schema_changes
 from lakever.format import MAIN_BRANCH, FragmentEntry, Snapshot
 from lakever.log import Log
 from lakever.partitioning import Transform

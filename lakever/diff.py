@@ -33,8 +33,8 @@ from lakever._convert import arrow_to_polars
 from lakever._records import Commit, SchemaChange
 from lakever.deletion import Positions, difference, positions_of
 from lakever.errors import InvalidArgument
-from lakever.evolution import diff as schema_diff
 from lakever.evolution import fits
+from lakever.field_tree import schema_changes as schema_diff
 from lakever.format import FragmentEntry, Snapshot
 from lakever.schema import iter_field_ids, strip_field_ids
 from lakever.sql import cursor, quote_identifier, quote_literal

@@ -4,7 +4,7 @@
   `fits`), and the message for every refused change;
 * `evolve`: the explicit changes (add, rename, drop, widen) of `Dataset.evolve`;
 * `plan_write`: the implicit changes of a write in ``schema_mode`` "add" or "merge";
-* `diff`: what changed between two schemas, matched by field id.
+* (what changed between two schemas is `lakever.field_tree.schema_changes`).
 
 Field ids are never reused: new fields get ids above ``last_field_id``, so a
 dropped column that is added again is a new column, and the values written
@@ -14,111 +14,37 @@ under the old id never resurface. Nothing here reads or writes files.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from lakever._records import SchemaChange
 from lakever._types import SchemaMode
-from lakever.errors import CorruptMetadata, InvalidArgument, SchemaEvolutionError
+from lakever.errors import InvalidArgument, SchemaEvolutionError
+from lakever.field_tree import (
+    Node,
+    Path,
+    Type,
+    dotted,
+    index_of,
+    kind_of,
+    node_of,
+    schema_of,
+    tname,
+    tree,
+)
 from lakever.schema import (
-    FIELD_ID_KEY,
     assign_field_ids,
     check_names,
-    field_id,
-    map_type,
-    nested_fields,
     normalize_type,
     same_logical,
     type_name,
 )
 
-__all__ = ["ColumnRef", "diff", "evolve", "fits", "leaf_refusal", "plan_write", "stats_compatible"]
+__all__ = ["ColumnRef", "evolve", "fits", "leaf_refusal", "plan_write", "stats_compatible"]
 
 #: A column: a top-level name, or a tuple of names for a nested field, e.g. ("address", "zip").
 ColumnRef = str | tuple[str, ...]
-Path = tuple[str, ...]
-
 _LISTS = ("list", "large_list", "fixed_list")
-
-#: A pyarrow DataType. Typed loosely in the helpers: pyarrow-stubs expose the attributes
-#: of nested types (value_field, list_size, ...) only after an is_* narrowing.
-_Type = Any
-
-
-# --------------------------------------------------------------------- field trees
-
-
-@dataclass(slots=True)
-class _Node:
-    """One field: its id, name, nullability, type (leaf type or container) and children."""
-
-    id: int
-    name: str
-    nullable: bool
-    type: _Type
-    children: list[_Node]
-
-    @property
-    def kind(self) -> str:
-        return _kind(self.type)
-
-
-def _kind(t: pa.DataType) -> str:
-    if pa.types.is_struct(t):
-        return "struct"
-    if pa.types.is_list(t):
-        return "list"
-    if pa.types.is_large_list(t):
-        return "large_list"
-    if pa.types.is_fixed_size_list(t):
-        return "fixed_list"
-    if pa.types.is_map(t):
-        return "map"
-    return "leaf"
-
-
-def _node(f: pa.Field[Any]) -> _Node:
-    fid = field_id(f)
-    if fid is None:
-        raise CorruptMetadata(f"schema field {f.name!r} has no field id", path="<schema>")
-    return _Node(fid, f.name, f.nullable, f.type, [_node(c) for c in nested_fields(f.type)])
-
-
-def _field(n: _Node) -> pa.Field[Any]:
-    kids = [_field(c) for c in n.children]
-    kind = n.kind
-    t: pa.DataType
-    if kind == "struct":
-        t = pa.struct(kids)
-    elif kind == "list":
-        t = pa.list_(kids[0])
-    elif kind == "large_list":
-        t = pa.large_list(kids[0])
-    elif kind == "fixed_list":
-        t = pa.list_(kids[0], n.type.list_size)
-    elif kind == "map":
-        t = map_type(kids[0], kids[1], n.type.keys_sorted)
-    else:
-        t = n.type
-    return pa.field(n.name, t, n.nullable, metadata={FIELD_ID_KEY: str(n.id).encode()})
-
-
-def _tree(schema: pa.Schema) -> list[_Node]:
-    return [_node(f) for f in schema]
-
-
-def _schema(nodes: list[_Node]) -> pa.Schema:
-    return pa.schema([_field(n) for n in nodes])
-
-
-def _tname(n: _Node) -> str:
-    return type_name(_field(n).type)
-
-
-def _dotted(path: Path) -> str:
-    return ".".join(path)
 
 
 def _ref(path: Path) -> str:
@@ -132,18 +58,18 @@ class _Ids:
     def __init__(self, last: int) -> None:
         self.last = last
 
-    def new_node(self, f: pa.Field[Any], path: Path) -> _Node:
+    def new_node(self, f: pa.Field[Any], path: Path) -> Node:
         if not f.nullable:
             raise SchemaEvolutionError(
-                f"cannot add column {_dotted(path)!r} as non-nullable: rows written earlier "
+                f"cannot add column {dotted(path)!r} as non-nullable: rows written earlier "
                 "have no value for it. Add it as nullable, and require values in new rows "
                 "with a contract (nullable=False) if needed",
-                column=_dotted(path),
+                column=dotted(path),
                 old_type=None,
                 new_type=type_name(f.type),
             )
         schema, self.last = assign_field_ids(pa.schema([f]), start=self.last + 1)
-        return _node(schema.field(0))
+        return node_of(schema.field(0))
 
 
 # ---------------------------------------------------------------- compatibility
@@ -227,26 +153,26 @@ def _family(old: str, new: str) -> str:
 def _refuse(path: Path, old: str, new: pa.DataType, reason: str) -> SchemaEvolutionError:
     new_name = type_name(new)
     return SchemaEvolutionError(
-        f"cannot change column {_dotted(path)!r} from {old} to {new_name}: {reason}",
-        column=_dotted(path),
+        f"cannot change column {dotted(path)!r} from {old} to {new_name}: {reason}",
+        column=dotted(path),
         old_type=old,
         new_type=new_name,
     )
 
 
-def _refuse_required(path: Path, node: _Node) -> SchemaEvolutionError:
+def _refuse_required(path: Path, node: Node) -> SchemaEvolutionError:
     return SchemaEvolutionError(
-        f"cannot make column {_dotted(path)!r} non-nullable: fragments written earlier may "
+        f"cannot make column {dotted(path)!r} non-nullable: fragments written earlier may "
         "hold nulls, and fragments are never rewritten. Keep it nullable and refuse nulls in "
         "new rows with a contract (nullable=False)",
-        column=_dotted(path),
-        old_type=f"{_tname(node)} (nullable)",
-        new_type=f"{_tname(node)} (not null)",
+        column=dotted(path),
+        old_type=f"{tname(node)} (nullable)",
+        new_type=f"{tname(node)} (not null)",
     )
 
 
-def _list_refusal(old: _Type, new: _Type) -> str | None:
-    ok, nk = _kind(old), _kind(new)
+def _list_refusal(old: Type, new: Type) -> str | None:
+    ok, nk = kind_of(old), kind_of(new)
     if ok == nk == "fixed_list" and old.list_size != new.list_size:
         return "a fixed-size list keeps its size; add a new column instead"
     if ok == nk or (ok == "list" and nk == "large_list"):
@@ -256,24 +182,24 @@ def _list_refusal(old: _Type, new: _Type) -> str | None:
     return "a list changes only its element type, or from list to large_list"
 
 
-def _widen(node: _Node, new: _Type, nullable: bool, path: Path, ids: _Ids) -> _Node:  # noqa: FBT001
+def _widen(node: Node, new: Type, nullable: bool, path: Path, ids: _Ids) -> Node:  # noqa: FBT001
     """Return ``node`` widened to type ``new`` (fresh ids for added struct fields), or raise."""
     new = normalize_type(new)
     if node.nullable and not nullable:
         raise _refuse_required(path, node)
-    kind, new_kind = node.kind, _kind(new)
+    kind, new_kind = node.kind, kind_of(new)
     if kind == new_kind == "leaf":
         reason = leaf_refusal(node.type, new)
         if reason is not None:
-            raise _refuse(path, _tname(node), new, reason)
-        return _Node(node.id, node.name, nullable, new, [])
+            raise _refuse(path, tname(node), new, reason)
+        return Node(node.id, node.name, nullable, new, [])
     if kind == new_kind == "struct":
         names = {f.name for f in new}
         for c in node.children:
             if c.name not in names:
                 raise _refuse(
                     path,
-                    _tname(node),
+                    tname(node),
                     new,
                     f"it lacks the field {c.name!r}; widening never removes fields: drop it "
                     f"with drop=[{_ref((*path, c.name))}]",
@@ -285,14 +211,14 @@ def _widen(node: _Node, new: _Type, nullable: bool, path: Path, ids: _Ids) -> _N
             else ids.new_node(f, (*path, f.name))
             for f in new
         ]
-        return _Node(node.id, node.name, nullable, new, kids)
+        return Node(node.id, node.name, nullable, new, kids)
     if kind in _LISTS and new_kind in _LISTS:
         reason = _list_refusal(node.type, new)
         if reason is not None:
-            raise _refuse(path, _tname(node), new, reason)
+            raise _refuse(path, tname(node), new, reason)
         el = node.children[0]
         vf = new.value_field
-        return _Node(
+        return Node(
             node.id,
             node.name,
             nullable,
@@ -305,21 +231,21 @@ def _widen(node: _Node, new: _Type, nullable: bool, path: Path, ids: _Ids) -> _N
             _widen(key, new.key_type, False, (*path, key.name), ids),
             _widen(value, new.item_type, new.item_field.nullable, (*path, value.name), ids),
         ]
-        return _Node(node.id, node.name, nullable, node.type, kids)
-    raise _refuse(path, _tname(node), new, _family(_tname(node), type_name(new)))
+        return Node(node.id, node.name, nullable, node.type, kids)
+    raise _refuse(path, tname(node), new, _family(tname(node), type_name(new)))
 
 
-def _merge(node: _Node, data: _Type, path: Path, ids: _Ids) -> _Node:
+def _merge(node: Node, data: Type, path: Path, ids: _Ids) -> Node:
     """Return the union of ``node`` and a written column's type (schema_mode="merge")."""
     data = normalize_type(data)
-    kind, data_kind = node.kind, _kind(data)
+    kind, data_kind = node.kind, kind_of(data)
     if kind == data_kind == "leaf":
         if same_logical(node.type, data) or leaf_refusal(data, node.type) is None:
             return node  # the data is cast up to the column's type on write
         reason = leaf_refusal(node.type, data)
         if reason is not None:
-            raise _refuse(path, _tname(node), data, reason)
-        return _Node(node.id, node.name, node.nullable, data, [])
+            raise _refuse(path, tname(node), data, reason)
+        return Node(node.id, node.name, node.nullable, data, [])
     if kind == data_kind == "struct":
         by_name = {f.name: f for f in data}
         kids = [
@@ -332,7 +258,7 @@ def _merge(node: _Node, data: _Type, path: Path, ids: _Ids) -> _Node:
             for f in data
             if f.name not in have
         ]
-        return _Node(node.id, node.name, node.nullable, node.type, kids)
+        return Node(node.id, node.name, node.nullable, node.type, kids)
     if kind in _LISTS and data_kind in _LISTS:
         reason = _list_refusal(node.type, data)
         if reason is None:
@@ -340,9 +266,9 @@ def _merge(node: _Node, data: _Type, path: Path, ids: _Ids) -> _Node:
         elif _list_refusal(data, node.type) is None:
             container = node.type  # the data is the narrower kind: cast up on write
         else:
-            raise _refuse(path, _tname(node), data, reason)
+            raise _refuse(path, tname(node), data, reason)
         el = node.children[0]
-        return _Node(
+        return Node(
             node.id,
             node.name,
             node.nullable,
@@ -355,8 +281,8 @@ def _merge(node: _Node, data: _Type, path: Path, ids: _Ids) -> _Node:
             _merge(key, data.key_type, (*path, key.name), ids),
             _merge(value, data.item_type, (*path, value.name), ids),
         ]
-        return _Node(node.id, node.name, node.nullable, node.type, kids)
-    raise _refuse(path, _tname(node), data, _family(_tname(node), type_name(data)))
+        return Node(node.id, node.name, node.nullable, node.type, kids)
+    raise _refuse(path, tname(node), data, _family(tname(node), type_name(data)))
 
 
 def fits(src: pa.DataType, dst: pa.DataType) -> bool:
@@ -368,10 +294,10 @@ def fits(src: pa.DataType, dst: pa.DataType) -> bool:
     return _fits(normalize_type(src), normalize_type(dst))
 
 
-def _fits(src: _Type, dst: _Type) -> bool:
+def _fits(src: Type, dst: Type) -> bool:
     if same_logical(src, dst):
         return True
-    sk, dk = _kind(src), _kind(dst)
+    sk, dk = kind_of(src), kind_of(dst)
     if sk == dk == "leaf":
         return leaf_refusal(src, dst) is None
     if sk == dk == "struct":
@@ -414,9 +340,9 @@ def _as_path(ref: Any, what: str) -> Path:
     )
 
 
-def _lookup(nodes: list[_Node], path: Path, what: str) -> list[_Node]:
+def _lookup(nodes: list[Node], path: Path, what: str) -> list[Node]:
     """Return the chain of nodes from the top-level column down to ``path``."""
-    chain: list[_Node] = []
+    chain: list[Node] = []
     level, parent_kind = nodes, "struct"
     for name in path:
         found = None
@@ -430,7 +356,7 @@ def _lookup(nodes: list[_Node], path: Path, what: str) -> list[_Node]:
         if found is None:
             columns = [n.name for n in nodes]
             raise InvalidArgument(
-                f"{what}: no column {_dotted(path)!r} in the schema (columns: {columns}); "
+                f"{what}: no column {dotted(path)!r} in the schema (columns: {columns}); "
                 "nested fields are named by a tuple path, e.g. ('address', 'zip')"
             )
         chain.append(found)
@@ -438,14 +364,14 @@ def _lookup(nodes: list[_Node], path: Path, what: str) -> list[_Node]:
     return chain
 
 
-def _struct_member(chain: list[_Node], path: Path, what: str) -> None:
+def _struct_member(chain: list[Node], path: Path, what: str) -> None:
     parent = chain[-2].kind if len(chain) > 1 else "struct"
     if parent != "struct":
         raise SchemaEvolutionError(
-            f"cannot {what} {_dotted(path)!r}: the element of a list and the key and value of "
+            f"cannot {what} {dotted(path)!r}: the element of a list and the key and value of "
             "a map cannot be renamed, dropped or added; change the enclosing column instead",
-            column=_dotted(path),
-            old_type=_tname(chain[-1]),
+            column=dotted(path),
+            old_type=tname(chain[-1]),
             new_type=None,
         )
 
@@ -500,7 +426,7 @@ def evolve(
     drop_l = list(drop or ())
     if not (add_m or rename_m or drop_l or widen_m):
         raise InvalidArgument("evolve needs at least one of add=, rename=, drop= or widen=")
-    nodes = _tree(schema)
+    nodes = tree(schema)
     ids = _Ids(last_field_id)
 
     dropped: set[int] = set()
@@ -514,7 +440,7 @@ def evolve(
         path = _as_path(ref, "widen")
         chain = _lookup(nodes, path, "widen")
         if any(n.id in dropped for n in chain):
-            raise InvalidArgument(f"widen: column {_dotted(path)!r} is also dropped")
+            raise InvalidArgument(f"widen: column {dotted(path)!r} is also dropped")
         widened[chain[-1].id] = (*_type_arg(value, f"widen[{ref!r}]"), path)
     renamed: dict[int, str] = {}
     for ref, new_name in rename_m.items():
@@ -523,10 +449,10 @@ def evolve(
         _struct_member(chain, path, "rename")
         if not isinstance(new_name, str) or not new_name:
             raise InvalidArgument(
-                f"rename: the new name of {_dotted(path)!r} must be a non-empty string"
+                f"rename: the new name of {dotted(path)!r} must be a non-empty string"
             )
         if any(n.id in dropped for n in chain):
-            raise InvalidArgument(f"rename: column {_dotted(path)!r} is also dropped")
+            raise InvalidArgument(f"rename: column {dotted(path)!r} is also dropped")
         renamed[chain[-1].id] = new_name
     added: list[tuple[int | None, Path, pa.Field[Any]]] = []
     for ref, value in add_m.items():
@@ -536,14 +462,14 @@ def evolve(
             chain = _lookup(nodes, path[:-1], "add")
             if chain[-1].kind != "struct" or any(n.id in dropped for n in chain):
                 raise InvalidArgument(
-                    f"add: {_dotted(path[:-1])!r} is not a struct column of the new schema; "
+                    f"add: {dotted(path[:-1])!r} is not a struct column of the new schema; "
                     "fields can only be added to a struct"
                 )
             parent = chain[-1].id
         t, nullable = _type_arg(value, f"add[{ref!r}]")
         added.append((parent, path, pa.field(path[-1], t, True if nullable is None else nullable)))
 
-    def rebuild(level: list[_Node], prefix: Path) -> list[_Node]:
+    def rebuild(level: list[Node], prefix: Path) -> list[Node]:
         out = []
         for n in level:
             if n.id in dropped:
@@ -551,14 +477,14 @@ def evolve(
             kids = rebuild(n.children, (*prefix, n.name))
             if n.kind == "struct" and not kids:
                 raise SchemaEvolutionError(
-                    f"cannot drop every field of struct {_dotted((*prefix, n.name))!r}: a struct "
+                    f"cannot drop every field of struct {dotted((*prefix, n.name))!r}: a struct "
                     "keeps at least one field; drop the struct itself "
                     f"(drop=[{_ref((*prefix, n.name))}])",
-                    column=_dotted((*prefix, n.name)),
-                    old_type=_tname(n),
+                    column=dotted((*prefix, n.name)),
+                    old_type=tname(n),
                     new_type=None,
                 )
-            m = _Node(n.id, n.name, n.nullable, n.type, kids)
+            m = Node(n.id, n.name, n.nullable, n.type, kids)
             if n.id in widened:
                 t, nullable, path = widened[n.id]
                 m = _widen(m, t, n.nullable if nullable is None else nullable, path, ids)
@@ -569,13 +495,13 @@ def evolve(
     nodes = rebuild(nodes, ())
     _rename(nodes, renamed, ())
     for parent, path, f in added:
-        level = nodes if parent is None else _index(nodes)[parent][0].children
+        level = nodes if parent is None else index_of(nodes)[parent][0].children
         if any(n.name == f.name for n in level):
             raise SchemaEvolutionError(
-                f"cannot add column {_dotted(path)!r}: a column of that name exists; pick another "
+                f"cannot add column {dotted(path)!r}: a column of that name exists; pick another "
                 f"name, or drop the existing one in the same call (drop=[{_ref(path)}])",
-                column=_dotted(path),
-                old_type=next(_tname(n) for n in level if n.name == f.name),
+                column=dotted(path),
+                old_type=next(tname(n) for n in level if n.name == f.name),
                 new_type=type_name(f.type),
             )
         level.append(ids.new_node(f, path))
@@ -587,21 +513,21 @@ def evolve(
             old_type=None,
             new_type=None,
         )
-    out = _schema(nodes)
+    out = schema_of(nodes)
     check_names(out, before=schema, what="evolve")
     return out, ids.last
 
 
-def _rename(level: list[_Node], renamed: dict[int, str], prefix: Path) -> None:
+def _rename(level: list[Node], renamed: dict[int, str], prefix: Path) -> None:
     new_names = [renamed.get(n.id, n.name) for n in level]
     for n, name in zip(level, new_names, strict=True):
         if n.id in renamed and new_names.count(name) > 1:
             raise SchemaEvolutionError(
-                f"cannot rename {_dotted((*prefix, n.name))!r} to {name!r}: a column of that name "
+                f"cannot rename {dotted((*prefix, n.name))!r} to {name!r}: a column of that name "
                 "exists; rename or drop that one in the same call",
-                column=_dotted((*prefix, n.name)),
-                old_type=_tname(n),
-                new_type=_tname(n),
+                column=dotted((*prefix, n.name)),
+                old_type=tname(n),
+                new_type=tname(n),
             )
     for n, name in zip(level, new_names, strict=True):
         _rename(n.children, renamed, (*prefix, name))
@@ -625,7 +551,7 @@ def plan_write(
     """
     if mode == "strict":
         return current, last_field_id
-    nodes = _tree(current)
+    nodes = tree(current)
     ids = _Ids(last_field_id)
     index = {n.name: i for i, n in enumerate(nodes)}
     if mode == "merge":
@@ -636,62 +562,4 @@ def plan_write(
     for f in data:
         if f.name not in index:
             nodes.append(ids.new_node(pa.field(f.name, normalize_type(f.type), True), (f.name,)))
-    return _schema(nodes), ids.last
-
-
-# ------------------------------------------------------------------------- diff
-
-
-def _index(nodes: list[_Node]) -> dict[int, tuple[_Node, Path, int | None]]:
-    out: dict[int, tuple[_Node, Path, int | None]] = {}
-
-    def visit(level: list[_Node], prefix: Path, parent: int | None) -> None:
-        for n in level:
-            out[n.id] = (n, (*prefix, n.name), parent)
-            visit(n.children, (*prefix, n.name), n.id)
-
-    visit(nodes, (), None)
-    return out
-
-
-def _shallow(n: _Node) -> str:
-    """The part of a type a change of children does not explain (for containers, the kind)."""
-    if n.kind == "leaf":
-        return type_name(n.type)
-    if n.kind == "fixed_list":
-        return f"fixed_list[{n.type.list_size}]"
-    return n.kind
-
-
-def diff(old: pa.Schema, new: pa.Schema) -> list[SchemaChange]:
-    """Return what changed from ``old`` to ``new`` (fields matched by id).
-
-    Order: drops, renames, widenings, nullability, adds; an added or dropped
-    struct is reported once, not field by field.
-    """
-    a, b = _index(_tree(old)), _index(_tree(new))
-    by_kind: dict[str, list[SchemaChange]] = {
-        k: [] for k in ("drop", "rename", "widen", "nullable", "add")
-    }
-    for fid, (n, path, parent) in a.items():
-        if fid not in b and (parent is None or parent in b):
-            by_kind["drop"].append(SchemaChange("drop", fid, _dotted(path), old_type=_tname(n)))
-    for fid, (n, path, parent) in b.items():
-        if fid not in a:
-            if parent is None or parent in a:
-                by_kind["add"].append(SchemaChange("add", fid, _dotted(path), new_type=_tname(n)))
-            continue
-        o, opath, _ = a[fid]
-        if o.name != n.name:
-            by_kind["rename"].append(
-                SchemaChange("rename", fid, _dotted(path), old_column=_dotted(opath))
-            )
-        if _shallow(o) != _shallow(n) or (
-            n.kind == "leaf" and not o.type.equals(n.type, check_metadata=False)
-        ):
-            by_kind["widen"].append(
-                SchemaChange("widen", fid, _dotted(path), old_type=_tname(o), new_type=_tname(n))
-            )
-        if o.nullable != n.nullable:
-            by_kind["nullable"].append(SchemaChange("nullable", fid, _dotted(path)))
-    return [c for k in ("drop", "rename", "widen", "nullable", "add") for c in by_kind[k]]
+    return schema_of(nodes), ids.last

@@ -33,7 +33,6 @@ from lakever.errors import InvalidArgument
 from lakever.schema import iter_field_ids
 
 if TYPE_CHECKING:
-    import duckdb
     import sqlglot.expressions as exp
 
 __all__ = [
@@ -45,6 +44,7 @@ __all__ = [
     "NullCheck",
     "PruneNode",
     "bind_filter",
+    "compares",
     "parse_expression",
 ]
 
@@ -390,12 +390,12 @@ def _sql(node: exp.Expr) -> str:
     return str(node.sql(dialect="duckdb"))
 
 
-def _compares(node: PruneNode) -> Iterator[Compare]:
+def compares(node: PruneNode) -> Iterator[Compare]:
     if isinstance(node, Compare):
         yield node
     elif isinstance(node, Conj):
         for k in node.children:
-            yield from _compares(k)
+            yield from compares(k)
 
 
 # ------------------------------------------------------------------ the bound filter
@@ -505,13 +505,13 @@ def _keep_monotone(node: PruneNode, columns: Mapping[int, _Column]) -> PruneNode
     cast to the column's type by DuckDB, so it always qualifies. A value calling a
     volatile function (``random()``, ``now()`` in another query) never does.
     """
-    compares = list(_compares(node))
-    if not compares:
+    found = list(compares(node))
+    if not found:
         return node
-    types = _value_types([c.value for c in compares])
+    types = _value_types([c.value for c in found])
     ok: dict[tuple[int, str], bool] = {}
     volatile = _functions().volatile
-    for c in compares:
+    for c in found:
         col_family = _family(_duck_name(columns[c.field_id].type))
         value_type = types.get(c.value)
         good = (
@@ -592,70 +592,3 @@ def _filter_compares(node: PruneNode, ok: Mapping[tuple[int, str], bool]) -> Pru
     if isinstance(node, Conj):
         return _simplify(Conj(node.and_, tuple(_filter_compares(k, ok) for k in node.children)))
     return node
-
-
-# ------------------------------------------------------------------ pruning SQL
-
-
-def prune_columns(node: PruneNode) -> set[int]:
-    """Field ids whose statistics the pruning tree reads."""
-    if isinstance(node, Compare | NullCheck):
-        return {node.field_id}
-    if isinstance(node, Conj):
-        return set().union(*(prune_columns(k) for k in node.children))
-    return set()
-
-
-def may_match_sql(node: PruneNode, types: Mapping[int, pa.DataType]) -> str:
-    """A boolean SQL expression over a statistics relation: false only when no row can match.
-
-    The relation has, per fragment, ``n`` (rows) and per field id ``f``:
-    ``lo_f``/``hi_f`` (min/max of the non-null, non-NaN values, in the column's
-    type; NULL when unknown), ``nl_f`` (nulls) and ``nn_f`` (NaNs; NULL when
-    unknown or not a float column).
-    """
-    from lakever.sql import duckdb_type
-
-    if isinstance(node, Always):
-        return "TRUE"
-    if isinstance(node, Conj):
-        joiner = " AND " if node.and_ else " OR "
-        return "(" + joiner.join(may_match_sql(k, types) for k in node.children) + ")"
-    f = node.field_id
-    nulls, nans = f"coalesce(nl_{f}, 0)", f"coalesce(nn_{f}, 0)"
-    floating = pa.types.is_floating(types[f])
-    if isinstance(node, NullCheck):
-        if node.kind == "null":
-            return f"coalesce(nl_{f} < n, TRUE)" if node.negated else f"coalesce(nl_{f} > 0, TRUE)"
-        if node.negated:
-            return f"(n - {nulls} - {nans} > 0)"
-        return f"coalesce(nn_{f} > 0, TRUE)" if floating else "TRUE"
-    v, lo, hi = f"({node.value})", f"lo_{f}", f"hi_{f}"
-    ranges = {
-        "=": f"{lo} <= {v} AND {hi} >= {v}",
-        "<>": f"NOT ({lo} = {v} AND {hi} = {v})",
-        "<": f"{lo} < {v}",
-        "<=": f"{lo} <= {v}",
-        ">": f"{hi} > {v}",
-        ">=": f"{hi} >= {v}",
-    }
-    # Values other than NaN lie in [lo, hi]; DuckDB orders NaN above every number.
-    out = f"(n - {nulls} - {nans} > 0 AND coalesce({ranges[node.op]}, TRUE))"
-    if floating:
-        t = duckdb_type(types[f])
-        out += (
-            f" OR (coalesce(nn_{f} > 0, TRUE) AND coalesce(CAST('NaN' AS {t}) {node.op} {v}, TRUE))"
-        )
-    return f"({out})"
-
-
-def run_prune(con: duckdb.DuckDBPyConnection, stats: pa.Table, condition: str) -> pa.BooleanArray:
-    """Evaluate ``condition`` (from `may_match_sql`) over each row of ``stats``, in order."""
-    con.register("__lakever_stats", stats)
-    try:
-        out = con.sql(f"SELECT ({condition}) AS m FROM __lakever_stats").to_arrow_table()
-    finally:
-        con.unregister("__lakever_stats")
-    column = out.column("m").combine_chunks()
-    mask: pa.BooleanArray = column.fill_null(True)
-    return mask

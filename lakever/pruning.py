@@ -19,18 +19,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakever.expr import Always, BoundFilter, Compare, Conj, NullCheck, PruneNode, may_match_sql
-from lakever.expr import prune_columns as _prune_columns
+from lakever.expr import Always, BoundFilter, Compare, Conj, NullCheck, PruneNode
 from lakever.format import FragmentEntry
 from lakever.partitioning import partition_stats
 from lakever.schema import iter_field_ids
 from lakever.sql import cursor, duckdb_type
 
-__all__ = ["Pruned", "prune"]
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["Pruned", "may_match_sql", "prune", "prune_columns", "run_prune"]
 
 #: A fragment's statistics by field id (``{"min", "max", "nulls", "nans"}``).
 Stats = Mapping[int, Mapping[str, Any]]
@@ -160,13 +162,13 @@ def prune(
     """
     usable = {
         fid
-        for fid in _prune_columns(bound.prune)
+        for fid in prune_columns(bound.prune)
         if fid in types and duckdb_type(types[fid]) is not None
     }
     node = _usable(bound.prune, usable)
     if isinstance(node, Always) or not entries:
         return Pruned(entries, entries, entries)
-    fields = sorted(_prune_columns(node))
+    fields = sorted(prune_columns(node))
     condition = may_match_sql(node, types)
     written: dict[tuple[str, int], pa.DataType | None] = {}
 
@@ -197,8 +199,6 @@ def prune(
 
     con = cursor()
     try:
-        from lakever.expr import run_prune
-
         partitioned = [e for e in entries if e.partition is not None]
         after = entries
         if partitioned:
@@ -218,3 +218,68 @@ def prune(
     finally:
         con.close()
     return Pruned(entries, after, kept)
+
+
+# ------------------------------------------------------------------ the condition
+
+
+def prune_columns(node: PruneNode) -> set[int]:
+    """Field ids whose statistics the pruning tree reads."""
+    if isinstance(node, Compare | NullCheck):
+        return {node.field_id}
+    if isinstance(node, Conj):
+        return set().union(*(prune_columns(k) for k in node.children))
+    return set()
+
+
+def may_match_sql(node: PruneNode, types: Mapping[int, pa.DataType]) -> str:
+    """A boolean SQL expression over a statistics relation: false only when no row can match.
+
+    The relation has, per fragment, ``n`` (rows) and per field id ``f``:
+    ``lo_f``/``hi_f`` (min/max of the non-null, non-NaN values, in the column's
+    type; NULL when unknown), ``nl_f`` (nulls) and ``nn_f`` (NaNs; NULL when
+    unknown or not a float column).
+    """
+    if isinstance(node, Always):
+        return "TRUE"
+    if isinstance(node, Conj):
+        joiner = " AND " if node.and_ else " OR "
+        return "(" + joiner.join(may_match_sql(k, types) for k in node.children) + ")"
+    f = node.field_id
+    nulls, nans = f"coalesce(nl_{f}, 0)", f"coalesce(nn_{f}, 0)"
+    floating = pa.types.is_floating(types[f])
+    if isinstance(node, NullCheck):
+        if node.kind == "null":
+            return f"coalesce(nl_{f} < n, TRUE)" if node.negated else f"coalesce(nl_{f} > 0, TRUE)"
+        if node.negated:
+            return f"(n - {nulls} - {nans} > 0)"
+        return f"coalesce(nn_{f} > 0, TRUE)" if floating else "TRUE"
+    v, lo, hi = f"({node.value})", f"lo_{f}", f"hi_{f}"
+    ranges = {
+        "=": f"{lo} <= {v} AND {hi} >= {v}",
+        "<>": f"NOT ({lo} = {v} AND {hi} = {v})",
+        "<": f"{lo} < {v}",
+        "<=": f"{lo} <= {v}",
+        ">": f"{hi} > {v}",
+        ">=": f"{hi} >= {v}",
+    }
+    # Values other than NaN lie in [lo, hi]; DuckDB orders NaN above every number.
+    out = f"(n - {nulls} - {nans} > 0 AND coalesce({ranges[node.op]}, TRUE))"
+    if floating:
+        t = duckdb_type(types[f])
+        out += (
+            f" OR (coalesce(nn_{f} > 0, TRUE) AND coalesce(CAST('NaN' AS {t}) {node.op} {v}, TRUE))"
+        )
+    return f"({out})"
+
+
+def run_prune(con: duckdb.DuckDBPyConnection, stats: pa.Table, condition: str) -> pa.BooleanArray:
+    """Evaluate ``condition`` (from `may_match_sql`) over each row of ``stats``, in order."""
+    con.register("__lakever_stats", stats)
+    try:
+        out = con.sql(f"SELECT ({condition}) AS m FROM __lakever_stats").to_arrow_table()
+    finally:
+        con.unregister("__lakever_stats")
+    column = out.column("m").combine_chunks()
+    mask: pa.BooleanArray = column.fill_null(True)
+    return mask

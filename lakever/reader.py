@@ -32,7 +32,7 @@ from lakever._convert import arrow_to_polars, polars_can_hold, scan_parquet
 from lakever.deletion import keep_mask, keep_mask_of, positions_of
 from lakever.errors import InvalidArgument
 from lakever.format import DeletionVector, FragmentEntry
-from lakever.integrity import reading, verify
+from lakever.integrity import FileRef, reading, verify
 from lakever.projection import Plan, plan, project
 from lakever.sql import cursor, translate_errors
 from lakever.storage import Storage
@@ -313,11 +313,17 @@ def _read_run(storage: Storage, run: _Run, out_schema: pa.Schema) -> pa.Table:
     return project(table, run.physical, run.plans, out_schema)
 
 
-def read_file(storage: Storage, physical: pa.Schema, task: ReadTask, *, snapshot: str) -> pa.Table:
-    """One fragment's file as written (its physical schema, no row deleted), verified."""
-    verify(storage, [task], snapshot=snapshot)
+def read_file(storage: Storage, physical: pa.Schema, ref: FileRef, *, snapshot: str) -> pa.Table:
+    """One fragment's file as written (its physical schema, no row deleted), verified.
+
+    For rewriting a fragment (copy-on-write), not for reading a snapshot's rows.
+    """
+    verify(storage, [ref], snapshot=snapshot)
     with reading(storage, snapshot):
-        return _dataset(storage, physical, [task]).to_table()
+        import pyarrow.parquet as pq
+
+        path = storage.full_path(ref.path)
+        return pq.read_table(path, schema=physical, filesystem=storage.arrow_filesystem())
 
 
 def matching(table: pa.Table | pa.RecordBatch, sql: str) -> np.ndarray[Any, Any]:

@@ -37,42 +37,38 @@ from lakever._writer import (
     _check_properties,
     default_author,
     layout_for,
-    merge_manifest_levels,
+)
+from lakever.commit import (
+    AddFragments,
+    Change,
+    Check,
+    ContractUnchanged,
+    FragmentsUnchanged,
+    Requirement,
+    Rewrite,
+    RewriteFragments,
+    SchemaUnchanged,
+    SetSchema,
+    Update,
 )
 from lakever.deletion import Positions, keep_mask, positions_of, union, write_deletion_vector
 from lakever.errors import InvalidArgument, PrimaryKeyViolation, SchemaMismatch
-from lakever.evolution import diff as schema_diff
 from lakever.evolution import plan_write
-from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
-from lakever.fragments import make_manifest, read_manifest, write_fragments, write_manifest
+from lakever.field_tree import schema_changes as schema_diff
+from lakever.format import FragmentEntry, Snapshot, Summary
+from lakever.fragments import make_manifest, write_fragments
 from lakever.keys import KeyCheck, check_declared
-from lakever.log import Change, Rewrite
+from lakever.manifest_list import ManifestFiles
 from lakever.planner import bind, make_plan, prune_entries
 from lakever.projection import cast_exact, conform
-from lakever.reader import ReadTask, ScanPlan, read_file, read_positions
+from lakever.reader import ScanPlan, read_file, read_positions
 from lakever.schema import check_names, iter_field_ids, map_type, schema_to_json
 from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, duckdb_type, quote_identifier, translate_errors
-from lakever.storage import Storage
 
-__all__ = ["ManifestFiles", "delete", "update", "upsert"]
+__all__ = ["delete", "update", "upsert"]
 
 _log = logging.getLogger("lakever")
-
-
-class ManifestFiles:
-    """`lakever.log.ManifestIO` on a storage: level-0 manifests inline when small."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-
-    def read(self, ref: ManifestRef) -> list[FragmentEntry]:
-        return read_manifest(self.storage, ref)
-
-    def make(self, entries: Sequence[FragmentEntry], *, level: int) -> ManifestRef:
-        if level == 0:
-            return make_manifest(self.storage, entries, level=0)
-        return write_manifest(self.storage, entries, level=level)
 
 
 # ----------------------------------------------------------------- finding rows
@@ -132,22 +128,20 @@ def _rewrite(
         dv = write_deletion_vector(storage, deleted)
         return Rewrite(entry, (replace(entry, deletion=dv),))
     physical = state.schema_of(entry.schema_id)
-    task = ReadTask.of(entry)
-    kept = read_file(storage, physical, task, snapshot=state.snap.snapshot_id).filter(
+    kept = read_file(storage, physical, entry, snapshot=state.snap.snapshot_id).filter(
         keep_mask(entry.num_rows, deleted)
     )
     # The rewrite keeps the file's physical schema: no conversion, the same field ids.
     return Rewrite(entry, tuple(write_fragments(storage, [kept], schema_id=entry.schema_id)))
 
 
-def _summary(
-    rewrites: Sequence[Rewrite], added: Sequence[FragmentEntry], rows_deleted: int, written: int
-) -> Summary:
+def _summary(rewrites: Sequence[Rewrite], rows_deleted: int) -> Summary:
+    """What ``rewrites`` change: rows hidden, files a copy-on-write added or dropped."""
     old = {r.old.path for r in rewrites}
-    new = [n for r in rewrites for n in r.new if n.path not in old] + list(added)
+    new = [n for r in rewrites for n in r.new if n.path not in old]
     gone = [r.old for r in rewrites if all(n.path != r.old.path for n in r.new)]
+    # A copy-on-write rewrite copies the rows it keeps: they are neither added nor removed.
     return Summary(
-        rows_added=written,
         rows_removed=rows_deleted,
         bytes_added=sum(e.size_bytes for e in new),
         bytes_removed=sum(e.size_bytes for e in gone),
@@ -193,26 +187,36 @@ def _commit(
         fragments_touched=len(rewrites),
         deletion_vectors_written=sum(1 for r in rewrites for n in r.new if n.path == r.old.path),
     )
+    snap = state.snap
+    updates: list[Update] = []
+    # A delete only hides rows by position: it lands under whatever schema and contract
+    # a concurrent winner left. Updates and upserts wrote rows checked against this
+    # snapshot's, like an append.
+    requirements: list[Requirement] = [FragmentsUnchanged(tuple(rewrites))]
+    if how.operation != "delete":
+        requirements += [
+            SchemaUnchanged(snap.schema, snap.last_field_id),
+            ContractUnchanged(snap.contract),
+        ]
+    if schema is not None:
+        assert last_field_id is not None
+        updates.append(SetSchema(schema_to_json(schema), last_field_id))
+    if rewrites:
+        updates.append(RewriteFragments(tuple(rewrites), _summary(rewrites, rows_deleted)))
+    if added:
+        updates.append(AddFragments(make_manifest(storage, added, level=0)))
+        if key is not None:
+            requirements.append(Check(key.recheck(added)))
     change = Change(
         operation=how.operation,
         author=how.author if how.author is not None else default_author(),
         message=how.message or "",
         properties=_check_properties(how.properties),
-        schema=state.snap.schema if schema is None else schema_to_json(schema),
-        last_field_id=state.snap.last_field_id if last_field_id is None else last_field_id,
+        updates=tuple(updates),
+        requirements=tuple(requirements),
         parameters=parameters,
-        contract=state.snap.contract,
-        added=make_manifest(storage, added, level=0) if added else None,
-        rewrites=tuple(rewrites),
-        delta=_summary(rewrites, added, rows_deleted, written),
     )
-    return state.line.commit(
-        state.snap,
-        change,
-        merge_manifests=lambda refs: merge_manifest_levels(storage, refs),
-        io=ManifestFiles(storage),
-        recheck=key.recheck(added) if key is not None and added else None,
-    )
+    return state.line.commit(snap, change, io=ManifestFiles(storage))
 
 
 def _nothing(state: SnapshotState, what: str) -> None:

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pytest
 
 import lakever as lv
-from lakever.log import Change
+from lakever.commit import Change, SetSortOrder
+from lakever.manifest_list import ManifestFiles
 
 
 def orders(ids: list[int], amounts: list[float]) -> pa.Table:
@@ -195,12 +196,9 @@ def _set_sort(ds: lv.Dataset, column: str) -> lv.Dataset:
         author="t",
         message="",
         properties={},
-        schema=ds._snap.schema,
-        last_field_id=ds._snap.last_field_id,
-        contract=ds._snap.contract,
-        sort_by=({"field_id": ds.field_ids[column], "descending": False},),
+        updates=(SetSortOrder(({"field_id": ds.field_ids[column], "descending": False},)),),
     )
-    ds._log.commit(ds._snap, change, merge_manifests=lambda r: r)
+    ds._log.commit(ds._snap, change, io=ManifestFiles(ds._storage))
     return lv.open_dataset(ds.uri, branch=ds.branch_name)
 
 

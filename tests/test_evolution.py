@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 
 import lakever as lv
-from lakever.evolution import diff, evolve
+from lakever.evolution import evolve
+from lakever.field_tree import schema_changes as diff
 from lakever.schema import assign_field_ids, strip_field_ids
 from tests._data import events
 

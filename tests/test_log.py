@@ -113,7 +113,8 @@ def test_stale_writer_rebases_appends(local_location):
 def test_append_conflicts_with_schema_change(local_location):
     """An append whose base schema differs from the winner's raises (no silent cast)."""
     from lakever._writer import commit_data
-    from lakever.log import Change
+    from lakever.commit import Change, SetSchema
+    from lakever.manifest_list import ManifestFiles
     from lakever.schema import assign_field_ids, schema_to_json
 
     ds = lv.create_dataset(local_location, events(0, 1))
@@ -126,10 +127,9 @@ def test_append_conflicts_with_schema_change(local_location):
         author="t",
         message="",
         properties={},
-        schema=schema_to_json(schema),
-        last_field_id=last,
+        updates=(SetSchema(schema_to_json(schema), last),),
     )
-    log.commit(ds._snap, change, merge_manifests=lambda refs: refs)
+    log.commit(ds._snap, change, io=ManifestFiles(log.storage))
     with pytest.raises(
         lv.CommitConflict, match="conflicts with version 1, which changed the schema"
     ):

@@ -335,7 +335,8 @@ def test_history_shows_merge_parents(ds):
 
 
 def test_schema_conflict(location):
-    from lakever.log import Change
+    from lakever.commit import Change, SetSchema
+    from lakever.manifest_list import ManifestFiles
     from lakever.schema import assign_field_ids, schema_to_json
 
     ds = lv.create_dataset(location, events(0, 1))
@@ -349,10 +350,9 @@ def test_schema_conflict(location):
             author="t",
             message="",
             properties={},
-            schema=schema_to_json(schema),
-            last_field_id=last,
+            updates=(SetSchema(schema_to_json(schema), last),),
         )
-        target._log.commit(target._snap, change, merge_manifests=lambda r: r)
+        target._log.commit(target._snap, change, io=ManifestFiles(target._storage))
 
     evolve(lv.open_dataset(location), "x")
     evolve(lv.open_dataset(location, branch="b"), "y")

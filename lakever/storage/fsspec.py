@@ -121,6 +121,14 @@ class ReadOnlyFsspecStorage(_FsspecStorage):
         raise self._refuse(rel)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        from lakever.storage import open_storage
+        return (_reopen, (self.uri, dict(self.options)))
 
-        return (open_storage, (self.uri, dict(self.options)))
+
+def _reopen(uri: str, options: dict[str, Any]) -> ReadOnlyFsspecStorage:
+    """Reopen a pickled `ReadOnlyFsspecStorage` from its location and options."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, **options)
+    storage = ReadOnlyFsspecStorage(fs, path, uri.split("://", 1)[0])
+    storage.options = dict(options)
+    return storage
