@@ -1,13 +1,16 @@
 """The lakever command line: a thin client of the public Python API.
 
 One boundary turns `lakever.LakeverError` into ``error: <message>`` on stderr
-and exit code 1; usage errors exit 2 (typer); anything else is a bug and keeps
-its traceback.
+and exit code 1 (``--debug`` prints the traceback first); usage errors exit 2
+(typer); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import traceback
 
 import typer
 
@@ -27,6 +30,8 @@ sql.register(app)
 schema.register(app)
 rows.register(app)
 
+_debug = False
+
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -39,14 +44,43 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="On an error, print the traceback before the error line."
+    ),
 ) -> None:
     """Versioned datasets on Parquet: commits, time travel, SQL."""
+    global _debug
+    _debug = debug
 
 
 def main() -> None:
     """Entry point of the ``lakever`` script."""
     try:
-        app(standalone_mode=True)
+        app(standalone_mode=True)  # exits through SystemExit, usage errors with 2
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except lakever.LakeverError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        if _debug:
+            traceback.print_exc()
+        # One line, whatever the message holds (DuckDB errors carry line breaks).
+        message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        typer.echo(f"error: {message}", err=True)
+        code = 1
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """End the process without running native libraries' teardown.
+
+    pyarrow's and DuckDB's thread pools are torn down by C++ static destructors
+    after the interpreter finalizes; when a worker thread is still being created
+    or joined at that moment, libstdc++ aborts the process ("terminate called
+    without an active exception", SIGABRT) after the command already succeeded.
+    Everything the CLI writes is flushed here first, and lakever keeps no state
+    that needs finalizing (every commit is durable before the command returns).
+    """
+    with contextlib.suppress(BrokenPipeError):  # the reader (`| head`) went away
+        sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
