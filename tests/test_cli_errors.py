@@ -163,11 +163,6 @@ def _fragments(lake: Path) -> list[Path]:
     return sorted((lake / "data").rglob("*.parquet"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the read path raises raw FileNotFoundError / ArrowInvalid / duckdb errors for a "
-    "damaged fragment; the lead's read-path rewrite on main adds the named damage error",
-)
 @pytest.mark.parametrize(
     "command",
     [

@@ -87,7 +87,7 @@ def test_author_on_every_write(tmp_path, csv):
         ("overwrite", [str(more)]),
         ("delete", ["--where", "id = 9"]),
         ("upsert", [str(more)]),
-        ("update", ["--set", "value = 0"]),
+        ("update", ["--set", "value = value + 1"]),
         ("evolve", ["--add", "note:string"]),
         ("contract", []),
     ]
