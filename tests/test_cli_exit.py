@@ -10,6 +10,7 @@ the process with ``os._exit`` once everything it printed is flushed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -24,13 +25,44 @@ def test_main_skips_interpreter_and_native_teardown():
     code = (
         "import atexit, sys\n"
         "import lakever.cli\n"
-        "atexit.register(lambda: print('teardown ran', flush=True))\n"
+        "class Finalized:\n"
+        "    def __del__(self):\n"
+        "        print('interpreter finalized', flush=True)\n"
+        "keep = Finalized()\n"
+        "atexit.register(lambda: print('atexit callbacks ran', flush=True))\n"
         "sys.argv = ['lakever', '--version']\n"
         "lakever.cli.main()\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert (proc.returncode, proc.stderr) == (0, "")
-    assert proc.stdout == f"lakever {lv.__version__}\n"  # flushed before the process ended
+    # Printed output is flushed, atexit cleanup runs, interpreter teardown does not.
+    assert proc.stdout == f"lakever {lv.__version__}\natexit callbacks ran\n"
+
+
+def test_sql_cleans_up_its_temporary_files(tmp_path):
+    path = tmp_path / "lake" / "events"
+    lv.create_dataset(str(path), pa.table({"id": [1, 2]}))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakever",
+            "sql",
+            "SELECT sum(id) AS n FROM events",
+            "--lake",
+            str(path.parent),
+            "--format",
+            "csv",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, '"n"\n3\n', "")
+    assert list(temp.iterdir()) == []
 
 
 def test_output_is_complete_when_piped(tmp_path):

@@ -7,6 +7,7 @@ and exit code 1 (``--debug`` prints the traceback first); usage errors exit 2
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
@@ -71,16 +72,20 @@ def main() -> None:
 
 
 def _exit(code: int) -> None:
-    """End the process without running native libraries' teardown.
+    """End the process without tearing down native libraries.
 
-    pyarrow's and DuckDB's thread pools are torn down by C++ static destructors
-    after the interpreter finalizes; when a worker thread is still being created
-    or joined at that moment, libstdc++ aborts the process ("terminate called
-    without an active exception", SIGABRT) after the command already succeeded.
-    Everything the CLI writes is flushed here first, and lakever keeps no state
-    that needs finalizing (every commit is durable before the command returns).
+    pyarrow's and DuckDB's worker threads are std::threads owned by C++ statics,
+    destroyed after the interpreter finalizes; a worker still starting, finishing or
+    being joined at that moment makes libstdc++ call std::terminate, and the process
+    dies with SIGABRT ("terminate called without an active exception") after the
+    command succeeded. So: flush what the command printed, run the ``atexit``
+    callbacks (lakever's own cleanup, e.g. DuckDB's temporary files), then leave with
+    ``os._exit``, skipping the interpreter's finalization and the C++ destructors.
+    Every commit is durable before a command returns, so nothing is lost.
     """
     with contextlib.suppress(BrokenPipeError):  # the reader (`| head`) went away
         sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(BrokenPipeError):
+        sys.stderr.flush()
+    atexit._run_exitfuncs()
     os._exit(code)
