@@ -54,7 +54,11 @@ def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Sto
             if extra
             else f"lakever has no extra for {protocol}://; install the fsspec package for it"
         )
-        raise StorageError(f"cannot open storage for {uri!r}: {exc}; {hint}", path=uri) from exc
+        # Some backends explain a failed load at great length (pyarrow's HDFS lists
+        # every JVM path it tried): keep the first 200 characters.
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 200 else detail[:200] + " ..."
+        raise StorageError(f"cannot open storage for {uri!r}: {detail}; {hint}", path=uri) from exc
     storage = ReadOnlyFsspecStorage(fs, path, protocol)
     storage.options = dict(storage_options or {})
     return storage
