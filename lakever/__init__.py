@@ -12,6 +12,7 @@ Example:
 
 from lakever._records import Branch, Commit, Fragment, SchemaChange, SchemaVersion
 from lakever.catalog import Lake, connect
+from lakever.contract import load_contract
 from lakever.dataset import Dataset, create_dataset, diff, open_dataset, write_dataset
 from lakever.diff import Diff, DiffSummary
 from lakever.errors import (
@@ -84,6 +85,7 @@ __all__ = [
     "day",
     "hour",
     "identity",
+    "load_contract",
     "month",
     "diff",
     "open_dataset",

@@ -27,6 +27,8 @@ class Commit:
     merge_parent_id: str | None
     #: Id of the branch whose log holds this commit ("main" for the default branch).
     branch: str
+    #: Name of that branch (kept after the branch is deleted; ids are internal).
+    branch_name: str
     timestamp: datetime
     operation: str
     parameters: dict[str, Any]
@@ -44,7 +46,8 @@ class Commit:
     total_fragments: int
 
     @staticmethod
-    def from_snapshot(snap: Snapshot) -> Commit:
+    def from_snapshot(snap: Snapshot, branch_name: str | None = None) -> Commit:
+        """The commit record of ``snap``; ``branch_name`` defaults to the branch id."""
         s = snap.summary
         return Commit(
             version=snap.version,
@@ -52,6 +55,7 @@ class Commit:
             parent_id=snap.parent_id,
             merge_parent_id=(snap.merge_parent or {}).get("snapshot_id"),
             branch=snap.branch,
+            branch_name=snap.branch if branch_name is None else branch_name,
             timestamp=snap.timestamp,
             operation=snap.operation,
             parameters=dict(snap.parameters),

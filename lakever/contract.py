@@ -24,7 +24,16 @@ import pyarrow as pa
 from lakever._convert import arrow_to_pandas, arrow_to_polars
 from lakever.errors import ContractViolation, InvalidArgument
 
-__all__ = ["Api", "check", "failures", "from_json", "to_json", "validate_batches", "violation"]
+__all__ = [
+    "Api",
+    "check",
+    "failures",
+    "from_json",
+    "load_contract",
+    "to_json",
+    "validate_batches",
+    "violation",
+]
 
 Api = Literal["polars", "pandas"]
 
@@ -151,6 +160,93 @@ def from_json(api: str, text: str) -> Any:
         )
     with _lock:
         _loaded[key] = schema
+    return schema
+
+
+#: Column properties pandera's JSON may omit when they hold their default value.
+_PROPERTIES = frozenset(
+    {
+        "checks",
+        "coerce",
+        "default",
+        "description",
+        "drop_invalid_rows",
+        "dtype",
+        "metadata",
+        "name",
+        "nullable",
+        "regex",
+        "report_duplicates",
+        "required",
+        "title",
+        "unique",
+    }
+)
+
+
+def load_contract(text: str) -> Any:
+    """Load a contract from pandera's JSON or YAML text.
+
+    The text is what pandera's ``schema.to_json()`` / ``to_yaml()`` writes (and what
+    ``lakever schema --json`` prints under ``"contract"``). ``schema_type`` chooses
+    the API: ``polars_dataframe`` (the default when absent) or ``dataframe`` (pandas).
+
+    Example:
+        ``ds.set_contract(lv.load_contract(Path("orders.yaml").read_text()))``
+
+    Raises:
+        InvalidArgument: the text is not a pandera contract, or names checks that
+            pandera does not know in this process (it would silently drop them).
+    """
+    import yaml
+    from pandera.errors import SchemaDefinitionError
+
+    if not isinstance(text, str):
+        raise InvalidArgument(f"load_contract needs the contract's text, got {text!r}")
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "cannot be parsed"
+            raise InvalidArgument(
+                f"the contract is neither JSON nor YAML: {problem}{where}"
+            ) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("columns") or {}, dict):
+        raise InvalidArgument(
+            "the contract must be a pandera schema: a mapping with 'columns' (see pandera's "
+            f"schema.to_json()), got {text[:80]!r}"
+        )
+    spec.setdefault("schema_type", "polars_dataframe")
+    api: Api = "pandas" if spec["schema_type"] == "dataframe" else "polars"
+    schema: Any
+    try:
+        if api == "polars":
+            from pandera.api.polars.container import DataFrameSchema as PolarsSchema
+
+            schema = PolarsSchema.from_json(json.dumps(spec))
+        else:
+            from pandera.api.pandas.container import DataFrameSchema as PandasSchema
+
+            schema = PandasSchema.from_json(json.dumps(spec))
+    except (SchemaDefinitionError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise InvalidArgument(f"the contract is not a valid pandera schema: {exc}") from exc
+    kept = json.loads(schema.to_json()).get("columns") or {}
+    lost = sorted(
+        f"{name}.{key}"
+        for name, props in (spec.get("columns") or {}).items()
+        for key in props or {}
+        if key not in _PROPERTIES and key not in (kept.get(name) or {})
+    )
+    if lost:
+        raise InvalidArgument(
+            f"the contract names checks pandera does not know: {', '.join(lost)}; use built-in "
+            "checks (greater_than_or_equal_to, in_range, isin, str_matches, ...) or register "
+            "them (pandera.extensions.register_check_method) before loading the contract"
+        )
     return schema
 
 

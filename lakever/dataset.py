@@ -20,7 +20,7 @@ from lakever._dataset_refs import RefsMixin
 from lakever._dataset_rows import RowsMixin, diff_of
 from lakever._metafiles import read_contract_text
 from lakever._records import Commit, Fragment, SchemaChange, SchemaVersion
-from lakever._resolve import PIN_PREFIX, Located, locate, locate_pin, make_pin
+from lakever._resolve import PIN_PREFIX, Located, _owner_name, locate, locate_pin, make_pin
 from lakever._sqlrewrite import Reference
 from lakever._types import DataLike, Properties, SchemaMode, ValidateMode, WriteMode
 from lakever._writer import (
@@ -160,7 +160,15 @@ class Dataset(RefsMixin, RowsMixin):
     @property
     def commit(self) -> Commit:
         """The commit record that produced this snapshot."""
-        return Commit.from_snapshot(self._state.snap)
+        return self._commit_of(self._snap, {})
+
+    def _commit_of(self, snap: Snapshot, names: dict[str, str]) -> Commit:
+        """``snap``'s commit record, its branch named (``names``: branch id -> name, a cache)."""
+        if not names:
+            names[self._log.branch] = self._branch_name
+        if snap.branch not in names:
+            names[snap.branch] = _owner_name(self._storage, snap)
+        return Commit.from_snapshot(snap, branch_name=names[snap.branch])
 
     @property
     def schema(self) -> pa.Schema:
@@ -221,10 +229,11 @@ class Dataset(RefsMixin, RowsMixin):
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise InvalidArgument(f"limit must be a non-negative int or None, got {limit!r}")
         out: list[Commit] = []
+        names: dict[str, str] = {}
         for snap in self._log.ancestors(self._snap):
             if limit is not None and len(out) >= limit:
                 break
-            out.append(Commit.from_snapshot(snap))
+            out.append(self._commit_of(snap, names))
         return out
 
     def pin(self) -> str:
@@ -816,7 +825,9 @@ def create_dataset(
     Args:
         uri: where to create it: a local path, ``file://`` or ``memory://`` URI.
         data: a pyarrow Table/RecordBatch/RecordBatchReader, polars or pandas DataFrame.
-        message: commit message; ``author`` defaults to the OS user.
+        message: commit message; ``author`` defaults to the OS user
+            (``getpass.getuser()``: ``LOGNAME``, ``USER``, ``LNAME`` or ``USERNAME`` from
+            the environment, else the login name).
         properties: arbitrary str -> str metadata recorded with the commit.
         max_rows_per_fragment: split the rows into Parquet fragments of at most this
             many rows (default 1,048,576).

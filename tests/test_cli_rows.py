@@ -54,7 +54,7 @@ def test_diff_table_json_and_rows(lake):
     run("update", lake, "--set", "category='zz'", "--where", "id = 12")
     out = run("diff", lake, "v0", "main", "--rows", "5")
     assert "version 0" in out and "-> version 2" in out and "key: id" in out
-    assert "shared (not read)" in out and "changed (first 1)" in out
+    assert "shared (not read)" in out and "changed (first 1 of 1)" in out
     assert "a -> zz" in out and "removed (first 2 of 2)" in out
     summary = json.loads(run("diff", lake, "0", "2", "--json", "--rows", "1"))
     assert (summary["rows_removed"], summary["rows_changed"], summary["rows_added"]) == (2, 1, 0)
@@ -87,7 +87,7 @@ def test_changes(lake):
             "error: where 'nope = 1' names unknown column 'nope'",
         ),
         (["update", "{lake}", "--set", "value"], "error: --set 'value' must be COLUMN="),
-        (["diff", "{lake}", "0", "0", "--key", "nope"], "error: on=['nope'] must name columns"),
+        (["diff", "{lake}", "0", "0", "--key", "nope"], "error: --key 'nope' is not a column of"),
     ],
 )
 def test_errors_are_one_line(lake, args, message):

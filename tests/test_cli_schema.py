@@ -105,6 +105,9 @@ def test_validate(lake):
     proc = _lakever("validate", lake)
     assert proc.returncode == 1
     assert "failure cases" in proc.stdout and "greater_than_or_equal_to(0)" in proc.stdout
-    assert proc.stderr.startswith(f"error: version 5 of {ds.uri} violates the dataset's contract")
+    assert proc.stderr.startswith(
+        f"error: version 5 of {ds.uri} violates its contract: 1 failing value(s) in 1 failure "
+        "case(s) (listed on stdout)"
+    )
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert run("validate", lake, "4")[0] == 0

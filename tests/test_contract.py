@@ -324,3 +324,47 @@ def test_pandera_is_imported_only_when_needed(local_location):
         [sys.executable, "-c", code, local_location], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "True"]
+
+
+# ------------------------------------------------------------------ contracts from text
+
+
+def test_load_contract_round_trips_json_and_yaml(location):
+    for text in (CONTRACT.to_json(), CONTRACT.to_yaml()):
+        loaded = lv.load_contract(text)
+        assert loaded.to_json() == CONTRACT.to_json()
+    ds = lv.create_dataset(location, GOOD, contract=lv.load_contract(CONTRACT.to_yaml()))
+    with pytest.raises(lv.ContractViolation):
+        ds.append(orders([-1], [1.0], ["new"]))
+
+
+def test_load_contract_defaults_to_polars_and_reads_pandas():
+    polars_api = lv.load_contract("columns:\n  id:\n    dtype: Int64\n    nullable: true\n")
+    assert type(polars_api).__module__.startswith("pandera.api.polars")
+    pandas_api = lv.load_contract(
+        pdx.DataFrameSchema({"id": pdx.Column(int, pdx.Check.ge(0))}).to_json()
+    )
+    assert type(pandas_api).__module__.startswith("pandera.api.pandas")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]", "the contract must be a pandera schema: a mapping with 'columns'"),
+        ('{"columns": 5}', "the contract must be a pandera schema: a mapping with 'columns'"),
+        ("a: [", "the contract is neither JSON nor YAML: expected the node content"),
+        (
+            "columns:\n  id:\n    dtype: NotAType\n",
+            "the contract is not a valid pandera schema: cannot parse input",
+        ),
+        (
+            "columns:\n  id:\n    dtype: Int64\n    greater_than_zero: 0\n",
+            "the contract names checks pandera does not know: id.greater_than_zero; use",
+        ),
+    ],
+    ids=["list", "columns", "syntax", "dtype", "unknown-check"],
+)
+def test_load_contract_refuses_what_is_not_a_faithful_contract(text, message):
+    with pytest.raises(lv.InvalidArgument) as info:
+        lv.load_contract(text)
+    assert str(info.value).startswith(message), str(info.value)

@@ -180,6 +180,25 @@ def test_branch_of_branch(ds):
     assert lv.open_dataset(ds.uri, branch="b", version=2).snapshot_id == a.snapshot_id
 
 
+def test_commits_name_their_branch(ds):
+    a = ds.branch("a")
+    assert a.commit.branch_name == "main"  # the head a branch starts at is main's commit
+    a = a.append(events(10, 1))
+    b = a.branch("b").append(events(20, 1))
+    assert [(c.version, c.branch_name) for c in b.history()] == [
+        (3, "b"),
+        (2, "a"),
+        (1, "main"),
+        (0, "main"),
+    ]
+    assert b.commit.branch_name == "b" and b.commit.branch != "b"  # the id is internal
+    assert b.commit.to_dict()["branch_name"] == "b"
+    lv.open_dataset(ds.uri).delete_branch("b")
+    old = lv.open_dataset(ds.uri, version=b.snapshot_id)
+    assert old.commit.branch_name == "b"  # the name outlives the branch
+    assert [c.branch_name for c in old.history(limit=2)] == ["b", "a"]
+
+
 def test_branch_exists_and_delete(ds):
     ds.branch("x")
     with pytest.raises(lv.RefExists, match=r"branch 'x' already exists"):

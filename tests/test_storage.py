@@ -146,3 +146,127 @@ def test_fsync_can_be_turned_off_but_commits_stay_atomic(tmp_path, monkeypatch):
         lv.open_dataset(uri, storage_options={"fsync": "no"})
     with pytest.raises(lv.InvalidArgument, match=r"one storage option"):
         lv.open_dataset(uri, storage_options={"anon": True})
+
+
+# ----------------------------------------------------------------- local disk failures
+
+
+def test_local_read_failures(tmp_path):
+    store = LocalStorage(str(tmp_path / "root"))
+    store.write_new("a/file", b"x")
+    # A file where a directory of the path should be: the object is absent.
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("a/file/below")
+    assert store.list("a/file") == []
+    (tmp_path / "root" / "dir").mkdir()
+    with pytest.raises(lv.StorageError) as info:
+        store.read_bytes("dir")
+    assert str(info.value) == f"cannot read {tmp_path}/root/dir: it is a directory, not a file"
+    assert info.value.path == f"{tmp_path}/root/dir"
+
+
+def test_local_root_that_is_a_file(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    store = LocalStorage(str(tmp_path / "plain"))
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("_lakever/log/main/LATEST")
+    for write in (store.write_new, store.put_if_absent):
+        with pytest.raises(lv.StorageError) as info:
+            write("data/f.parquet", b"x")
+        assert str(info.value) == (
+            f"cannot create directory {tmp_path}/plain/data: {tmp_path}/plain is a file, "
+            "not a directory"
+        )
+    with pytest.raises(lv.StorageError, match="plain is a file, not a directory"):
+        lv.create_dataset(str(tmp_path / "plain"), pa.table({"id": [1]}))
+    with pytest.raises(lv.DatasetNotFound, match=f"no lakever dataset at {tmp_path}/plain;"):
+        lv.open_dataset(str(tmp_path / "plain"))
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (PermissionError(13, "Permission denied"), "permission denied"),
+        (OSError(28, "No space left on device"), "No space left on device"),
+        (OSError(30, "Read-only file system"), "Read-only file system"),
+    ],
+    ids=["permission", "no-space", "read-only"],
+)
+@pytest.mark.parametrize("operation", ["write_new", "put_if_absent", "mkdir", "delete", "list"])
+def test_local_write_failures_are_storage_errors(tmp_path, monkeypatch, error, reason, operation):
+    store = LocalStorage(str(tmp_path / "root"))
+    store.write_new("existing/f", b"x")
+    store.flush()
+
+    def fail(*args, **kwargs):
+        raise error
+
+    if operation in ("write_new", "put_if_absent"):
+        monkeypatch.setattr(os, "open", fail)
+        action, target = "write", f"{tmp_path}/root/existing/g"
+        call = lambda: getattr(store, operation)("existing/g", b"y")  # noqa: E731
+    elif operation == "mkdir":
+        monkeypatch.setattr(os, "makedirs", fail)
+        action, target = "create directory", f"{tmp_path}/root/new"
+        call = lambda: store.write_new("new/g", b"y")  # noqa: E731
+    elif operation == "delete":
+        monkeypatch.setattr(os, "unlink", fail)
+        action, target = "delete", f"{tmp_path}/root/existing/f"
+        call = lambda: store.delete("existing/f")  # noqa: E731
+    else:
+        monkeypatch.setattr(os, "listdir", fail)
+        action, target = "list", f"{tmp_path}/root/existing"
+        call = lambda: store.list("existing")  # noqa: E731
+    with pytest.raises(lv.StorageError) as info:
+        call()
+    assert str(info.value) == f"cannot {action} {target}: {reason}"
+
+
+def test_file_system_without_hard_links(tmp_path, monkeypatch):
+    store = LocalStorage(str(tmp_path / "root"))
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with pytest.raises(lv.StorageError, match="this file system does not support hard links"):
+        store.put_if_absent("_lakever/log/main/x.json", b"x")
+    assert os.listdir(tmp_path / "root" / "_lakever" / "log" / "main") == []  # no temp file left
+
+
+@pytest.mark.parametrize(
+    ("uri", "extra"),
+    [
+        ("s3://bucket/ds", "s3"),
+        ("gs://bucket/ds", "gcs"),
+        ("gcs://bucket/ds", "gcs"),
+        ("az://container/ds", "azure"),
+        ("abfs://container/ds", "azure"),
+        ("abfss://container/ds", "azure"),
+    ],
+)
+def test_install_hint_names_the_extra_of_the_scheme(monkeypatch, uri, extra):
+    import fsspec
+
+    def missing(url, **kwargs):
+        raise ImportError("Install the backend")
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", missing)
+    scheme = uri.split("://")[0]
+    with pytest.raises(lv.StorageError) as info:
+        open_storage(uri)
+    assert str(info.value) == (
+        f"cannot open storage for {uri!r}: Install the backend; install the extra for "
+        f"{scheme}://: pip install 'lakever[{extra}]'"
+    )
+
+
+def test_install_hint_without_an_extra(monkeypatch):
+    import fsspec
+
+    def broken(url, **kwargs):
+        raise OSError("libjvm.so: cannot open shared object file")
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", broken)
+    with pytest.raises(lv.StorageError, match="lakever has no extra for hdfs://; install the"):
+        open_storage("hdfs://namenode/ds")

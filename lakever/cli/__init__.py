@@ -1,13 +1,17 @@
 """The lakever command line: a thin client of the public Python API.
 
 One boundary turns `lakever.LakeverError` into ``error: <message>`` on stderr
-and exit code 1; usage errors exit 2 (typer); anything else is a bug and keeps
-its traceback.
+and exit code 1 (``--debug`` prints the traceback first); usage errors exit 2
+(typer); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import sys
+import traceback
 
 import typer
 
@@ -27,6 +31,8 @@ sql.register(app)
 schema.register(app)
 rows.register(app)
 
+_debug = False
+
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -39,14 +45,47 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="On an error, print the traceback before the error line."
+    ),
 ) -> None:
     """Versioned datasets on Parquet: commits, time travel, SQL."""
+    global _debug
+    _debug = debug
 
 
 def main() -> None:
     """Entry point of the ``lakever`` script."""
     try:
-        app(standalone_mode=True)
+        app(standalone_mode=True)  # exits through SystemExit, usage errors with 2
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except lakever.LakeverError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        if _debug:
+            traceback.print_exc()
+        # One line, whatever the message holds (DuckDB errors carry line breaks).
+        message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        typer.echo(f"error: {message}", err=True)
+        code = 1
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """End the process without tearing down native libraries.
+
+    pyarrow's and DuckDB's worker threads are std::threads owned by C++ statics,
+    destroyed after the interpreter finalizes; a worker still starting, finishing or
+    being joined at that moment makes libstdc++ call std::terminate, and the process
+    dies with SIGABRT ("terminate called without an active exception") after the
+    command succeeded. So: flush what the command printed, run the ``atexit``
+    callbacks (lakever's own cleanup, e.g. DuckDB's temporary files), then leave with
+    ``os._exit``, skipping the interpreter's finalization and the C++ destructors.
+    Every commit is durable before a command returns, so nothing is lost.
+    """
+    with contextlib.suppress(BrokenPipeError):  # the reader (`| head`) went away
+        sys.stdout.flush()
+    with contextlib.suppress(BrokenPipeError):
+        sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)

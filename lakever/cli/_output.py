@@ -22,31 +22,59 @@ def print_json(obj: Any) -> None:
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print rows as a rich table."""
-    if title:
-        _console.print(title, style="bold", highlight=False)
-    table = Table(show_lines=False)
-    for i, c in enumerate(columns):
-        last = i == len(columns) - 1
-        table.add_column(c, overflow="fold", no_wrap=not last)
-    for r in rows:
-        # Text, not markup: values such as "timestamp[us]" must print as they are.
-        table.add_row(*(Text("" if v is None else str(v)) for v in r))
-    _console.print(table)
+    """Print rows as a rich table; a value too wide for its column wraps, never gets cut."""
+    print_styled_table(title, columns, [[(v, None) for v in r] for r in rows])
 
 
 def print_styled_table(
     title: str | None, columns: Sequence[str], rows: Sequence[Sequence[tuple[Any, str | None]]]
 ) -> None:
-    """Print rows of (value, rich style or None) cells as a table."""
+    """Print rows of (value, rich style or None) cells as a table.
+
+    Every column wraps (``fold``) instead of cutting values. When the columns do not
+    fit the width even at a few characters each, rows are printed one field per line
+    instead (like psql's expanded display), so that still no value is cut.
+    """
     if title:
-        _console.print(title, style="bold", highlight=False)
+        _console.print(Text(title, style="bold"))
+    cells = [[(_text(v), style) for v, style in r] for r in rows]
+    widths = [max([_width(c), *(_width(r[i][0]) for r in cells)]) for i, c in enumerate(columns)]
+    # Each column costs its text plus 3 characters of border and padding.
+    needed = sum(min(w, _MIN_COLUMN) for w in widths) + 3 * len(columns) + 1
+    if needed > _console.width:
+        _print_expanded(columns, cells)
+        return
     table = Table(show_lines=False)
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for r in rows:
-        table.add_row(*(Text("" if v is None else str(v), style=style or "") for v, style in r))
+    for c, w in zip(columns, widths, strict=True):
+        table.add_column(c, overflow="fold", min_width=min(w, _MIN_COLUMN))
+    for r in cells:
+        table.add_row(*(Text(v, style=style or "") for v, style in r))
     _console.print(table)
+
+
+#: Narrowest a column is squeezed to before rows are printed one field per line.
+_MIN_COLUMN = 8
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _width(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def _print_expanded(
+    columns: Sequence[str], cells: Sequence[Sequence[tuple[str, str | None]]]
+) -> None:
+    for n, r in enumerate(cells, 1):
+        _console.print(Text(f"-[ row {n} ]-", style="dim"))
+        table = Table(show_header=False, box=None, padding=(0, 1, 0, 0))
+        table.add_column("column", style="bold", overflow="fold")
+        table.add_column("value", overflow="fold")
+        for c, (v, style) in zip(columns, r, strict=True):
+            table.add_row(Text(c), Text(v, style=style or ""))
+        _console.print(table)
 
 
 def print_pairs(title: str, pairs: Sequence[tuple[str, Any]]) -> None:

@@ -1,17 +1,19 @@
-"""Data commands: init, append, log, show, cat."""
+"""Data commands: init, append, overwrite, log, show, cat, explain."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import typer
 
 import lakever as lv
 from lakever.cli._graph import branch_heads, collect_graph, draw_graph
+from lakever.cli._input import parse_partition, read_contract, read_input
 from lakever.cli._output import human_bytes, print_json, print_lines, print_pairs, print_table
 
 PATH_ARG = typer.Argument(..., help="Dataset location: a path, file:// or memory:// URI.")
@@ -22,7 +24,30 @@ VERSION_ARG = typer.Argument(
 )
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
 MESSAGE_OPT = typer.Option(None, "--message", "-m", help="Commit message.")
+AUTHOR_OPT = typer.Option(
+    None,
+    "--author",
+    envvar="LAKEVER_AUTHOR",
+    show_envvar=True,
+    help="Who makes the change, recorded with it (default: the OS user).",
+)
 BRANCH_OPT = typer.Option(None, "--branch", "-b", help="Branch (default: main).")
+
+
+class SchemaMode(StrEnum):
+    """How a write treats columns that differ from the dataset's schema."""
+
+    strict = "strict"
+    add = "add"
+    merge = "merge"
+
+
+SCHEMA_MODE_OPT = typer.Option(
+    SchemaMode.strict,
+    "--schema-mode",
+    help="strict: the file must have the dataset's columns; add: new columns are added; "
+    "merge: also widen columns (int32 -> int64, ...).",
+)
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
@@ -54,29 +79,6 @@ def open_at(path: str, version: str | None, branch: str | None = None) -> lv.Dat
     return lv.open_dataset(path, version=parse_version(version), branch=branch)
 
 
-def read_input(file: Path) -> pa.Table:
-    """Read a Parquet or CSV file given on the command line."""
-    if not file.exists():
-        raise lv.InvalidArgument(f"input file {str(file)!r} does not exist")
-    suffix = file.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            return pq.read_table(file)
-        if suffix in (".csv", ".tsv"):
-            import pyarrow.csv as pacsv
-
-            opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-            return pacsv.read_csv(file, parse_options=opts)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise lv.InvalidArgument(f"cannot read {str(file)!r}: {exc}") from exc
-    raise lv.InvalidArgument(
-        f"input file {str(file)!r} has an unsupported extension {suffix!r}; "
-        "use .parquet, .csv or .tsv"
-    )
-
-
 def _commit_line(ds: lv.Dataset) -> str:
     c = ds.commit
     return (
@@ -85,30 +87,108 @@ def _commit_line(ds: lv.Dataset) -> str:
     )
 
 
+def _schema_mode(mode: SchemaMode) -> Literal["strict", "add", "merge"]:
+    return mode.value
+
+
 def init(
     path: str = PATH_ARG,
     source: Path = typer.Option(..., "--from", help="Parquet or CSV file with the first rows."),
+    primary_key: list[str] | None = typer.Option(
+        None, "--primary-key", help="Key column, unique and non-null (repeat for several)."
+    ),
+    partition_by: list[str] | None = typer.Option(
+        None,
+        "--partition-by",
+        help="Partition column, or day(COL), hour(COL), month(COL), year(COL) (repeatable).",
+    ),
+    sort_by: list[str] | None = typer.Option(
+        None, "--sort-by", help="Cluster rows by this column; -COL descending (repeatable)."
+    ),
+    contract: Path | None = typer.Option(
+        None, "--contract", help="pandera contract (JSON or YAML) every commit must satisfy."
+    ),
     message: str | None = MESSAGE_OPT,
+    author: str | None = AUTHOR_OPT,
 ) -> None:
     """Create a dataset from a Parquet or CSV file (version 0)."""
-    ds = lv.create_dataset(path, read_input(source), message=message)
+    table = read_input(source)
+    unknown = [k for k in primary_key or () if k not in table.column_names]
+    if unknown:
+        raise lv.InvalidArgument(
+            f"--primary-key {unknown[0]!r} is not a column of {str(source)!r} (columns: "
+            f"{', '.join(table.column_names)})"
+        )
+    ds = lv.create_dataset(
+        path,
+        table,
+        primary_key=primary_key or None,
+        partition_by=[parse_partition(p) for p in partition_by or ()] or None,
+        sort_by=sort_by or None,
+        contract=None if contract is None else read_contract(contract),
+        message=message,
+        author=author,
+    )
     typer.echo(_commit_line(ds))
 
 
 def append(
     path: str = PATH_ARG,
     file: Path = typer.Argument(..., help="Parquet or CSV file with the rows to add."),
+    schema_mode: SchemaMode = SCHEMA_MODE_OPT,
     message: str | None = MESSAGE_OPT,
+    author: str | None = AUTHOR_OPT,
     branch: str | None = BRANCH_OPT,
 ) -> None:
-    """Append the rows of a Parquet or CSV file as a new version."""
-    ds = lv.open_dataset(path, branch=branch).append(read_input(file), message=message)
+    """Append the rows of a Parquet or CSV file as a new version.
+
+    A CSV file is read with the dataset's column types.
+    """
+    ds = lv.open_dataset(path, branch=branch)
+    ds = ds.append(
+        read_input(file, ds.schema),
+        schema_mode=_schema_mode(schema_mode),
+        message=message,
+        author=author,
+    )
     typer.echo(_commit_line(ds))
+
+
+def overwrite(
+    path: str = PATH_ARG,
+    file: Path = typer.Argument(..., help="Parquet or CSV file with the new rows."),
+    schema_mode: SchemaMode = SCHEMA_MODE_OPT,
+    message: str | None = MESSAGE_OPT,
+    author: str | None = AUTHOR_OPT,
+    branch: str | None = BRANCH_OPT,
+) -> None:
+    """Replace all rows with those of a Parquet or CSV file (history keeps the old ones).
+
+    A CSV file is read with the dataset's column types.
+    """
+    ds = lv.open_dataset(path, branch=branch)
+    ds = ds.overwrite(
+        read_input(file, ds.schema),
+        schema_mode=_schema_mode(schema_mode),
+        message=message,
+        author=author,
+    )
+    typer.echo(
+        f"committed version {ds.version} of {ds.uri} (snapshot {ds.snapshot_id[:12]}): "
+        f"{ds.commit.rows_removed} rows replaced by {ds.commit.rows_added}"
+    )
+
+
+def commit_json(c: lv.Commit) -> dict[str, Any]:
+    """A commit as JSON: the branch by name (branch ids are internal)."""
+    out = c.to_dict()
+    out["branch"] = out.pop("branch_name")
+    return out
 
 
 def log(
     path: str = PATH_ARG,
-    limit: int | None = typer.Option(None, "--limit", "-n", help="Show at most N commits."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=0, help="Show at most N commits."),
     branch: str | None = BRANCH_OPT,
     graph: bool = typer.Option(False, "--graph", help="Draw branches and merges."),
     all_branches: bool = typer.Option(False, "--all", help="Show the commits of every branch."),
@@ -121,7 +201,7 @@ def log(
     else:
         commits = ds.history(limit=limit)
     if as_json:
-        print_json([c.to_dict() for c in commits])
+        print_json([commit_json(c) for c in commits])
         return
     if graph:
         print_lines(draw_graph(commits, branch_heads(ds)))
@@ -170,7 +250,7 @@ def show(
         out: dict[str, Any] = {
             "uri": ds.uri,
             "pin": ds.pin(),
-            "commit": c.to_dict(),
+            "commit": commit_json(c),
             "num_rows": ds.num_rows,
             "schema": schema,
             "fragments": [f.to_dict() for f in fragments],
@@ -272,5 +352,5 @@ def explain(
 
 def register(app: typer.Typer) -> None:
     """Add the data commands to ``app``."""
-    for fn in (init, append, log, show, cat, explain):
+    for fn in (init, append, overwrite, log, show, cat, explain):
         app.command()(fn)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import typer
 
 import lakever as lv
 from lakever.cli._output import print_json, print_table
-from lakever.cli.data import BRANCH_OPT, JSON_OPT, MESSAGE_OPT, PATH_ARG, open_at
+from lakever.cli.data import AUTHOR_OPT, BRANCH_OPT, JSON_OPT, MESSAGE_OPT, PATH_ARG, open_at
 
 NAME_ARG = typer.Argument(None, help="Name to create (omit with --list or --delete).")
+
+
+class Strategy(StrEnum):
+    """Which side a merge takes on a conflict."""
+
+    ours = "ours"
+    theirs = "theirs"
 
 
 def _need_name(name: str | None, what: str) -> str:
@@ -27,12 +36,13 @@ def tag(
     message: str | None = MESSAGE_OPT,
     list_: bool = typer.Option(False, "--list", "-l", help="List tags."),
     delete: str | None = typer.Option(None, "--delete", "-d", help="Delete this tag."),
+    author: str | None = AUTHOR_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Create, list or delete tags: immutable names for snapshots."""
     ds = open_at(path, version, branch)
     if delete is not None:
-        ds.delete_tag(delete)
+        ds.delete_tag(delete, author=author)
         typer.echo(f"deleted tag {delete!r}")
         return
     if list_:
@@ -56,7 +66,7 @@ def tag(
             ],
         )
         return
-    created = ds.tag(_need_name(name, "tag"), message=message)
+    created = ds.tag(_need_name(name, "tag"), message=message, author=author)
     typer.echo(
         f"tagged version {created.version} (snapshot {created.snapshot_id[:12]}) "
         f"as {created.name!r}"
@@ -71,12 +81,13 @@ def branch(
     ),
     list_: bool = typer.Option(False, "--list", "-l", help="List branches."),
     delete: str | None = typer.Option(None, "--delete", "-d", help="Delete this branch."),
+    author: str | None = AUTHOR_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Create, list or delete branches."""
     ds = open_at(path, from_)
     if delete is not None:
-        ds.delete_branch(delete)
+        ds.delete_branch(delete, author=author)
         typer.echo(f"deleted branch {delete!r}")
         return
     if list_:
@@ -90,7 +101,7 @@ def branch(
             [(b.name, b.head_version, b.head_snapshot_id[:12], b.base_version) for b in branches],
         )
         return
-    created = ds.branch(_need_name(name, "branch"))
+    created = ds.branch(_need_name(name, "branch"), author=author)
     typer.echo(
         f"created branch {created.branch_name!r} at version {created.version} "
         f"(snapshot {created.snapshot_id[:12]})"
@@ -101,14 +112,20 @@ def merge(
     path: str = PATH_ARG,
     source: str = typer.Argument(..., help="Branch, tag or snapshot id to merge."),
     into: str | None = typer.Option(None, "--into", help="Target branch (default: main)."),
-    strategy: str | None = typer.Option(
+    strategy: Strategy | None = typer.Option(
         None, "--strategy", help="On conflict take 'ours' (target) or 'theirs' (source)."
     ),
     message: str | None = MESSAGE_OPT,
+    author: str | None = AUTHOR_OPT,
 ) -> None:
     """Merge a branch (or tag, or snapshot) into another branch."""
     target = lv.open_dataset(path, branch=into)
-    merged = target.merge(source, message=message, strategy=strategy)  # type: ignore[arg-type]
+    merged = target.merge(
+        source,
+        message=message,
+        author=author,
+        strategy=None if strategy is None else ("ours" if strategy is Strategy.ours else "theirs"),
+    )
     if merged.version == target.version:
         typer.echo(f"already up to date: {merged.branch_name!r} contains {source!r}")
         return

@@ -10,8 +10,16 @@ import pyarrow as pa
 import typer
 
 import lakever as lv
+from lakever.cli._input import read_input
 from lakever.cli._output import print_json, print_lines, print_styled_table, print_table
-from lakever.cli.data import BRANCH_OPT, JSON_OPT, MESSAGE_OPT, PATH_ARG, parse_version, read_input
+from lakever.cli.data import (
+    AUTHOR_OPT,
+    BRANCH_OPT,
+    JSON_OPT,
+    MESSAGE_OPT,
+    PATH_ARG,
+    parse_version,
+)
 
 
 class Mode(StrEnum):
@@ -67,11 +75,12 @@ def delete(
     where: str = typer.Option(..., "--where", "-w", help="DuckDB SQL boolean expression."),
     mode: Mode = MODE_OPT,
     message: str | None = MESSAGE_OPT,
+    author: str | None = AUTHOR_OPT,
     branch: str | None = BRANCH_OPT,
 ) -> None:
     """Delete the rows where a SQL condition holds (e.g. --where "user_id = 42")."""
     ds = lv.open_dataset(path, branch=branch)
-    after = ds.delete(where=where, mode=_m(mode), message=message)
+    after = ds.delete(where=where, mode=_m(mode), message=message, author=author)
     typer.echo(_committed(ds, after, f"{where!r}"))
 
 
@@ -93,11 +102,14 @@ def update(
     where: str | None = typer.Option(None, "--where", "-w", help="Rows to update (default all)."),
     mode: Mode = MODE_OPT,
     message: str | None = MESSAGE_OPT,
+    author: str | None = AUTHOR_OPT,
     branch: str | None = BRANCH_OPT,
 ) -> None:
     """Set columns to SQL expressions in the rows where a condition holds."""
     ds = lv.open_dataset(path, branch=branch)
-    after = ds.update(set=_assignments(set_), where=where, mode=_m(mode), message=message)
+    after = ds.update(
+        set=_assignments(set_), where=where, mode=_m(mode), message=message, author=author
+    )
     typer.echo(_committed(ds, after, repr(where) if where else "(no rows)"))
 
 
@@ -107,11 +119,17 @@ def upsert(
     key: list[str] | None = KEY_OPT,
     mode: Mode = MODE_OPT,
     message: str | None = MESSAGE_OPT,
+    author: str | None = AUTHOR_OPT,
     branch: str | None = BRANCH_OPT,
 ) -> None:
-    """Insert rows with new keys and replace the rows whose key matches."""
+    """Insert rows with new keys and replace the rows whose key matches.
+
+    A CSV file is read with the dataset's column types.
+    """
     ds = lv.open_dataset(path, branch=branch)
-    after = ds.upsert(read_input(file), on=key or None, mode=_m(mode), message=message)
+    after = ds.upsert(
+        read_input(file, ds.schema), on=key or None, mode=_m(mode), message=message, author=author
+    )
     typer.echo(_committed(ds, after, "(no rows in the file)"))
 
 
@@ -122,6 +140,7 @@ def _cell(value: Any) -> str:
 def _sample_rows(d: lv.Diff, n: int) -> None:
     """Print up to ``n`` removed, added and changed rows; changed cells highlighted."""
     columns = d.schema.names
+    s = d.summary
     if d.key is not None:
         changed = d.changed().slice(0, n).to_pylist()
         shown = [c for c in columns if any(c in r["_changed_columns"] for r in changed)]
@@ -135,7 +154,10 @@ def _sample_rows(d: lv.Diff, n: int) -> None:
                     cells.append((_cell(r["_new"].get(c)), None))
             rows.append(cells)
         if rows:
-            print_styled_table(f"changed (first {len(rows)})", [*d.key, *shown], rows)
+            print_styled_table(
+                f"changed (first {len(rows)} of {s.rows_changed})", [*d.key, *shown], rows
+            )
+            _more("changed", s.rows_changed - len(rows))
     for what, table, style in (("removed", d.removed(), "red"), ("added", d.added(), "green")):
         sample = table.slice(0, n).to_pylist()
         if sample:
@@ -144,6 +166,37 @@ def _sample_rows(d: lv.Diff, n: int) -> None:
                 columns,
                 [[(_cell(r[c]), style) for c in columns] for r in sample],
             )
+            _more(what, table.num_rows - len(sample))
+
+
+def _more(what: str, n: int) -> None:
+    if n > 0:
+        print_lines(
+            [f"... and {n:,} more {what} rows; use --rows N to show more (with --json too)"]
+        )
+
+
+def _sides(
+    path: str, a: str, b: str, branch: str | None, key: list[str] | None
+) -> tuple[lv.Dataset, lv.Dataset]:
+    """Open both sides as `lv.diff` resolves them, and check ``--key`` against their columns."""
+    sides = []
+    for text in (a, b):
+        ref = _ref(text)
+        sides.append(
+            lv.open_dataset(path, version=ref, branch=None if isinstance(ref, str) else branch)
+        )
+    names = [
+        *sides[1].schema.names,
+        *(n for n in sides[0].schema.names if n not in sides[1].schema.names),
+    ]
+    unknown = [k for k in key or () if k not in names]
+    if unknown:
+        raise lv.InvalidArgument(
+            f"--key {unknown[0]!r} is not a column of version {sides[0].version} or version "
+            f"{sides[1].version} (columns: {', '.join(names)})"
+        )
+    return sides[0], sides[1]
 
 
 def diff(
@@ -156,10 +209,14 @@ def diff(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show what changed between two snapshots: rows, fragments and schema."""
+    side_a, side_b = _sides(path, a, b, branch, key)
     d = lv.diff(path, _ref(a), _ref(b), on=key or None, branch=branch)
     s = d.summary
     if as_json:
         out = d.to_dict()
+        # Branches by name: branch ids are internal.
+        out["a"]["branch"] = side_a.commit.branch_name
+        out["b"]["branch"] = side_b.commit.branch_name
         if rows:
             out["rows"] = {
                 "removed": d.removed().slice(0, rows).to_pylist(),
@@ -196,6 +253,12 @@ def changes(
 ) -> None:
     """Show the change feed: rows inserted, deleted and updated after a version."""
     ds = lv.open_dataset(path, branch=branch)
+    unknown = [k for k in key or () if k not in ds.schema.names]
+    if unknown:
+        raise lv.InvalidArgument(
+            f"--key {unknown[0]!r} is not a column of {ds.uri} (columns: "
+            f"{', '.join(ds.schema.names)})"
+        )
     tables = []
     taken = 0
     for table in ds.changes(since=_ref(since), on=key or None):

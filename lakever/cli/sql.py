@@ -20,7 +20,7 @@ def sql(
     lake: str = typer.Option(".", "--lake", "-l", help="Folder holding the datasets."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
-    limit: int | None = typer.Option(None, "--limit", "-n", help="Print at most N rows."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=0, help="Print at most N rows."),
 ) -> None:
     """Run SQL over the datasets of a lake, e.g. "SELECT * FROM events VERSION AS OF 3"."""
     if fmt not in FORMATS:
@@ -33,7 +33,11 @@ def sql(
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        pq.write_table(table, str(output))
+        assert output is not None
+        try:
+            pq.write_table(table, str(output))
+        except OSError as exc:
+            raise _output_error(output, exc) from exc
         typer.echo(f"wrote {table.num_rows} rows to {output}")
         return
     if fmt == "csv":
@@ -61,8 +65,24 @@ def _emit(data: bytes, output: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        output.write_bytes(data)
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            raise _output_error(output, exc) from exc
         typer.echo(f"wrote {len(data)} bytes to {output}")
+
+
+def _output_error(output: Path, exc: OSError) -> lv.InvalidArgument:
+    """A file the CLI writes could not be written: one line naming it and why."""
+    if output.is_dir():
+        reason = "it is a directory"
+    elif output.parent.exists() and not output.parent.is_dir():
+        reason = f"{str(output.parent)!r} is a file, not a directory"
+    elif not output.parent.is_dir():
+        reason = f"directory {str(output.parent)!r} does not exist"
+    else:
+        reason = exc.strerror or str(exc)
+    return lv.InvalidArgument(f"cannot write --output {str(output)!r}: {reason}")
 
 
 def register(app: typer.Typer) -> None:

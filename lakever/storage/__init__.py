@@ -47,12 +47,31 @@ def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Sto
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    except (ImportError, ValueError) as exc:
-        raise StorageError(
-            f"cannot open storage for {uri!r}: {exc}; install the extra for this protocol "
-            "(e.g. pip install 'lakever[s3]')",
-            path=uri,
-        ) from exc
+    except (ImportError, ValueError, OSError) as exc:
+        extra = _EXTRAS.get(protocol)
+        hint = (
+            f"install the extra for {protocol}://: pip install 'lakever[{extra}]'"
+            if extra
+            else f"lakever has no extra for {protocol}://; install the fsspec package for it"
+        )
+        # Some backends explain a failed load at great length (pyarrow's HDFS lists
+        # every JVM path it tried): keep the first 200 characters.
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 200 else detail[:200] + " ..."
+        raise StorageError(f"cannot open storage for {uri!r}: {detail}; {hint}", path=uri) from exc
     storage = ReadOnlyFsspecStorage(fs, path, protocol)
     storage.options = dict(storage_options or {})
     return storage
+
+
+#: URL scheme -> the lakever extra that installs its fsspec backend.
+_EXTRAS = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "adl": "azure",
+}

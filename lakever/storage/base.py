@@ -11,6 +11,11 @@ three roles, each a small interface a backend implements:
 * `Engines` -- handing files to engines: the paths and filesystems pyarrow, DuckDB
   and polars read fragments through.
 
+Failures of the backend itself (permission denied, a file where a directory
+should be, no space left) raise `StorageError` naming the path; only "absent"
+(``FileNotFoundError`` from ``read_bytes``) and "name taken" (``FileExistsError``
+from ``write_new``) are signals callers act on.
+
 A backend that cannot prove an atomic create refuses to write (`StorageError`)
 instead of falling back to check-then-write, which would let two writers both
 believe they committed. A cache or an object store slots in by implementing the
@@ -72,6 +77,7 @@ class Atomic(ABC):
         Not durable and, on some backends, not atomic: readers must validate what
         they read and fall back when it is missing, stale or garbled. Writers of a
         hint use fixed-width content so an in-place overwrite never leaves a tail.
+        A failure raises ``OSError``, which writers of hints ignore.
         """
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from lakever.errors import StorageError
 from lakever.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -40,8 +42,17 @@ class LocalStorage(Storage):
         return os.path.join(self.uri, *rel.split("/"))
 
     def read_bytes(self, rel: str) -> bytes:
-        with open(self._p(rel), "rb") as f:
-            return f.read()
+        path = self._p(rel)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise
+        except NotADirectoryError as exc:
+            # A file where a directory of the path should be: the object is absent.
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path) from exc
+        except OSError as exc:
+            raise _storage_error("read", path, exc) from exc
 
     def _mkdir(self, path: str) -> None:
         d = os.path.dirname(path)
@@ -50,9 +61,17 @@ class LocalStorage(Storage):
         created = []
         probe = d
         while not os.path.isdir(probe):
+            if os.path.lexists(probe):
+                raise StorageError(
+                    f"cannot create directory {d}: {probe} is a file, not a directory",
+                    path=d,
+                )
             created.append(probe)
             probe = os.path.dirname(probe)
-        os.makedirs(d, exist_ok=True)
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            raise _storage_error("create directory", d, exc) from exc
         if not self._fsync:
             return
         # New directories must survive a crash too: sync the parent of every level created.
@@ -62,11 +81,18 @@ class LocalStorage(Storage):
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
         path = self._p(rel)
         self._mkdir(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from exc
         try:
             _write_all(fd, data)
             if self._fsync:
                 os.fsync(fd)
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from exc
         finally:
             os.close(fd)
         if self._fsync:
@@ -77,7 +103,10 @@ class LocalStorage(Storage):
         with self._lock:
             dirs = sorted(self._dirty)
         for d in dirs:
-            _fsync_dir(d)
+            try:
+                _fsync_dir(d)
+            except OSError as exc:
+                raise _storage_error("sync directory", d, exc) from exc
         # Forget a directory only once it is synced: a concurrent flush that runs
         # meanwhile syncs it again rather than returning before it is durable.
         with self._lock:
@@ -88,22 +117,42 @@ class LocalStorage(Storage):
         self._mkdir(path)
         self.flush()
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from exc
         try:
             _write_all(fd, data)
             if self._fsync:
                 os.fsync(fd)
-        finally:
+        except OSError as exc:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _storage_error("write", path, exc) from exc
+        os.close(fd)
         try:
             # link() is atomic and fails if the name exists; the target is complete.
             os.link(tmp, path)
         except FileExistsError:
             return False
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+                raise StorageError(
+                    f"cannot commit {path}: this file system does not support hard links "
+                    f"({exc.strerror}), which lakever needs for an atomic put-if-absent; "
+                    "use a local file system such as ext4, xfs, btrfs or apfs",
+                    path=path,
+                ) from exc
+            raise _storage_error("write", path, exc) from exc
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         if self._fsync:
-            _fsync_dir(os.path.dirname(path))
+            try:
+                _fsync_dir(os.path.dirname(path))
+            except OSError as exc:
+                raise _storage_error("sync directory", os.path.dirname(path), exc) from exc
         return True
 
     def write_hint(self, rel: str, data: bytes) -> None:
@@ -121,14 +170,22 @@ class LocalStorage(Storage):
         return os.path.exists(self._p(rel))
 
     def list(self, rel_dir: str) -> list[str]:
+        path = self._p(rel_dir)
         try:
-            return sorted(os.listdir(self._p(rel_dir)))
-        except FileNotFoundError:
+            return sorted(os.listdir(path))
+        except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as exc:
+            raise _storage_error("list", path, exc) from exc
 
     def delete(self, rel: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._p(rel))
+        path = self._p(rel)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _storage_error("delete", path, exc) from exc
 
     def full_path(self, rel: str) -> str:
         return self._p(rel)
@@ -140,6 +197,16 @@ class LocalStorage(Storage):
         import fsspec
 
         return fsspec.filesystem("file")
+
+
+def _storage_error(action: str, path: str, exc: OSError) -> StorageError:
+    """The `StorageError` for an ``OSError`` the disk raised on ``path``."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, IsADirectoryError):
+        reason = "it is a directory, not a file"
+    elif isinstance(exc, PermissionError):
+        reason = "permission denied"
+    return StorageError(f"cannot {action} {path}: {reason}", path=path)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
