@@ -262,6 +262,31 @@ def _reference(table: pa.Table, where: str) -> list[int] | None:
     return sorted(r[0] for r in rows)
 
 
+def _diagnose(ds: lv.Dataset, where: str) -> dict[str, object]:
+    """What pruning kept and what the rows of every fragment give, for a failure message."""
+    import dataclasses
+
+    from lakever.planner import bind
+
+    plan = ds.plan(filter=where)
+    unpruned = dataclasses.replace(plan, tasks=ds.plan().tasks)
+    bound = bind(ds._state, where)
+    return {
+        "kept": [t.path for t in plan.tasks],
+        "all": [e.path for e in ds._state.entries],
+        "unpruned to_arrow": _ids(unpruned.to_arrow()),
+        "bound": None if bound is None else (bound.sql, bound.prune),
+        "stats": [
+            {
+                ds._state.fields[k].name: v
+                for k, v in e.stats.items()
+                if bound and k in bound.columns
+            }
+            for e in ds._state.entries
+        ],
+    }
+
+
 def _ids(table: pa.Table) -> list[int]:
     return sorted(table.column("id").to_pylist())
 
@@ -290,7 +315,7 @@ def check_every_path(root: Path, table: pa.Table, where: str, rows_per_fragment:
         "to_arrow(id only)": _ids(ds.to_arrow(["id"], filter=where)),
     }
     for path, ids in got.items():
-        assert ids == expected, (path, where)
+        assert ids == expected, (path, where, _diagnose(ds, where))
     plan = ds.explain(where)
     assert plan.fragments_after_stats_pruning <= plan.fragments_total
     after = ds.delete(where=where)
