@@ -11,10 +11,11 @@ Example:
 """
 
 from lakever._records import Branch, Commit, Fragment, SchemaChange, SchemaVersion
+from lakever.api import create_dataset, diff, open_dataset, write_dataset
 from lakever.catalog import Lake, connect
 from lakever.contract import load_contract
-from lakever.dataset import Dataset, create_dataset, diff, open_dataset, write_dataset
-from lakever.diff import Diff, DiffSummary
+from lakever.dataset import Dataset
+from lakever.diffresult import Diff, DiffSummary
 from lakever.errors import (
     BrokenHistory,
     CommitConflict,

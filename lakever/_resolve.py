@@ -21,6 +21,7 @@ from lakever.errors import (
     DatasetNotFound,
     InvalidArgument,
     InvalidRefName,
+    RefNotFound,
     VersionNotFound,
 )
 from lakever.format import MAIN_BRANCH, Snapshot, format_time
@@ -63,7 +64,7 @@ def _branch(storage: Storage, name: str) -> tuple[refs.BranchInfo, Log]:
     return info, refs.line_for(storage, info.id)
 
 
-def _owner_name(storage: Storage, snap: Snapshot) -> str:
+def owner_name(storage: Storage, snap: Snapshot) -> str:
     try:
         return refs.branch_by_id(storage, snap.branch).name
     except CorruptMetadata:
@@ -175,7 +176,7 @@ def _locate_name(storage: Storage, text: str) -> Located:
                         refs.line_for(storage, snap.branch),
                         snap,
                         writable=False,
-                        branch_name=_owner_name(storage, snap),
+                        branch_name=owner_name(storage, snap),
                     ),
                 )
             )
@@ -202,7 +203,7 @@ def _locate_name(storage: Storage, text: str) -> Located:
                         refs.line_for(storage, snap.branch),
                         snap,
                         writable=False,
-                        branch_name=_owner_name(storage, snap),
+                        branch_name=owner_name(storage, snap),
                     ),
                 )
             )
@@ -286,7 +287,7 @@ def locate_pin(pin: str, open_storage: Any) -> tuple[Storage, Located]:
                 refs.line_for(storage, snap.branch),
                 snap,
                 writable=False,
-                branch_name=_owner_name(storage, snap),
+                branch_name=owner_name(storage, snap),
             )
             return storage, where
     if Log(storage, MAIN_BRANCH).latest_version() is None:
@@ -316,4 +317,18 @@ def locate_snapshot(storage: Storage, branch_id: str, version: int, snapshot_id:
             "dataset was re-created or its history rewritten",
             version=version,
         )
-    return Located(log, snap, writable=False, branch_name=_owner_name(storage, snap))
+    return Located(log, snap, writable=False, branch_name=owner_name(storage, snap))
+
+
+def resolve_source(storage: Storage, source: str) -> Snapshot:
+    """The snapshot a merge source names (a branch head, a tag or a snapshot id).
+
+    Raises:
+        RefNotFound: ``source`` names no branch, tag or snapshot.
+    """
+    if not isinstance(source, str):
+        raise InvalidArgument(f"merge source must be a branch, tag or snapshot id, got {source!r}")
+    try:
+        return locate(storage, version=source, branch=None).snap
+    except VersionNotFound as exc:
+        raise RefNotFound(str(exc), name=source) from exc

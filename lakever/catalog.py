@@ -12,7 +12,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from lakever._sqlrewrite import Reference
-from lakever.dataset import Dataset, create_dataset, open_dataset
+from lakever.api import create_dataset, open_dataset
+from lakever.dataset import Dataset
 from lakever.errors import DatasetExists, DatasetNotFound, InvalidArgument
 from lakever.format import log_path
 from lakever.storage import Storage, open_storage

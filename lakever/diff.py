@@ -27,40 +27,25 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from lakever._convert import arrow_to_polars
-from lakever._records import Commit, SchemaChange
 from lakever.deletion import Positions, difference, positions_of
+from lakever.diffresult import Diff, DiffSummary, Result, change_table
 from lakever.errors import InvalidArgument
 from lakever.evolution import fits
 from lakever.field_tree import schema_changes as schema_diff
 from lakever.format import FragmentEntry, Snapshot
 from lakever.schema import iter_field_ids, strip_field_ids
+from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, quote_identifier, quote_literal
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
     import duckdb
-    import polars as pl
 
-__all__ = ["Diff", "DiffSummary", "Side", "changes", "compute", "plan", "unified_schema"]
+__all__ = ["Diff", "DiffSummary", "changes", "compute", "match_fragments", "unified_schema"]
 
-#: The change-type column of `Diff.to_polars` and of the change feed, with the values of
-#: Delta Lake's change data feed: insert, delete, update_preimage, update_postimage.
-CHANGE_TYPE = "_change_type"
 _IDX = "__lakever_idx"
 _READ_THREADS = max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass(frozen=True, slots=True)
-class Side:
-    """One snapshot of a diff and what reading it needs."""
-
-    snap: Snapshot
-    entries: list[FragmentEntry]
-    #: The snapshot schema, with field ids.
-    schema: pa.Schema
 
 
 # ----------------------------------------------------------------- planning
@@ -75,7 +60,7 @@ class _Part:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class Matched:
     """What a diff reads: the rows of ``a`` that ``b`` may lack, and the reverse."""
 
     removed: list[_Part]
@@ -86,11 +71,11 @@ class Plan:
     fragments_modified: int
 
 
-def plan(
+def match_fragments(
     a: Sequence[FragmentEntry],
     b: Sequence[FragmentEntry],
     positions: Callable[[FragmentEntry], Positions],
-) -> Plan:
+) -> Matched:
     """Match the fragments of two snapshots by data file and deletion vector.
 
     ``positions`` returns a fragment's deleted positions; it is called only for
@@ -118,7 +103,7 @@ def plan(
         if len(back):
             added.append(_Part(raw, back))
     fresh = [_Part(eb) for path, eb in by_b.items() if path not in by_a]
-    return Plan(
+    return Matched(
         removed=removed,
         added=added + fresh,
         fragments_added=len(fresh),
@@ -186,26 +171,6 @@ def _read(
 # ----------------------------------------------------------------- comparing
 
 
-@dataclass(frozen=True, slots=True)
-class _Result:
-    """Indices into the rows read from each side (int64 arrays, ascending)."""
-
-    #: Rows of the older side that the newer lacks.
-    removed: pa.Array[Any]
-    #: Rows of the newer side that the older lacks.
-    added: pa.Array[Any]
-    #: Changed keys: row in the older side, row in the newer side (ordered by it), and
-    #: the names of the columns that differ (list<string>).
-    changed_old: pa.Array[Any]
-    changed_new: pa.Array[Any]
-    changed_columns: pa.Array[Any]
-
-    @staticmethod
-    def of(removed: pa.Array[Any], added: pa.Array[Any]) -> _Result:
-        empty = pa.array([], pa.int64())
-        return _Result(removed, added, empty, empty, pa.array([], pa.list_(pa.string())))
-
-
 def _indexed(name: str) -> str:
     return f"(SELECT *, row_number() OVER () - 1 AS {_IDX} FROM {name})"
 
@@ -216,7 +181,7 @@ def _column(con: duckdb.DuckDBPyConnection, query: str) -> pa.Array[Any]:
     return column
 
 
-def _multiset(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> _Result:
+def _multiset(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> Result:
     """Rows of __r missing from __a and the reverse, counting duplicates.
 
     Rows are grouped by all their values; a group seen k times more on one side
@@ -245,7 +210,7 @@ def _multiset(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> _Result:
         )
     finally:
         con.sql("DROP TABLE __groups")
-    return _Result.of(removed, added)
+    return Result.of(removed, added)
 
 
 def _check_unique(
@@ -262,7 +227,7 @@ def _check_unique(
         )
 
 
-def _keyed(con: duckdb.DuckDBPyConnection, names: Sequence[str], keys: Sequence[str]) -> _Result:
+def _keyed(con: duckdb.DuckDBPyConnection, names: Sequence[str], keys: Sequence[str]) -> Result:
     """Rows of __r and __a matched by key: removed, added, and changed with the differing
     columns."""
     _check_unique(con, "__r", keys, "the older snapshot's changed rows")
@@ -290,7 +255,7 @@ def _keyed(con: duckdb.DuckDBPyConnection, names: Sequence[str], keys: Sequence[
         ).to_arrow_table()
     finally:
         con.sql("DROP TABLE __pairs")
-    return _Result(
+    return Result(
         removed,
         added,
         changed.column("ri").combine_chunks().cast(pa.int64()),
@@ -304,13 +269,13 @@ def _compare(
     added: pa.Table,
     keys: Sequence[str] | None,
     names: Sequence[str] | None = None,
-) -> _Result:
+) -> Result:
     """Match the rows read from each side on the columns ``names`` (default: all), by
     ``keys`` or as a multiset."""
     names = removed.column_names if names is None else list(names)
     if removed.num_rows == 0 or added.num_rows == 0 or not names:
         # Nothing can cancel out: every row read is a change (no DuckDB needed).
-        return _Result.of(_range(removed.num_rows), _range(added.num_rows))
+        return Result.of(_range(removed.num_rows), _range(added.num_rows))
     con = cursor()
     try:
         # Only the compared columns are registered: DuckDB never sees the others.
@@ -325,196 +290,19 @@ def _range(n: int) -> pa.Array[Any]:
     return pa.array(range(n), pa.int64())
 
 
-# ----------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, slots=True)
-class DiffSummary:
-    """What changed between two snapshots, in numbers."""
-
-    #: Rows only the newer snapshot has (by key: keys it adds).
-    rows_added: int
-    #: Rows only the older snapshot has (by key: keys it removes).
-    rows_removed: int
-    #: Keys both have with different values (0 without a key).
-    rows_changed: int
-    #: Data files only the newer snapshot lists.
-    fragments_added: int
-    #: Data files only the older snapshot lists.
-    fragments_removed: int
-    #: Fragments both list identically (never read by the diff).
-    fragments_shared: int
-    #: Data files both list with different deletion vectors (only the rows one side
-    #: deletes and the other does not were read).
-    fragments_modified: int
-    #: Schema changes from the older snapshot to the newer, by field id.
-    schema_changes: tuple[SchemaChange, ...]
-    #: The key the rows were matched by (None: compared as a multiset).
-    key: tuple[str, ...] | None
-
-    @property
-    def rows_touched(self) -> int:
-        """Rows the diff reports (added + removed + changed)."""
-        return self.rows_added + self.rows_removed + self.rows_changed
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        out = {k: getattr(self, k) for k in self.__slots__}
-        out["schema_changes"] = [c.to_dict() for c in self.schema_changes]
-        out["key"] = None if self.key is None else list(self.key)
-        return out
-
-
-class Diff:
-    """The differences between two snapshots of a dataset (see `lakever.diff`).
-
-    ``a`` is the older side and ``b`` the newer: rows "added" are in ``b`` only.
-    Tables are in one schema holding every column of either side (matched by
-    field id, named as in ``b``).
-    """
-
-    __slots__ = ("_added", "_changed", "_removed", "_result", "a", "b", "schema", "summary")
-
-    def __init__(
-        self,
-        a: Snapshot,
-        b: Snapshot,
-        schema: pa.Schema,
-        removed: pa.Table,
-        added: pa.Table,
-        result: _Result,
-        summary: DiffSummary,
-    ) -> None:
-        #: The commits of the older and newer snapshots (version, snapshot id, time...).
-        self.a = Commit.from_snapshot(a)
-        self.b = Commit.from_snapshot(b)
-        #: The schema of the tables this diff returns.
-        self.schema = schema
-        self.summary = summary
-        self._removed = removed
-        self._added = added
-        self._result = result
-
-    def __repr__(self) -> str:
-        s = self.summary
-        return (
-            f"<lakever.Diff version {self.a.version} -> {self.b.version}: +{s.rows_added} "
-            f"-{s.rows_removed} ~{s.rows_changed} rows, {len(s.schema_changes)} schema changes>"
-        )
-
-    @property
-    def key(self) -> list[str] | None:
-        """The key columns rows were matched by, or None."""
-        return None if self.summary.key is None else list(self.summary.key)
-
-    @property
-    def schema_changes(self) -> list[SchemaChange]:
-        """Columns added, dropped, renamed, widened or made nullable from ``a`` to ``b``."""
-        return list(self.summary.schema_changes)
-
-    def added(self) -> pa.Table:
-        """Rows (by key: keys) only the newer snapshot has."""
-        return self._added.take(self._result.added)
-
-    def removed(self) -> pa.Table:
-        """Rows (by key: keys) only the older snapshot has."""
-        return self._removed.take(self._result.removed)
-
-    def _pairs(self) -> tuple[pa.Table, pa.Table]:
-        r = self._result
-        return self._removed.take(r.changed_old), self._added.take(r.changed_new)
-
-    def changed(self) -> pa.Table:
-        """One row per changed key: the key columns, ``_changed_columns`` (names), and the
-        structs ``_old`` and ``_new`` holding the values of the columns that changed in
-        any row.
-
-        Raises:
-            InvalidArgument: the diff has no key (rows can only be added or removed).
-        """
-        if self.summary.key is None:
-            raise InvalidArgument(
-                "this diff has no key, so rows are only added or removed; pass on=[key "
-                "columns] (or declare a primary key) to see changed rows"
-            )
-        old, new = self._pairs()
-        changed_columns = self._result.changed_columns
-        differ = set(pc.unique(pc.list_flatten(changed_columns)).to_pylist())
-        columns = [n for n in self.schema.names if n in differ]
-        key = list(self.summary.key)
-        out = new.select(key).append_column("_changed_columns", changed_columns)
-        for name, side in (("_old", old), ("_new", new)):
-            fields = [side.schema.field(c) for c in columns]
-            arrays = [side.column(c).combine_chunks() for c in columns]
-            struct: pa.Array[Any] = (
-                pa.StructArray.from_arrays(arrays, fields=fields)
-                if columns
-                else pa.array([{}] * old.num_rows, pa.struct([]))
-            )
-            out = out.append_column(name, struct)
-        return out
-
-    def to_arrow(self) -> pa.Table:
-        """Every change in one table: the columns plus ``_change_type`` ("insert",
-        "delete", "update_preimage", "update_postimage"; preimage and postimage rows of a
-        changed key are adjacent)."""
-        return _change_table(self._removed, self._added, self._result)
-
-    def to_polars(self) -> pl.DataFrame:
-        """`to_arrow` as a polars DataFrame."""
-        return arrow_to_polars(self.to_arrow())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The summary, the two snapshots and the schema changes, JSON-ready."""
-        return {
-            "a": {
-                "version": self.a.version,
-                "snapshot_id": self.a.snapshot_id,
-                "branch": self.a.branch,
-            },
-            "b": {
-                "version": self.b.version,
-                "snapshot_id": self.b.snapshot_id,
-                "branch": self.b.branch,
-            },
-            **self.summary.to_dict(),
-        }
-
-
-def _labelled(table: pa.Table, label: str) -> pa.Table:
-    return table.append_column(CHANGE_TYPE, pa.array([label] * table.num_rows, pa.string()))
-
-
-def _change_table(removed: pa.Table, added: pa.Table, result: _Result) -> pa.Table:
-    pre = _labelled(removed.take(result.changed_old), "update_preimage")
-    post = _labelled(added.take(result.changed_new), "update_postimage")
-    n = pre.num_rows
-    # Interleave: each key's preimage is followed by its postimage.
-    pairs = pa.concat_tables([pre, post]).take(
-        pa.array([i + n * side for i in range(n) for side in (0, 1)], pa.int64())
-    )
-    return pa.concat_tables(
-        [
-            _labelled(removed.take(result.removed), "delete"),
-            pairs,
-            _labelled(added.take(result.added), "insert"),
-        ]
-    )
-
-
 # ----------------------------------------------------------------- entry points
 
 
-def _loader(storage: Storage, *sides: Side) -> Callable[[str], pa.Schema]:
-    from lakever._metafiles import read_schema
-    from lakever.format import schema_id
-    from lakever.schema import schema_to_json
-
-    own = {schema_id(schema_to_json(s.schema)): s.schema for s in sides}
-    return lambda sid: own[sid] if sid in own else read_schema(storage, sid)
+def _loader(*sides: SnapshotState) -> Callable[[str], pa.Schema]:
+    """The schema a fragment of either side was written under, by schema id."""
+    own = {s.schema_id: s.schema for s in sides}
+    first = sides[0]
+    return lambda sid: own[sid] if sid in own else first.schema_of(sid)
 
 
-def _keys_by_id(sides: Sequence[Side], target: pa.Schema, on: Sequence[str] | None) -> list[str]:
+def _keys_by_id(
+    sides: Sequence[SnapshotState], target: pa.Schema, on: Sequence[str] | None
+) -> list[str]:
     names = target.names
     if on is not None:
         keys = [on] if isinstance(on, str) else list(on)
@@ -529,10 +317,13 @@ def _keys_by_id(sides: Sequence[Side], target: pa.Schema, on: Sequence[str] | No
     return []
 
 
-def _rows(storage: Storage, a: Side, b: Side, target: pa.Schema) -> tuple[Plan, pa.Table, pa.Table]:
-    p = plan(a.entries, b.entries, lambda e: positions_of(storage, e))
+def _rows(
+    a: SnapshotState, b: SnapshotState, target: pa.Schema
+) -> tuple[Matched, pa.Table, pa.Table]:
+    storage = a.storage
+    p = match_fragments(a.entries, b.entries, lambda e: positions_of(storage, e))
     public = strip_field_ids(target)
-    schemas = _loader(storage, a, b)
+    schemas = _loader(a, b)
     return (
         p,
         _read(storage, target, public, p.removed, schemas),
@@ -569,9 +360,8 @@ def _limited(
 
 
 def compute(
-    storage: Storage,
-    a: Side,
-    b: Side,
+    a: SnapshotState,
+    b: SnapshotState,
     *,
     on: Sequence[str] | None,
     columns: Sequence[str] | None = None,
@@ -588,7 +378,7 @@ def compute(
     if columns is not None:
         target = _limited(target, shared, keys, columns)
     compared = [n for n in target.names if n in shared or n in keys]
-    p, removed, added = _rows(storage, a, b, target)
+    p, removed, added = _rows(a, b, target)
     result = _compare(removed, added, keys or None, compared)
     summary = DiffSummary(
         rows_added=len(result.added),
@@ -605,37 +395,30 @@ def compute(
 
 
 def changes(
-    storage: Storage,
-    snapshots: Iterator[Snapshot],
-    entries: Callable[[Snapshot], list[FragmentEntry]],
-    schema: pa.Schema,
-    *,
-    key: Sequence[str] | None,
+    state: SnapshotState, since: SnapshotState, *, key: Sequence[str] | None
 ) -> Iterator[pa.Table]:
-    """The change feed: for each consecutive pair of ``snapshots``, the rows that changed.
+    """The change feed from ``since`` to ``state`` (same line): for each commit in between,
+    the rows it changed, oldest first.
 
-    Rows are read through ``schema`` (with field ids; normally the newest one's), so
-    every table has its columns plus ``_change_type``, ``_commit_version``,
-    ``_commit_snapshot_id`` and ``_commit_timestamp``. Commits that changed no row
-    (schema or contract changes) yield nothing.
+    Rows are read through ``state``'s schema, so every table has its columns plus
+    ``_change_type``, ``_commit_version``, ``_commit_snapshot_id`` and
+    ``_commit_timestamp``. Commits that changed no row (schema or contract changes)
+    yield nothing. Each costs what `compute` costs for it.
     """
-    from lakever.schema import schema_from_json
-
+    storage, schema = state.storage, state.schema
     public = strip_field_ids(schema)
     keys = list(key) if key else None
-    previous = next(snapshots, None)
-    for snap in snapshots:
-        assert previous is not None
-        a = Side(previous, entries(previous), schema_from_json(previous.schema))
-        b = Side(snap, entries(snap), schema_from_json(snap.schema))
-        p = plan(a.entries, b.entries, lambda e: positions_of(storage, e))
-        previous = snap
+    previous = since
+    for snap in state.line.between(since.snap.version + 1, state.snap.version):
+        current = state.at(snap, writable=False)
+        p = match_fragments(previous.entries, current.entries, lambda e: positions_of(storage, e))
+        loader = _loader(previous, current)
+        previous = current
         if not p.removed and not p.added:
             continue
-        loader = _loader(storage, a, b)
         removed = _read(storage, schema, public, p.removed, loader)
         added = _read(storage, schema, public, p.added, loader)
-        table = _change_table(removed, added, _compare(removed, added, keys))
+        table = change_table(removed, added, _compare(removed, added, keys))
         if table.num_rows:
             yield _with_commit(table, snap)
 

@@ -645,7 +645,7 @@ def test_schema_files_are_content_addressed(local_location):
     )
     names = sorted(os.listdir(os.path.join(local_location, "_lakever", "schemas")))
     assert len(names) == 2
-    ids = {e.schema_id for e in ds._entries()}
+    ids = {e.schema_id for e in ds._state.entries}
     assert {f"{i}.json" for i in ids} == set(names)
 
 
@@ -653,7 +653,7 @@ def test_corrupt_schema_file_is_detected(local_location):
     from lakever import _metafiles
 
     ds = lv.create_dataset(local_location, events(0, 1)).evolve(add={"x": pa.int8()})
-    old_sid = ds._entries()[0].schema_id
+    old_sid = ds._state.entries[0].schema_id
     path = os.path.join(local_location, "_lakever", "schemas", f"{old_sid}.json")
     with open(path, "a") as f:
         f.write(" ")

@@ -315,7 +315,13 @@ def check_every_path(root: Path, table: pa.Table, where: str, rows_per_fragment:
         "to_arrow(id only)": _ids(ds.to_arrow(["id"], filter=where)),
     }
     for path, ids in got.items():
-        assert ids == expected, (path, where, _diagnose(ds, where))
+        if ids != expected:
+            # Keep the case next to the lake (pytest keeps the last three runs' folders).
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, str(root / "case.parquet"))
+            (root / "case.txt").write_text(f"{where}\n{rows_per_fragment}\n")
+        assert ids == expected, (path, where, str(root), _diagnose(ds, where))
     plan = ds.explain(where)
     assert plan.fragments_after_stats_pruning <= plan.fragments_total
     after = ds.delete(where=where)

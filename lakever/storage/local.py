@@ -61,7 +61,9 @@ class LocalStorage(Storage):
         created = []
         probe = d
         while not os.path.isdir(probe):
-            if os.path.lexists(probe):
+            # Another thread may create the directory between the two checks: only a
+            # name that exists and is still not a directory is a file in the way.
+            if os.path.lexists(probe) and not os.path.isdir(probe):
                 raise StorageError(
                     f"cannot create directory {d}: {probe} is a file, not a directory",
                     path=d,
