@@ -81,20 +81,29 @@ def _decode(values: Sequence[Any], t: pa.DataType) -> pa.Array[Any]:
 def _bounds(
     raw: Sequence[Any], written: Sequence[pa.DataType | None], current: pa.DataType
 ) -> pa.Array[Any]:
-    """Decode each bound in the type it was written under, then cast it to ``current``."""
-    out: list[Any] = [None] * len(raw)
+    """Decode each bound in the type it was written under, then cast it to ``current``.
+
+    Arrow values never pass through Python objects on the way: converting a zoned
+    ``datetime`` back to Arrow drops its offset once pandera has been imported
+    (pyarrow 26), which would shift bounds of fixed-offset timestamp columns.
+    """
     groups: dict[pa.DataType, list[int]] = {}
     for i, (v, t) in enumerate(zip(raw, written, strict=True)):
         if v is not None and t is not None and _stat_type(t):
             groups.setdefault(t, []).append(i)
+    parts: list[pa.Array[Any]] = [pa.nulls(1, current)]  # type: ignore[call-overload]
+    where = [0] * len(raw)  # position of each bound in the concatenation (0: null)
+    offset = 1
     for t, idx in groups.items():
         try:
             arr = _decode([raw[i] for i in idx], t).cast(current)
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             continue  # not representable under the current type: unknown
-        for i, v in zip(idx, arr.to_pylist(), strict=True):  # type: ignore[misc]
-            out[i] = v
-    return pa.array(out, current)
+        parts.append(arr)
+        for k, i in enumerate(idx):
+            where[i] = offset + k
+        offset += len(arr)
+    return pa.concat_arrays(parts).take(pa.array(where, pa.int64()))
 
 
 def _zero(v: Any, *, low: bool) -> Any:

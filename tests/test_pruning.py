@@ -149,3 +149,15 @@ def test_pruning_never_drops_a_match(frags, op, lit, op2, lit2, conj, floats):
         n = con.sql(f"SELECT count(*) FROM t WHERE {filter}").fetchall()[0][0]
         if n:
             assert may(filter, table), (filter, rows)
+
+
+def test_fixed_offset_bounds_survive_pandera_being_imported():
+    # With pandera imported, pyarrow 26 converts a zoned Python datetime back to Arrow
+    # without its offset: statistics must never take that road (they once did, and a
+    # fragment of a '+05:30' column was pruned although it matched).
+    import pandera  # noqa: F401
+
+    ticks = pa.array([1767243679000], pa.int64())  # 2026-01-01 05:01:19 UTC
+    t = pa.table({"x": ticks.cast(pa.timestamp("ms", tz="+05:30"))})
+    assert may("x < '2026-01-01 06:16:19+00:00'", t)
+    assert not may("x < '2026-01-01 05:00:00+00:00'", t)
