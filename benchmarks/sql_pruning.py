@@ -60,7 +60,7 @@ except ImportError:  # a checkout without an install: use the package next to be
 from lakever import fragments as lv_fragments
 from lakever.commit import Change, NoConcurrentCommit, SetManifests
 from lakever.format import MAIN_BRANCH, FragmentEntry, Summary
-from lakever.log import Log
+from lakever.log import Line
 from lakever.manifest_list import FANOUT as MANIFEST_FANOUT
 from lakever.manifest_list import ManifestFiles
 from lakever.storage import open_storage
@@ -606,7 +606,7 @@ class Bench:
         with its own min/max for ``id`` (``i*10 .. i*10+9``: synthetic, the file holds
         one id), the real file's hash, size, partition and schema id. The entries are
         grouped into manifests the way 100-fragment appends merged at lakever's fan-out
-        would leave them, and committed as one "append" through `Log.commit`.
+        would leave them, and committed as one "append" through `Line.commit`.
         """
         n = self.s.plan_fragments
         uri = os.path.join(self.root, name)
@@ -623,7 +623,7 @@ class Bench:
         ds = lv.create_dataset(uri, t, partition_by=["category"], sort_by=["id"])
         id_field = ds.field_ids["id"]
         storage = open_storage(uri)
-        log_ = Log(storage, MAIN_BRANCH)
+        log_ = Line(storage, MAIN_BRANCH)
         head = log_.head()
         assert head is not None
         base = [e for m in head.manifests for e in lv_fragments.read_manifest(storage, m)]

@@ -36,16 +36,16 @@ if TYPE_CHECKING:
     from lakever.storage import Storage
 
 
-class Log(Protocol):
-    """What the checks need of a line of history (`lakever.log.Log` is one)."""
+class Line(Protocol):
+    """What the checks need of a line of history (`lakever.log.Line` is one)."""
 
     storage: Storage
-    branch: str
+    branch_id: str
     name: str | None
     base_snapshot_id: str | None
 
     @property
-    def base(self) -> tuple[Log, int] | None: ...
+    def base(self) -> tuple[Line, int] | None: ...
 
     @property
     def first_own(self) -> int: ...
@@ -56,7 +56,7 @@ class Log(Protocol):
 
     def exists(self, version: int) -> bool: ...
 
-    def owner(self, version: int) -> Log: ...
+    def owner(self, version: int) -> Line: ...
 
     def entry_path(self, version: int) -> str: ...
 
@@ -100,12 +100,12 @@ def parse_hint(raw: bytes) -> int | None:
     return int(raw[:20]) if _HINT.fullmatch(raw) else None
 
 
-def who(log: Log) -> str:
+def who(log: Line) -> str:
     """How messages name a line: by branch name where known."""
-    return f"branch {log.name!r}" if log.name is not None else f"branch id {log.branch!r}"
+    return f"branch {log.name!r}" if log.name is not None else f"branch id {log.branch_id!r}"
 
 
-def broken(log: Log, *, version: int, path: str, problem: str, advice: str = "") -> BrokenHistory:
+def broken(log: Line, *, version: int, path: str, problem: str, advice: str = "") -> BrokenHistory:
     """A `BrokenHistory` for ``log`` whose first untrusted version is ``version``."""
     uri = log.storage.uri
     if version > 0:
@@ -123,12 +123,12 @@ def broken(log: Log, *, version: int, path: str, problem: str, advice: str = "")
         f"the history of {who(log)} in {uri} is broken: {problem}. {advice}; {keep}. "
         "See 'Repairing a broken history' in docs/format.md",
         path=path,
-        branch=log.name if log.name is not None else log.branch,
+        branch=log.name if log.name is not None else log.branch_id,
         version=version,
     )
 
 
-def missing(log: Log, version: int, *, later: int | None = None) -> BrokenHistory:
+def missing(log: Line, version: int, *, later: int | None = None) -> BrokenHistory:
     """A `BrokenHistory` for a missing entry of ``version`` (``later``: a version that exists)."""
     owner = log.owner(version)
     path = owner.entry_path(version)
@@ -142,12 +142,12 @@ def missing(log: Log, version: int, *, later: int | None = None) -> BrokenHistor
     )
 
 
-def hint_missing(log: Log, hint: int, found: int) -> BrokenHistory:
+def hint_missing(log: Line, hint: int, found: int) -> BrokenHistory:
     """A `BrokenHistory` for a well-formed ``LATEST`` hint naming a missing entry."""
     if hint < found:
         return missing(log, hint, later=found)
     path = log.entry_path(hint)
-    hint_path = log.storage.full_path(latest_hint_path(log.branch))
+    hint_path = log.storage.full_path(latest_hint_path(log.branch_id))
     gone = f"version {hint}" if hint == found + 1 else f"versions {found + 1} to {hint}"
     newest = f"the newest entry found is version {found}" if found >= 0 else "no entry is left"
     return broken(
@@ -166,9 +166,9 @@ def hint_missing(log: Log, hint: int, found: int) -> BrokenHistory:
     )
 
 
-def recorded_bases(log: Log) -> dict[int, tuple[Log, str]]:
+def recorded_bases(log: Line) -> dict[int, tuple[Line, str]]:
     """Version -> (branch line, recorded snapshot id) of each branch base ``log`` reads through."""
-    out: dict[int, tuple[Log, str]] = {}
+    out: dict[int, tuple[Line, str]] = {}
     cap: int | None = None  # the newest version read through the current line
     line = log
     while line.base is not None:
@@ -201,8 +201,8 @@ class Claimed(NamedTuple):
     parent_id: str | None
 
 
-def claimed(log: Log, version: int, *, optional: bool = False) -> Entry | None:
-    """The ids the entry of ``version`` claims, at a fraction of the cost of a `Log.read`.
+def claimed(log: Line, version: int, *, optional: bool = False) -> Entry | None:
+    """The ids the entry of ``version`` claims, at a fraction of the cost of a `Line.read`.
 
     Enough for a link check: a replaced entry claims another id, and an entry whose
     bytes do not match the id it claims is caught whenever it is read for use.
@@ -211,7 +211,7 @@ def claimed(log: Log, version: int, *, optional: bool = False) -> Entry | None:
     """
     owner = log.owner(version)
     try:
-        data = owner.storage.read_bytes(log_path(owner.branch, version))
+        data = owner.storage.read_bytes(log_path(owner.branch_id, version))
     except FileNotFoundError:
         if optional:
             return None
@@ -221,7 +221,7 @@ def claimed(log: Log, version: int, *, optional: bool = False) -> Entry | None:
         entry = Claimed(version, j["snapshot_id"], j["parent_id"])
         plain = (
             j["version"] == version
-            and j["branch"] == owner.branch
+            and j["branch"] == owner.branch_id
             and isinstance(entry.snapshot_id, str)
             and (entry.parent_id is None or isinstance(entry.parent_id, str))
         )
@@ -230,13 +230,13 @@ def claimed(log: Log, version: int, *, optional: bool = False) -> Entry | None:
     return entry if plain else log.must_read(version)
 
 
-def _claimed(log: Log, version: int) -> Entry:
+def _claimed(log: Line, version: int) -> Entry:
     entry = claimed(log, version)
     assert entry is not None
     return entry
 
 
-def check_root(log: Log, snap: Entry) -> None:
+def check_root(log: Line, snap: Entry) -> None:
     """Version 0 has no parent."""
     if snap.version == 0 and snap.parent_id is not None:
         path = log.entry_path(0)
@@ -248,7 +248,7 @@ def check_root(log: Log, snap: Entry) -> None:
         )
 
 
-def check_link(log: Log, child: Entry, parent: Entry, bases: dict[int, tuple[Log, str]]) -> None:
+def check_link(log: Line, child: Entry, parent: Entry, bases: dict[int, tuple[Line, str]]) -> None:
     """Raise unless ``child`` (version v) names ``parent`` (version v-1) and any recorded base."""
     if child.parent_id != parent.snapshot_id:
         path = log.entry_path(child.version)
@@ -267,13 +267,13 @@ def check_link(log: Log, child: Entry, parent: Entry, bases: dict[int, tuple[Log
     check_root(log, parent)
 
 
-def check_base(log: Log, snap: Entry, bases: dict[int, tuple[Log, str]]) -> None:
+def check_base(log: Line, snap: Entry, bases: dict[int, tuple[Line, str]]) -> None:
     """Raise if ``snap`` is at a branch's base version but is not its recorded base snapshot."""
     recorded = bases.get(snap.version)
     if recorded is None or recorded[1] == snap.snapshot_id:
         return
     line, sid = recorded
-    path = line.storage.full_path(branch_meta_path(line.branch))
+    path = line.storage.full_path(branch_meta_path(line.branch_id))
     raise broken(
         line,
         version=snap.version,
@@ -287,7 +287,7 @@ def check_base(log: Log, snap: Entry, bases: dict[int, tuple[Log, str]]) -> None
     )
 
 
-def parent_of(log: Log, snap: Snapshot) -> Snapshot | None:
+def parent_of(log: Line, snap: Snapshot) -> Snapshot | None:
     """The snapshot before ``snap`` on ``log``'s line (None for version 0), link verified."""
     if snap.version == 0:
         check_root(log, snap)
@@ -297,7 +297,7 @@ def parent_of(log: Log, snap: Snapshot) -> Snapshot | None:
     return parent
 
 
-def merge_parent_of(log: Log, snap: Snapshot, source: Log) -> Snapshot:
+def merge_parent_of(log: Line, snap: Snapshot, source: Line) -> Snapshot:
     """The second parent of merge commit ``snap`` (on ``log``), read from ``source``, verified."""
     mp = snap.merge_parent or {}
     version = int(mp["version"])
@@ -318,7 +318,7 @@ def merge_parent_of(log: Log, snap: Snapshot, source: Log) -> Snapshot:
     )
 
 
-def check_next(log: Log, snap: Snapshot) -> None:
+def check_next(log: Line, snap: Snapshot) -> None:
     """Raise if the version after ``snap`` exists but was not committed on ``snap``.
 
     Opening a version by number checks this: an entry that was replaced, or that
@@ -332,7 +332,7 @@ def check_next(log: Log, snap: Snapshot) -> None:
         check_link(log, nxt, snap, recorded_bases(log))
 
 
-def verify(log: Log, snap: Snapshot) -> None:
+def verify(log: Line, snap: Snapshot) -> None:
     """Check the links a head needs, in a constant number of reads.
 
     ``snap`` (a head, or the base of a commit) must name the entry before it as
@@ -358,12 +358,12 @@ def verify(log: Log, snap: Snapshot) -> None:
             check_link(log, get(b + 1), get(b), bases)
 
 
-def _check_record(line: Log) -> None:
+def _check_record(line: Line) -> None:
     """Raise unless ``line``'s ``BRANCH.json`` still records the base ``line`` was built from."""
     assert line.base is not None
-    path = line.storage.full_path(branch_meta_path(line.branch))
+    path = line.storage.full_path(branch_meta_path(line.branch_id))
     try:
-        base = json.loads(line.storage.read_bytes(branch_meta_path(line.branch)))["base"]
+        base = json.loads(line.storage.read_bytes(branch_meta_path(line.branch_id)))["base"]
         recorded = (int(base["version"]), str(base["snapshot_id"]))
     except FileNotFoundError:
         recorded = None
@@ -386,10 +386,10 @@ def _check_record(line: Log) -> None:
         )
 
 
-def check_unchanged(log: Log, base: Snapshot) -> None:
+def check_unchanged(log: Line, base: Snapshot) -> None:
     """Before committing on ``base``: its entry and the branch records are as they were
     read, and the links a head needs hold."""
-    line: Log | None = log
+    line: Line | None = log
     while line is not None and line.base is not None:
         if line.base_snapshot_id is not None:
             _check_record(line)
@@ -410,7 +410,7 @@ def check_unchanged(log: Log, base: Snapshot) -> None:
     verify(log, stored)
 
 
-def probe_beyond(log: Log, head: int) -> int:
+def probe_beyond(log: Line, head: int) -> int:
     """Return ``head`` after checking that no entry exists just beyond ``head + 1``.
 
     An entry at ``head + k`` (k ≤ `WINDOW` + 1) while ``head + 1`` is missing means
@@ -427,7 +427,7 @@ def probe_beyond(log: Log, head: int) -> int:
     return head
 
 
-def check_successor(log: Log, snap: Snapshot) -> None:
+def check_successor(log: Line, snap: Snapshot) -> None:
     """After ``snap`` was created, raise if an entry beyond it shows it filled a gap.
 
     A version after ``snap`` that existed before it must have been committed on

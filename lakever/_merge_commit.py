@@ -38,7 +38,7 @@ from lakever.commit import (
 from lakever.errors import CommitConflict, InvalidArgument, MergeConflict
 from lakever.format import FragmentEntry, ManifestRef, Snapshot, Summary
 from lakever.keys import KeyCheck
-from lakever.log import Log
+from lakever.log import Line
 from lakever.manifest_list import ManifestFiles, append, merge_levels, rewrite
 from lakever.merge import MergePlan, MergeStrategy, field_id_collisions, merge_base, plan_merge
 from lakever.retry import COMMITS
@@ -58,11 +58,11 @@ def _parents_fn(storage: Storage) -> Callable[[Snapshot], Iterator[Snapshot]]:
     """
     from lakever.refs import line_for
 
-    lines: dict[str, Log] = {}
+    lines: dict[str, Line] = {}
     # Planning walks the same commits more than once (common ancestor, field ids).
     known: dict[str, list[Snapshot]] = {}
 
-    def line(branch_id: str) -> Log:
+    def line(branch_id: str) -> Line:
         if branch_id not in lines:
             lines[branch_id] = line_for(storage, branch_id)
         return lines[branch_id]
@@ -70,12 +70,12 @@ def _parents_fn(storage: Storage) -> Callable[[Snapshot], Iterator[Snapshot]]:
     def parents(snap: Snapshot) -> Iterator[Snapshot]:
         if snap.snapshot_id not in known:
             found = []
-            parent = parent_of(line(snap.branch), snap)
+            parent = parent_of(line(snap.branch_id), snap)
             if parent is not None:
                 found.append(parent)
             if snap.merge_parent:
                 source = line(str(snap.merge_parent["branch"]))
-                found.append(merge_parent_of(line(snap.branch), snap, source))
+                found.append(merge_parent_of(line(snap.branch_id), snap, source))
             known[snap.snapshot_id] = found
         yield from known[snap.snapshot_id]
 
@@ -215,7 +215,7 @@ def _check_brought(
 
 def commit_merge(
     storage: Storage,
-    log: Log,
+    log: Line,
     theirs: Snapshot,
     *,
     source: str,
@@ -286,7 +286,7 @@ def commit_merge(
         assert plan.schema is not None
         parent: dict[str, Any] = {
             "snapshot_id": theirs.snapshot_id,
-            "branch": theirs.branch,
+            "branch": theirs.branch_id,
             "version": theirs.version,
         }
         change = Change(

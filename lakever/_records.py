@@ -25,8 +25,9 @@ class Commit:
     parent_id: str | None
     #: The second parent of a merge commit (the merged snapshot), else None.
     merge_parent_id: str | None
-    #: Id of the branch whose log holds this commit ("main" for the default branch).
-    branch: str
+    #: Id of the branch whose log holds this commit ("main" for the default branch);
+    #: internal: ``branch_name`` names it.
+    branch_id: str
     #: Name of that branch (kept after the branch is deleted; ids are internal).
     branch_name: str
     timestamp: datetime
@@ -54,8 +55,8 @@ class Commit:
             snapshot_id=snap.snapshot_id,
             parent_id=snap.parent_id,
             merge_parent_id=(snap.merge_parent or {}).get("snapshot_id"),
-            branch=snap.branch,
-            branch_name=snap.branch if branch_name is None else branch_name,
+            branch_id=snap.branch_id,
+            branch_name=snap.branch_id if branch_name is None else branch_name,
             timestamp=snap.timestamp,
             operation=snap.operation,
             parameters=dict(snap.parameters),

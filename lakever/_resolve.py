@@ -25,7 +25,7 @@ from lakever.errors import (
     VersionNotFound,
 )
 from lakever.format import MAIN_BRANCH, Snapshot, format_time
-from lakever.log import Log
+from lakever.log import Line
 from lakever.storage import Storage
 
 __all__ = ["PIN_PREFIX", "Located", "locate", "locate_pin", "make_pin"]
@@ -39,7 +39,7 @@ _SNAPSHOT_ID = re.compile(r"[0-9a-f]{32}")
 class Located:
     """A snapshot, the line it was reached through, and whether writes may follow."""
 
-    log: Log
+    log: Line
     snap: Snapshot
     writable: bool
     branch_name: str
@@ -53,7 +53,7 @@ def not_found(storage: Storage) -> DatasetNotFound:
     )
 
 
-def _branch(storage: Storage, name: str) -> tuple[refs.BranchInfo, Log]:
+def _branch(storage: Storage, name: str) -> tuple[refs.BranchInfo, Line]:
     refs.validate_ref_name(name, kind="branch")
     info = refs.get_branch(storage, name)
     if info is None:
@@ -66,9 +66,9 @@ def _branch(storage: Storage, name: str) -> tuple[refs.BranchInfo, Log]:
 
 def owner_name(storage: Storage, snap: Snapshot) -> str:
     try:
-        return refs.branch_by_id(storage, snap.branch).name
+        return refs.branch_by_id(storage, snap.branch_id).name
     except CorruptMetadata:
-        return snap.branch
+        return snap.branch_id
 
 
 def locate(storage: Storage, *, version: Any, branch: str | None) -> Located:
@@ -81,7 +81,7 @@ def locate(storage: Storage, *, version: Any, branch: str | None) -> Located:
             )
         return _locate_name(storage, version)
     if branch is None:
-        info, log = refs.MAIN, Log(storage, MAIN_BRANCH)
+        info, log = refs.MAIN, Line(storage, MAIN_BRANCH)
     else:
         info, log = _branch(storage, branch)
     if version is None:
@@ -92,7 +92,7 @@ def locate(storage: Storage, *, version: Any, branch: str | None) -> Located:
     return Located(log, _resolve_on_line(log, version), writable=False, branch_name=info.name)
 
 
-def _resolve_on_line(log: Log, version: Any) -> Snapshot:
+def _resolve_on_line(log: Line, version: Any) -> Snapshot:
     uri = log.storage.uri
     if isinstance(version, bool) or not isinstance(version, int | datetime):
         raise InvalidArgument(
@@ -117,7 +117,7 @@ def _resolve_on_line(log: Log, version: Any) -> Snapshot:
     return snap
 
 
-def _resolve_time(log: Log, when: datetime) -> Snapshot:
+def _resolve_time(log: Line, when: datetime) -> Snapshot:
     """The last commit at or before ``when``; a time after the newest commit is an error."""
     uri = log.storage.uri
     if when.tzinfo is None or when.utcoffset() is None:
@@ -131,7 +131,7 @@ def _resolve_time(log: Log, when: datetime) -> Snapshot:
     if when > head.timestamp:
         # As in Delta: the state "as of" a time not reached yet is unknown (a commit may
         # still land before it), so it is not silently the current head.
-        branch = log.name if log.name is not None else log.branch
+        branch = log.name if log.name is not None else log.branch_id
         raise VersionNotFound(
             f"no version of {uri} as of {when.isoformat()}: that is after the newest commit on "
             f"branch {branch!r}, version {head.version} at {format_time(head.timestamp)}; pass "
@@ -173,7 +173,7 @@ def _locate_name(storage: Storage, text: str) -> Located:
                 (
                     "tag",
                     Located(
-                        refs.line_for(storage, snap.branch),
+                        refs.line_for(storage, snap.branch_id),
                         snap,
                         writable=False,
                         branch_name=owner_name(storage, snap),
@@ -200,7 +200,7 @@ def _locate_name(storage: Storage, text: str) -> Located:
                 (
                     "snapshot",
                     Located(
-                        refs.line_for(storage, snap.branch),
+                        refs.line_for(storage, snap.branch_id),
                         snap,
                         writable=False,
                         branch_name=owner_name(storage, snap),
@@ -214,7 +214,7 @@ def _locate_name(storage: Storage, text: str) -> Located:
             f"or branch={text!r} for the branch"
         )
     if not found:
-        if Log(storage, MAIN_BRANCH).latest_version() is None:
+        if Line(storage, MAIN_BRANCH).latest_version() is None:
             raise not_found(storage)
         tags = [t.name for t in refs.list_tags(storage)]
         branches = [b.name for b in refs.list_branches(storage)]
@@ -239,7 +239,7 @@ def make_pin(uri: str, snap: Snapshot, branch: str) -> str:
     )
 
 
-def _pin_lines(storage: Storage, branch: str) -> Iterator[tuple[Log, str]]:
+def _pin_lines(storage: Storage, branch: str) -> Iterator[tuple[Line, str]]:
     """The lines a pin's ``branch=`` may name: a branch name, else (older pins) a branch id."""
     try:
         refs.validate_ref_name(branch, kind="branch")
@@ -284,13 +284,13 @@ def locate_pin(pin: str, open_storage: Any) -> tuple[Storage, Located]:
     for snap in refs.find_snapshot(storage, snapshot):
         if snap.snapshot_id == snapshot:
             where = Located(
-                refs.line_for(storage, snap.branch),
+                refs.line_for(storage, snap.branch_id),
                 snap,
                 writable=False,
                 branch_name=owner_name(storage, snap),
             )
             return storage, where
-    if Log(storage, MAIN_BRANCH).latest_version() is None:
+    if Line(storage, MAIN_BRANCH).latest_version() is None:
         raise not_found(storage)
     raise VersionNotFound(
         f"pin {pin!r} refers to snapshot {snapshot} (version {version}), which is not in the "
@@ -309,7 +309,7 @@ def locate_snapshot(storage: Storage, branch_id: str, version: int, snapshot_id:
     try:
         log = refs.line_for(storage, branch_id)
     except CorruptMetadata:
-        log = Log(storage, branch_id)
+        log = Line(storage, branch_id)
     snap = log.read(version)
     if snap is None or snap.snapshot_id != snapshot_id:
         raise VersionNotFound(

@@ -53,7 +53,7 @@ from lakever.fragments import (
     write_fragments,
 )
 from lakever.keys import KeyCheck, check_declared
-from lakever.log import Log
+from lakever.log import Line
 from lakever.manifest_list import ManifestFiles
 from lakever.partitioning import (
     PartitionField,
@@ -155,7 +155,7 @@ def _same_shape(base: Snapshot) -> tuple[Requirement, ...]:
 
 def commit_data(
     storage: Storage,
-    log: Log,
+    log: Line,
     base: Snapshot | None,
     data: Any,
     *,
@@ -329,7 +329,7 @@ def _layout_fn(spec: Sequence[PartitionField], sort: Sequence[SortField]) -> Lay
 
 def commit_partitioning(
     storage: Storage,
-    log: Log,
+    log: Line,
     base: Snapshot,
     partition_by: Sequence[str | Transform],
     *,
@@ -401,7 +401,7 @@ def _contract_refusal(
 
 def commit_evolve(
     storage: Storage,
-    log: Log,
+    log: Line,
     base: Snapshot,
     *,
     add: Mapping[ColumnRef, Any] | None,
@@ -462,7 +462,7 @@ def commit_evolve(
 
 def _claimed(
     storage: Storage,
-    log: Log,
+    log: Line,
     base: Snapshot,
     planned: tuple[pa.Schema, int],
     replan: Callable[[int], tuple[pa.Schema, int]],
@@ -480,7 +480,7 @@ def _claimed(
     current = schema_from_json(base.schema)
     added = [c.column for c in diff(current, schema) if c.kind == "add"]
     first = claim_field_ids(
-        storage, count, floor=base.last_field_id, branch=log.branch, columns=added
+        storage, count, floor=base.last_field_id, branch=log.branch_id, columns=added
     )
     if first == base.last_field_id + 1:
         return planned
@@ -527,7 +527,7 @@ def _fitting_contract(
 
 def commit_contract(
     storage: Storage,
-    log: Log,
+    log: Line,
     base: Snapshot,
     contract: Any,
     *,

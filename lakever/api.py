@@ -17,7 +17,7 @@ from lakever.dataset import Dataset
 from lakever.diffresult import Diff
 from lakever.errors import DatasetExists, InvalidArgument
 from lakever.format import MAIN_BRANCH
-from lakever.log import Log
+from lakever.log import Line
 from lakever.partitioning import Transform
 from lakever.snapshot import SnapshotState
 from lakever.storage import open_storage
@@ -152,7 +152,7 @@ def create_dataset(
         PrimaryKeyViolation: ``data`` has null or repeated keys; nothing was created.
     """
     storage = open_storage(uri, storage_options)
-    log = Log(storage, MAIN_BRANCH)
+    log = Line(storage, MAIN_BRANCH)
     if log.head() is not None:
         raise DatasetExists(
             f"a dataset already exists at {storage.uri}; open it with lakever.open_dataset, "
@@ -227,7 +227,7 @@ def write_dataset(
             uri, data, storage_options=storage_options, partition_by=partition_by, **kwargs
         )
     storage = open_storage(uri, storage_options)
-    log = Log(storage, MAIN_BRANCH)
+    log = Line(storage, MAIN_BRANCH)
     head = log.head()
     snap = commit_data(
         storage,

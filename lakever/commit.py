@@ -13,7 +13,7 @@ A `Change` is what a commit does, independent of the version it lands on:
   to be replayed on top of it (`SchemaUnchanged`, `ContractUnchanged`,
   `PartitioningUnchanged`, `FragmentsUnchanged`, `NoConcurrentCommit`,
   `DatasetAbsent`, and `Check` for an invariant a caller re-checks, such as primary
-  key uniqueness). `lakever.log.Log.commit` checks every requirement against each
+  key uniqueness). `lakever.log.Line.commit` checks every requirement against each
   winner, then applies the updates to the newest one.
 
 `apply` turns a change into the fields of the next snapshot; the manifest list is

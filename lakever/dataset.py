@@ -63,7 +63,7 @@ class Dataset(SnapshotView):
             )
         if state.branch_name != MAIN_BRANCH:
             info = refs.get_branch(state.storage, state.branch_name)
-            if info is None or info.id != state.line.branch:
+            if info is None or info.id != state.line.branch_id:
                 raise ReadOnlyDataset(
                     f"cannot {what}: branch {state.branch_name!r} of {self.uri} was deleted"
                 )
@@ -311,7 +311,7 @@ class Dataset(SnapshotView):
         """
         s = self._state
         return refs.create_tag(
-            s.storage, name, snapshot_id=s.snap.snapshot_id, branch_id=s.snap.branch,
+            s.storage, name, snapshot_id=s.snap.snapshot_id, branch_id=s.snap.branch_id,
             version=s.snap.version, author=author or default_author(), message=message or "",
         )  # fmt: skip
 
@@ -327,7 +327,7 @@ class Dataset(SnapshotView):
             RefExists: a branch with that name exists.
         """
         s = self._state
-        base = (s.snap.branch, s.snap.version, s.snap.snapshot_id)
+        base = (s.snap.branch_id, s.snap.version, s.snap.snapshot_id)
         info = refs.create_branch(s.storage, name, base=base, author=author or default_author())
         line = refs.line_for(s.storage, info.id)
         return Dataset(SnapshotState(s.storage, line, s.snap, name, writable=True))

@@ -185,12 +185,12 @@ class Diff:
             "a": {
                 "version": self.a.version,
                 "snapshot_id": self.a.snapshot_id,
-                "branch": self.a.branch,
+                "branch": self.a.branch_name,
             },
             "b": {
                 "version": self.b.version,
                 "snapshot_id": self.b.snapshot_id,
-                "branch": self.b.branch,
+                "branch": self.b.branch_name,
             },
             **self.summary.to_dict(),
         }

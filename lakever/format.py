@@ -372,7 +372,8 @@ class Snapshot:
 
     snapshot_id: str
     parent_id: str | None
-    branch: str
+    #: Id of the branch whose log holds this record ("main" for the default branch).
+    branch_id: str
     version: int
     timestamp: datetime
     operation: str
@@ -403,7 +404,7 @@ class Snapshot:
         out: dict[str, Any] = {
             "format_version": self.format_version,
             "parent_id": self.parent_id,
-            "branch": self.branch,
+            "branch": self.branch_id,
             "version": self.version,
             "timestamp": format_time(self.timestamp),
             "operation": self.operation,
@@ -512,7 +513,7 @@ def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
         return Snapshot(
             snapshot_id=claimed,
             parent_id=j["parent_id"],
-            branch=j["branch"],
+            branch_id=j["branch"],
             version=int(j["version"]),
             timestamp=parse_time(j["timestamp"]),
             operation=j["operation"],

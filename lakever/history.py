@@ -23,10 +23,10 @@ def commit_of(state: SnapshotState, snap: Snapshot, names: dict[str, str] | None
     """``snap``'s commit record, its branch named (``names``: branch id -> name, a cache)."""
     names = {} if names is None else names
     if not names:
-        names[state.line.branch] = state.branch_name
-    if snap.branch not in names:
-        names[snap.branch] = owner_name(state.storage, snap)
-    return Commit.from_snapshot(snap, branch_name=names[snap.branch])
+        names[state.line.branch_id] = state.branch_name
+    if snap.branch_id not in names:
+        names[snap.branch_id] = owner_name(state.storage, snap)
+    return Commit.from_snapshot(snap, branch_name=names[snap.branch_id])
 
 
 def commits(state: SnapshotState, limit: int | None) -> list[Commit]:

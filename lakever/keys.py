@@ -277,7 +277,7 @@ class KeyCheck:
             )
 
     def recheck(self, added: Sequence[FragmentEntry]) -> Callable[[Snapshot, Snapshot], None]:
-        """The `Log.commit` hook: refuse to replay ``added`` on a winner that added a same key."""
+        """The `Line.commit` hook: refuse to replay ``added`` on a winner that added a same key."""
 
         def hook(previous: Snapshot, winner: Snapshot) -> None:
             before = {e.path for m in previous.manifests for e in read_manifest(self.storage, m)}

@@ -45,10 +45,10 @@ from lakever.manifest_list import ManifestIO, merge_levels
 from lakever.retry import COMMITS
 from lakever.storage import Storage
 
-__all__ = ["Log"]
+__all__ = ["Line"]
 
 
-class Log:
+class Line:
     """The line of history of one branch: its own log, plus its base's line below it.
 
     A branch made at version ``b`` of another line shares versions ``0..b`` with
@@ -62,13 +62,13 @@ class Log:
         self,
         storage: Storage,
         branch: str = MAIN_BRANCH,
-        base: tuple[Log, int] | None = None,
+        base: tuple[Line, int] | None = None,
         *,
         base_snapshot_id: str | None = None,
         name: str | None = None,
     ) -> None:
         self.storage = storage
-        self.branch = branch
+        self.branch_id = branch
         self.base = base
         self.base_snapshot_id = base_snapshot_id
         self.name = name if name is not None else (branch if branch == MAIN_BRANCH else None)
@@ -81,21 +81,21 @@ class Log:
         """Return the snapshot at ``version``, or None if that version does not exist."""
         if version < self.first_own:
             return self.base[0].read(version) if self.base is not None and version >= 0 else None
-        rel = log_path(self.branch, version)
+        rel = log_path(self.branch_id, version)
         try:
             data = self.storage.read_bytes(rel)
         except FileNotFoundError:
             return None
         snap = decode_snapshot(data, path=self.storage.full_path(rel))
-        if snap.version != version or snap.branch != self.branch:
+        if snap.version != version or snap.branch_id != self.branch_id:
             raise CorruptMetadata(
                 f"metadata file {self.storage.full_path(rel)} claims to be version "
-                f"{snap.version} of branch {snap.branch!r}; it was moved or copied",
+                f"{snap.version} of branch {snap.branch_id!r}; it was moved or copied",
                 path=self.storage.full_path(rel),
             )
         return snap
 
-    def owner(self, version: int) -> Log:
+    def owner(self, version: int) -> Line:
         """The line whose own log holds ``version``."""
         line = self
         while line.base is not None and version < line.first_own:
@@ -105,11 +105,11 @@ class Log:
     def entry_path(self, version: int) -> str:
         """The full path of the log entry of ``version`` on this line."""
         owner = self.owner(version)
-        return owner.storage.full_path(log_path(owner.branch, version))
+        return owner.storage.full_path(log_path(owner.branch_id, version))
 
     def exists(self, version: int) -> bool:
         """Whether this branch's own log holds ``version`` (no read, no check)."""
-        return self.storage.exists(log_path(self.branch, version))
+        return self.storage.exists(log_path(self.branch_id, version))
 
     def _gallop(self, lo: int) -> int:
         """Given that ``lo`` exists, return the newest existing version."""
@@ -128,7 +128,7 @@ class Log:
 
     def _hint(self) -> int | None:
         try:
-            raw = self.storage.read_bytes(latest_hint_path(self.branch))
+            raw = self.storage.read_bytes(latest_hint_path(self.branch_id))
         except FileNotFoundError:
             return None
         hint = _chain.parse_hint(raw)
@@ -264,10 +264,10 @@ class Log:
         current = base
         merged: dict[tuple[str, ...], tuple[ManifestRef, ...]] = {}
         for _attempt in COMMITS.attempts():
-            snap = _build(current, change, self.branch, apply(current, change, io), io, merged)
+            snap = _build(current, change, self.branch_id, apply(current, change, io), io, merged)
             self.storage.flush()
             if self.storage.put_if_absent(
-                log_path(self.branch, snap.version), encode_snapshot(snap)
+                log_path(self.branch_id, snap.version), encode_snapshot(snap)
             ):
                 # Acknowledge only a version the head shows: not one that filled a gap.
                 _chain.check_successor(self, snap)
@@ -302,13 +302,13 @@ class Log:
         with contextlib.suppress(OSError):
             self.storage.write_hint(
                 snapshot_index_path(snap.snapshot_id),
-                canonical_json({"branch": snap.branch, "version": snap.version}),
+                canonical_json({"branch": snap.branch_id, "version": snap.version}),
             )
 
     def _write_hint(self, version: int) -> None:
         # The hint is advisory: readers probe forward from any older value.
         with contextlib.suppress(OSError):
-            self.storage.write_hint(latest_hint_path(self.branch), b"%020d\n" % version)
+            self.storage.write_hint(latest_hint_path(self.branch_id), b"%020d\n" % version)
 
 
 def _build(
@@ -348,7 +348,7 @@ def _build(
     snap = Snapshot(
         snapshot_id="",
         parent_id=base.snapshot_id if base else None,
-        branch=branch,
+        branch_id=branch,
         version=base.version + 1 if base else 0,
         timestamp=now,
         operation=change.operation if base is not None else "create",

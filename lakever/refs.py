@@ -43,7 +43,7 @@ from lakever.format import (
     parse_time,
     snapshot_index_path,
 )
-from lakever.log import Log
+from lakever.log import Line
 from lakever.storage import Storage
 
 __all__ = [
@@ -352,13 +352,13 @@ def list_events(storage: Storage) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ lines & lookup
 
 
-def line_for(storage: Storage, branch_id: str) -> Log:
-    """The `Log` of a branch id, with its base lines chained below it."""
+def line_for(storage: Storage, branch_id: str) -> Line:
+    """The `Line` of a branch id, with its base lines chained below it."""
     info = branch_by_id(storage, branch_id)
     if info.base is None:
-        return Log(storage, info.id, name=info.name)
+        return Line(storage, info.id, name=info.name)
     base_id, base_version, base_snapshot_id = info.base
-    return Log(
+    return Line(
         storage,
         info.id,
         (line_for(storage, base_id), base_version),

@@ -1,7 +1,7 @@
 """The one retry policy of the commit protocol: a bound, and exponential backoff with jitter.
 
 A writer that loses the race for a version re-reads the winners, re-checks its
-requirements and tries again on top of them (`lakever.log.Log.commit`); a merge
+requirements and tries again on top of them (`lakever.log.Line.commit`); a merge
 whose target moved re-plans (`lakever._merge_commit`). Both draw their attempts
 from `RetryPolicy.attempts`, so retries are bounded in number and in time, and
 contending writers spread out (full jitter: each waits a random time up to a cap

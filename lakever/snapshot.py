@@ -21,7 +21,7 @@ from lakever._metafiles import read_schema
 from lakever.evolution import stats_compatible
 from lakever.format import FragmentEntry, Snapshot, schema_id
 from lakever.fragments import read_manifest
-from lakever.log import Log
+from lakever.log import Line
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.storage import Storage
 
@@ -34,7 +34,7 @@ class SnapshotState:
 
     storage: Storage
     #: The line of history (branch log) the snapshot was reached through.
-    line: Log
+    line: Line
     snap: Snapshot
     #: The branch name the view was opened on (detached views: the committing branch).
     branch_name: str

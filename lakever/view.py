@@ -28,7 +28,7 @@ from lakever.diffresult import Diff
 from lakever.errors import DatasetNotFound, InvalidArgument
 from lakever.field_tree import schema_changes
 from lakever.format import Snapshot
-from lakever.log import Log
+from lakever.log import Line
 from lakever.partitioning import Transform
 from lakever.planner import bind, plan_scan
 from lakever.reader import ExplainReport, ScanPlan, to_lazy
@@ -60,7 +60,7 @@ class SnapshotView:
 
     def __reduce__(self) -> tuple[Any, ...]:
         s = self._state
-        args = (s.storage, s.snap.branch, s.snap.version, s.snap.snapshot_id, s.branch_name)
+        args = (s.storage, s.snap.branch_id, s.snap.version, s.snap.snapshot_id, s.branch_name)
         return (_reopen, (type(self), *args, s.writable))
 
     def __repr__(self) -> str:
@@ -80,7 +80,7 @@ class SnapshotView:
         return self._state.snap
 
     @property
-    def _log(self) -> Log:
+    def _log(self) -> Line:
         return self._state.line
 
     # ----------------------------------------------------------------- identity

@@ -108,7 +108,7 @@ def test_json_names_branches_never_ids(tmp_path):
     path = str(tmp_path / "events")
     ds = lv.create_dataset(path, events(0, 3))
     exp = ds.branch("exp").append(events(10, 1))
-    branch_id = exp.commit.branch
+    branch_id = exp.commit.branch_id
     assert re.fullmatch(r"[0-9a-f]{32}", branch_id)
     log = json.loads(run("log", path, "--branch", "exp", "--json"))
     assert [c["branch"] for c in log] == ["exp", "main"]

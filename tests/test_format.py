@@ -27,7 +27,7 @@ def _snap(**kw) -> Snapshot:
     base = {
         "snapshot_id": "",
         "parent_id": None,
-        "branch": "main",
+        "branch_id": "main",
         "version": 0,
         "timestamp": datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC),
         "operation": "create",

@@ -9,7 +9,7 @@ import pytest
 import lakever as lv
 from lakever._chain import WINDOW
 from lakever.format import latest_hint_path
-from lakever.log import Log
+from lakever.log import Line
 from lakever.storage import LocalStorage
 from tests._data import events
 
@@ -38,7 +38,7 @@ def test_latest_found_whatever_the_hint(ten_versions, content):
     else:
         hint.write_bytes(content)
     assert lv.open_dataset(str(ten_versions)).version == 9
-    assert Log(LocalStorage(str(ten_versions))).latest_version() == 9
+    assert Line(LocalStorage(str(ten_versions))).latest_version() == 9
 
 
 class CountingStorage(LocalStorage):
@@ -64,7 +64,7 @@ def test_open_cost_is_independent_of_history(local_location):
         while ds.version < target:
             ds = ds.append(events(ds.version, 1))
         store = CountingStorage(local_location)
-        log = Log(store)
+        log = Line(store)
         log.head()
         costs[target] = store.calls
         store.calls = 0
@@ -80,7 +80,7 @@ def test_search_without_hint_is_logarithmic(local_location):
         ds = ds.append(events(i, 1))
     _hint(Path(local_location)).unlink()
     store = CountingStorage(local_location)
-    assert Log(store).latest_version() == 129
+    assert Line(store).latest_version() == 129
     assert store.calls <= 2 * 8 + 3 + WINDOW  # gallop + binary search (log2(130) ~ 7) + gap probe
 
 
@@ -90,7 +90,7 @@ def test_time_travel_reads_logarithmically(local_location):
         ds = ds.append(events(i, 1))
     target = lv.open_dataset(local_location, version=37).timestamp
     store = CountingStorage(local_location)
-    log = Log(store)
+    log = Line(store)
     head = log.head()
     assert head is not None
     store.calls = 0
@@ -121,7 +121,7 @@ def test_append_conflicts_with_schema_change(local_location):
     # A commit with another schema lands (schema evolution arrives in a later release; this
     # writes the record directly through the log to stand for it).
     schema, last = assign_field_ids(events(0, 0).schema.append(lv_field()))
-    log = Log(LocalStorage(local_location))
+    log = Line(LocalStorage(local_location))
     change = Change(
         operation="append",
         author="t",

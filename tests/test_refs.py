@@ -191,7 +191,7 @@ def test_commits_name_their_branch(ds):
         (1, "main"),
         (0, "main"),
     ]
-    assert b.commit.branch_name == "b" and b.commit.branch != "b"  # the id is internal
+    assert b.commit.branch_name == "b" and b.commit.branch_id != "b"  # the id is internal
     assert b.commit.to_dict()["branch_name"] == "b"
     lv.open_dataset(ds.uri).delete_branch("b")
     old = lv.open_dataset(ds.uri, version=b.snapshot_id)

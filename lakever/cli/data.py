@@ -182,6 +182,7 @@ def overwrite(
 def commit_json(c: lv.Commit) -> dict[str, Any]:
     """A commit as JSON: the branch by name (branch ids are internal)."""
     out = c.to_dict()
+    out.pop("branch_id", None)
     out["branch"] = out.pop("branch_name")
     return out
 
