@@ -43,7 +43,7 @@ from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ReadTask, ScanPlan
 from lakever.refs import Tag
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "FORMAT_VERSION",
