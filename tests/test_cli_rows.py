@@ -105,3 +105,22 @@ def test_errors_are_one_line(lake, args, message):
 def test_bad_mode_is_a_usage_error(lake):
     result = runner.invoke(app, ["delete", lake, "--where", "id = 1", "--mode", "bogus"])
     assert result.exit_code == 2
+
+
+def test_diff_limits_columns_and_upsert_evolves(tmp_path):
+    path = str(tmp_path / "events")
+    ds = lv.create_dataset(path, events(0, 5), primary_key=["id"])
+    ds.update(set={"category": "'zz'"}, where="id = 1")
+    runner = CliRunner()
+    out = runner.invoke(app, ["diff", path, "0", "1", "--column", "value", "--json"])
+    assert out.exit_code == 0, out.output
+    assert '"rows_changed": 0' in out.output  # only category changed
+    out = runner.invoke(app, ["diff", path, "0", "1", "--column", "category", "--json"])
+    assert '"rows_changed": 1' in out.output
+    out = runner.invoke(app, ["diff", path, "0", "1", "--column", "nope"])
+    assert "--column 'nope' is not a column" in str(out.exception)
+    rows = tmp_path / "new.csv"
+    rows.write_text("id,value,category,score\n7,0.5,a,9\n")
+    out = runner.invoke(app, ["upsert", path, str(rows), "--schema-mode", "add"])
+    assert out.exit_code == 0, out.output
+    assert lv.open_dataset(path).schema.names == ["id", "value", "category", "score"]

@@ -87,7 +87,7 @@ def _commit_line(ds: lv.Dataset) -> str:
     )
 
 
-def _schema_mode(mode: SchemaMode) -> Literal["strict", "add", "merge"]:
+def schema_mode_value(mode: SchemaMode) -> Literal["strict", "add", "merge"]:
     return mode.value
 
 
@@ -147,7 +147,7 @@ def append(
     ds = lv.open_dataset(path, branch=branch)
     ds = ds.append(
         read_input(file, ds.schema),
-        schema_mode=_schema_mode(schema_mode),
+        schema_mode=schema_mode_value(schema_mode),
         message=message,
         author=author,
     )
@@ -169,7 +169,7 @@ def overwrite(
     ds = lv.open_dataset(path, branch=branch)
     ds = ds.overwrite(
         read_input(file, ds.schema),
-        schema_mode=_schema_mode(schema_mode),
+        schema_mode=schema_mode_value(schema_mode),
         message=message,
         author=author,
     )

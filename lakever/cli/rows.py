@@ -18,6 +18,9 @@ from lakever.cli.data import (
     JSON_OPT,
     MESSAGE_OPT,
     PATH_ARG,
+    SCHEMA_MODE_OPT,
+    SchemaMode,
+    schema_mode_value,
     parse_version,
 )
 
@@ -118,6 +121,7 @@ def upsert(
     file: Path = typer.Argument(..., help="Parquet or CSV file with the rows to upsert."),
     key: list[str] | None = KEY_OPT,
     mode: Mode = MODE_OPT,
+    schema_mode: SchemaMode = SCHEMA_MODE_OPT,
     message: str | None = MESSAGE_OPT,
     author: str | None = AUTHOR_OPT,
     branch: str | None = BRANCH_OPT,
@@ -128,7 +132,12 @@ def upsert(
     """
     ds = lv.open_dataset(path, branch=branch)
     after = ds.upsert(
-        read_input(file, ds.schema), on=key or None, mode=_m(mode), message=message, author=author
+        read_input(file, ds.schema),
+        on=key or None,
+        mode=_m(mode),
+        schema_mode=schema_mode_value(schema_mode),
+        message=message,
+        author=author,
     )
     typer.echo(_committed(ds, after, "(no rows in the file)"))
 
@@ -177,9 +186,14 @@ def _more(what: str, n: int) -> None:
 
 
 def _sides(
-    path: str, a: str, b: str, branch: str | None, key: list[str] | None
+    path: str,
+    a: str,
+    b: str,
+    branch: str | None,
+    key: list[str] | None,
+    columns: list[str] | None = None,
 ) -> tuple[lv.Dataset, lv.Dataset]:
-    """Open both sides as `lv.diff` resolves them, and check ``--key`` against their columns."""
+    """Open both sides as `lv.diff` resolves them; check ``--key`` and ``--column``."""
     sides = []
     for text in (a, b):
         ref = _ref(text)
@@ -196,6 +210,13 @@ def _sides(
             f"--key {unknown[0]!r} is not a column of version {sides[0].version} or version "
             f"{sides[1].version} (columns: {', '.join(names)})"
         )
+    both = [n for n in sides[1].schema.names if n in sides[0].schema.names]
+    one_sided = [c for c in columns or () if c not in both]
+    if one_sided:
+        raise lv.InvalidArgument(
+            f"--column {one_sided[0]!r} is not a column of both version {sides[0].version} and "
+            f"version {sides[1].version} (columns both have: {', '.join(both)})"
+        )
     return sides[0], sides[1]
 
 
@@ -204,13 +225,19 @@ def diff(
     a: str = typer.Argument(..., help="Older side: version, time, tag, branch or snapshot id."),
     b: str = typer.Argument(..., help="Newer side, likewise."),
     key: list[str] | None = KEY_OPT,
+    columns: list[str] | None = typer.Option(
+        None,
+        "--column",
+        "-c",
+        help="Compare (and show) only this column (repeat for several), plus the key.",
+    ),
     rows: int = typer.Option(0, "--rows", "-n", min=0, help="Also show up to N rows of each kind."),
     branch: str | None = BRANCH_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show what changed between two snapshots: rows, fragments and schema."""
-    side_a, side_b = _sides(path, a, b, branch, key)
-    d = lv.diff(path, _ref(a), _ref(b), on=key or None, branch=branch)
+    side_a, side_b = _sides(path, a, b, branch, key, columns)
+    d = lv.diff(path, _ref(a), _ref(b), on=key or None, columns=columns or None, branch=branch)
     s = d.summary
     if as_json:
         out = d.to_dict()
