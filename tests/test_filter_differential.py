@@ -336,7 +336,7 @@ def cases(draw: st.DrawFn) -> tuple[pa.Table, str, int]:
     return table, where, draw(st.integers(1, 6))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(deadline=None, suppress_health_check=list(HealthCheck))  # examples: the profile
 @given(case=cases())
 def test_every_read_path_agrees_with_duckdb_over_the_rows(tmp_path_factory, case):
     table, where, rows = case

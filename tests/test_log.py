@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 import lakever as lv
+from lakever import refs
 from lakever._chain import WINDOW
-from lakever.format import latest_hint_path
+from lakever.format import latest_hint_path, log_path
 from lakever.log import Line
-from lakever.storage import LocalStorage
+from lakever.storage import LocalStorage, open_storage
 from tests._data import events
 
 
@@ -171,3 +172,33 @@ def test_commit_times_increase_even_if_the_clock_goes_back(local_location, monke
     assert times[1] > ds.timestamp
     # time travel still finds each version
     assert lv.open_dataset(local_location, version=times[1]).version == 1
+
+
+def _copy_entry(location: str, source: str, target: str) -> None:
+    """Replace the log entry ``target`` by the bytes of ``source`` (a valid record)."""
+    store = open_storage(location)
+    data = store.read_bytes(source)
+    store.delete(target)
+    assert store.put_if_absent(target, data)
+
+
+def test_an_entry_copied_to_another_version_is_refused(location):
+    ds = lv.create_dataset(location, events(0, 1))
+    for i in range(1, 3):
+        ds = ds.append(events(i, 1))
+    _copy_entry(location, log_path("main", 1), log_path("main", 2))
+    with pytest.raises(lv.CorruptMetadata, match="claims to be version 1 of branch 'main'"):
+        lv.open_dataset(location, version=2)
+
+
+def test_an_entry_copied_to_another_branch_is_refused(location):
+    ds = lv.create_dataset(location, events(0, 1))
+    ds.branch("exp").append(events(10, 1))  # version 1 of branch exp
+    ds.append(events(1, 1))  # version 1 of main
+    info = refs.get_branch(open_storage(location), "exp")
+    assert info is not None
+    # The same version number, but main's record: it must not pass for the branch's.
+    _copy_entry(location, log_path("main", 1), log_path(info.id, 1))
+    with pytest.raises(lv.CorruptMetadata, match="claims to be version 1 of branch 'main'"):
+        lv.open_dataset(location, branch="exp", version=1)
+    assert lv.open_dataset(location).to_arrow()["id"].to_pylist() == [0, 1]
