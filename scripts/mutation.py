@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".mutation"
 
 # mutmut's exit codes per mutant (mutmut/stats.py), folded into the buckets we report.
 _STATUS = {
@@ -86,9 +85,9 @@ def _pyproject_for(shared: dict[str, Any], module: dict[str, Any]) -> str:
     return text + "\n".join(lines) + "\n"
 
 
-def prepare(name: str, shared: dict[str, Any], module: dict[str, Any]) -> Path:
-    """Create (or refresh) the module's work directory."""
-    work = WORK / name
+def prepare(root: Path, name: str, shared: dict[str, Any], module: dict[str, Any]) -> Path:
+    """Create (or refresh) the module's work directory under ``root``."""
+    work = root / name
     work.mkdir(parents=True, exist_ok=True)
     for link in ("lakever", "tests", "examples"):
         target = work / link
@@ -152,8 +151,9 @@ def run_module(
     sample: int | None,
     seed: int,
     jobs: int,
+    root: Path,
 ) -> dict[str, Any]:
-    work = prepare(name, shared, module)
+    work = prepare(root, name, shared, module)
     # Few derandomised hypothesis examples per mutant: every run draws the same ones.
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HYPOTHESIS_PROFILE": "mutation"}
     mutmut = [sys.executable, "-m", "mutmut"]
@@ -181,7 +181,7 @@ def run_module(
     summary = results(work, module, only)
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["exit_code"] = proc.returncode
-    summary["log"] = str(log.relative_to(ROOT))
+    summary["log"] = str(log)
     if sample is not None:
         summary["sample"] = {"size": len(only or ()), "seed": seed}
     return summary
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "mutation.json"))
+    parser.add_argument("--work", default=str(ROOT / ".mutation"), help="work directories")
     args = parser.parse_args(argv)
 
     shared, modules = load_config()
@@ -209,7 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'module':<14}{'killed':>8}{'survived':>10}{'no tests':>10}{'timeout':>9}{'rate':>8}")
     for name in chosen:
         s = run_module(
-            name, shared, modules[name], sample=args.sample, seed=args.seed, jobs=args.jobs
+            name,
+            shared,
+            modules[name],
+            sample=args.sample,
+            seed=args.seed,
+            jobs=args.jobs,
+            root=Path(args.work),
         )
         report[name] = s
         rate = "-" if s["kill_rate"] is None else f"{s['kill_rate']:.1%}"
@@ -219,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
+    report = dict(sorted(report.items()))
     path.write_text(json.dumps({"tool": "mutmut", "modules": report}, indent=2) + "\n", "utf-8")
     print(f"summary written to {path}")
     return 0

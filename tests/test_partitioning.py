@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import lakever as lv
 
@@ -175,3 +178,102 @@ def test_row_changes_keep_the_partitioning(location):
     got = ds.to_arrow(filter="category = 'view'")
     assert 3 in got["id"].to_pylist()
     assert ds.num_rows == 63
+
+
+# ------------------------------------------- partition ranges at the edges, differentially
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+# Instants where a year, a month, a day or an hour begins or ends (UTC).
+_ANCHORS = [
+    datetime(2026, 1, 1),
+    datetime(2026, 2, 28, 23),
+    datetime(2024, 2, 29, 23, 59, 59),
+    datetime(2026, 12, 31, 23, 59, 59),
+    datetime(2026, 6, 15, 0, 59, 59),
+    datetime(1969, 12, 31, 23, 59, 59),
+]
+_OFFSETS = {"": 0, "+00:00": 0, "+05:30": 330, "-08:00": -480}
+
+
+def _ticks(instant: datetime, unit: str) -> int:
+    return int((instant - datetime(1970, 1, 1)).total_seconds()) * _PER_SECOND[unit]
+
+
+def _text(ticks: int, unit: str, offset: str) -> str:
+    """``ticks`` (UTC) as a timestamp literal at full precision, in the wall time of ``offset``."""
+    per_s = _PER_SECOND[unit]
+    seconds, frac = divmod(ticks, per_s)
+    wall = datetime(1970, 1, 1) + timedelta(seconds=seconds, minutes=_OFFSETS[offset])
+    digits = len(str(per_s)) - 1
+    return wall.strftime("%Y-%m-%d %H:%M:%S") + (f".{frac:0{digits}d}" if digits else "") + offset
+
+
+@st.composite
+def _edge_cases(draw: st.DrawFn) -> tuple[pa.Table, object, list[str]]:
+    kind = draw(st.sampled_from(["timestamp", "timestamp", "date"]))
+    if kind == "date":
+        t: pa.DataType = pa.date32()
+        transform = draw(st.sampled_from([lv.year, lv.month, lv.day]))
+    else:
+        unit = draw(st.sampled_from(list(_PER_SECOND)))
+        tz = draw(st.sampled_from([None, "UTC", "+05:30", "-08:00", "America/New_York"]))
+        t = pa.timestamp(unit, tz=tz)
+        transform = draw(st.sampled_from([lv.year, lv.month, lv.day, lv.hour]))
+    unit = "s" if kind == "date" else t.unit
+    per_day = 86_400 * _PER_SECOND[unit]
+    # The last tick of an hour or a day, the first of the next, and their neighbours.
+    points = st.builds(
+        lambda a, d: _ticks(a, unit) + _PER_SECOND[unit] - 1 + d,
+        st.sampled_from(_ANCHORS),
+        st.sampled_from([-1, 0, 1, 2]),
+    )
+    ticks = draw(st.lists(points, min_size=1, max_size=8))
+    if kind == "date":
+        days = [v // per_day for v in ticks]
+        column = pa.array([*days, None], pa.int32()).cast(pa.date32())
+    else:
+        column = pa.array([*ticks, None], pa.int64()).cast(t)
+    table = pa.table({"id": pa.array(range(len(column)), pa.int64()), "c": column})
+    filters = []
+    for _ in range(3):
+        v = draw(st.sampled_from(ticks))
+        if kind == "date":
+            text = _text((v // per_day) * 86_400, "s", "")[:10]
+        else:
+            offset = draw(st.sampled_from(list(_OFFSETS) if t.tz else [""]))
+            text = _text(v, unit, offset)
+        literal = f"'{text}'"
+        op = draw(st.sampled_from(["=", "<", "<=", ">", ">=", "<>"]))
+        filters.append(f"{literal} {op} c" if draw(st.booleans()) else f"c {op} {literal}")
+    return table, transform, filters
+
+
+def _reference(table: pa.Table, where: str) -> list[int] | None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        con.register("t", table)
+        return sorted(r[0] for r in con.sql(f"SELECT id FROM t WHERE {where}").fetchall())
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+@given(_edge_cases())
+def test_partition_ranges_never_drop_a_row_at_the_edges(case):
+    """Every unit and offset, the last tick of an hour/day/month/year: DuckDB is the reference."""
+    table, transform, filters = case
+    uri = f"memory://lakever-tests/{uuid.uuid4().hex}/ds"
+    ds = lv.create_dataset(uri, table, partition_by=[transform("c")])
+    for where in filters:
+        expected = _reference(table, where)
+        if expected is None:
+            with pytest.raises(lv.LakeverError):
+                ds.to_arrow(filter=where)
+            continue
+        assert ids(ds.to_arrow(filter=where)) == expected, where
+        got = sorted(r[0] for r in ds.sql(f"SELECT id FROM self WHERE {where}").fetchall())
+        assert got == expected, where
