@@ -37,14 +37,14 @@ SCHEMA, _ = assign_field_ids(
         ]
     )
 )
-I, F, S, TS = 1, 2, 3, 4
+I, F, S, TS = 1, 2, 3, 4  # noqa: E741 - field ids named like their columns
 
 
 def tree(text: str):
     return bind_filter(text, SCHEMA).prune
 
 
-def C(fid: int, op: str, value: str) -> Compare:  # noqa: N802 - reads like the tree
+def C(fid: int, op: str, value: str) -> Compare:
     return Compare(fid, op, value)
 
 
