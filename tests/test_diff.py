@@ -412,3 +412,33 @@ def test_a_keyed_diff_matches_null_keys_and_compares_null_values(versions, size)
             ["v"],
         )
     assert d.summary.rows_changed == len(changed)
+
+
+def test_a_keyed_diff_without_changed_rows_has_an_empty_changed_table(ds):
+    after = ds.delete(where="id = 3")
+    d = ds.diff(after)
+    changed = d.changed()
+    assert changed.num_rows == 0
+    assert changed.column_names == ["id", "_changed_columns", "_old", "_new"]
+    assert [r["id"] for r in d.removed().to_pylist()] == [3]
+
+
+def test_diff_to_dict_names_both_snapshots(ds):
+    after = ds.branch("b").delete(where="id < 2")
+    got = ds.diff(after).to_dict()
+    assert got["a"] == {"version": 0, "snapshot_id": ds.snapshot_id, "branch": "main"}
+    assert (got["b"]["version"], got["b"]["snapshot_id"]) == (1, after.snapshot_id)
+    assert (got["rows_removed"], got["rows_added"], got["rows_changed"]) == (2, 0, 0)
+
+
+@pytest.mark.xfail(strict=True, reason="Diff.to_dict names a branch by its internal id (9 §7)")
+def test_diff_to_dict_names_branches_not_their_ids(ds):
+    after = ds.branch("b").delete(where="id < 2")
+    assert ds.diff(after).to_dict()["b"]["branch"] == "b"
+
+
+def test_columns_only_one_side_has_cannot_be_compared(ds):
+    after = ds.evolve(add={"note": pa.string()})
+    with pytest.raises(lv.InvalidArgument, match=r"columns \['note'\] exist in only one") as e:
+        ds.diff(after, columns=["note"])
+    assert "cannot be compared" in str(e.value) and "pick columns both have" in str(e.value)
