@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,34 @@ def test_an_entry_copied_to_another_branch_is_refused(location):
     with pytest.raises(lv.CorruptMetadata, match="claims to be version 1 of branch 'main'"):
         lv.open_dataset(location, branch="exp", version=1)
     assert lv.open_dataset(location).to_arrow()["id"].to_pylist() == [0, 1]
+
+
+def test_time_travel_lands_on_the_last_commit_at_or_before_the_time(local_location):
+    ds = lv.create_dataset(local_location, events(0, 1))
+    handles = [ds]
+    for i in range(1, 12):
+        handles.append(handles[-1].append(events(i, 1)))
+    tick = timedelta(microseconds=1)
+    for h in handles:
+        assert lv.open_dataset(local_location, version=h.timestamp).version == h.version
+        if h.version:
+            assert lv.open_dataset(local_location, version=h.timestamp - tick).version == (
+                h.version - 1
+            )
+    with pytest.raises(lv.LakeverError, match="no version of .* existed at"):
+        lv.open_dataset(local_location, version=handles[0].timestamp - tick)
+    # A branch travels through its base's history too.
+    exp = handles[5].branch("exp").append(events(100, 1))
+    at = lv.open_dataset(local_location, branch="exp", version=handles[3].timestamp)
+    assert at.version == 3
+    assert lv.open_dataset(local_location, branch="exp", version=exp.timestamp).version == 6
+
+
+def test_history_walks_every_version_newest_first(local_location):
+    ds = lv.create_dataset(local_location, events(0, 1))
+    for i in range(1, 6):
+        ds = ds.append(events(i, 1))
+    exp = ds.branch("exp").append(events(9, 1))
+    assert [c.version for c in exp.history()] == [6, 5, 4, 3, 2, 1, 0]
+    assert [c.version for c in exp.history(limit=2)] == [6, 5]
+    assert [c.version for c in ds.history()] == [5, 4, 3, 2, 1, 0]
