@@ -217,7 +217,7 @@ def test_time_travel_lands_on_the_last_commit_at_or_before_the_time(local_locati
             assert lv.open_dataset(local_location, version=h.timestamp - tick).version == (
                 h.version - 1
             )
-    with pytest.raises(lv.LakeverError, match="no version of .* existed at"):
+    with pytest.raises(lv.LakeverError, match=r"no version of .* existed at"):
         lv.open_dataset(local_location, version=handles[0].timestamp - tick)
     # A branch travels through its base's history too.
     exp = handles[5].branch("exp").append(events(100, 1))
