@@ -213,12 +213,12 @@ def _edge_cases(draw: st.DrawFn) -> tuple[pa.Table, object, list[str]]:
     kind = draw(st.sampled_from(["timestamp", "timestamp", "date"]))
     if kind == "date":
         t: pa.DataType = pa.date32()
-        transform = draw(st.sampled_from([lv.year, lv.month, lv.day]))
+        transform = draw(st.sampled_from([lv.year, lv.month, lv.day, lv.identity]))
     else:
         unit = draw(st.sampled_from(list(_PER_SECOND)))
         tz = draw(st.sampled_from([None, "UTC", "+05:30", "-08:00", "America/New_York"]))
         t = pa.timestamp(unit, tz=tz)
-        transform = draw(st.sampled_from([lv.year, lv.month, lv.day, lv.hour]))
+        transform = draw(st.sampled_from([lv.year, lv.month, lv.day, lv.hour, lv.identity]))
     unit = "s" if kind == "date" else t.unit
     per_day = 86_400 * _PER_SECOND[unit]
     # The last tick of an hour or a day, the first of the next, and their neighbours.
@@ -277,3 +277,28 @@ def test_partition_ranges_never_drop_a_row_at_the_edges(case):
         assert ids(ds.to_arrow(filter=where)) == expected, where
         got = sorted(r[0] for r in ds.sql(f"SELECT id FROM self WHERE {where}").fetchall())
         assert got == expected, where
+
+
+def test_partition_directories_name_each_transform_value(local_location):
+    from lakever.partitioning import directory, resolve_spec
+
+    schema = pa.schema([("ts", pa.timestamp("us", "UTC")), ("d", pa.date32()), ("c", pa.string())])
+    from lakever.schema import assign_field_ids
+
+    with_ids, _ = assign_field_ids(schema)
+    spec = resolve_spec([lv.hour("ts"), lv.day("ts"), lv.month("d"), lv.year("d"), "c"], with_ids)
+    hours = (datetime(2026, 11, 1, 5) - datetime(1970, 1, 1)) // timedelta(hours=1)
+    record = [
+        {"field_id": 1, "transform": "hour", "value": hours},
+        {"field_id": 1, "transform": "day", "value": hours // 24},
+        {"field_id": 2, "transform": "month", "value": (2026 - 1970) * 12 + 10},
+        {"field_id": 2, "transform": "year", "value": 2026 - 1970},
+        {"field_id": 3, "transform": "identity", "value": "a/b c"},
+    ]
+    assert directory(record, spec) == (
+        "ts_hour=2026-11-01-05/ts_day=2026-11-01/d_month=2026-11/d_year=2026/c=a%2Fb%20c"
+    )
+    assert directory([{"field_id": 3, "transform": "identity", "value": None}], spec) == (
+        "c=__NULL__"
+    )
+    assert directory(None, spec) == ""
