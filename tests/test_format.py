@@ -264,8 +264,9 @@ def test_plain_relative_paths_are_accepted(rel):
     ],
 )
 def test_paths_that_could_escape_the_root_are_corrupt(rel):
-    with pytest.raises(lv.CorruptMetadata, match="not a plain path inside the dataset root"):
+    with pytest.raises(lv.CorruptMetadata, match="not a plain path inside the dataset root") as e:
         check_relative(rel)
+    assert e.value.path == str(rel)
 
 
 @pytest.mark.parametrize("value", [_ID, "f" * 32])
@@ -275,8 +276,9 @@ def test_object_ids_are_32_lowercase_hex_digits(value):
 
 @pytest.mark.parametrize("value", ["0" * 31, "0" * 33, _ID.upper(), "g" * 32, "../" + "0" * 29, 5])
 def test_other_object_ids_are_corrupt(value):
-    with pytest.raises(lv.CorruptMetadata, match="not 32 hex digits"):
+    with pytest.raises(lv.CorruptMetadata, match="not 32 hex digits") as e:
         check_object_id(value)
+    assert e.value.path == str(value)
 
 
 def test_paths_and_ids_of_metadata_objects():
