@@ -120,6 +120,10 @@ def test_a_cached_vector_is_checked_against_the_fragment_it_is_read_for(tmp_path
         positions_of(storage, entry(5, deletion=dv))
     with pytest.raises(lv.CorruptMetadata, match="does not hold 3"):
         positions_of(storage, entry(10, deletion=dataclasses.replace(dv, count=3)))
+    last = write_deletion_vector(storage, positions(1, 5))  # cached by the writer
+    with pytest.raises(lv.CorruptMetadata, match="below 5"):
+        positions_of(storage, entry(5, deletion=last))  # position 5 is past a 5-row fragment
+    assert positions_of(storage, entry(6, deletion=last)).to_pylist() == [1, 5]
 
 
 def test_an_unparsable_vector_is_corrupt(tmp_path):
@@ -132,6 +136,13 @@ def test_an_unparsable_vector_is_corrupt(tmp_path):
     dv = DeletionVector(path=rel, content_hash=f"sha256:{sha256_hex(data)}", count=1)
     with pytest.raises(lv.CorruptMetadata, match="cannot be parsed"):
         positions_of(storage, entry(10, deletion=dv))
+
+
+def test_the_cache_fills_its_budget_exactly():
+    cache = _Cache(max_positions=4)
+    cache.put(("s", "a"), positions(1, 2))
+    cache.put(("s", "b"), positions(3, 4))
+    assert cache.get(("s", "a")) is not None and cache.get(("s", "b")) is not None
 
 
 def test_the_cache_keeps_the_most_recent_vectors_within_its_budget():

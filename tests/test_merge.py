@@ -170,11 +170,14 @@ def test_the_schema_comes_from_the_side_that_changed_it():
 
 
 def test_schema_changes_on_both_sides_conflict_column_by_column():
-    base_s = {"fields": [field(1, "id"), field(2, "x"), field(3, "gone")]}
+    base_s = {"fields": [field(1, "id"), field(2, "x"), field(3, "gone"), field(7, "k")]}
     ours_s = {
         "fields": [field(1, "id"), field(2, "x2"), field(3, "g2"), field(4, "o"), field(6, "n")]
     }
-    theirs_s = {"fields": [field(1, "id"), field(2, "x3", "double"), field(5, "t"), field(6, "m")]}
+    theirs_s = {
+        "fields": [field(1, "id"), field(2, "x3", "double"), field(5, "t"), field(6, "m")]
+        + [field(7, "k2")]
+    }
     snaps = (snap("b", 0, base_s, 3), snap("o", 1, ours_s, 6), snap("t", 2, theirs_s, 6))
     p = plan([], [], [], snaps=snaps, strategy=None)
     assert p.kind == "three-way"
@@ -197,6 +200,12 @@ def test_schema_changes_on_both_sides_conflict_column_by_column():
             "item": "column 'n' (field id 6)",
             "ours": "added 'n'",
             "theirs": "added 'm'",
+        },
+        {
+            "kind": "schema",
+            "item": "column 'k2' (field id 7)",  # named as the side that kept it calls it
+            "ours": "dropped 'k'",
+            "theirs": "changed to 'k2' int64",
         },
     ]
     assert plan([], [], [], snaps=snaps, strategy="theirs").kind == "theirs"
