@@ -174,10 +174,8 @@ def test_schema_changes_on_both_sides_conflict_column_by_column():
     ours_s = {
         "fields": [field(1, "id"), field(2, "x2"), field(3, "g2"), field(4, "o"), field(6, "n")]
     }
-    theirs_s = {
-        "fields": [field(1, "id"), field(2, "x3", "double"), field(5, "t"), field(6, "m")]
-        + [field(7, "k2")]
-    }
+    theirs_fields = [field(1, "id"), field(2, "x3", "double"), field(5, "t"), field(6, "m")]
+    theirs_s = {"fields": [*theirs_fields, field(7, "k2")]}
     snaps = (snap("b", 0, base_s, 3), snap("o", 1, ours_s, 6), snap("t", 2, theirs_s, 6))
     p = plan([], [], [], snaps=snaps, strategy=None)
     assert p.kind == "three-way"
