@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "mutation.json"))
     parser.add_argument("--work", default=str(ROOT / ".mutation"), help="work directories")
+    parser.add_argument(
+        "--tests", help="comma-separated test files to use instead of the map's (one module)"
+    )
     args = parser.parse_args(argv)
 
     shared, modules = load_config()
@@ -202,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {sorted(modules)}")
     chosen = args.modules or list(modules)
+    if args.tests:
+        if len(chosen) != 1:
+            parser.error("--tests needs exactly one module")
+        modules[chosen[0]] = {**modules[chosen[0]], "tests": args.tests.split(",")}
 
     report: dict[str, Any] = {}
     path = Path(args.json)

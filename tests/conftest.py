@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 # Hypothesis profiles (docs/testing.md). HYPOTHESIS_PROFILE picks one; otherwise `ci`
 # when CI is set, `dev` elsewhere.
 #   ci        derandomised: the same examples on every run, so CI is reproducible;
-#   explore   randomised, as many examples as `ci`: what a fixed seed never draws
+#   explore   randomised: what a fixed seed never draws
 #             (.ci/run runs the property tests again with it);
 #   dev       randomised, local runs;
 #   mutation  derandomised and small: one mutant's tests run in seconds.
@@ -20,7 +20,7 @@ _QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 settings.register_profile(
     "ci", derandomize=True, deadline=None, max_examples=60, suppress_health_check=_QUIET
 )
-settings.register_profile("explore", deadline=None, max_examples=60, suppress_health_check=_QUIET)
+settings.register_profile("explore", deadline=None, max_examples=30, suppress_health_check=_QUIET)
 settings.register_profile("dev", deadline=None, max_examples=30, suppress_health_check=_QUIET)
 settings.register_profile(
     "mutation", derandomize=True, deadline=None, max_examples=12, suppress_health_check=_QUIET

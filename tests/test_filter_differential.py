@@ -349,7 +349,7 @@ def test_every_read_path_agrees_with_duckdb_over_the_rows(tmp_path_factory, case
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 @settings(
-    max_examples=300, deadline=None, derandomize=False, suppress_health_check=list(HealthCheck)
+    max_examples=150, deadline=None, derandomize=False, suppress_health_check=list(HealthCheck)
 )
 @given(case=cases())
 def test_every_read_path_agrees_random_sweep(tmp_path_factory, case):

@@ -17,8 +17,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-#: Modules whose mutants run against quick tests, and the size of the sample of each.
-SAMPLE = {"sql": 12, "deletion": 12, "merge": 12}
+#: Modules whose mutants run against quick tests: the sample size and the tests of each
+#: (the module's own test file, so the sample stays within a few minutes).
+SAMPLE = {
+    "sql": (10, "tests/test_sql.py"),
+    "deletion": (10, "tests/test_deletion.py"),
+    "merge": (10, "tests/test_merge.py"),
+}
 SEED = 20261201
 
 
@@ -29,7 +34,7 @@ def test_a_seeded_sample_of_mutants_is_killed(tmp_path):
         pytest.fail("mutmut is missing: install the dev extra (pip install -e '.[dev]')")
     report = tmp_path / "mutation.json"
     rates = {}
-    for module, size in SAMPLE.items():
+    for module, (size, tests) in SAMPLE.items():
         proc = subprocess.run(
             [
                 sys.executable,
@@ -45,6 +50,8 @@ def test_a_seeded_sample_of_mutants_is_killed(tmp_path):
                 str(tmp_path / "work"),
                 "--json",
                 str(report),
+                "--tests",
+                tests,
             ],
             capture_output=True,
             text=True,
