@@ -21,8 +21,8 @@ from lakever.expr import (
     bind_expression,
     bind_filter,
     parse_expression,
-    prune_columns,
 )
+from lakever.pruning import prune_columns
 from lakever.schema import assign_field_ids
 
 SCHEMA, _ = assign_field_ids(

@@ -146,7 +146,11 @@ def test_a_fragment_changed_on_both_sides_conflicts(ours, theirs, what, strategy
         {"kind": "fragment", "item": "data/a", "ours": what[0], "theirs": what[1]}
     ]
     assert p.kind == (strategy or "three-way")
-    assert p.fragments == [] and p.schema is None
+    if strategy is None:
+        assert p.fragments == [] and p.schema is None
+    else:  # that side's snapshot, whole
+        side = [*ours, frag("z")] if strategy == "ours" else [*theirs, frag("z")]
+        assert p.fragments == side and p.schema == SCHEMA
 
 
 def test_the_same_deletion_on_both_sides_is_still_a_change_on_both():

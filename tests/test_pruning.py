@@ -293,3 +293,23 @@ def test_one_row_fragments_are_kept_exactly_when_their_row_matches(case):
             assert report.fragments_after_stats_pruning == matching, where
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_zoned_bounds_keep_their_instant_whatever_the_process_imported(unit):
+    # Importing pandera changes how pyarrow turns aware Python datetimes back into Arrow
+    # values: bounds that made that round trip moved by the zone's offset, and pruning
+    # then dropped the fragment holding the matching row.
+    import pandera  # noqa: F401
+
+    t = pa.timestamp(unit, tz="+05:30")
+    instant = datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC)
+    table = pa.table({"id": [0, 1], "c": pa.array([instant, instant + timedelta(days=400)], t)})
+    ds = lv.create_dataset(f"memory://pruning/{uuid.uuid4().hex}", table, max_rows_per_fragment=1)
+    for where in (
+        "c = '2025-12-31 23:59:59'",
+        "c = '2026-01-01 05:29:59+05:30'",
+        "c < '2026-02-01'",
+    ):
+        assert ds.explain(where).fragments_after_stats_pruning == 1, where
+        assert ds.to_arrow(filter=where)["id"].to_pylist() == [0], where
