@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pandera  # noqa: F401 - once imported, pyarrow converts aware datetimes differently
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -164,13 +165,15 @@ def _literal(name: str, value: object, draw: st.DrawFn) -> str:
     if isinstance(value, datetime):
         text = value.replace(tzinfo=None).isoformat(sep=" ")
         if pa.types.is_timestamp(t) and t.tz is not None:
-            # Literals in other offsets are drawn by test_pruning.py's exact-pruning test and
-            # the partition-edge test; here they once failed in the random sweep in a way a
-            # replay did not reproduce (reported with the mutation-testing work).
+            # The same instant written in the wall time of other offsets.
+            east = (value.replace(tzinfo=None) + timedelta(hours=5, minutes=30)).isoformat(sep=" ")
+            west = (value.replace(tzinfo=None) - timedelta(hours=8)).isoformat(sep=" ")
             return draw(
                 st.sampled_from(
                     [
                         _sql_string(text + "+00:00"),
+                        _sql_string(east + "+05:30"),
+                        f"TIMESTAMPTZ {_sql_string(west + '-08:00')}",
                         f"TIMESTAMPTZ {_sql_string(text + '+00:00')}",
                         _sql_string(text),
                         f"CAST({_sql_string(text)} AS DATE)",
