@@ -47,6 +47,7 @@ def test_keyed_diff(ds, fragment_reads):
     assert d.removed()["id"].to_pylist() == [1, 2]
     changed = d.changed()
     assert changed.column_names == ["id", "_changed_columns", "_old", "_new"]
+    assert changed.schema.field("_old").type == changed.schema.field("_new").type == pa.struct([])
     assert changed.to_pylist() == [
         {
             "id": 41,
@@ -420,6 +421,7 @@ def test_a_keyed_diff_without_changed_rows_has_an_empty_changed_table(ds):
     changed = d.changed()
     assert changed.num_rows == 0
     assert changed.column_names == ["id", "_changed_columns", "_old", "_new"]
+    assert changed.schema.field("_old").type == changed.schema.field("_new").type == pa.struct([])
     assert [r["id"] for r in d.removed().to_pylist()] == [3]
 
 

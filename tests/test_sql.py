@@ -183,3 +183,21 @@ def test_sql_and_update_keep_the_nanoseconds_of_zoned_timestamps(location):
     )
     ds = ds.update(set={"ts": "ts + INTERVAL 1 second"}, where="ts > '1970-01-01 00:00:01.5+00'")
     assert sorted(v.value for v in ds.to_arrow()["ts"]) == [1_000_000_001, 3_000_000_002]
+
+
+def test_the_schema_map_reads_renamed_nested_fields_by_field_id(tmp_path):
+    # Written as s{x}, l[{y}]; the current schema renamed both children (same field ids).
+    def struct(name: str, fid: int) -> pa.DataType:
+        return pa.struct([pa.field(name, pa.int32(), metadata={FIELD_ID_KEY: str(fid).encode()})])
+
+    def schema(x: str, y: str) -> pa.Schema:
+        element = pa.field("element", struct(y, 5), metadata={FIELD_ID_KEY: b"4"})
+        return _with_ids([("s", struct(x, 2), 1), ("l", pa.list_(element), 3)])
+
+    stored = schema("x", "y")
+    path = _stored(
+        tmp_path, pa.table({"s": [{"x": 1}], "l": [[{"y": 2}, {"y": 3}]]}, schema=stored)
+    )
+    mapping = schema_map(schema("x2", "y2"))
+    rel = duckdb.sql(f"SELECT * FROM read_parquet({quote_literal(path)}, schema={mapping})")
+    assert rel.fetchall() == [({"x2": 1}, [{"y2": 2}, {"y2": 3}])]
