@@ -22,7 +22,7 @@ def snap(name: str, minute: int, schema: dict | None = None, last_field_id: int 
     return Snapshot(
         snapshot_id=name,
         parent_id=None,
-        branch="main",
+        branch_id="main",
         version=minute,
         timestamp=T0 + timedelta(minutes=minute),
         operation="append",
