@@ -150,7 +150,7 @@ def test_a_fragment_changed_on_both_sides_conflicts(ours, theirs, what, strategy
         assert p.fragments == [] and p.schema is None
     else:  # that side's snapshot, whole
         side = [*ours, frag("z")] if strategy == "ours" else [*theirs, frag("z")]
-        assert p.fragments == side and p.schema == SCHEMA
+        assert p.fragments == side and p.schema == SCHEMA and p.last_field_id == 2
 
 
 def test_the_same_deletion_on_both_sides_is_still_a_change_on_both():

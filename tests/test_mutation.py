@@ -22,7 +22,7 @@ ROOT = Path(__file__).parent.parent
 SAMPLE = {
     "sql": (10, "tests/test_sql.py"),
     "deletion": (10, "tests/test_deletion.py"),
-    "merge": (10, "tests/test_merge.py"),
+    "format": (10, "tests/test_format.py"),
 }
 SEED = 20261201
 

@@ -105,6 +105,7 @@ def test_duckdb_type_is_the_type_duckdb_reads(arrow, name):
         pa.duration("s"),
         pa.time64("ns"),
         pa.decimal256(40, 2),
+        pa.decimal256(39, 0),  # DuckDB's decimals stop at 38 digits
         pa.list_(pa.duration("ms")),
         pa.struct([("a", pa.int8()), ("d", pa.duration("s"))]),
         pa.map_(pa.duration("s"), pa.int8()),
