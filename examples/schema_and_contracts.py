@@ -48,12 +48,16 @@ def main(root: str = "lake") -> None:
     )
     ds = lv.create_dataset(uri, first, contract=orders_contract(pl.Int32), message="first orders")
     print(f"created version {ds.version}: {ds.schema.names}")
+    assert ds.schema.names == ["order_id", "amount", "status", "channel", "debug"]
 
     # 2. A change the contract forbids is refused, with the reason and what to do.
     try:
         ds.evolve(widen={"order_id": pa.int64()})
     except lv.SchemaEvolutionError as exc:
         print(f"refused: {exc}")
+        assert "contract" in str(exc)
+    else:
+        raise AssertionError("a change the contract forbids was accepted")
 
     # 3. Evolve with the updated contract, in one schema-only commit: no data is rewritten.
     ds = ds.evolve(
@@ -65,6 +69,9 @@ def main(root: str = "lake") -> None:
         message="v2 schema: 64-bit order ids",
     )
     print(f"evolved to version {ds.version}: {ds.schema.names}")
+    assert ds.version == 1
+    assert ds.schema.names == ["order_id", "amount", "status", "source", "coupon"]
+    assert ds.schema.field("order_id").type == pa.int64()
 
     # 4. Old rows read under the new schema: renamed, widened, new columns null.
     ds = ds.append(
@@ -79,6 +86,13 @@ def main(root: str = "lake") -> None:
         )
     )
     print(ds.to_polars())
+    assert ds.to_arrow().to_pydict() == {
+        "order_id": [1, 2, 3],
+        "amount": [19.5, 250.0, 99.0],
+        "status": ["new", "paid", "shipped"],
+        "source": ["web", "shop", "app"],
+        "coupon": [None, None, "WELCOME"],
+    }
 
     # 5. New columns can also arrive with the data (schema_mode="add"); never silently.
     ds = ds.append(
@@ -87,12 +101,16 @@ def main(root: str = "lake") -> None:
         message="upstream added region",
     )
     print(f"version {ds.version} added {[c.describe() for c in ds.schema_history()[-1].changes]}")
+    assert ds.version == 3 and ds.schema.names[-1] == "region"
 
     # 6. Unsafe type changes are refused whatever the contract says.
     try:
         ds.evolve(widen={"amount": pa.float32()})
     except lv.SchemaEvolutionError as exc:
         print(f"refused: {exc}")
+        assert "narrowing" in str(exc)
+    else:
+        raise AssertionError("a narrowing change was accepted")
 
     # 7. A batch that breaks the contract is refused before anything becomes visible.
     bad = pa.table({"order_id": [5, 5], "amount": [-1.0, 20.0], "status": ["lost", "new"]})
@@ -100,17 +118,33 @@ def main(root: str = "lake") -> None:
         ds.append(bad, schema_mode="add")
     except lv.ContractViolation as exc:
         print(f"refused batch; the dataset stays at version {lv.open_dataset(uri).version}:")
+        failed = set()
         for case in exc.failure_cases.to_pylist():
             print(f"  {case['column']}: {case['check']} failed for {case['failure_case']!r}")
+            failed.add(case["column"])
+        assert failed == {"order_id", "amount", "status"}
+    else:
+        raise AssertionError("a batch breaking the contract was accepted")
+    assert lv.open_dataset(uri).version == 3
 
     # 8. Time travel shows each version's schema, values and contract exactly.
     v0 = lv.open_dataset(uri, version=0)
     print(f"version 0 still reads {v0.schema.names}: {v0.to_arrow().to_pylist()[0]}")
+    assert v0.to_arrow() == first
     print(f"version 0 contract: order_id {v0.contract.columns['order_id'].dtype}")
-    for entry in ds.schema_history():
+    assert str(v0.contract.columns["order_id"].dtype) == "Int32"
+    history = ds.schema_history()
+    for entry in history:
         changes = "; ".join(c.describe() for c in entry.changes) or "first schema"
         print(f"v{entry.version} {entry.operation}: {changes}")
-    print(f"version {ds.version} satisfies its contract ({ds.validate()} rows checked)")
+    assert [(e.version, e.operation) for e in history] == [
+        (0, "create"),
+        (1, "evolve"),
+        (3, "append"),
+    ]
+    checked = ds.validate()
+    print(f"version {ds.version} satisfies its contract ({checked} rows checked)")
+    assert checked == 4
 
 
 if __name__ == "__main__":

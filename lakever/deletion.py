@@ -138,7 +138,7 @@ def positions_of(storage: Storage, entry: Deletable) -> Positions:
         return pa.array([], pa.int64())
     key = (storage.uri, dv.content_hash)
     hit = _CACHE.get(key)
-    if hit is not None and len(hit) == dv.count and hit[-1].as_py() < entry.num_rows:
+    if hit is not None and len(hit) == dv.count and (not hit or hit[-1].as_py() < entry.num_rows):
         return hit
     rel = check_relative(dv.path)
     try:

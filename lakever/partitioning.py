@@ -242,6 +242,14 @@ def _stat_encode(value: Any, t: Any) -> Any:
     return value
 
 
+def _identity_value(scalar: Any, t: Any) -> Any:
+    """An identity partition value in manifest-stats encoding."""
+    if pa.types.is_timestamp(t):
+        # The ticks themselves: a Python datetime holds microseconds, not nanoseconds.
+        return scalar.cast(pa.int64()).as_py()
+    return _stat_encode(scalar.as_py(), t)
+
+
 def split(
     table: pa.Table, spec: Sequence[PartitionField], sort: Sequence[SortField]
 ) -> Iterator[tuple[list[dict[str, Any]] | None, pa.Table]]:
@@ -266,11 +274,11 @@ def split(
     groups = keyed.group_by(list(keys), use_threads=False).aggregate([("__row", "list")])
     for g in range(groups.num_rows):
         rows = groups.column("__row_list")[g].values
-        values = [groups.column(k)[g].as_py() for k in keys]
+        values = [groups.column(k)[g] for k in keys]
         record = []
         for f, v in zip(spec, values, strict=True):
             t = table.schema.field(names[f.field_id]).type
-            value = _stat_encode(v, t) if f.transform == "identity" else v
+            value = _identity_value(v, t) if f.transform == "identity" else v.as_py()
             record.append({"field_id": f.field_id, "transform": f.transform, "value": value})
         yield record, ordered(table.take(rows))
 

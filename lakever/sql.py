@@ -87,7 +87,10 @@ def duckdb_type(t: pa.DataType) -> str | None:
     if t in _DUCK_TYPES:
         return _DUCK_TYPES[t]
     if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ" if t.tz is not None else _TIMESTAMPS[t.unit]
+        if t.tz is not None:
+            # DuckDB keeps nanoseconds only in TIMESTAMPTZ_NS (TIMESTAMPTZ holds microseconds).
+            return "TIMESTAMPTZ_NS" if t.unit == "ns" else "TIMESTAMPTZ"
+        return _TIMESTAMPS[t.unit]
     if pa.types.is_decimal(t):
         return f"DECIMAL({t.precision},{t.scale})" if t.precision <= 38 else None
     if pa.types.is_fixed_size_binary(t):

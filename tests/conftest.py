@@ -9,20 +9,25 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Hypothesis profiles (docs/testing.md). HYPOTHESIS_PROFILE picks one; otherwise `ci`
+# when CI is set, `dev` elsewhere.
+#   ci        derandomised: the same examples on every run, so CI is reproducible;
+#   explore   randomised: what a fixed seed never draws
+#             (.ci/run runs the property tests again with it);
+#   dev       randomised, local runs;
+#   mutation  derandomised and small: one mutant's tests run in seconds.
+_QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 settings.register_profile(
-    "ci",
-    derandomize=True,
-    deadline=None,
-    max_examples=60,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    "ci", derandomize=True, deadline=None, max_examples=60, suppress_health_check=_QUIET
 )
+settings.register_profile("explore", deadline=None, max_examples=30, suppress_health_check=_QUIET)
+settings.register_profile("dev", deadline=None, max_examples=30, suppress_health_check=_QUIET)
 settings.register_profile(
-    "dev",
-    deadline=None,
-    max_examples=30,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    "mutation", derandomize=True, deadline=None, max_examples=12, suppress_health_check=_QUIET
 )
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 # Subprocesses (workers, examples, the typer docs generator) must import the lakever
 # under test, not whichever checkout the environment has installed (an editable

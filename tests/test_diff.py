@@ -357,3 +357,89 @@ def test_diff_properties(ops, size):
         assert flip == {(r["id"], tuple(r["_old"].values())) for r in keyed.changed().to_pylist()}
         # diff(a, a) is empty
         assert a.diff(a).summary.rows_touched == 0
+
+
+# ------------------------------------------------------------------ null keys and values
+
+_KEY = st.sampled_from([None, 0, 1, 2])
+_VALUE = st.sampled_from([None, "a", "b"])
+
+
+@st.composite
+def _keyed_versions(draw: st.DrawFn) -> tuple[dict, dict]:
+    """Two versions of a table keyed by (k1, k2), where keys and values may be null."""
+    keys = draw(st.sets(st.tuples(_KEY, _KEY), min_size=1, max_size=12))
+    before = {k: draw(_VALUE) for k in keys}
+    after = {k: draw(_VALUE) for k in keys if draw(st.booleans())}
+    others = draw(st.sets(st.tuples(_KEY, _KEY), max_size=6))
+    after |= {k: draw(_VALUE) for k in others - keys}
+    return before, after
+
+
+def _table(version: dict) -> pa.Table:
+    keys = list(version)
+    return pa.table(
+        {
+            "k1": pa.array([k[0] for k in keys], pa.int64()),
+            "k2": pa.array([k[1] for k in keys], pa.int64()),
+            "v": pa.array(list(version.values()), pa.string()),
+        }
+    )
+
+
+@given(_keyed_versions(), st.integers(1, 4))
+def test_a_keyed_diff_matches_null_keys_and_compares_null_values(versions, size):
+    """NULL is a key value like any other (IS NOT DISTINCT FROM), and NULL -> 'a' a change."""
+    before, after = versions
+    uri = f"memory://lakever-tests/{uuid.uuid4().hex}/ds"
+    a = lv.create_dataset(uri, _table(before), max_rows_per_fragment=size)
+    b = a.overwrite(_table(after))
+    d = a.diff(b, on=["k1", "k2"])
+
+    def keys(table: pa.Table) -> set:
+        return set(zip(table["k1"].to_pylist(), table["k2"].to_pylist(), strict=True))
+
+    assert keys(d.removed()) == before.keys() - after.keys()
+    assert keys(d.added()) == after.keys() - before.keys()
+    changed = {k for k in before.keys() & after.keys() if before[k] != after[k]}
+    rows_changed = d.changed().to_pylist()
+    assert {(r["k1"], r["k2"]) for r in rows_changed} == changed
+    for r in rows_changed:
+        k = (r["k1"], r["k2"])
+        assert (r["_old"]["v"], r["_new"]["v"], r["_changed_columns"]) == (
+            before[k],
+            after[k],
+            ["v"],
+        )
+    assert d.summary.rows_changed == len(changed)
+
+
+def test_a_keyed_diff_without_changed_rows_has_an_empty_changed_table(ds):
+    after = ds.delete(where="id = 3")
+    d = ds.diff(after)
+    changed = d.changed()
+    assert changed.num_rows == 0
+    assert changed.column_names == ["id", "_changed_columns", "_old", "_new"]
+    assert changed.schema.field("_old").type == changed.schema.field("_new").type == pa.struct([])
+    assert [r["id"] for r in d.removed().to_pylist()] == [3]
+
+
+def test_diff_to_dict_names_both_snapshots(ds):
+    after = ds.branch("b").delete(where="id < 2")
+    got = ds.diff(after).to_dict()
+    assert got["a"] == {"version": 0, "snapshot_id": ds.snapshot_id, "branch": "main"}
+    assert (got["b"]["version"], got["b"]["snapshot_id"]) == (1, after.snapshot_id)
+    assert (got["rows_removed"], got["rows_added"], got["rows_changed"]) == (2, 0, 0)
+
+
+@pytest.mark.xfail(strict=True, reason="Diff.to_dict names a branch by its internal id (9 §7)")
+def test_diff_to_dict_names_branches_not_their_ids(ds):
+    after = ds.branch("b").delete(where="id < 2")
+    assert ds.diff(after).to_dict()["b"]["branch"] == "b"
+
+
+def test_columns_only_one_side_has_cannot_be_compared(ds):
+    after = ds.evolve(add={"note": pa.string()})
+    with pytest.raises(lv.InvalidArgument, match=r"columns \['note'\] exist in only one") as e:
+        ds.diff(after, columns=["note"])
+    assert "cannot be compared" in str(e.value) and "pick columns both have" in str(e.value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
@@ -12,13 +12,27 @@ from hypothesis import strategies as st
 
 import lakever as lv
 from lakever.format import (
+    ContractRef,
     ManifestRef,
     Snapshot,
     Summary,
+    branch_meta_path,
+    canonical_json,
+    check_object_id,
+    check_relative,
     compute_snapshot_id,
     decode_snapshot,
     encode_snapshot,
+    format_time,
+    latest_hint_path,
+    log_dir,
     log_path,
+    object_id,
+    parse_partition,
+    parse_time,
+    schema_id,
+    sha256_hex,
+    snapshot_index_path,
 )
 from lakever.schema import assign_field_ids, schema_from_json, schema_to_json, strip_field_ids
 
@@ -209,3 +223,177 @@ def test_schema_json_round_trip_property(types):
     )
     with_ids, _ = assign_field_ids(schema)
     assert schema_from_json(schema_to_json(with_ids)).equals(with_ids, check_metadata=True)
+
+
+# ------------------------------------------------------------ what a stored name may be
+
+_ID = "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "data/a.parquet",
+        "_lakever/deletions/x.parquet",
+        "data/category=click/ts_day=2026-11-01/f.parquet",
+        "a",
+        "é/ü.parquet",
+    ],
+)
+def test_plain_relative_paths_are_accepted(rel):
+    assert check_relative(rel) == rel
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "",
+        "/etc/passwd",
+        "../x",
+        "data/../../x",
+        "data/./x",
+        ".",
+        "data//x",
+        "data/",
+        "data\\x",
+        "c:/x",
+        "data/x\x00",
+        "data/\nx",
+        None,
+        7,
+    ],
+)
+def test_paths_that_could_escape_the_root_are_corrupt(rel):
+    with pytest.raises(lv.CorruptMetadata, match="not a plain path inside the dataset root") as e:
+        check_relative(rel)
+    assert e.value.path == str(rel)
+
+
+@pytest.mark.parametrize("value", [_ID, "f" * 32])
+def test_object_ids_are_32_lowercase_hex_digits(value):
+    assert check_object_id(value) == value
+
+
+@pytest.mark.parametrize("value", ["0" * 31, "0" * 33, _ID.upper(), "g" * 32, "../" + "0" * 29, 5])
+def test_other_object_ids_are_corrupt(value):
+    with pytest.raises(lv.CorruptMetadata, match="not 32 hex digits") as e:
+        check_object_id(value)
+    assert e.value.path == str(value)
+
+
+def test_paths_and_ids_of_metadata_objects():
+    assert object_id(b"abc") == sha256_hex(b"abc")[:32] and len(object_id(b"")) == 32
+    assert schema_id({"fields": []}) == object_id(canonical_json({"fields": []}))
+    assert snapshot_index_path(_ID) == f"_lakever/snapshots/01/{_ID}.json"
+    assert latest_hint_path("b1") == "_lakever/log/b1/LATEST"
+    assert branch_meta_path("b1") == "_lakever/log/b1/BRANCH.json"
+    assert log_dir("b1") == "_lakever/log/b1"
+
+
+def test_canonical_json_is_one_spelling_per_value():
+    assert canonical_json({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'.encode()
+    with pytest.raises(ValueError, match="JSON compliant"):
+        canonical_json({"x": float("nan")})
+
+
+def test_times_are_stored_in_utc_with_microseconds():
+    east = timezone(timedelta(hours=5, minutes=30))
+    ts = datetime(2026, 11, 27, 17, 30, 0, 5, tzinfo=east)
+    assert format_time(ts) == "2026-11-27T12:00:00.000005Z"
+    assert parse_time("2026-11-27T12:00:00.000005Z") == ts
+    assert parse_time(format_time(ts)).tzinfo == UTC
+
+
+def test_partition_records_are_validated():
+    record = [{"field_id": 3, "transform": "day", "value": 20000}]
+    assert parse_partition(None) is None
+    assert parse_partition(record) == tuple(record)
+    assert parse_partition(json.dumps(record)) == tuple(record)
+    for bad in ({"field_id": 3}, [{"field_id": 3, "transform": "day"}], ["x"]):
+        with pytest.raises(ValueError, match="malformed partition record"):
+            parse_partition(bad)
+    entry = _entry(partition=tuple(record))
+    assert entry.to_json()["partition"] == record
+    assert "partition" not in _entry().to_json()
+    from lakever.format import FragmentEntry
+
+    assert FragmentEntry.from_json(entry.to_json()) == entry
+
+
+def test_contract_references_are_validated():
+    ref = ContractRef(_ID, "polars")
+    assert ContractRef.from_json(ref.to_json()) == ref
+    assert ContractRef.from_json(None) is None
+    assert ContractRef.from_json({"id": _ID, "api": "pandas"}).api == "pandas"
+    with pytest.raises(ValueError, match="unknown contract api 'spark'"):
+        ContractRef.from_json({"id": _ID, "api": "spark"})
+    with pytest.raises(lv.CorruptMetadata):
+        ContractRef.from_json({"id": "../x", "api": "polars"})
+    snap = _snap(contract=ref)
+    assert decode_snapshot(encode_snapshot(snap), path="p").contract == ref
+
+
+def test_a_deletion_vector_may_hide_every_row_but_no_more():
+    from lakever.format import DeletionVector, FragmentEntry
+
+    dv = {"path": "_lakever/deletions/x.parquet", "content_hash": "sha256:0", "count": 10}
+    entry = FragmentEntry.from_json({**_entry().to_json(), "deletion_vector": dv})
+    assert (entry.live_rows, entry.deleted_rows) == (0, 10)
+    assert DeletionVector.from_json(None) is None
+    assert DeletionVector.from_json({**dv, "count": "1"}).count == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "truncated or not valid JSON"),
+        (b'{"format_version": 1', "truncated or not valid JSON"),
+        (b"\xff\xfe", "truncated or not valid JSON"),
+        (b"[1, 2]", "does not hold a snapshot record"),
+        (b'{"version": 1}', "has no valid format_version"),
+        (b'{"format_version": "1"}', "has no valid format_version"),
+    ],
+)
+def test_records_that_are_not_snapshots_are_corrupt(data, message):
+    with pytest.raises(lv.CorruptMetadata, match=message) as info:
+        decode_snapshot(data, path="log/7.json")
+    assert info.value.path == "log/7.json" and "log/7.json" in str(info.value)
+
+
+def test_a_record_from_a_newer_format_is_refused_with_the_versions():
+    record = json.loads(encode_snapshot(_snap()))
+    record["format_version"] = 2
+    with pytest.raises(lv.UnsupportedFormatVersion, match="format version 2") as info:
+        decode_snapshot(json.dumps(record).encode(), path="p")
+    assert (info.value.found, info.value.supported) == (2, 1)
+    record["reader_features"] = "deletion_vectors"  # not a list: not understood
+    record["format_version"] = 1
+    with pytest.raises(lv.UnsupportedFormatVersion, match="reader feature"):
+        decode_snapshot(json.dumps(record).encode(), path="p")
+
+
+def test_a_modified_record_does_not_match_its_id():
+    record = json.loads(encode_snapshot(_snap()))
+    record["message"] = "edited"
+    with pytest.raises(lv.CorruptMetadata, match="does not match its snapshot id") as info:
+        decode_snapshot(json.dumps(record).encode(), path="p")
+    assert info.value.path == "p"
+
+
+def test_every_optional_field_round_trips_and_is_hashed():
+    full = _snap(
+        merge_parent={"snapshot_id": _ID, "branch": "b", "version": 3},
+        partitioning=({"field_id": 1, "transform": "day", "name": "ts_day"},),
+        sort_by=({"field_id": 2, "descending": True},),
+        primary_key=(1,),
+        parameters={"mode": "append"},
+        summary=Summary(rows_added=2, total_rows=5, fragments_added=1),
+    )
+    back = decode_snapshot(encode_snapshot(full), path="p")
+    assert back == full
+    record = json.loads(encode_snapshot(full))
+    assert record["merge_parent"]["branch"] == "b" and record["sort_by"][0]["descending"]
+    plain = json.loads(encode_snapshot(_snap()))
+    for key in ("merge_parent", "partitioning", "sort_by", "primary_key", "reader_features"):
+        assert key not in plain  # absent unless used: records without them are unchanged
+    assert full.snapshot_id != _snap(primary_key=(2,)).snapshot_id

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import lakever as lv
+from lakever import refs
 from lakever._chain import WINDOW
-from lakever.format import latest_hint_path
+from lakever.format import latest_hint_path, log_path
 from lakever.log import Line
-from lakever.storage import LocalStorage
+from lakever.storage import LocalStorage, open_storage
 from tests._data import events
 
 
@@ -171,3 +173,64 @@ def test_commit_times_increase_even_if_the_clock_goes_back(local_location, monke
     assert times[1] > ds.timestamp
     # time travel still finds each version
     assert lv.open_dataset(local_location, version=times[1]).version == 1
+
+
+def _copy_entry(location: str, source: str, target: str) -> None:
+    """Replace the log entry ``target`` by the bytes of ``source`` (a valid record)."""
+    store = open_storage(location)
+    data = store.read_bytes(source)
+    store.delete(target)
+    assert store.put_if_absent(target, data)
+
+
+def test_an_entry_copied_to_another_version_is_refused(location):
+    ds = lv.create_dataset(location, events(0, 1))
+    for i in range(1, 3):
+        ds = ds.append(events(i, 1))
+    _copy_entry(location, log_path("main", 1), log_path("main", 2))
+    with pytest.raises(lv.CorruptMetadata, match="claims to be version 1 of branch 'main'"):
+        lv.open_dataset(location, version=2)
+
+
+def test_an_entry_copied_to_another_branch_is_refused(location):
+    ds = lv.create_dataset(location, events(0, 1))
+    ds.branch("exp").append(events(10, 1))  # version 1 of branch exp
+    ds.append(events(1, 1))  # version 1 of main
+    info = refs.get_branch(open_storage(location), "exp")
+    assert info is not None
+    # The same version number, but main's record: it must not pass for the branch's.
+    _copy_entry(location, log_path("main", 1), log_path(info.id, 1))
+    with pytest.raises(lv.CorruptMetadata, match="claims to be version 1 of branch 'main'"):
+        lv.open_dataset(location, branch="exp", version=1)
+    assert lv.open_dataset(location).to_arrow()["id"].to_pylist() == [0, 1]
+
+
+def test_time_travel_lands_on_the_last_commit_at_or_before_the_time(local_location):
+    ds = lv.create_dataset(local_location, events(0, 1))
+    handles = [ds]
+    for i in range(1, 12):
+        handles.append(handles[-1].append(events(i, 1)))
+    tick = timedelta(microseconds=1)
+    for h in handles:
+        assert lv.open_dataset(local_location, version=h.timestamp).version == h.version
+        if h.version:
+            assert lv.open_dataset(local_location, version=h.timestamp - tick).version == (
+                h.version - 1
+            )
+    with pytest.raises(lv.LakeverError, match=r"no version of .* existed at"):
+        lv.open_dataset(local_location, version=handles[0].timestamp - tick)
+    # A branch travels through its base's history too.
+    exp = handles[5].branch("exp").append(events(100, 1))
+    at = lv.open_dataset(local_location, branch="exp", version=handles[3].timestamp)
+    assert at.version == 3
+    assert lv.open_dataset(local_location, branch="exp", version=exp.timestamp).version == 6
+
+
+def test_history_walks_every_version_newest_first(local_location):
+    ds = lv.create_dataset(local_location, events(0, 1))
+    for i in range(1, 6):
+        ds = ds.append(events(i, 1))
+    exp = ds.branch("exp").append(events(9, 1))
+    assert [c.version for c in exp.history()] == [6, 5, 4, 3, 2, 1, 0]
+    assert [c.version for c in exp.history(limit=2)] == [6, 5]
+    assert [c.version for c in ds.history()] == [5, 4, 3, 2, 1, 0]

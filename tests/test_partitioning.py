@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import lakever as lv
 
@@ -175,3 +178,129 @@ def test_row_changes_keep_the_partitioning(location):
     got = ds.to_arrow(filter="category = 'view'")
     assert 3 in got["id"].to_pylist()
     assert ds.num_rows == 63
+
+
+# ------------------------------------------- partition ranges at the edges, differentially
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+# Instants where a year, a month, a day or an hour begins or ends (UTC).
+_ANCHORS = [
+    datetime(2026, 1, 1),
+    datetime(2026, 2, 28, 23),
+    datetime(2024, 2, 29, 23, 59, 59),
+    datetime(2026, 12, 31, 23, 59, 59),
+    datetime(2026, 6, 15, 0, 59, 59),
+    datetime(1969, 12, 31, 23, 59, 59),
+]
+_OFFSETS = {"": 0, "+00:00": 0, "+05:30": 330, "-08:00": -480}
+
+
+def _ticks(instant: datetime, unit: str) -> int:
+    return int((instant - datetime(1970, 1, 1)).total_seconds()) * _PER_SECOND[unit]
+
+
+def _text(ticks: int, unit: str, offset: str) -> str:
+    """``ticks`` (UTC) as a timestamp literal at full precision, in the wall time of ``offset``."""
+    per_s = _PER_SECOND[unit]
+    seconds, frac = divmod(ticks, per_s)
+    wall = datetime(1970, 1, 1) + timedelta(seconds=seconds, minutes=_OFFSETS[offset])
+    digits = len(str(per_s)) - 1
+    return wall.strftime("%Y-%m-%d %H:%M:%S") + (f".{frac:0{digits}d}" if digits else "") + offset
+
+
+@st.composite
+def _edge_cases(draw: st.DrawFn) -> tuple[pa.Table, object, list[str]]:
+    kind = draw(st.sampled_from(["timestamp", "timestamp", "date"]))
+    if kind == "date":
+        t: pa.DataType = pa.date32()
+        transforms = [lv.year, lv.month, lv.day, lv.identity]
+    else:
+        unit = draw(st.sampled_from(list(_PER_SECOND)))
+        tz = draw(st.sampled_from([None, "UTC", "+05:30", "-08:00", "America/New_York"]))
+        t = pa.timestamp(unit, tz=tz)
+        transforms = [lv.year, lv.month, lv.day, lv.hour, lv.identity]
+    # One transform, or two of the same column (their ranges intersect).
+    transform = draw(st.lists(st.sampled_from(transforms), min_size=1, max_size=2, unique=True))
+    unit = "s" if kind == "date" else t.unit
+    per_day = 86_400 * _PER_SECOND[unit]
+    # The last tick of an hour or a day, the first of the next, and their neighbours.
+    points = st.builds(
+        lambda a, d: _ticks(a, unit) + _PER_SECOND[unit] - 1 + d,
+        st.sampled_from(_ANCHORS),
+        st.sampled_from([-1, 0, 1, 2]),
+    )
+    ticks = draw(st.lists(points, min_size=1, max_size=8))
+    if kind == "date":
+        days = [v // per_day for v in ticks]
+        column = pa.array([*days, None], pa.int32()).cast(pa.date32())
+    else:
+        column = pa.array([*ticks, None], pa.int64()).cast(t)
+    table = pa.table({"id": pa.array(range(len(column)), pa.int64()), "c": column})
+    filters = []
+    for _ in range(3):
+        v = draw(st.sampled_from(ticks))
+        if kind == "date":
+            text = _text((v // per_day) * 86_400, "s", "")[:10]
+        else:
+            offset = draw(st.sampled_from(list(_OFFSETS) if t.tz else [""]))
+            text = _text(v, unit, offset)
+        literal = f"'{text}'"
+        op = draw(st.sampled_from(["=", "<", "<=", ">", ">=", "<>"]))
+        filters.append(f"{literal} {op} c" if draw(st.booleans()) else f"c {op} {literal}")
+    return table, transform, filters
+
+
+def _reference(table: pa.Table, where: str) -> list[int] | None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        con.register("t", table)
+        return sorted(r[0] for r in con.sql(f"SELECT id FROM t WHERE {where}").fetchall())
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+@given(_edge_cases())
+def test_partition_ranges_never_drop_a_row_at_the_edges(case):
+    """Every unit and offset, the last tick of an hour/day/month/year: DuckDB is the reference."""
+    table, transform, filters = case
+    uri = f"memory://lakever-tests/{uuid.uuid4().hex}/ds"
+    ds = lv.create_dataset(uri, table, partition_by=[t("c") for t in transform])
+    for where in filters:
+        expected = _reference(table, where)
+        if expected is None:
+            with pytest.raises(lv.LakeverError):
+                ds.to_arrow(filter=where)
+            continue
+        assert ids(ds.to_arrow(filter=where)) == expected, where
+        got = sorted(r[0] for r in ds.sql(f"SELECT id FROM self WHERE {where}").fetchall())
+        assert got == expected, where
+
+
+def test_partition_directories_name_each_transform_value(local_location):
+    from lakever.partitioning import directory, resolve_spec
+
+    schema = pa.schema([("ts", pa.timestamp("us", "UTC")), ("d", pa.date32()), ("c", pa.string())])
+    from lakever.schema import assign_field_ids
+
+    with_ids, _ = assign_field_ids(schema)
+    spec = resolve_spec([lv.hour("ts"), lv.day("ts"), lv.month("d"), lv.year("d"), "c"], with_ids)
+    hours = (datetime(2026, 11, 1, 5) - datetime(1970, 1, 1)) // timedelta(hours=1)
+    record = [
+        {"field_id": 1, "transform": "hour", "value": hours},
+        {"field_id": 1, "transform": "day", "value": hours // 24},
+        {"field_id": 2, "transform": "month", "value": (2026 - 1970) * 12 + 10},
+        {"field_id": 2, "transform": "year", "value": 2026 - 1970},
+        {"field_id": 3, "transform": "identity", "value": "a/b c"},
+    ]
+    assert directory(record, spec) == (
+        "ts_hour=2026-11-01-05/ts_day=2026-11-01/d_month=2026-11/d_year=2026/c=a%2Fb%20c"
+    )
+    assert directory([{"field_id": 3, "transform": "identity", "value": None}], spec) == (
+        "c=__NULL__"
+    )
+    assert directory(None, spec) == ""

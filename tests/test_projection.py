@@ -193,3 +193,153 @@ def test_timestamp_representations_convert_exactly_or_are_refused(
     assert after.schema.field("t").type == stored_type
     back = after.to_arrow()["t"].cast(pa.int64()).to_pylist()[1:]
     assert back == [None if v is None else v * factor_in // factor_out for v in raw]
+
+
+# ------------------------------------------------------- reading old fragments by field id
+
+
+def _f(name: str, t: pa.DataType, fid: int) -> pa.Field:
+    from lakever.schema import FIELD_ID_KEY
+
+    return pa.field(name, t, metadata={FIELD_ID_KEY: str(fid).encode()})
+
+
+# Written schema (field ids in brackets) and the current schema that renames, widens,
+# drops and adds fields at every level of nesting.
+_OLD = pa.schema(
+    [
+        _f("n", pa.int32(), 1),
+        _f(
+            "s",
+            pa.struct(
+                [_f("a", pa.int16(), 3), _f("gone", pa.string(), 4), _f("b", pa.float32(), 5)]
+            ),
+            2,
+        ),
+        _f("l", pa.list_(_f("element", pa.struct([_f("x", pa.int8(), 8)]), 7)), 6),
+        _f(
+            "m",
+            pa.map_(_f("key", pa.string(), 10).with_nullable(False), _f("value", pa.int32(), 11)),
+            9,
+        ),
+        _f("fl", pa.list_(_f("element", pa.int16(), 13), 2), 12),
+        _f("ll", pa.large_list(_f("element", pa.float32(), 15)), 14),
+        _f("same", pa.list_(_f("element", pa.string(), 17)), 16),
+    ]
+)
+_NEW = pa.schema(
+    [
+        _f("same", pa.list_(_f("element", pa.string(), 17)), 16),
+        _f("n2", pa.int64(), 1),
+        _f(
+            "s2",
+            pa.struct(
+                [_f("b2", pa.float64(), 5), _f("a", pa.int64(), 3), _f("new", pa.int8(), 20)]
+            ),
+            2,
+        ),
+        _f("l", pa.list_(_f("element", pa.struct([_f("x2", pa.int32(), 8)]), 7)), 6),
+        _f(
+            "m",
+            pa.map_(_f("key", pa.string(), 10).with_nullable(False), _f("value", pa.int64(), 11)),
+            9,
+        ),
+        _f("fl", pa.list_(_f("element", pa.int64(), 13), 2), 12),
+        _f("ll", pa.large_list(_f("element", pa.float64(), 15)), 14),
+        _f("added", pa.string(), 21),
+    ]
+)
+
+
+def _expected(row: dict) -> dict:
+    """A row written under _OLD, as _NEW reads it (the model)."""
+    s = row["s"]
+    return {
+        "same": row["same"],
+        "n2": row["n"],
+        "s2": None if s is None else {"b2": s["b"], "a": s["a"], "new": None},
+        "l": None
+        if row["l"] is None
+        else [None if e is None else {"x2": e["x"]} for e in row["l"]],
+        "m": row["m"],
+        "fl": row["fl"],
+        "ll": row["ll"],
+        "added": None,
+    }
+
+
+def _maybe(draw, strategy):
+    return draw(st.one_of(st.none(), strategy))
+
+
+@st.composite
+def _old_rows(draw) -> list[dict]:
+    small = st.integers(-100, 100)
+    halves = st.integers(-8, 8).map(lambda i: i / 2)
+    rows = []
+    for _ in range(draw(st.integers(0, 8))):
+        rows.append(
+            {
+                "n": _maybe(draw, small),
+                "s": _maybe(
+                    draw,
+                    st.fixed_dictionaries(
+                        {"a": st.one_of(st.none(), small), "gone": st.just("x"), "b": halves}
+                    ),
+                ),
+                "l": _maybe(
+                    draw,
+                    st.lists(st.one_of(st.none(), st.fixed_dictionaries({"x": small})), max_size=3),
+                ),
+                "m": _maybe(
+                    draw,
+                    st.lists(
+                        st.tuples(st.sampled_from("abc"), st.one_of(st.none(), small)), max_size=3
+                    ),
+                ),
+                "fl": _maybe(draw, st.lists(st.one_of(st.none(), small), min_size=2, max_size=2)),
+                "ll": _maybe(draw, st.lists(halves, max_size=3)),
+                "same": _maybe(draw, st.lists(st.sampled_from(["p", "q"]), max_size=2)),
+            }
+        )
+    return rows
+
+
+@given(_old_rows(), st.data())
+def test_old_fragments_read_through_the_current_schema_by_field_id(rows, data):
+    from lakever.projection import plan, project
+    from lakever.schema import strip_field_ids
+
+    table = pa.Table.from_pylist(rows, schema=_OLD)
+    # A slice and several chunks: list offsets that do not start at 0.
+    start = data.draw(st.integers(0, len(rows)))
+    cut = data.draw(st.integers(start, len(rows)))
+    pieces = [table.slice(0, start), table.slice(start, cut - start), table.slice(cut)]
+    chunked = pa.concat_tables([p for p in pieces if p.num_rows] or [table])
+    plans = plan(list(_OLD), list(_NEW), by="id")
+    out = strip_field_ids(_NEW)
+    expected = [_expected(r) for r in chunked.to_pylist()]
+    got = project(chunked, _OLD, plans, out)
+    assert got.schema == out and got.to_pylist() == expected
+    for batch in chunked.to_batches():
+        part = project(batch, _OLD, plans, out)
+        assert isinstance(part, pa.RecordBatch) and part.schema == out
+        assert part.to_pylist() == [_expected(r) for r in batch.to_pylist()]
+    # Only the columns read need to be there; unchanged columns are passed through as they are.
+    same = plan(list(_OLD), [_NEW.field("same")], by="id")
+    assert same[0].identity and same[0].source == 6
+    narrow = project(
+        chunked.select(["same"]), _OLD, same, strip_field_ids(pa.schema([_NEW.field("same")]))
+    )
+    assert narrow.column("same").to_pylist() == chunked.column("same").to_pylist()
+
+
+def test_plans_match_by_name_when_writing():
+    from lakever.projection import plan
+
+    plans = plan(
+        [pa.field("a", pa.int32()), pa.field("b", pa.string())],
+        [pa.field("b", pa.string()), pa.field("c", pa.int8())],
+        by="name",
+    )
+    assert [(p.source, p.identity) for p in plans] == [(1, True), (None, False)]

@@ -439,3 +439,17 @@ def test_deletion_vectors_survive_manifest_level_merges(location):
     assert ids(ds) == [0, 2, 3, *range(10, 20)] and ds.num_rows == 13
     readers_agree(ds)
     assert ds.delete(where="id = 2").to_arrow().num_rows == 12
+
+
+@pytest.mark.parametrize("null_in", ["id", "category"])
+def test_upsert_refuses_a_null_in_any_key_column(location, null_in):
+    ds = lv.create_dataset(location, events(0, 4), primary_key=["id", "category"])
+    late = events(2, 2).to_pydict()
+    late[null_in] = [late[null_in][0], None]
+    table = pa.table(late, schema=events(0, 1).schema)
+    with pytest.raises(lv.PrimaryKeyViolation, match="null keys") as ei:
+        ds.upsert(table)
+    assert ei.value.columns == ["id", "category"]
+    assert lv.open_dataset(location).version == 0
+    with pytest.raises(lv.PrimaryKeyViolation):
+        ds.append(table.slice(1))

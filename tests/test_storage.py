@@ -270,3 +270,128 @@ def test_install_hint_without_an_extra(monkeypatch):
     monkeypatch.setattr(fsspec.core, "url_to_fs", broken)
     with pytest.raises(lv.StorageError, match="lakever has no extra for hdfs://; install the"):
         open_storage("hdfs://namenode/ds")
+
+
+# ------------------------------------------------------------ one backend at a time
+
+
+def test_nested_writes_land_where_named_and_list_sorted(store):
+    store.write_new("a/b/c/f2", b"2")
+    store.write_new("a/b/c/f10", b"10")
+    store.write_new("a/b/top", memoryview(b"mv"))
+    store.flush()
+    assert store.read_bytes("a/b/c/f10") == b"10"
+    assert store.read_bytes("a/b/top") == b"mv"
+    assert store.list("a/b/c") == ["f10", "f2"]
+    assert store.exists("a/b/c/f2") and not store.exists("a/b/c/f3")
+
+
+def test_a_hint_is_rewritten_in_place(store):
+    store.write_hint("log/LATEST", b"9")
+    store.write_hint("log/LATEST", b"10")  # versions only grow: the text never shrinks
+    assert store.read_bytes("log/LATEST") == b"10"
+    assert store.list("log") == ["LATEST"]
+
+
+def test_paths_and_reprs(store, tmp_path):
+    full = store.full_path("data/x.parquet")
+    if isinstance(store, LocalStorage):
+        assert full == os.path.join(str(tmp_path / "root"), "data", "x.parquet")
+        assert store.is_local and store.arrow_filesystem() is None
+    else:
+        # fsspec's own spelling of an in-memory path (root-relative, three slashes).
+        assert full == "memory:///" + store.uri.removeprefix("memory://") + "/data/x.parquet"
+        assert not store.is_local and store.arrow_filesystem() is not None
+    assert store.fsspec_filesystem() is not None
+    assert repr(store) == f"<{type(store).__name__} {store.uri!r}>"
+
+
+def test_storages_pickle_to_the_same_place(store):
+    import pickle  # noqa: TID251 - pickling is what this test checks
+
+    store.write_new("p/x", b"1")
+    copy = pickle.loads(pickle.dumps(store))
+    assert (type(copy), copy.uri) == (type(store), store.uri)
+    assert copy.read_bytes("p/x") == b"1"
+
+
+def test_local_storage_syncs_every_directory_it_creates(tmp_path, monkeypatch):
+    import lakever.storage.local as local
+
+    synced: list[str] = []
+    monkeypatch.setattr(local, "_fsync_dir", synced.append)
+    root = tmp_path / "root"
+    store = LocalStorage(str(root))
+    store.write_new("a/b/f", b"1")
+    store.flush()
+    assert set(synced) >= {str(tmp_path), str(root), str(root / "a"), str(root / "a" / "b")}
+    synced.clear()
+    store.flush()
+    assert synced == []  # synced directories are forgotten
+    store.write_new("a/b/g", b"2")
+    store.flush()
+    assert synced == [str(root / "a" / "b")]
+    synced.clear()
+    assert store.put_if_absent("a/c/h", b"3")
+    assert str(root / "a" / "c") in synced and str(root / "a") in synced
+    nosync = LocalStorage(str(tmp_path / "other"), fsync=False)
+    synced.clear()
+    nosync.write_new("x/y", b"1")
+    nosync.put_if_absent("x/z", b"1")
+    nosync.flush()
+    assert synced == []
+
+
+def test_local_storage_writes_large_payloads_whole(tmp_path):
+    store = LocalStorage(str(tmp_path))
+    data = os.urandom(3 << 20)
+    store.write_new("big", data)
+    assert store.put_if_absent("big2", data)
+    assert store.read_bytes("big") == data and store.read_bytes("big2") == data
+
+
+def test_memory_exists_is_about_objects_not_directories():
+    store = MemoryStorage(f"lakever-tests/{uuid.uuid4().hex}")
+    store.write_new("dir/obj", b"1")
+    assert store.exists("dir/obj") and not store.exists("dir")
+    with pytest.raises(FileExistsError):
+        store.write_new("dir/obj", b"2")
+
+
+def test_read_only_backends_read_and_refuse_every_write(tmp_path):
+    import fsspec
+
+    from lakever.storage import ReadOnlyFsspecStorage
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b").write_bytes(b"B")
+    (tmp_path / "d" / "a").write_bytes(b"A")
+    store = ReadOnlyFsspecStorage(fsspec.filesystem("file"), str(tmp_path) + "/", "dirfs")
+    assert store.uri == "dirfs://" + str(tmp_path).lstrip("/")
+    assert store.read_bytes("d/a") == b"A"
+    assert store.list("d") == ["a", "b"] and store.list("nope") == []
+    assert store.exists("d/b") and not store.exists("d/c")
+    assert store.full_path("d/a") == "dirfs://" + str(tmp_path / "d" / "a").lstrip("/")
+    for write in (store.put_if_absent, store.write_new, store.write_hint):
+        with pytest.raises(lv.StorageError, match="dirfs:// storage is not supported") as info:
+            write("d/new", b"x")
+        assert info.value.path == store.full_path("d/new")
+    assert not (tmp_path / "d" / "new").exists()
+    store.delete("d/a")
+    store.delete("d/a")
+    assert store.list("d") == ["b"]
+
+
+def test_open_storage_resolves_every_form(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert open_storage("rel/ds").uri == str(tmp_path / "rel" / "ds")
+    assert open_storage(tmp_path / "p").uri == str(tmp_path / "p")  # a PathLike
+    assert open_storage("local:///x/y").uri == "/x/y"
+    assert open_storage("file://x/y").uri == "/x/y"
+    local = open_storage(str(tmp_path), {"fsync": False})
+    assert isinstance(local, LocalStorage) and local._fsync is False
+    with pytest.raises(lv.InvalidArgument, match="empty or contains control characters"):
+        open_storage("")
+    with pytest.raises(lv.StorageError, match=r"cannot open storage for .*install") as info:
+        open_storage("nosuchprotocol://bucket/ds")
+    assert info.value.path == "nosuchprotocol://bucket/ds"
