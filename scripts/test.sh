@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Set up (first run only), lint, type-check and run the whole test suite.
+# With no arguments (the README's command, and CI): every test under the derandomised
+# hypothesis profile, then the property tests once more with fresh random examples (the
+# `explore` tier: a failure prints the example and how to reproduce it). With arguments:
+# pytest with those arguments only. docs/testing.md, "Tiers".
 source "$(dirname "$0")/_env.sh"
 ruff check lakever tests examples benchmarks scripts
 ruff format --check lakever tests examples benchmarks scripts
 mypy
 python -m pytest "$@"
+if [ $# -eq 0 ]; then
+  HYPOTHESIS_PROFILE=explore python -m pytest -q -p no:cacheprovider -m "hypothesis and not slow"
+fi
