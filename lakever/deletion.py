@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
@@ -38,7 +37,6 @@ __all__ = [
     "difference",
     "encode",
     "keep_mask",
-    "keep_mask_of",
     "positions_of",
     "union",
     "write_deletion_vector",
@@ -206,22 +204,5 @@ def keep_mask(num_rows: int, positions: Positions) -> pa.BooleanArray:
 
     keep = np.ones(num_rows, dtype=np.bool_)
     keep[positions.cast(pa.int64()).to_numpy(zero_copy_only=False)] = False
-    mask: pa.BooleanArray = pa.array(keep, pa.bool_())
-    return mask
-
-
-def keep_mask_of(storage: Storage, entries: Sequence[Deletable]) -> pa.BooleanArray | None:
-    """The rows to keep of ``entries`` read one after another (None: no row is deleted)."""
-    if all(e.deletion is None for e in entries):
-        return None
-    import numpy as np
-
-    keep = np.ones(sum(e.num_rows for e in entries), dtype=np.bool_)
-    offset = 0
-    for e in entries:
-        if e.deletion is not None:
-            deleted = positions_of(storage, e).to_numpy(zero_copy_only=False)
-            keep[offset + deleted] = False
-        offset += e.num_rows
     mask: pa.BooleanArray = pa.array(keep, pa.bool_())
     return mask

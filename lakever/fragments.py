@@ -51,6 +51,9 @@ __all__ = [
 
 #: Rows per fragment before a write starts a new one (also the row-group size).
 DEFAULT_MAX_ROWS_PER_FRAGMENT = 1 << 20
+#: Rows per Parquet row group in the fragments lakever writes: the unit a read task of a
+#: larger fragment covers (`ScanPlan.split`).
+ROW_GROUP_ROWS = 1 << 20
 #: A commit adding at most this many fragments inlines their entries in its snapshot record.
 INLINE_MAX_FRAGMENTS = 4
 _MAX_STAT_STRING = 64
@@ -159,7 +162,7 @@ def _write_one(
 ) -> FragmentEntry:
     sink = pa.BufferOutputStream()
     with pq.ParquetWriter(sink, table.schema) as writer:
-        writer.write_table(table, row_group_size=DEFAULT_MAX_ROWS_PER_FRAGMENT)
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
     buf = sink.getvalue()
     data = memoryview(buf)
     rel = _new_name(f"{DATA_DIR}/{subdir}" if subdir else DATA_DIR)

@@ -29,7 +29,7 @@ import pyarrow as pa
 from lakever.errors import CorruptData, LakeverError, StorageError
 from lakever.storage import Storage
 
-__all__ = ["FileRef", "reading", "verify"]
+__all__ = ["FileRef", "damaged", "reading", "verify"]
 
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _CHUNK = 1 << 22
@@ -82,7 +82,8 @@ def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _damaged(storage: Storage, ref: FileRef, snapshot: str, why: str) -> CorruptData:
+def damaged(storage: Storage, ref: FileRef, snapshot: str, why: str) -> CorruptData:
+    """The error for a fragment that does not match its manifest entry (``why``: how)."""
     return CorruptData(
         f"fragment {storage.full_path(ref.path)} of snapshot {snapshot} {why}; the data file "
         "was damaged or replaced after it was written. Restore it from a backup or a copy of "
@@ -108,13 +109,11 @@ def _known_good(storage: Storage, ref: FileRef, snapshot: str) -> bool:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise _damaged(storage, ref, snapshot, "is missing") from None
+        raise damaged(storage, ref, snapshot, "is missing") from None
     except OSError as exc:
         raise StorageError(f"cannot read fragment {path}: {exc}", path=path) from exc
     if st.st_size != ref.size_bytes:
-        raise _damaged(
-            storage, ref, snapshot, f"has {st.st_size} bytes instead of {ref.size_bytes}"
-        )
+        raise damaged(storage, ref, snapshot, f"has {st.st_size} bytes instead of {ref.size_bytes}")
     return _VERIFIED.get((path, ref.content_hash)) == _signature(st)
 
 
@@ -126,16 +125,16 @@ def _verify_local(storage: Storage, ref: FileRef, snapshot: str) -> None:
     try:
         sig = _signature(os.stat(path))
     except FileNotFoundError:
-        raise _damaged(storage, ref, snapshot, "is missing") from None
+        raise damaged(storage, ref, snapshot, "is missing") from None
     try:
         digest, size = _hash_file(path)
         after = _signature(os.stat(path))
     except FileNotFoundError:
-        raise _damaged(storage, ref, snapshot, "is missing") from None
+        raise damaged(storage, ref, snapshot, "is missing") from None
     except OSError as exc:
         raise StorageError(f"cannot read fragment {path}: {exc}", path=path) from exc
     if digest != ref.content_hash or size != ref.size_bytes:
-        raise _damaged(storage, ref, snapshot, "does not match the hash recorded in its manifest")
+        raise damaged(storage, ref, snapshot, "does not match the hash recorded in its manifest")
     if after == sig:
         _VERIFIED.put(key, sig)
 
@@ -144,14 +143,14 @@ def _verify_remote(storage: Storage, ref: FileRef, snapshot: str) -> None:
     try:
         data = storage.read_bytes(ref.path)
     except FileNotFoundError:
-        raise _damaged(storage, ref, snapshot, "is missing") from None
+        raise damaged(storage, ref, snapshot, "is missing") from None
     except OSError as exc:
         path = storage.full_path(ref.path)
         raise StorageError(f"cannot read fragment {path}: {exc}", path=path) from exc
     if len(data) != ref.size_bytes:
-        raise _damaged(storage, ref, snapshot, f"has {len(data)} bytes instead of {ref.size_bytes}")
+        raise damaged(storage, ref, snapshot, f"has {len(data)} bytes instead of {ref.size_bytes}")
     if f"sha256:{hashlib.sha256(data).hexdigest()}" != ref.content_hash:
-        raise _damaged(storage, ref, snapshot, "does not match the hash recorded in its manifest")
+        raise damaged(storage, ref, snapshot, "does not match the hash recorded in its manifest")
 
 
 def _note(refs: Sequence[FileRef]) -> None:

@@ -19,7 +19,7 @@ match), so a filtered read returns the same values as an unfiltered one.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
@@ -29,10 +29,10 @@ import pyarrow as pa
 
 from lakever._batching import regroup
 from lakever._convert import arrow_to_polars, polars_can_hold, scan_parquet
-from lakever.deletion import keep_mask, keep_mask_of, positions_of
+from lakever.deletion import keep_mask, positions_of
 from lakever.errors import InvalidArgument
 from lakever.format import DeletionVector, FragmentEntry
-from lakever.integrity import FileRef, reading, verify
+from lakever.integrity import FileRef, damaged, reading, verify
 from lakever.projection import Plan, plan, project
 from lakever.sql import cursor, translate_errors
 from lakever.storage import Storage
@@ -52,6 +52,7 @@ __all__ = [
     "read_plan",
     "read_positions",
     "rebatch",
+    "split_tasks",
     "to_lazy",
 ]
 
@@ -71,15 +72,79 @@ class ReadTask:
     schema_id: str
     #: The rows deleted from the file (None: none).
     deletion: DeletionVector | None = None
+    #: The row groups of the file this task reads, consecutive (None: the whole file).
+    row_groups: tuple[int, ...] | None = None
+    #: File positions ``[start, stop)`` of the rows in those row groups (None: all rows).
+    row_range: tuple[int, int] | None = None
 
     @property
     def live_rows(self) -> int:
-        """Rows of the file that are not deleted."""
+        """Rows of the file that are not deleted (of the whole file, also when the task
+        covers only some of its row groups)."""
         return self.num_rows - (self.deletion.count if self.deletion is not None else 0)
+
+    @property
+    def start(self) -> int:
+        """File position of the task's first row."""
+        return 0 if self.row_range is None else self.row_range[0]
+
+    @property
+    def stop(self) -> int:
+        """File position after the task's last row."""
+        return self.num_rows if self.row_range is None else self.row_range[1]
+
+    @property
+    def task_rows(self) -> int:
+        """Rows the task covers (deleted rows included)."""
+        return self.stop - self.start
 
     @staticmethod
     def of(e: FragmentEntry) -> ReadTask:
         return ReadTask(e.path, e.size_bytes, e.content_hash, e.num_rows, e.schema_id, e.deletion)
+
+
+def split_tasks(
+    storage: Storage, tasks: Sequence[ReadTask], max_rows: int, *, snapshot: str
+) -> tuple[ReadTask, ...]:
+    """``tasks`` with every file of more than ``max_rows`` rows cut into tasks of
+    consecutive row groups holding at most ``max_rows`` rows each (a row group is never
+    cut, so a task may hold one larger row group). Reads the footers of those files."""
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows <= 0:
+        raise InvalidArgument(f"max_rows must be a positive int, got {max_rows!r}")
+    out: list[ReadTask] = []
+    for t in tasks:
+        if t.row_range is not None or t.num_rows <= max_rows:
+            out.append(t)
+            continue
+        sizes = _row_group_rows(storage, t, snapshot)
+        groups: list[int] = []
+        start = size = 0
+        for g, n in enumerate(sizes):
+            if groups and size + n > max_rows:
+                out.append(_part(t, groups, start, start + size))
+                groups, start, size = [], start + size, 0
+            groups.append(g)
+            size += n
+        out.append(t if start == 0 else _part(t, groups, start, start + size))
+    return tuple(out)
+
+
+def _part(t: ReadTask, groups: list[int], start: int, stop: int) -> ReadTask:
+    return replace(t, row_groups=tuple(groups), row_range=(start, stop))
+
+
+def _row_group_rows(storage: Storage, t: ReadTask, snapshot: str) -> list[int]:
+    """Rows per row group of a task's file, from its footer (checked against the manifest)."""
+    import pyarrow.parquet as pq
+
+    with reading(storage, snapshot):
+        meta = pq.read_metadata(storage.full_path(t.path), filesystem=storage.arrow_filesystem())
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    if sum(sizes) != t.num_rows:
+        raise damaged(
+            storage, t, snapshot, f"holds {sum(sizes)} rows, its manifest entry {t.num_rows}"
+        )
+    return sizes
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +239,13 @@ class ScanPlan:
         """Read one task of this plan (its live rows that pass the filter, projected)."""
         return read_plan(self, [task])
 
+    def split(self, max_rows: int) -> ScanPlan:
+        """This plan with its large files cut into tasks of consecutive row groups of at
+        most ``max_rows`` rows each (a row group is never cut): for spreading one read
+        over workers. Reads the footers of the files it cuts; same rows, same order."""
+        tasks = split_tasks(self.storage, self.tasks, max_rows, snapshot=self.snapshot_id)
+        return replace(self, tasks=tasks)
+
     def explain(self) -> ExplainReport:
         """How many fragments, rows and bytes pruning left for this read."""
         return ExplainReport(
@@ -182,7 +254,7 @@ class ScanPlan:
             fragments_after_partition_pruning=self.fragments_after_partition_pruning,
             fragments_after_stats_pruning=len(self.tasks),
             rows_total=self.rows_total,
-            rows_after_pruning=sum(t.num_rows for t in self.tasks),
+            rows_after_pruning=sum(t.task_rows for t in self.tasks),
             bytes_total=self.bytes_total,
             bytes_after_pruning=sum(t.size_bytes for t in self.tasks),
         )
@@ -214,12 +286,47 @@ def _dataset(storage: Storage, schema: pa.Schema, tasks: Sequence[ReadTask]) -> 
     # pyarrow.dataset imports pandas (~0.4 s): load it on the first read, not on import.
     import pyarrow.dataset as pads
 
-    return pads.dataset(
-        [storage.full_path(t.path) for t in tasks],
-        schema=schema,
-        format="parquet",
-        filesystem=storage.arrow_filesystem(),
-    )
+    fs = storage.arrow_filesystem()
+    if all(t.row_groups is None for t in tasks):
+        return pads.dataset(
+            [storage.full_path(t.path) for t in tasks],
+            schema=schema,
+            format="parquet",
+            filesystem=fs,
+        )
+    import pyarrow.fs as pafs
+
+    fs = fs or pafs.LocalFileSystem()
+    fmt = pads.ParquetFileFormat()
+    parts = [
+        fmt.make_fragment(
+            storage.full_path(t.path),
+            filesystem=fs,
+            row_groups=None if t.row_groups is None else list(t.row_groups),
+        )
+        for t in tasks
+    ]
+    return pads.FileSystemDataset(parts, schema, fmt, fs)
+
+
+def _keep(storage: Storage, t: ReadTask) -> pa.BooleanArray | None:
+    """Which of a task's rows are live (None: all of them)."""
+    if t.deletion is None:
+        return None
+    mask = keep_mask(t.num_rows, positions_of(storage, t))
+    return mask if t.row_range is None else mask.slice(t.start, t.task_rows)
+
+
+def _keep_of(storage: Storage, tasks: Sequence[ReadTask]) -> pa.BooleanArray | None:
+    """Which rows of ``tasks`` read one after another are live (None: all of them)."""
+    if all(t.deletion is None for t in tasks):
+        return None
+    masks = [_keep(storage, t) for t in tasks]
+    parts = [
+        pa.array(np.ones(t.task_rows, np.bool_)) if m is None else m
+        for t, m in zip(tasks, masks, strict=True)
+    ]
+    return pa.concat_arrays(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,14 +396,13 @@ def _live(storage: Storage, tasks: Sequence[ReadTask], table: pa.Table) -> pa.Ta
     """``table`` (the files of ``tasks``, in order) without the deleted rows."""
     if all(t.deletion is None for t in tasks):
         return table
-    parts, offset = [], 0
-    for t in tasks:
-        part = table.slice(offset, t.num_rows)
-        offset += t.num_rows
-        if t.deletion is not None:
-            part = part.filter(keep_mask(t.num_rows, positions_of(storage, t)))
-        parts.append(part)
-    return pa.concat_tables(parts)
+    keep = _keep_of(storage, tasks)
+    return table if keep is None else table.filter(keep)
+
+
+def _live_count(storage: Storage, tasks: Sequence[ReadTask]) -> int:
+    keep = _keep_of(storage, tasks)
+    return sum(t.task_rows for t in tasks) if keep is None else keep.true_count
 
 
 def _read_run(storage: Storage, run: _Run, out_schema: pa.Schema) -> pa.Table:
@@ -309,7 +415,7 @@ def _read_run(storage: Storage, run: _Run, out_schema: pa.Schema) -> pa.Table:
         table = _dataset(storage, run.physical, run.tasks).to_table(columns=read)
         table = _live(storage, run.tasks, table)
     else:  # every wanted column was added after these files: all null
-        table = pa.table({"_": pa.nulls(sum(t.live_rows for t in run.tasks))})
+        table = pa.table({"_": pa.nulls(_live_count(storage, run.tasks))})
     return project(table, run.physical, run.plans, out_schema)
 
 
@@ -396,7 +502,7 @@ def _run_batches(
 ) -> Iterator[pa.RecordBatch]:
     read = run.read_names
     if run.plans is not None and not read:
-        total = sum(t.live_rows for t in run.tasks)
+        total = _live_count(p.storage, run.tasks)
         for start in range(0, total, batch_size):
             n = min(batch_size, total - start)
             empty = pa.RecordBatch.from_pydict({"_": pa.nulls(n)})
@@ -405,7 +511,7 @@ def _run_batches(
     scanner = _dataset(p.storage, run.physical, run.tasks).scanner(
         columns=read, batch_size=batch_size
     )
-    keep, offset = keep_mask_of(p.storage, run.tasks), 0
+    keep, offset = _keep_of(p.storage, run.tasks), 0
     for batch in scanner.to_batches():
         if keep is not None:
             offset += batch.num_rows
@@ -444,12 +550,9 @@ def read_positions(
         # File positions of the live rows, in the order the run's table holds them.
         positions = []
         for t in run.tasks:
-            live = np.arange(t.num_rows, dtype=np.int64)
-            if t.deletion is not None:
-                live = live[
-                    keep_mask(t.num_rows, positions_of(p.storage, t)).to_numpy(zero_copy_only=False)
-                ]
-            positions.append(live)
+            live = np.arange(t.start, t.stop, dtype=np.int64)
+            keep = _keep(p.storage, t)
+            positions.append(live if keep is None else live[keep.to_numpy(zero_copy_only=False)])
         if p.filter is not None:
             idx = matching(table.select(list(p.filter_columns)), p.filter)
         else:
@@ -487,7 +590,10 @@ def to_lazy(p: ScanPlan) -> pl.LazyFrame:
         and p.storage.is_local
         and bool(p.tasks)
         and polars_can_hold(p.output_schema)
-        and all(t.deletion is None and t.schema_id == p.schema_id for t in p.tasks)
+        and all(
+            t.deletion is None and t.schema_id == p.schema_id and t.row_range is None
+            for t in p.tasks
+        )
     )
     if not simple:
         return arrow_to_polars(p.to_arrow()).lazy()

@@ -17,7 +17,6 @@ from lakever.deletion import (
     difference,
     encode,
     keep_mask,
-    keep_mask_of,
     positions_of,
     union,
     write_deletion_vector,
@@ -162,19 +161,6 @@ def test_the_cache_keeps_the_most_recent_vectors_within_its_budget():
     assert cache.get(("s", "a")) is None and cache.get(("s", "c")) is None
     cache.put(("s", "d"), positions(1, 2, 3, 4, 5))  # the budget is whole again after clear
     assert cache.get(("s", "d")) is not None
-
-
-def test_keep_mask_of_fragments_read_one_after_another(tmp_path):
-    storage = open_storage(str(tmp_path / "ds"))
-    first = entry(3, deletion=write_deletion_vector(storage, positions(0, 2)))
-    plain = dataclasses.replace(entry(2), path="data/b.parquet")
-    last = dataclasses.replace(
-        entry(4, deletion=write_deletion_vector(storage, positions(3))), path="data/c.parquet"
-    )
-    assert keep_mask_of(storage, [plain, plain]) is None
-    mask = keep_mask_of(storage, [first, plain, last])
-    assert mask is not None
-    assert mask.to_pylist() == [False, True, False, True, True, True, True, True, False]
 
 
 @given(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import pickle  # noqa: TID251 - pickling is what these tests check
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lakever as lv
+from lakever.reader import read_positions
 from tests._data import events
 
 
@@ -103,3 +108,58 @@ def test_plan_arguments_are_checked(ds):
         ds.plan(columns="id")
     with pytest.raises(lv.InvalidArgument, match=r"names unknown column 'nope'"):
         ds.plan(filter="nope > 1")
+
+
+@pytest.fixture
+def grouped(local_location, monkeypatch) -> lv.Dataset:
+    """Fragments of 40 rows in row groups of 7, two schemas, deletions in some."""
+    monkeypatch.setattr("lakever.fragments.ROW_GROUP_ROWS", 7)
+    ds = lv.create_dataset(local_location, events(0, 100), max_rows_per_fragment=40)
+    ds = ds.evolve(rename={"value": "score"})
+    ds = ds.append(events(100, 45).rename_columns(["id", "score", "category"]))
+    return ds.delete(where="id IN (0, 6, 7, 13, 50, 101, 139)")
+
+
+@given(
+    max_rows=st.integers(1, 60),
+    where=st.sampled_from([None, "id % 3 = 0", "score > 0.5", "id BETWEEN 5 AND 20"]),
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=25)
+def test_split_plans_read_the_same_rows_task_by_task(grouped, max_rows, where):
+    plan = grouped.plan(filter=where)
+    split = plan.split(max_rows)
+    # every file is covered once, by consecutive whole row groups, in order
+    for path in {t.path for t in plan.tasks}:
+        parts = [t for t in split.tasks if t.path == path]
+        assert parts[0].start == 0 and parts[-1].stop == parts[0].num_rows
+        assert all(a.stop == b.start for a, b in itertools.pairwise(parts))
+        groups = [g for t in parts for g in (t.row_groups or range(6))]
+        assert groups == list(range(len(groups)))
+        assert all(t.task_rows <= max(max_rows, 7) for t in parts)
+    expected = plan.to_arrow()
+    again = pickle.loads(pickle.dumps(split))
+    tasks_read = [again.read(t) for t in again.tasks]
+    assert pa.concat_tables(tasks_read).equals(expected)
+    assert pa.Table.from_batches(list(split.to_batches(11)), expected.schema).equals(expected)
+    assert split.explain().rows_after_pruning == plan.explain().rows_after_pruning
+    whole = [(t.path, list(pos)) for t, pos, _ in read_positions(plan)]
+    parts = {}
+    for t, pos, _ in read_positions(split):
+        parts.setdefault(t.path, []).extend(pos)
+    assert whole == list(parts.items())
+
+
+def test_a_split_plan_of_small_files_is_the_plan(ds):
+    plan = ds.plan(filter="id > 3")
+    assert plan.split(1000).tasks == plan.tasks
+    with pytest.raises(lv.InvalidArgument, match="max_rows must be a positive int, got 0"):
+        plan.split(0)
+
+
+def test_splitting_a_replaced_file_is_named_damage(grouped, tmp_path):
+    plan = grouped.plan()
+    task = plan.tasks[0]
+    target = plan.storage.full_path(task.path)
+    pq.write_table(pa.table({"id": pa.array(range(5), pa.int64())}), target)
+    with pytest.raises(lv.CorruptData, match="holds 5 rows, its manifest entry 40"):
+        plan.split(10)
