@@ -139,7 +139,10 @@ def _conflict_message(
 
 
 def _read_rows(
-    storage: Storage, schema_json: dict[str, Any], entries: Sequence[FragmentEntry]
+    storage: Storage,
+    schema_json: dict[str, Any],
+    entries: Sequence[FragmentEntry],
+    snapshot_id: str,
 ) -> Iterator[pa.Table]:
     """The live rows of ``entries`` read through the schema ``schema_json`` (by field id).
 
@@ -148,7 +151,14 @@ def _read_rows(
     from lakever.planner import plan_of
 
     schema = schema_from_json(schema_json)
-    scan = plan_of(storage, schema, entries, schema.names, lambda sid: read_schema(storage, sid))
+    scan = plan_of(
+        storage,
+        schema,
+        entries,
+        schema.names,
+        lambda sid: read_schema(storage, sid),
+        snapshot_id=snapshot_id,
+    )
     for batch in scan.to_batches(_VALIDATE_BATCH):
         yield pa.Table.from_batches([batch])
 
@@ -178,6 +188,7 @@ def _check_brought(
     ours: Snapshot,
     ours_entries: Sequence[FragmentEntry],
     source: str,
+    theirs_id: str,
 ) -> None:
     """Check the rows the merge brings onto the target against the result's contract and key.
 
@@ -194,7 +205,7 @@ def _check_brought(
         contracts.validate_batches(
             ref.api,
             read_contract_text(storage, ref.id),
-            _read_rows(storage, plan.schema, brought),
+            _read_rows(storage, plan.schema, brought, theirs_id),
             what=f"the merge of {source!r}",
             advice=(
                 f"Nothing was committed. The failing rows come from {source!r}: fix or delete "
@@ -276,7 +287,7 @@ def commit_merge(
                 _conflict_message(source, ours, theirs, base, plan.conflicts),
                 conflicts=plan.conflicts,
             )
-        _check_brought(storage, plan, ours, ours_e, source)
+        _check_brought(storage, plan, ours, ours_e, source, theirs.snapshot_id)
         if plan.kind in ("fast-forward", "theirs"):
             manifests = theirs.manifests
         elif plan.kind == "ours":

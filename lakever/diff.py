@@ -145,6 +145,7 @@ def _read(
     public: pa.Schema,
     parts: Sequence[_Part],
     schemas: Callable[[str], pa.Schema],
+    snapshot_id: str,
 ) -> pa.Table:
     """The rows of ``parts`` through ``target`` (fragment columns matched by field id).
 
@@ -153,7 +154,8 @@ def _read(
     """
     from lakever.planner import plan_of
 
-    scan = plan_of(storage, target, [p.entry for p in parts], public.names, schemas)
+    entries = [p.entry for p in parts]
+    scan = plan_of(storage, target, entries, public.names, schemas, snapshot_id=snapshot_id)
 
     def read(i: int) -> pa.Table:
         table = scan.read(scan.tasks[i])
@@ -326,8 +328,8 @@ def _rows(
     schemas = _loader(a, b)
     return (
         p,
-        _read(storage, target, public, p.removed, schemas),
-        _read(storage, target, public, p.added, schemas),
+        _read(storage, target, public, p.removed, schemas, a.snap.snapshot_id),
+        _read(storage, target, public, p.added, schemas, b.snap.snapshot_id),
     )
 
 
@@ -413,11 +415,11 @@ def changes(
         current = state.at(snap, writable=False)
         p = match_fragments(previous.entries, current.entries, lambda e: positions_of(storage, e))
         loader = _loader(previous, current)
-        previous = current
+        before, previous = previous, current
         if not p.removed and not p.added:
             continue
-        removed = _read(storage, schema, public, p.removed, loader)
-        added = _read(storage, schema, public, p.added, loader)
+        removed = _read(storage, schema, public, p.removed, loader, before.snap.snapshot_id)
+        added = _read(storage, schema, public, p.added, loader, snap.snapshot_id)
         table = change_table(removed, added, _compare(removed, added, keys))
         if table.num_rows:
             yield _with_commit(table, snap)

@@ -161,7 +161,7 @@ def plan_of(
     return ScanPlan(
         storage=storage,
         uri=storage.uri,
-        snapshot_id=snapshot_id or "(uncommitted)",
+        snapshot_id=snapshot_id or "(being committed)",
         version=version,
         schema=schema,
         columns=tuple(columns),
