@@ -34,6 +34,7 @@ from lakever.errors import InvalidArgument
 from lakever.evolution import fits
 from lakever.field_tree import schema_changes as schema_diff
 from lakever.format import FragmentEntry, Snapshot
+from lakever.history import commit_of
 from lakever.schema import iter_field_ids, strip_field_ids
 from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, quote_identifier, quote_literal
@@ -393,7 +394,8 @@ def compute(
         schema_changes=tuple(schema_diff(a.schema, b.schema)),
         key=tuple(keys) if keys else None,
     )
-    return Diff(a.snap, b.snap, strip_field_ids(target), removed, added, result, summary)
+    commits = commit_of(a, a.snap), commit_of(b, b.snap)
+    return Diff(*commits, strip_field_ids(target), removed, added, result, summary)
 
 
 def changes(

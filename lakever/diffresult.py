@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 from lakever._convert import arrow_to_polars
 from lakever._records import Commit, SchemaChange
 from lakever.errors import InvalidArgument
-from lakever.format import Snapshot
 
 if TYPE_CHECKING:
     import polars as pl
@@ -92,8 +91,8 @@ class Diff:
 
     def __init__(
         self,
-        a: Snapshot,
-        b: Snapshot,
+        a: Commit,
+        b: Commit,
         schema: pa.Schema,
         removed: pa.Table,
         added: pa.Table,
@@ -101,8 +100,8 @@ class Diff:
         summary: DiffSummary,
     ) -> None:
         #: The commits of the older and newer snapshots (version, snapshot id, time...).
-        self.a = Commit.from_snapshot(a)
-        self.b = Commit.from_snapshot(b)
+        self.a = a
+        self.b = b
         #: The schema of the tables this diff returns.
         self.schema = schema
         self.summary = summary

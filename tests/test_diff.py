@@ -432,7 +432,6 @@ def test_diff_to_dict_names_both_snapshots(ds):
     assert (got["rows_removed"], got["rows_added"], got["rows_changed"]) == (2, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="Diff.to_dict names a branch by its internal id (9 §7)")
 def test_diff_to_dict_names_branches_not_their_ids(ds):
     after = ds.branch("b").delete(where="id < 2")
     assert ds.diff(after).to_dict()["b"]["branch"] == "b"
