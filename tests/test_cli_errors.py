@@ -327,3 +327,25 @@ def test_errors_name_flags_not_parameters(tmp_path, lake, csv, args, message):
     proc = lakever(*(a.format(**subst) for a in args))
     assert_one_line(proc, message.format(**subst))
     assert "on=" not in proc.stderr and "Dataset." not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["delete", "{ds}", "--where", "id > (SELECT 1)"], "error: --where 'id > (SELECT 1)'"),
+        (["update", "{ds}", "--set", "id=1", "--where", ""], "error: --where must be"),
+        (["update", "{ds}", "--set", "nope=1"], "error: --set names unknown column 'nope'"),
+        (["upsert", "{ds}", "{csv}", "--key", "nope"], "error: --key ['nope'] must name"),
+    ],
+)
+def test_api_errors_name_the_flag_that_set_the_parameter(lake, csv, args, message):
+    proc = lakever(*(a.format(ds=lake, csv=csv) for a in args))
+    assert_one_line(proc, message)
+
+
+def test_only_a_leading_parameter_name_becomes_a_flag():
+    assert cli.as_flags("where 'set x' is bad", "delete") == "--where 'set x' is bad"
+    assert cli.as_flags("primary_key ['a'] is bad", "init") == "--primary-key ['a'] is bad"
+    assert cli.as_flags("primary_key ['a'] is bad", "upsert") == "--key ['a'] is bad"
+    assert cli.as_flags("version 3 where x", "show") == "version 3 where x"
+    assert cli.as_flags("where", "delete") == "where"

@@ -66,9 +66,44 @@ def main() -> None:
             traceback.print_exc()
         # One line, whatever the message holds (DuckDB errors carry line breaks).
         message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        message = as_flags(message, _command(sys.argv[1:]))
         typer.echo(f"error: {message}", err=True)
         code = 1
     _exit(code)
+
+
+#: The Python parameter a message starts with -> the flag that sets it on the command line.
+_FLAGS = {
+    "where": "--where",
+    "set": "--set",
+    "on": "--key",
+    "primary_key": "--key",
+    "columns": "--column",
+    "schema_mode": "--schema-mode",
+    "partition_by": "--partition-by",
+    "sort_by": "--sort-by",
+    "message": "--message",
+    "author": "--author",
+    "strategy": "--strategy",
+}
+#: Commands where a parameter has another flag.
+_COMMAND_FLAGS = {"init": {"primary_key": "--primary-key"}}
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command a command line runs (its first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def as_flags(message: str, command: str | None) -> str:
+    """``message`` with the Python parameter it starts with named as the command's flag
+    (``where 'x >' ...`` -> ``--where 'x >' ...``): errors speak the language of the
+    place they reach the user in. Only the first word is changed; values never are."""
+    word, sep, rest = message.partition(" ")
+    flags = {**_FLAGS, **_COMMAND_FLAGS.get(command or "", {})}
+    if sep and word in flags:
+        return f"{flags[word]} {rest}"
+    return message
 
 
 def _exit(code: int) -> None:
