@@ -279,7 +279,6 @@ def check_columns(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]
 #: File bytes read together (in parallel) at most before a filter drops rows: bounds the
 #: memory of filtered reads without paying a dataset per handful of small fragments.
 _RUN_BYTES = 256 << 20
-_INDEX = "__lakever_row"
 
 
 def _dataset(storage: Storage, schema: pa.Schema, tasks: Sequence[ReadTask]) -> pads.Dataset:
@@ -432,31 +431,42 @@ def read_file(storage: Storage, physical: pa.Schema, ref: FileRef, *, snapshot: 
         return pq.read_table(path, schema=physical, filesystem=storage.arrow_filesystem())
 
 
-def matching(table: pa.Table | pa.RecordBatch, sql: str) -> np.ndarray[Any, Any]:
-    """Indices (ascending) of the rows of ``table`` where DuckDB finds ``sql`` true.
+def matching_mask(table: pa.Table | pa.RecordBatch, sql: str) -> pa.BooleanArray:
+    """Where DuckDB finds ``sql`` true over the rows of ``table``, in row order.
 
-    ``table`` holds the columns the expression reads, under their snapshot names.
+    ``table`` holds the columns the expression reads, under their snapshot names. The
+    expression is evaluated as a projection (one value per row, in insertion order,
+    which DuckDB preserves), so no filter is pushed into DuckDB's Arrow scan.
     """
     n = table.num_rows
     data = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
-    data = data.append_column(_INDEX, pa.array(np.arange(n, dtype=np.int64)))
+    if not data.num_columns:  # a filter over no column (e.g. "1 = 1"): DuckDB needs one
+        data = pa.table({"__lakever_row": pa.nulls(n, pa.int8())})
     con = cursor()
     try:
         con.register("__lakever_rows", data)
         with translate_errors("filter", sql, None):
-            query = f'SELECT "{_INDEX}" FROM __lakever_rows WHERE ({sql})'
+            query = f"SELECT COALESCE(({sql}), false) FROM __lakever_rows"
             out = con.sql(query).to_arrow_table()
     finally:
         con.close()
-    idx = out.column(0).to_numpy()
-    return np.sort(idx) if len(idx) > 1 else idx
+    mask = out.column(0).combine_chunks()
+    if len(mask) != n or mask.null_count:  # pragma: no cover - DuckDB broke its contract
+        raise AssertionError(f"DuckDB returned {len(mask)} filter values for {n} rows")
+    result: pa.BooleanArray = mask
+    return result
+
+
+def matching(table: pa.Table | pa.RecordBatch, sql: str) -> np.ndarray[Any, Any]:
+    """Indices (ascending) of the rows of ``table`` where DuckDB finds ``sql`` true."""
+    return np.flatnonzero(matching_mask(table, sql).to_numpy(zero_copy_only=False))
 
 
 def _filtered(p: ScanPlan, table: pa.Table) -> pa.Table:
     if p.filter is None:
         return table
-    idx = matching(table.select(list(p.filter_columns)), p.filter)
-    return table.take(pa.array(idx, pa.int64())) if len(idx) < table.num_rows else table
+    mask = matching_mask(table.select(list(p.filter_columns)), p.filter)
+    return table.filter(mask) if mask.false_count else table
 
 
 def _output(p: ScanPlan, names: list[str]) -> pa.Schema:
@@ -527,9 +537,9 @@ def _run_batches(
 
 def _batch_filtered(p: ScanPlan, batch: pa.RecordBatch) -> pa.RecordBatch:
     if p.filter is not None and batch.num_rows:
-        idx = matching(batch.select(list(p.filter_columns)), p.filter)
-        if len(idx) < batch.num_rows:
-            batch = batch.take(pa.array(idx, pa.int64()))
+        mask = matching_mask(batch.select(list(p.filter_columns)), p.filter)
+        if mask.false_count:
+            batch = batch.filter(mask)
     return batch.select(list(p.columns))
 
 
