@@ -116,7 +116,7 @@ def test_explain_and_sql_exit_cleanly_every_time(tmp_path):
         ["explain", str(path), "category = 'a' AND ts >= '2026-01-05'"],
         ["sql", "SELECT category, count(*) FROM events GROUP BY 1", "--lake", str(path.parent)],
     ]
-    for i in range(40):
+    for i in range(24):  # the abort came 1 run in 5: 24 clean runs leave a 0.5% chance
         proc = subprocess.run(
             [sys.executable, "-m", "lakever", *commands[i % 2]],
             capture_output=True,

@@ -84,7 +84,7 @@ def test_changes(lake):
     [
         (
             ["delete", "{lake}", "--where", "nope = 1"],
-            "error: where 'nope = 1' names unknown column 'nope'",
+            "error: --where 'nope = 1' names unknown column 'nope'",
         ),
         (["update", "{lake}", "--set", "value"], "error: --set 'value' must be COLUMN="),
         (["diff", "{lake}", "0", "0", "--key", "nope"], "error: --key 'nope' is not a column of"),
