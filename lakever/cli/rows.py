@@ -20,8 +20,8 @@ from lakever.cli.data import (
     PATH_ARG,
     SCHEMA_MODE_OPT,
     SchemaMode,
-    schema_mode_value,
     parse_version,
+    schema_mode_value,
 )
 
 
