@@ -91,6 +91,9 @@ def test_deleted_middle_entry_and_hint(location):
     assert f"log entry {_entry(location, 3)} (version 3) is missing" in message
     assert "branch 'main'" in message and "Restore the file from a backup" in message
     assert "versions 0 to 2 come before the break and stay readable by version number" in message
+    # the advice is code to paste: no branch argument for main
+    uri = _store(location).uri
+    assert f"(lakever.open_dataset({uri!r}, version=2))" in message
     assert isinstance(err, lv.CorruptMetadata)
     with pytest.raises(lv.BrokenHistory):
         lv.write_dataset(location, events(100, 1), mode="append")
@@ -119,6 +122,10 @@ def test_commit_into_a_gap_is_not_acknowledged(location):
         handles[2].append(events(100, 1))
     assert (ei.value.version, ei.value.path) == (3, _entry(location, 3))
     assert "version 4 already existed" in str(ei.value)
+    assert (
+        "Move that entry aside and restore the deleted one from a backup, then redo the "
+        "commit on the restored head" in str(ei.value)
+    )
     # the entry it left is evidence, never read as version 3, never a head
     with pytest.raises(lv.BrokenHistory):
         lv.open_dataset(location, version=3)
@@ -202,6 +209,8 @@ def test_reparented_entry(location, tampered):
         head = lv.open_dataset(location)
         assert head.version == 5
         assert head.history(limit=2)[-1].version == 4  # the part above the break reads
+        feed = list(head.changes(since=3))  # and so does the change feed
+        assert [t["_commit_version"].to_pylist() for t in feed] == [[4], [5]]
         with pytest.raises(lv.BrokenHistory) as ei:
             head.history()
         assert (ei.value.version, ei.value.path) == (2, _entry(location, 3))
@@ -255,8 +264,16 @@ def test_branch_record_with_wrong_base_snapshot(location, own_commits):
     assert (err.branch, err.version) == ("exp", 2)
     assert err.path == _store(location).full_path(branch_meta_path(branch_id))
     assert f"says it starts at version 2, snapshot {handles[1].snapshot_id}" in str(err)
-    with pytest.raises(lv.BrokenHistory):
+    uri = _store(location).uri
+    assert f"(lakever.open_dataset({uri!r}, branch='exp', version=1))" in str(err)
+    # a handle opened before the edit: the record no longer says what it was built from
+    with pytest.raises(lv.BrokenHistory) as ei:
         exp.append(events(99, 1))
+    assert (
+        f"now records version 2, snapshot {handles[1].snapshot_id}, but it was read as "
+        f"version 2, snapshot {handles[2].snapshot_id}: the record was changed outside "
+        "lakever. Nothing was committed" in str(ei.value)
+    )
     assert lv.open_dataset(location).version == 2  # main is unaffected
 
 
@@ -269,6 +286,27 @@ def test_branch_first_own_entry_with_wrong_parent(location):
         lv.open_dataset(location, branch="exp")
     assert (ei.value.branch, ei.value.version) == ("exp", 2)
     assert ei.value.path == _store(location).full_path(log_path(branch_id, 3))
+
+
+def test_branch_first_own_entry_rewritten_with_its_successor(location):
+    """The branch's first own entry and the next were both rewritten (ids recomputed): the
+    head names its parent, but the first own entry no longer names the base."""
+    handles = _history(location, 3)
+    handles[2].branch("exp").append(events(10, 1)).append(events(11, 1))
+    branch_id, _ = _branch_record(location, "exp")
+    new_first = _reparent(location, 3, branch_id)
+    store = _store(location)
+    rel = log_path(branch_id, 4)
+    record = json.loads(store.read_bytes(rel))
+    del record["snapshot_id"]
+    record["parent_id"] = new_first
+    record["snapshot_id"] = compute_snapshot_id(record)
+    _rewrite(store, rel, record)
+    with pytest.raises(lv.BrokenHistory) as ei:
+        lv.open_dataset(location, branch="exp")
+    assert (ei.value.branch, ei.value.version) == ("exp", 2)
+    assert ei.value.path == _store(location).full_path(log_path(branch_id, 3))
+    assert "(version 3) names parent snapshot" in str(ei.value)
 
 
 def test_branch_base_entry_replaced(location):

@@ -395,3 +395,66 @@ def test_open_storage_resolves_every_form(tmp_path, monkeypatch):
     with pytest.raises(lv.StorageError, match=r"cannot open storage for .*install") as info:
         open_storage("nosuchprotocol://bucket/ds")
     assert info.value.path == "nosuchprotocol://bucket/ds"
+
+
+def test_read_only_storages_pickle_with_their_options(tmp_path):
+    """A read-only backend is reopened from its URI and storage options (here the zip file
+    a zip:// location reads from)."""
+    import pickle  # noqa: TID251 - pickling is what this test checks
+    import zipfile
+
+    archive = tmp_path / "lake.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("ds/d/a", b"A")
+    store = open_storage("zip://ds", {"fo": str(archive)})
+    copy = pickle.loads(pickle.dumps(store))
+    assert (type(copy), copy.uri, copy.options) == (type(store), "zip://ds", {"fo": str(archive)})
+    assert copy.read_bytes("d/a") == b"A"
+
+
+def test_local_paths_with_spaces(tmp_path):
+    store = LocalStorage(str(tmp_path / "root"))
+    store.write_new("a dir/f g", b"1")
+    assert (tmp_path / "root" / "a dir" / "f g").read_bytes() == b"1"
+    assert store.put_if_absent("a dir/h i", b"2")
+    assert store.list("a dir") == ["f g", "h i"]
+    assert store.read_bytes("a dir/h i") == b"2"
+
+
+def test_local_sync_failures_are_storage_errors(tmp_path, monkeypatch):
+    import lakever.storage.local as local
+
+    def fail(path):
+        raise OSError(5, "Input/output error")
+
+    store = LocalStorage(str(tmp_path / "root"))
+    store.write_new("existing/f", b"x")
+    store.flush()
+    # a new directory is synced on flush
+    store.write_new("new/f", b"x")
+    monkeypatch.setattr(local, "_fsync_dir", fail)
+    with pytest.raises(lv.StorageError) as info:
+        store.flush()
+    assert str(info.value).startswith("cannot sync directory ")
+    assert str(info.value).endswith(": Input/output error")
+    assert info.value.path in (str(tmp_path / "root"), str(tmp_path / "root" / "new"))
+    # the directory of a committed entry is synced after the link
+    store = LocalStorage(str(tmp_path / "root"))
+    with pytest.raises(lv.StorageError) as info:
+        store.put_if_absent("existing/g", b"y")
+    assert str(info.value) == f"cannot sync directory {tmp_path}/root/existing: Input/output error"
+    assert info.value.path == f"{tmp_path}/root/existing"
+
+
+def test_local_link_failure_is_a_storage_error(tmp_path, monkeypatch):
+    store = LocalStorage(str(tmp_path / "root"))
+    store.write_new("log/f", b"x")
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "link", full)
+    with pytest.raises(lv.StorageError) as info:
+        store.put_if_absent("log/g", b"y")
+    assert str(info.value) == f"cannot write {tmp_path}/root/log/g: No space left on device"
+    assert os.listdir(tmp_path / "root" / "log") == ["f"]  # no temp file left
