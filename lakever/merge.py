@@ -118,7 +118,17 @@ def _show_setting(value: Any) -> str:
         return "none"
     if isinstance(value, ContractRef):
         return f"contract {value.id[:12]}"
-    return str(list(value))
+    return "[" + ", ".join(_show_item(v) for v in value) + "]"
+
+
+def _show_item(item: Any) -> str:
+    """A partition or sort field as a user writes it: ``status``, ``day(ts)``, ``id DESC``."""
+    if not isinstance(item, dict):
+        return repr(item)
+    shown = str(item.get("name") or f"field id {item.get('field_id')}")
+    if item.get("transform") not in (None, "identity"):
+        shown = f"{item['transform']}({shown})"
+    return f"{shown} DESC" if item.get("descending") else shown
 
 
 def _pick_settings(

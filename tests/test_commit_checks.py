@@ -320,3 +320,19 @@ def test_contract_from_one_side_must_accept_the_schema_from_the_other(location, 
     assert (conflict["kind"], conflict["item"]) == ("setting", "contract")
     assert "columns ['amount']" in conflict[contract_side]
     assert conflict["theirs" if contract_side == "ours" else "ours"] == "changed the schema"
+
+
+def test_a_setting_removed_on_one_side_and_changed_on_the_other_names_both(location):
+    ds = lv.create_dataset(location, orders([1], [1.0]), partition_by=["id"])
+    ds.branch("b").append(orders([2], [2.0])).set_partitioning(["status"])
+    main = lv.open_dataset(location).set_partitioning([])
+    with pytest.raises(lv.MergeConflict) as ei:
+        main.merge("b")
+    assert ei.value.conflicts == [
+        {
+            "kind": "setting",
+            "item": "partitioning",
+            "ours": "changed to none",
+            "theirs": "changed to [status]",
+        }
+    ]

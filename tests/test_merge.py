@@ -271,3 +271,21 @@ def test_a_three_way_merge_takes_the_schema_from_the_side_that_changed_it(locati
     assert merged.commit.parameters["kind"] == "three-way"
     assert merged.schema.names == ["id", "value", "category", "note"]
     assert merged.to_arrow()["note"].null_count == 4
+
+
+def test_the_field_ids_of_a_schema_include_map_keys_values_and_list_items():
+    from lakever.merge import _field_ids
+    from lakever.schema import assign_field_ids, schema_to_json
+
+    nested = pa.schema(
+        [("m", pa.map_(pa.string(), pa.int64())), ("l", pa.list_(pa.struct([("a", pa.int8())])))]
+    )
+    schema, _ = assign_field_ids(nested)
+    assert _field_ids(schema_to_json(schema)) == {
+        1: "m",
+        2: "m.key",
+        3: "m.value",
+        4: "l",
+        5: "l.item",
+        6: "l.item.a",
+    }
