@@ -25,12 +25,19 @@ import pyarrow as pa
 from lakever.deletion import positions_of
 from lakever.integrity import verify
 from lakever.reader import ReadTask, ScanPlan, read_plan
-from lakever.sql import quote_identifier, quote_literal, schema_map
+from lakever.sql import cursor, quote_identifier, quote_literal, schema_map
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["FILE_COLUMN", "POSITION_COLUMN", "plan_sql", "register_plan", "relation"]
+__all__ = [
+    "FILE_COLUMN",
+    "POSITION_COLUMN",
+    "plan_sql",
+    "read_filtered",
+    "register_plan",
+    "relation",
+]
 
 
 #: Extra columns of `plan_sql` with ``positions``: the fragment's full path, and the
@@ -123,3 +130,55 @@ def relation(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> duckdb.DuckDBPyR
         return con.from_arrow(read_plan(replace(plan, filter=None, filter_columns=())))
     register_plan(con, plan)
     return con.sql(plan_sql(plan, plan.columns, mapping))
+
+
+def _exact(t: pa.DataType) -> bool:
+    """Whether DuckDB's Parquet reader returns values of ``t`` that cast back to ``t``
+    exactly (same values, same nulls): flat numbers, strings, binaries, dates,
+    timestamps in any unit and zone (DuckDB returns the instant; the cast restores the
+    zone), decimals DuckDB can hold."""
+    return (
+        pa.types.is_integer(t)
+        or t in (pa.float32(), pa.float64(), pa.bool_(), pa.date32())
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_timestamp(t)
+        or (pa.types.is_decimal128(t) and t.precision <= 38)
+    )
+
+
+def read_filtered(plan: ScanPlan) -> pa.Table | None:
+    """The rows of a filtered plan read by DuckDB, with the filter in its scan: the same
+    rows, order and types as `ScanPlan.to_arrow`, about twice as fast on large files.
+
+    None when the plan is not one DuckDB reads exactly (no filter, storage that is not
+    local, a column of a type outside `_exact`, an empty projection), or when DuckDB
+    fails: the Arrow reader then reads the plan, and names any damage.
+    """
+    import duckdb
+
+    if plan.filter is None or not plan.columns or not plan.storage.is_local:
+        return None
+    names = list(plan.columns) + [c for c in plan.filter_columns if c not in plan.columns]
+    if not all(_exact(plan.schema.field(n).type) for n in names):
+        return None
+    mapping = schema_map(plan.schema)
+    if mapping is None:
+        return None
+    if not plan.tasks:
+        return plan.output_schema.empty_table()
+    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
+    select = ", ".join(quote_identifier(c) for c in plan.columns)
+    query = f"SELECT {select} FROM ({plan_sql(plan, names, mapping)}) WHERE ({plan.filter})"
+    con = cursor()
+    try:
+        register_plan(con, plan)
+        table = con.sql(query).to_arrow_table()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    result: pa.Table = table.cast(plan.output_schema)
+    return result

@@ -183,7 +183,11 @@ class SnapshotView:
         Raises:
             CorruptData: a fragment is missing or damaged (nothing is returned).
         """
-        return self.plan(filter=filter, columns=columns).to_arrow()
+        from lakever.sqlplan import read_filtered
+
+        plan = self.plan(filter=filter, columns=columns)
+        table = read_filtered(plan)
+        return plan.to_arrow() if table is None else table
 
     def to_batches(
         self,
@@ -214,9 +218,14 @@ class SnapshotView:
         """A polars LazyFrame over the snapshot (``filter`` as in `to_arrow`).
 
         Local snapshots without deleted rows, written under one schema, are scanned
-        lazily by polars; the others, and filtered scans, are read through Arrow first.
+        lazily by polars; the others are read first (filtered ones by DuckDB, with the
+        filter in its scan, where it reads the types exactly; otherwise through Arrow).
         """
-        return to_lazy(self.plan(filter=filter))
+        from lakever.sqlplan import read_filtered
+
+        plan = self.plan(filter=filter)
+        table = read_filtered(plan)
+        return to_lazy(plan) if table is None else arrow_to_polars(table).lazy()
 
     def to_duckdb(
         self, con: duckdb.DuckDBPyConnection | None = None, *, prune: str | None = None
