@@ -20,6 +20,7 @@ exponential backoff and jitter.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,21 @@ from lakever.retry import COMMITS
 from lakever.storage import Storage
 
 __all__ = ["Line"]
+
+
+#: Log entries decoded lately, by (storage, path): re-reading an entry (a commit checks
+#: that its base is unchanged) compares the bytes and skips decoding them again. Entries
+#: are immutable, so a record is only reused for identical bytes.
+_DECODED: dict[tuple[str, str], tuple[bytes, Snapshot]] = {}
+_DECODED_SIZE = 256
+_DECODED_LOCK = threading.Lock()
+
+
+def _remember(uri: str, rel: str, data: bytes, snap: Snapshot) -> None:
+    with _DECODED_LOCK:
+        _DECODED[(uri, rel)] = (data, snap)
+        while len(_DECODED) > _DECODED_SIZE:
+            _DECODED.pop(next(iter(_DECODED)))
 
 
 class Line:
@@ -86,6 +102,10 @@ class Line:
             data = self.storage.read_bytes(rel)
         except FileNotFoundError:
             return None
+        key = (self.storage.uri, rel)
+        hit = _DECODED.get(key)
+        if hit is not None and hit[0] == data:  # the same bytes decode to the same record
+            return hit[1]
         snap = decode_snapshot(data, path=self.storage.full_path(rel))
         if snap.version != version or snap.branch_id != self.branch_id:
             raise CorruptMetadata(
@@ -93,6 +113,7 @@ class Line:
                 f"{snap.version} of branch {snap.branch_id!r}; it was moved or copied",
                 path=self.storage.full_path(rel),
             )
+        _remember(self.storage.uri, rel, data, snap)
         return snap
 
     def owner(self, version: int) -> Line:
@@ -266,9 +287,9 @@ class Line:
         for _attempt in COMMITS.attempts():
             snap = _build(current, change, self.branch_id, apply(current, change, io), io, merged)
             self.storage.flush()
-            if self.storage.put_if_absent(
-                log_path(self.branch_id, snap.version), encode_snapshot(snap)
-            ):
+            entry, rel = encode_snapshot(snap), log_path(self.branch_id, snap.version)
+            if self.storage.put_if_absent(rel, entry):
+                _remember(self.storage.uri, rel, entry, snap)
                 # Acknowledge only a version the head shows: not one that filled a gap.
                 _chain.check_successor(self, snap)
                 self._write_hint(snap.version)

@@ -39,6 +39,8 @@ class LocalStorage(Storage):
         return (_local, (self.uri, self._fsync))
 
     def _p(self, rel: str) -> str:
+        if os.sep == "/":  # a relative path with "/" separators is the path under the root
+            return f"{self.uri.rstrip('/')}/{rel}"
         return os.path.join(self.uri, *rel.split("/"))
 
     def read_bytes(self, rel: str) -> bytes:
