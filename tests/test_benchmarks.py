@@ -31,3 +31,24 @@ def test_benchmark_quick(script, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["results"], report
+
+
+@pytest.mark.slow
+def test_compare_runs_two_trees_interleaved(tmp_path):
+    out = tmp_path / "compare.json"
+    proc = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--before", str(ROOT)),
+            *("--rounds", "1", "--quick", "--output", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (round_,) = json.loads(out.read_text())["rounds"]
+    assert set(round_["before"]) == set(round_["after"])
+    assert all(v > 0 for v in round_["after"].values())
+    assert "to_arrow(filter)" in proc.stdout and "after/before" in proc.stdout
