@@ -81,6 +81,7 @@ def run_tree(tree: Path, workdir: str, sizes: tuple[int, int, int]) -> dict[str,
         text=True,
         check=True,
         env=env,
+        cwd=workdir,  # not a checkout: with -c, the working directory comes first on sys.path
     )
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     expected = str(tree / "lakever" / "__init__.py")
