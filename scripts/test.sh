@@ -3,12 +3,13 @@
 # With no arguments (the README's command, and CI): every test under the derandomised
 # hypothesis profile, then the property tests once more with fresh random examples (the
 # `explore` tier: a failure prints the example and how to reproduce it). With arguments:
-# pytest with those arguments only. docs/testing.md, "Tiers".
+# pytest with those arguments only. Tests run on every core (pytest-xdist; each test has its
+# own temporary directory). docs/testing.md, "Tiers".
 source "$(dirname "$0")/_env.sh"
 ruff check lakever tests examples benchmarks scripts
 ruff format --check lakever tests examples benchmarks scripts
 mypy
-python -m pytest "$@"
+python -m pytest -n auto --dist worksteal "$@"
 if [ $# -eq 0 ]; then
-  HYPOTHESIS_PROFILE=explore python -m pytest -q -p no:cacheprovider -m "hypothesis and not slow"
+  HYPOTHESIS_PROFILE=explore python -m pytest -n auto -q -p no:cacheprovider -m "hypothesis and not slow"
 fi
