@@ -40,8 +40,9 @@ from lakever.errors import (
 )
 from lakever.format import FORMAT_VERSION
 from lakever.partitioning import Transform, day, hour, identity, month, year
-from lakever.reader import ExplainReport, ReadTask, ScanPlan
+from lakever.reader import ExplainReport, ScanPlan
 from lakever.refs import Tag
+from lakever.tasks import ReadTask
 
 __version__ = "0.2.0"
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import pyarrow as pa
 
 from lakever.format import FragmentEntry
-from lakever.reader import ReadTask, ScanPlan, check_columns
+from lakever.reader import ScanPlan, check_columns
 from lakever.storage import Storage
+from lakever.tasks import ReadTask
 
 if TYPE_CHECKING:
     from lakever.expr import BoundFilter

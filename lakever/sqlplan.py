@@ -24,8 +24,9 @@ import pyarrow as pa
 
 from lakever.deletion import positions_of
 from lakever.integrity import verify
-from lakever.reader import ReadTask, ScanPlan, read_plan
+from lakever.reader import ScanPlan, read_plan
 from lakever.sql import cursor, quote_identifier, quote_literal, schema_map
+from lakever.tasks import ReadTask
 
 if TYPE_CHECKING:
     import duckdb
