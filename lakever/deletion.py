@@ -15,14 +15,13 @@ cached per process like manifests.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lakever._lru import Lru
 from lakever.errors import CorruptMetadata
 from lakever.format import (
     DELETION_DIR,
@@ -89,39 +88,13 @@ def write_deletion_vector(storage: Storage, positions: Positions) -> DeletionVec
     return dv
 
 
-class _Cache:
-    """Process-wide LRU of parsed DVs (immutable and verified, so always valid)."""
-
-    def __init__(self, max_positions: int) -> None:
-        self._max = max_positions
-        self._size = 0
-        self._items: OrderedDict[tuple[str, str], Positions] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._size = 0
-
-    def get(self, key: tuple[str, str]) -> Positions | None:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
-
-    def put(self, key: tuple[str, str], positions: Positions) -> None:
-        with self._lock:
-            if key in self._items or len(positions) > self._max:
-                return
-            self._items[key] = positions
-            self._size += len(positions)
-            while self._size > self._max:
-                _, old = self._items.popitem(last=False)
-                self._size -= len(old)
+def _new_cache(max_positions: int) -> Lru[tuple[str, str], Positions]:
+    """A process-wide LRU of parsed DVs (immutable and verified, so always valid),
+    within a budget of positions."""
+    return Lru(max_positions, weight=len, keep_first=True)
 
 
-_CACHE = _Cache(_CACHE_POSITIONS)
+_CACHE = _new_cache(_CACHE_POSITIONS)
 
 
 def positions_of(storage: Storage, entry: Deletable) -> Positions:

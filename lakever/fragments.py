@@ -12,9 +12,7 @@ import functools
 import itertools
 import json
 import os
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from decimal import Decimal
@@ -25,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakever._batching import regroup
+from lakever._lru import Lru
 from lakever.errors import CorruptMetadata
 from lakever.format import (
     DATA_DIR,
@@ -311,43 +310,11 @@ def write_manifest(
     )
 
 
-class _ManifestCache:
-    """Process-wide LRU of parsed manifests.
-
-    Manifests are immutable and verified by content hash, so a parsed copy can be
-    reused by every later snapshot (and by manifest merges) without re-reading.
-    """
-
-    def __init__(self, max_entries: int) -> None:
-        self._max = max_entries
-        self._size = 0
-        self._items: OrderedDict[tuple[str, str], list[FragmentEntry]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str]) -> list[FragmentEntry] | None:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._size = 0
-
-    def put(self, key: tuple[str, str], entries: list[FragmentEntry]) -> None:
-        with self._lock:
-            if key in self._items or len(entries) > self._max:
-                return
-            self._items[key] = entries
-            self._size += len(entries)
-            while self._size > self._max:
-                _, old = self._items.popitem(last=False)
-                self._size -= len(old)
-
-
-_CACHE = _ManifestCache(max_entries=1_000_000)
+#: Process-wide LRU of parsed manifests.
+#:
+#: Manifests are immutable and verified by content hash, so a parsed copy can be
+#: reused by every later snapshot (and by manifest merges) without re-reading.
+_CACHE: Lru[tuple[str, str], list[FragmentEntry]] = Lru(1_000_000, weight=len, keep_first=True)
 
 
 def make_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: int) -> ManifestRef:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from lakever._lru import Lru
 from lakever.errors import CorruptData, LakeverError, StorageError
 from lakever.storage import Storage
 
@@ -48,34 +47,8 @@ class FileRef(Protocol):
     def content_hash(self) -> str: ...
 
 
-class _Verified:
-    """Local files verified in this process, with the identity they had then (LRU)."""
-
-    def __init__(self, max_items: int) -> None:
-        self._max = max_items
-        self._items: OrderedDict[tuple[str, str], tuple[int, int, int, int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str]) -> tuple[int, int, int, int] | None:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
-
-    def put(self, key: tuple[str, str], sig: tuple[int, int, int, int]) -> None:
-        with self._lock:
-            self._items[key] = sig
-            self._items.move_to_end(key)
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_VERIFIED = _Verified(1_000_000)
+#: Local files verified in this process, with the identity (stat signature) they had then.
+_VERIFIED: Lru[tuple[str, str], tuple[int, int, int, int]] = Lru(1_000_000)
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -20,12 +20,12 @@ exponential backoff and jitter.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from lakever import _chain
+from lakever._lru import Lru
 from lakever.commit import Applied, Change, apply, check
 from lakever.errors import CommitConflict, CorruptMetadata
 from lakever.format import (
@@ -52,16 +52,7 @@ __all__ = ["Line"]
 #: Log entries decoded lately, by (storage, path): re-reading an entry (a commit checks
 #: that its base is unchanged) compares the bytes and skips decoding them again. Entries
 #: are immutable, so a record is only reused for identical bytes.
-_DECODED: dict[tuple[str, str], tuple[bytes, Snapshot]] = {}
-_DECODED_SIZE = 256
-_DECODED_LOCK = threading.Lock()
-
-
-def _remember(uri: str, rel: str, data: bytes, snap: Snapshot) -> None:
-    with _DECODED_LOCK:
-        _DECODED[(uri, rel)] = (data, snap)
-        while len(_DECODED) > _DECODED_SIZE:
-            _DECODED.pop(next(iter(_DECODED)))
+_DECODED: Lru[tuple[str, str], tuple[bytes, Snapshot]] = Lru(256)
 
 
 class Line:
@@ -113,7 +104,7 @@ class Line:
                 f"{snap.version} of branch {snap.branch_id!r}; it was moved or copied",
                 path=self.storage.full_path(rel),
             )
-        _remember(self.storage.uri, rel, data, snap)
+        _DECODED.put(key, (data, snap))
         return snap
 
     def owner(self, version: int) -> Line:
@@ -289,7 +280,7 @@ class Line:
             self.storage.flush()
             entry, rel = encode_snapshot(snap), log_path(self.branch_id, snap.version)
             if self.storage.put_if_absent(rel, entry):
-                _remember(self.storage.uri, rel, entry, snap)
+                _DECODED.put((self.storage.uri, rel), (entry, snap))
                 # Acknowledge only a version the head shows: not one that filled a gap.
                 _chain.check_successor(self, snap)
                 self._write_hint(snap.version)

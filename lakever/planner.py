@@ -10,13 +10,12 @@ immutable inputs (the filter text and schema; the snapshot).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from lakever._lru import Lru
 from lakever.format import FragmentEntry
 from lakever.reader import ScanPlan, check_columns
 from lakever.storage import Storage
@@ -28,37 +27,10 @@ if TYPE_CHECKING:
 
 __all__ = ["bind", "make_plan", "plan_of", "plan_scan", "prune_entries"]
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Lru(Generic[K, V]):
-    """A small thread-safe LRU map of values derived from immutable inputs."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
 #: Bound filters by (text, schema id, what): binding is a pure function of the two.
-_BOUND: _Lru[tuple[str, str, str], BoundFilter] = _Lru(1024)
+_BOUND: Lru[tuple[str, str, str], BoundFilter] = Lru(1024)
 #: Pruning results by (dataset, snapshot id, bound SQL): snapshots never change.
-_PRUNED: _Lru[tuple[str, str, str], tuple[list[FragmentEntry], list[FragmentEntry]]] = _Lru(256)
+_PRUNED: Lru[tuple[str, str, str], tuple[list[FragmentEntry], list[FragmentEntry]]] = Lru(256)
 
 
 def bind(state: SnapshotState, filter: str | None, *, what: str = "filter") -> BoundFilter | None:

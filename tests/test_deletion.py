@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import lakever as lv
 from lakever.deletion import (
     _CACHE,
-    _Cache,
+    _new_cache,
     difference,
     encode,
     keep_mask,
@@ -138,14 +138,14 @@ def test_an_unparsable_vector_is_corrupt(tmp_path):
 
 
 def test_the_cache_fills_its_budget_exactly():
-    cache = _Cache(max_positions=4)
+    cache = _new_cache(4)
     cache.put(("s", "a"), positions(1, 2))
     cache.put(("s", "b"), positions(3, 4))
     assert cache.get(("s", "a")) is not None and cache.get(("s", "b")) is not None
 
 
 def test_the_cache_keeps_the_most_recent_vectors_within_its_budget():
-    cache = _Cache(max_positions=5)
+    cache = _new_cache(5)
     a, b, c = positions(1, 2), positions(3, 4), positions(5, 6)
     cache.put(("s", "a"), a)
     cache.put(("s", "b"), b)
