@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING
 
 from lakever._sqlrewrite import Reference, rewrite
 from lakever.errors import InvalidArgument
-from lakever.integrity import verify
 from lakever.planner import make_plan, prune_entries
 from lakever.reader import ScanPlan, read_plan
-from lakever.sql import connect, connect_locked, quote_identifier, run_query, schema_map
-from lakever.sqlplan import plan_sql, register_plan
+from lakever.sql import connect, connect_locked, quote_identifier, run_query
+from lakever.sqlplan import duck_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -67,16 +66,11 @@ def _data_dirs(plans: Iterable[ScanPlan]) -> set[str]:
 
 def _view_sql(con: duckdb.DuckDBPyConnection, name: str, plan: ScanPlan) -> None:
     """Make ``name`` a temporary view of ``con`` over the plan's live rows."""
-    mapping = schema_map(plan.schema)
-    if not plan.tasks or mapping is None or not plan.storage.is_local:
+    sql = duck_sql(con, plan) if plan.tasks else None
+    if sql is None:
         con.register(name, read_plan(plan))
         return
-    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
-    register_plan(con, plan)
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {quote_identifier(name)} AS "
-        f"{plan_sql(plan, plan.columns, mapping)}"
-    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_identifier(name)} AS {sql}")
 
 
 def snapshot_relation(plan: ScanPlan) -> duckdb.DuckDBPyRelation:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FILE_COLUMN",
+    "duck_sql",
     "POSITION_COLUMN",
     "plan_sql",
     "read_filtered",
@@ -115,6 +116,20 @@ def register_plan(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> None:
             con.register(dv_table_name(t), pa.table({"position": positions}))
 
 
+def duck_sql(
+    con: duckdb.DuckDBPyConnection, plan: ScanPlan, names: Sequence[str] | None = None
+) -> str | None:
+    """SQL on ``con`` for the live rows of the plan's tasks (``names``: the columns,
+    default the plan's), fragments verified and deletion vectors registered; None when
+    DuckDB cannot read them (not local storage, or a type DuckDB cannot be told)."""
+    mapping = schema_map(plan.schema)
+    if mapping is None or not plan.storage.is_local:
+        return None
+    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
+    register_plan(con, plan)
+    return plan_sql(plan, plan.columns if names is None else names, mapping)
+
+
 def relation(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> duckdb.DuckDBPyRelation:
     """The live rows of the plan's tasks (its columns; no filter) as a relation on ``con``.
 
@@ -122,15 +137,12 @@ def relation(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> duckdb.DuckDBPyR
     through a schema map by field id; fragments on other storage, or snapshots with a
     type DuckDB cannot be told, are read through Arrow.
     """
-    public = plan.output_schema
     if not plan.tasks:
-        return con.from_arrow(public.empty_table())
-    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
-    mapping = schema_map(plan.schema)
-    if mapping is None or not plan.storage.is_local:
+        return con.from_arrow(plan.output_schema.empty_table())
+    sql = duck_sql(con, plan)
+    if sql is None:
         return con.from_arrow(read_plan(replace(plan, filter=None, filter_columns=())))
-    register_plan(con, plan)
-    return con.sql(plan_sql(plan, plan.columns, mapping))
+    return con.sql(sql)
 
 
 def _exact(t: pa.DataType) -> bool:
@@ -165,21 +177,18 @@ def read_filtered(plan: ScanPlan) -> pa.Table | None:
     names = list(plan.columns) + [c for c in plan.filter_columns if c not in plan.columns]
     if not all(_exact(plan.schema.field(n).type) for n in names):
         return None
-    mapping = schema_map(plan.schema)
-    if mapping is None:
-        return None
     if not plan.tasks:
         return plan.output_schema.empty_table()
-    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
     select = ", ".join(quote_identifier(c) for c in plan.columns)
-    query = f"SELECT {select} FROM ({plan_sql(plan, names, mapping)}) WHERE ({plan.filter})"
     con = cursor()
     try:
-        register_plan(con, plan)
-        table = con.sql(query).to_arrow_table()
-    except duckdb.Error:
+        sql = duck_sql(con, plan, names)
+        if sql is None:
+            return None
+        table = con.sql(f"SELECT {select} FROM ({sql}) WHERE ({plan.filter})").to_arrow_table()
+        result: pa.Table = table.cast(plan.output_schema)
+    except (duckdb.Error, pa.ArrowException):
         return None
     finally:
         con.close()
-    result: pa.Table = table.cast(plan.output_schema)
     return result
