@@ -12,6 +12,18 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/<script>`` with ``args`` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=cwd,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "script", ["run.py", "contract_overhead.py", "row_changes.py", "sql_pruning.py"]
@@ -20,14 +32,7 @@ def test_benchmark_quick(script, tmp_path):
     out = tmp_path / "report.json"
     if not (ROOT / "benchmarks" / script).exists():
         pytest.fail(f"benchmarks/{script} is missing")
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--output", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=tmp_path,
-    )
+    proc = _run(script, "--quick", "--output", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["results"], report
@@ -36,17 +41,8 @@ def test_benchmark_quick(script, tmp_path):
 @pytest.mark.slow
 def test_compare_runs_two_trees_interleaved(tmp_path):
     out = tmp_path / "compare.json"
-    proc = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--before", str(ROOT)),
-            *("--rounds", "1", "--quick", "--output", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=tmp_path,
-    )
+    args = ("--before", str(ROOT), "--rounds", "1", "--quick", "--output", str(out))
+    proc = _run("compare.py", *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (round_,) = json.loads(out.read_text())["rounds"]
     assert set(round_["before"]) == set(round_["after"])
