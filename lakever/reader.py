@@ -187,6 +187,8 @@ def check_columns(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]
 #: File bytes read together (in parallel) at most before a filter drops rows: bounds the
 #: memory of filtered reads without paying a dataset per handful of small fragments.
 _RUN_BYTES = 256 << 20
+#: The row-number column `matching_mask` adds to the rows DuckDB filters.
+_ROW = "__lakever_row"
 
 
 def _dataset(storage: Storage, schema: pa.Schema, tasks: Sequence[ReadTask]) -> pads.Dataset:
@@ -342,27 +344,26 @@ def read_file(storage: Storage, physical: pa.Schema, ref: FileRef, *, snapshot: 
 def matching_mask(table: pa.Table | pa.RecordBatch, sql: str) -> pa.BooleanArray:
     """Where DuckDB finds ``sql`` true over the rows of ``table``, in row order.
 
-    ``table`` holds the columns the expression reads, under their snapshot names. The
-    expression is evaluated as a projection (one value per row, in insertion order,
-    which DuckDB preserves), so no filter is pushed into DuckDB's Arrow scan.
+    ``table`` holds the columns the expression reads, under their snapshot names.
+    DuckDB returns the positions of the matching rows (a row-number column rides
+    along), and the mask is built from them: DuckDB's output order is never relied on
+    (over an Arrow table whose columns are chunked differently it is not the input's).
     """
     n = table.num_rows
     data = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
-    if not data.num_columns:  # a filter over no column (e.g. "1 = 1"): DuckDB needs one
-        data = pa.table({"__lakever_row": pa.nulls(n, pa.int8())})
+    data = data.append_column(_ROW, pa.array(np.arange(n, dtype=np.int64)))
     con = cursor()
     try:
         con.register("__lakever_rows", data)
         with translate_errors("filter", sql, None):
-            query = f"SELECT COALESCE(({sql}), false) FROM __lakever_rows"
+            query = f'SELECT "{_ROW}" FROM __lakever_rows WHERE ({sql})'
             out = con.sql(query).to_arrow_table()
     finally:
         con.close()
-    mask = out.column(0).combine_chunks()
-    if len(mask) != n or mask.null_count:  # pragma: no cover - DuckDB broke its contract
-        raise AssertionError(f"DuckDB returned {len(mask)} filter values for {n} rows")
-    result: pa.BooleanArray = mask
-    return result
+    keep = np.zeros(n, dtype=np.bool_)
+    keep[out.column(0).to_numpy()] = True
+    mask: pa.BooleanArray = pa.array(keep, pa.bool_())
+    return mask
 
 
 def matching(table: pa.Table | pa.RecordBatch, sql: str) -> np.ndarray[Any, Any]:

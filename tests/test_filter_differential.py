@@ -20,6 +20,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from unittest import mock
 
 import duckdb
 import pandera  # noqa: F401 - once imported, pyarrow converts aware datetimes differently
@@ -29,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lakever as lv
+import lakever.fragments
 
 TYPES: dict[str, pa.DataType] = {
     "i8": pa.int8(),
@@ -297,7 +299,15 @@ def _ids(table: pa.Table) -> list[int]:
     return sorted(table.column("id").to_pylist())
 
 
-def check_every_path(root: Path, table: pa.Table, where: str, rows_per_fragment: int) -> None:
+def check_every_path(
+    root: Path, table: pa.Table, where: str, rows_per_fragment: int, row_group_rows: int = 0
+) -> None:
+    """``row_group_rows``: rows per Parquet row group in the fragments written (0: the
+    default, one row group per fragment here)."""
+    if row_group_rows:
+        with mock.patch.object(lakever.fragments, "ROW_GROUP_ROWS", row_group_rows):
+            check_every_path(root, table, where, rows_per_fragment)
+        return
     expected = _reference(table, where)
     lake = lv.connect(str(root))
     ds = lake.create_dataset("t", table, max_rows_per_fragment=rows_per_fragment)
@@ -350,17 +360,17 @@ def _assert_same(got: pa.Table, want: pa.Table, where: str) -> None:
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[pa.Table, str, int]:
+def cases(draw: st.DrawFn) -> tuple[pa.Table, str, int, int]:
     table = draw(tables())
     where = draw(filters(table))
-    return table, where, draw(st.integers(1, 6))
+    return table, where, draw(st.integers(1, 6)), draw(st.sampled_from([0, 0, 1, 2, 3]))
 
 
 @settings(deadline=None, suppress_health_check=list(HealthCheck))  # examples: the profile
 @given(case=cases())
 def test_every_read_path_agrees_with_duckdb_over_the_rows(tmp_path_factory, case):
-    table, where, rows = case
-    check_every_path(tmp_path_factory.mktemp("lake"), table, where, rows)
+    table, where, rows, groups = case
+    check_every_path(tmp_path_factory.mktemp("lake"), table, where, rows, groups)
 
 
 @pytest.mark.slow
@@ -370,8 +380,8 @@ def test_every_read_path_agrees_with_duckdb_over_the_rows(tmp_path_factory, case
 )
 @given(case=cases())
 def test_every_read_path_agrees_random_sweep(tmp_path_factory, case):
-    table, where, rows = case
-    check_every_path(tmp_path_factory.mktemp("lake"), table, where, rows)
+    table, where, rows, groups = case
+    check_every_path(tmp_path_factory.mktemp("lake"), table, where, rows, groups)
 
 
 # ----------------------------------------------------------------- the reported cases
