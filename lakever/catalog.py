@@ -16,7 +16,7 @@ from lakever.api import create_dataset, open_dataset
 from lakever.dataset import Dataset
 from lakever.errors import DatasetExists, DatasetNotFound, InvalidArgument
 from lakever.format import log_path
-from lakever.storage import Storage, open_storage
+from lakever.storage import ObjectStorage, Storage, open_storage
 
 if TYPE_CHECKING:
     import duckdb
@@ -43,6 +43,8 @@ def validate_dataset_name(name: Any) -> str:
 
 def _root_problem(storage: Storage) -> str | None:
     """Why ``storage``'s root cannot hold datasets ("does not exist", ...), or None."""
+    if isinstance(storage, ObjectStorage):
+        return None  # no folders in an object store: an empty prefix is an empty lake
     if storage.is_local:
         if os.path.isdir(storage.uri):
             return None

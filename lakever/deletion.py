@@ -113,7 +113,7 @@ def positions_of(storage: Storage, entry: Deletable) -> Positions:
         return hit
     rel = check_relative(dv.path)
     try:
-        data = storage.read_bytes(rel)
+        data = storage.read_object(rel, dv.content_hash)
     except FileNotFoundError as exc:
         raise CorruptMetadata(
             f"deletion vector {rel} of fragment {entry.path} is missing; it was deleted "

@@ -352,7 +352,7 @@ def read_manifest(storage: Storage, ref: ManifestRef) -> list[FragmentEntry]:
 def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[FragmentEntry]:
     rel = check_relative(path)
     try:
-        data = storage.read_bytes(rel)
+        data = storage.read_object(rel, content_hash)
     except FileNotFoundError as exc:
         raise CorruptMetadata(
             f"manifest {rel} referenced by the snapshot is missing; it was deleted outside lakever",

@@ -58,10 +58,10 @@ def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
 def damaged(storage: Storage, ref: FileRef, snapshot: str, why: str) -> CorruptData:
     """The error for a fragment that does not match its manifest entry (``why``: how)."""
     return CorruptData(
-        f"fragment {storage.full_path(ref.path)} of snapshot {snapshot} {why}; the data file "
+        f"fragment {storage.location(ref.path)} of snapshot {snapshot} {why}; the data file "
         "was damaged or replaced after it was written. Restore it from a backup or a copy of "
         "the dataset, or delete the rows it held (versions that do not list it are unaffected)",
-        path=storage.full_path(ref.path),
+        path=storage.location(ref.path),
         snapshot_id=snapshot,
     )
 
@@ -141,6 +141,12 @@ def verify(storage: Storage, refs: Sequence[FileRef], *, snapshot: str) -> None:
         StorageError: the storage failed to read a fragment.
     """
     _note(refs)
+    problems = storage.stage(refs)
+    if problems is not None:  # a remote store's cache fetched and verified them
+        for r in refs:
+            if r.path in problems:
+                raise damaged(storage, r, snapshot, problems[r.path])
+        return
     check = _verify_local if storage.is_local else _verify_remote
     if storage.is_local:
         # Most reads find every file verified already: a stat each, no threads.

@@ -132,7 +132,7 @@ def plan_of(
     tasks = tuple(ReadTask.of(e) for e in entries)
     sids = {t.schema_id for t in tasks if t.schema_id != own}
     return ScanPlan(
-        storage=storage,
+        storage=storage.engine_view(),
         uri=storage.uri,
         snapshot_id=snapshot_id or "(being committed)",
         version=version,

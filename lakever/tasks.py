@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from lakever.errors import InvalidArgument
 from lakever.format import DeletionVector, FragmentEntry
-from lakever.integrity import damaged, reading
+from lakever.integrity import damaged, reading, verify
 from lakever.storage import Storage
 
 __all__ = ["ReadTask", "split_tasks"]
@@ -74,6 +74,11 @@ def split_tasks(
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows <= 0:
         raise InvalidArgument(f"max_rows must be a positive int, got {max_rows!r}")
     out: list[ReadTask] = []
+    verify(
+        storage,
+        [t for t in tasks if t.row_range is None and t.num_rows > max_rows],
+        snapshot=snapshot,
+    )
     for t in tasks:
         if t.row_range is not None or t.num_rows <= max_rows:
             out.append(t)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,11 +39,66 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[str]:
+    """A local S3-protocol server (moto, which enforces conditional writes) on 127.0.0.1.
+
+    Started once per test process and stopped at its end; the AWS environment
+    variables point every client at it (``AWS_ENDPOINT_URL``, test credentials), and
+    lakever's object cache lives in this session's temporary directory.
+    """
+    from tests._s3 import start_server
+
+    server, endpoint = start_server()
+    saved = {k: os.environ.get(k) for k in _S3_ENV}
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="lakever-test-key",
+        AWS_SECRET_ACCESS_KEY="lakever-test-secret",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint,
+        LAKEVER_CACHE_DIR=str(tmp_path_factory.mktemp("lakever-cache")),
+    )
+    try:
+        yield endpoint
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+_S3_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "LAKEVER_CACHE_DIR",
+)
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh, empty bucket on the test S3 server: ``s3://<bucket>``."""
+    from tests._s3 import make_bucket
+
+    return make_bucket(s3_server)
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
 def location(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A fresh dataset URI on each storage backend lakever can commit to."""
+    """A fresh dataset URI on each storage backend lakever can commit to.
+
+    Every test taking it is the storage conformance suite: it runs on local disk,
+    in memory and on S3 (a local S3-protocol server, `s3_server`).
+    """
     if request.param == "local":
         return str(tmp_path / "events")
+    if request.param == "s3":
+        return request.getfixturevalue("s3_bucket") + "/events"
     return f"memory://lakever-tests/{uuid.uuid4().hex}/events"
 
 

@@ -31,6 +31,7 @@ from _data import events
 from _workers import WORKERS_PY
 
 import lakever as lv
+from lakever.storage import ObjectStorage, Storage, open_storage
 
 SEED = 20_261_127
 KILLS = 24
@@ -62,13 +63,25 @@ def _wait_ready(proc: subprocess.Popen[str]) -> None:
 
 def _wait_for_next_entry(uri: str, known: int, timeout: float = 2.0) -> None:
     """Return as soon as a log entry past every one that exists now appears."""
-    log = Path(uri, LOG_DIR)
+    storage = open_storage(uri)
     target = known + 1
-    while (log / f"{target:020d}.json").exists():
+    while storage.exists(f"{LOG_DIR}/{target:020d}.json"):
         target += 1
     deadline = time.monotonic() + timeout
-    while not (log / f"{target:020d}.json").exists() and time.monotonic() < deadline:
+    while not storage.exists(f"{LOG_DIR}/{target:020d}.json") and time.monotonic() < deadline:
         time.sleep(0.0001)
+
+
+def _all_files(storage: Storage) -> set[str]:
+    """Every object of a dataset, as paths relative to its root."""
+    if isinstance(storage, ObjectStorage):
+        return {p for p, _ in storage.list_sizes("")}
+    root = Path(storage.uri)
+    return {
+        str(Path(d, f).relative_to(root)).replace(os.sep, "/")
+        for d, _, files in os.walk(root)
+        for f in files
+    }
 
 
 def _trim_torn_line(ack_path: Path) -> None:
@@ -93,6 +106,7 @@ class Checker:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        self.storage = open_storage(uri)
         self.sids: list[str] = []
         self.rows: list[int] = []
         self.fragments: list[list[str]] = []  # fragment paths of each version, in read order
@@ -136,7 +150,7 @@ class Checker:
         new_ids: list[int] = []
         for f in frags[len(prev_paths) :]:
             assert f.path not in self.fragment_ids, f"fragment {f.path} listed twice"
-            data = Path(self.uri, f.path).read_bytes()
+            data = self.storage.read_bytes(f.path)
             assert f.content_hash == "sha256:" + hashlib.sha256(data).hexdigest()
             ids = pq.read_table(pa.BufferReader(data), columns=["id"]).column("id").to_pylist()
             assert len(ids) == f.num_rows
@@ -144,7 +158,7 @@ class Checker:
             new_ids += ids
         assert new_ids == list(range(start, start + n))
         # Manifest files this version's record references (small ones may be inlined).
-        record = json.loads(Path(self.uri, LOG_DIR, f"{v:020d}.json").read_bytes())
+        record = json.loads(self.storage.read_bytes(f"{LOG_DIR}/{v:020d}.json"))
         self.manifests.update(m["path"] for m in record["manifests"] if m.get("path"))
         self.sids.append(view.snapshot_id)
         self.rows.append(start + n)
@@ -173,12 +187,7 @@ class Checker:
         for v, paths in enumerate(self.fragments):
             assert sum(len(self.fragment_ids[p]) for p in paths) == self.rows[v]
         # Nothing referenced is missing; everything else is an unreferenced leftover.
-        root = Path(self.uri)
-        existing = {
-            str(Path(d, f).relative_to(root)).replace(os.sep, "/")
-            for d, _, files in os.walk(root)
-            for f in files
-        }
+        existing = _all_files(self.storage)
         log_files = {f"{LOG_DIR}/{v:020d}.json" for v in range(self.latest + 1)}
         referenced = log_files | self.manifests | set(self.fragment_ids)
         missing = referenced - existing
@@ -192,16 +201,23 @@ class Checker:
         stray = [p for p in leftover if not p.startswith(("data/", "_lakever/"))]
         assert not stray, f"unexpected files: {stray}"
         self.leftovers = sum(p.startswith(("data/", "_lakever/manifests/")) for p in leftover)
-        hint_file = root / LOG_DIR / "LATEST"
         with contextlib.suppress(FileNotFoundError, ValueError):
-            hint = int(hint_file.read_text())  # advisory: never ahead of the head
+            # advisory: never ahead of the head
+            hint = int(self.storage.read_bytes(f"{LOG_DIR}/LATEST").decode())
             assert 0 <= hint <= self.latest
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
-def test_sigkill_writer_at_random_moments(tmp_path: Path) -> None:
-    uri = str(tmp_path / "ds")
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_sigkill_writer_at_random_moments(tmp_path: Path, backend: str, request) -> None:
+    # On S3 (the local test server) a commit is a dozen requests: the same kill loop,
+    # with delays long enough to land kills inside commits rather than between them.
+    if backend == "s3":
+        uri = request.getfixturevalue("s3_bucket") + "/ds"
+    else:
+        uri = str(tmp_path / "ds")
+    kills, max_delay = (KILLS, MAX_DELAY) if backend == "local" else (12, 2.0)
     ack_path = tmp_path / "acks.jsonl"
     rng = random.Random(SEED)
     lv.create_dataset(uri, events(0, 5), message="rows 0+5")
@@ -210,11 +226,11 @@ def test_sigkill_writer_at_random_moments(tmp_path: Path) -> None:
 
     pending = _spawn(uri, ack_path, rng.randrange(2**32))
     try:
-        for kill in range(KILLS):
+        for kill in range(kills):
             proc = pending
             _wait_ready(proc)
             done = len(_read_log(ack_path))
-            delay = rng.uniform(0, MAX_DELAY)
+            delay = rng.uniform(0, max_delay)
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
@@ -230,7 +246,7 @@ def test_sigkill_writer_at_random_moments(tmp_path: Path) -> None:
             _trim_torn_line(ack_path)
             # The next writer imports while this one's aftermath is checked; it
             # touches the dataset only after `go`.
-            if kill < KILLS - 1:
+            if kill < kills - 1:
                 pending = _spawn(uri, ack_path, rng.randrange(2**32))
 
             base = checker.latest
@@ -279,7 +295,7 @@ def test_sigkill_writer_at_random_moments(tmp_path: Path) -> None:
         checker.read_back(v)
     assert len(checker.acked) > 0, "the writer never got to append before being killed"
     print(
-        f"{KILLS} kills, {checker.latest} versions, {len(checker.acked)} acknowledged, "
+        f"{kills} kills, {checker.latest} versions, {len(checker.acked)} acknowledged, "
         f"{checker.killed_mid_append} kills mid-append left no version, "
         f"{checker.unacked_landed} landed unacknowledged, {checker.leftovers} leftover files"
     )

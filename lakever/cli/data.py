@@ -16,7 +16,9 @@ from lakever.cli._graph import branch_heads, collect_graph, draw_graph
 from lakever.cli._input import parse_partition, read_contract, read_input
 from lakever.cli._output import human_bytes, print_json, print_lines, print_pairs, print_table
 
-PATH_ARG = typer.Argument(..., help="Dataset location: a path, file:// or memory:// URI.")
+PATH_ARG = typer.Argument(
+    ..., help="Dataset location: a path, or a file://, s3://, gs://, az:// or memory:// URI."
+)
 VERSION_ARG = typer.Argument(
     None,
     help="Version number, timezone-aware ISO time (2026-11-01T00:00:00+00:00), or a pin. "

@@ -9,12 +9,14 @@ from lakever.errors import InvalidArgument, StorageError
 from lakever.storage.base import Atomic, Engines, Objects, Storage
 from lakever.storage.fsspec import MemoryStorage, ReadOnlyFsspecStorage
 from lakever.storage.local import LocalStorage
+from lakever.storage.objectstore import PROTOCOLS, ObjectStorage
 
 __all__ = [
     "Atomic",
     "Engines",
     "LocalStorage",
     "MemoryStorage",
+    "ObjectStorage",
     "Objects",
     "ReadOnlyFsspecStorage",
     "Storage",
@@ -23,7 +25,12 @@ __all__ = [
 
 
 def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Storage:
-    """Return the `Storage` for a dataset location (path, file://, memory://, or fsspec URI)."""
+    """Return the `Storage` for a dataset location.
+
+    Local paths and ``file://`` (fsync, link-based commits), ``memory://`` (one
+    process), object stores ``s3://``, ``s3a://``, ``gs://``, ``az://``, ``abfs[s]://``
+    (conditional writes, local cache), and other fsspec URIs (read-only).
+    """
     if not isinstance(uri, str | os.PathLike):
         raise InvalidArgument(f"dataset location must be a path or URI string, got {uri!r}")
     uri = os.fspath(uri)
@@ -43,6 +50,8 @@ def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Sto
     protocol, rest = uri.split("://", 1)
     if protocol == "memory":
         return MemoryStorage(rest)
+    if protocol in PROTOCOLS:
+        return ObjectStorage(uri, options)
     try:
         import fsspec
 

@@ -28,6 +28,7 @@ datasets are shipped to workers that way).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -61,6 +62,13 @@ class Objects(ABC):
 
     def flush(self) -> None:  # noqa: B027 - optional hook, default no-op
         """Make every ``write_new`` so far durable (directory entries included)."""
+
+    def read_object(self, rel: str, content_hash: str) -> bytes:
+        """The bytes of an immutable object whose hash the caller knows (and checks).
+
+        A backend may serve them from a local cache (`lakever.storage.cache`).
+        """
+        return self.read_bytes(rel)
 
 
 class Atomic(ABC):
@@ -103,6 +111,23 @@ class Engines(ABC):
     def is_local(self) -> bool:
         """Whether `full_path` values are local file paths every engine reads directly."""
         return self.protocol == "file"
+
+    def engine_view(self) -> Storage:
+        """The storage read plans use (a remote store: its local cache view; else itself)."""
+        assert isinstance(self, Storage)
+        return self
+
+    def stage(self, files: Sequence[Any]) -> dict[str, str] | None:
+        """Make ``files`` (path, size_bytes, content_hash) readable at `full_path`.
+
+        None: nothing to stage, the caller verifies the files itself. A dict: the
+        files were fetched and verified; it maps each damaged one to what is wrong.
+        """
+        return None
+
+    def location(self, rel: str) -> str:
+        """Where ``rel`` lives, as shown to users (`full_path` may name a local copy)."""
+        return self.full_path(rel)
 
 
 class Storage(Objects, Atomic, Engines):
