@@ -32,6 +32,7 @@ from lakever.errors import (
     ReadOnlyDataset,
     RefExists,
     RefNotFound,
+    RemoteConflict,
     SchemaEvolutionError,
     SchemaMismatch,
     StorageError,
@@ -42,6 +43,7 @@ from lakever.format import FORMAT_VERSION
 from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ScanPlan
 from lakever.refs import Tag
+from lakever.remote import RefUpdate, SyncResult, clone, pull, push
 from lakever.tasks import ReadTask
 
 __version__ = "0.2.0"
@@ -72,16 +74,20 @@ __all__ = [
     "RefExists",
     "ReadTask",
     "RefNotFound",
+    "RefUpdate",
+    "RemoteConflict",
     "ScanPlan",
     "SchemaChange",
     "SchemaEvolutionError",
     "SchemaMismatch",
     "SchemaVersion",
     "StorageError",
+    "SyncResult",
     "Tag",
     "Transform",
     "UnsupportedFormatVersion",
     "VersionNotFound",
+    "clone",
     "connect",
     "create_dataset",
     "day",
@@ -91,6 +97,8 @@ __all__ = [
     "month",
     "diff",
     "open_dataset",
+    "pull",
+    "push",
     "write_dataset",
     "year",
 ]

@@ -17,6 +17,7 @@ The tree::
     ├── SchemaEvolutionError          a schema change that is refused (narrowing, type family, ...)
     ├── ContractViolation             data breaks the dataset's contract (pandera schema)
     ├── PrimaryKeyViolation           a commit would make the declared primary key non-unique
+    ├── RemoteConflict                push/pull refused: diverged or moved refs, clashing field ids
     ├── CorruptMetadata               a truncated or tampered metadata file
     │   └── BrokenHistory             a log entry deleted or altered, or a wrong branch base
     ├── CorruptData                   a data fragment is missing, truncated or altered
@@ -51,6 +52,7 @@ __all__ = [
     "ReadOnlyDataset",
     "RefExists",
     "RefNotFound",
+    "RemoteConflict",
     "SchemaEvolutionError",
     "SchemaMismatch",
     "StorageError",
@@ -197,6 +199,32 @@ class PrimaryKeyViolation(LakeverError):
         super().__init__(message)
         self.columns = list(columns)
         self.examples = list(examples)
+
+
+class RemoteConflict(LakeverError):
+    """A push, pull or clone was refused: the two datasets disagree; nothing was published.
+
+    ``name`` is the ref (or ``"field ids"``), ``kind`` is ``"branch"``, ``"tag"`` or
+    ``"field ids"``; ``source_version`` and ``destination_version`` are the head versions
+    of the branch on each side (None where not applicable). The message says what
+    happened (the destination is ahead, both sides committed, a tag names another
+    snapshot, both sides assigned the same field ids) and what to do.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str,
+        kind: str,
+        source_version: int | None = None,
+        destination_version: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.name = name
+        self.kind = kind
+        self.source_version = source_version
+        self.destination_version = destination_version
 
 
 class CorruptMetadata(LakeverError):

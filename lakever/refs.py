@@ -52,6 +52,8 @@ __all__ = [
     "branch_meta_path",
     "find_snapshot",
     "line_for",
+    "record_event",
+    "ref_path",
     "validate_ref_name",
 ]
 
@@ -100,7 +102,8 @@ def validate_ref_name(name: Any, *, kind: RefKind) -> str:
     return name
 
 
-def _ref_path(kind: RefKind, name: str) -> str:
+def ref_path(kind: RefKind, name: str) -> str:
+    """The path of the file of a tag or a branch name."""
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"{REFS_DIR}/{_DIRS[kind]}/{digest}.json"
 
@@ -155,7 +158,8 @@ def _load(storage: Storage, rel: str) -> dict[str, Any] | None:
         raise CorruptMetadata(f"ref file {path} is not valid JSON ({exc})", path=path) from exc
 
 
-def _event(storage: Storage, action: str, kind: RefKind, record: dict[str, Any]) -> None:
+def record_event(storage: Storage, action: str, kind: RefKind, record: dict[str, Any]) -> None:
+    """Add ``{"action", "kind", **record}`` to the audit trail of ref changes."""
     now = datetime.now(UTC)
     rel = f"{REFS_DIR}/events/{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json"
     storage.write_new(rel, canonical_json({"action": action, "kind": kind, **record}))
@@ -180,7 +184,7 @@ def _tag_from(j: dict[str, Any], path: str) -> Tag:
 
 
 def get_tag(storage: Storage, name: str) -> Tag | None:
-    rel = _ref_path("tag", name)
+    rel = ref_path("tag", name)
     j = _load(storage, rel)
     if j is None:
         return None
@@ -209,7 +213,7 @@ def create_tag(
         "message": message,
     }
     storage.flush()
-    if not storage.put_if_absent(_ref_path("tag", name), canonical_json(record)):
+    if not storage.put_if_absent(ref_path("tag", name), canonical_json(record)):
         existing = get_tag(storage, name)
         where = f" (snapshot {existing.snapshot_id[:12]})" if existing else ""
         raise RefExists(
@@ -217,8 +221,8 @@ def create_tag(
             f"(delete_tag / 'lakever tag PATH --delete {name}') to re-point it",
             name=name,
         )
-    _event(storage, "create", "tag", record)
-    return _tag_from(record, _ref_path("tag", name))
+    record_event(storage, "create", "tag", record)
+    return _tag_from(record, ref_path("tag", name))
 
 
 def delete_tag(storage: Storage, name: str, *, author: str) -> Tag:
@@ -226,8 +230,8 @@ def delete_tag(storage: Storage, name: str, *, author: str) -> Tag:
     tag = get_tag(storage, name)
     if tag is None:
         raise RefNotFound(f"tag {name!r} does not exist; see tags()", name=name)
-    storage.delete(_ref_path("tag", name))
-    _event(storage, "delete", "tag", {**tag.to_dict(), "deleted_by": author})
+    storage.delete(ref_path("tag", name))
+    record_event(storage, "delete", "tag", {**tag.to_dict(), "deleted_by": author})
     return tag
 
 
@@ -268,7 +272,7 @@ def get_branch(storage: Storage, name: str) -> BranchInfo | None:
     """Look a branch up by name (None if absent)."""
     if name == MAIN_BRANCH:
         return MAIN
-    rel = _ref_path("branch", name)
+    rel = ref_path("branch", name)
     j = _load(storage, rel)
     if j is None or j.get("name") != name:
         return None
@@ -309,10 +313,10 @@ def create_branch(
     storage.write_new(branch_meta_path(branch_id), canonical_json(meta))
     storage.flush()
     if not storage.put_if_absent(
-        _ref_path("branch", name), canonical_json({"name": name, "id": branch_id})
+        ref_path("branch", name), canonical_json({"name": name, "id": branch_id})
     ):
         raise RefExists(f"branch {name!r} was just created by another writer", name=name)
-    _event(storage, "create", "branch", meta)
+    record_event(storage, "create", "branch", meta)
     return _branch_from(meta, branch_meta_path(branch_id))
 
 
@@ -323,8 +327,8 @@ def delete_branch(storage: Storage, name: str, *, author: str) -> BranchInfo:
     info = get_branch(storage, name)
     if info is None:
         raise RefNotFound(f"branch {name!r} does not exist; see branches()", name=name)
-    storage.delete(_ref_path("branch", name))
-    _event(storage, "delete", "branch", {"name": name, "id": info.id, "deleted_by": author})
+    storage.delete(ref_path("branch", name))
+    record_event(storage, "delete", "branch", {"name": name, "id": info.id, "deleted_by": author})
     return info
 
 

@@ -16,7 +16,7 @@ import traceback
 import typer
 
 import lakever
-from lakever.cli import data, refs, rows, schema, sql
+from lakever.cli import data, refs, remote, rows, schema, sql
 
 app = typer.Typer(
     name="lakever",
@@ -30,6 +30,7 @@ refs.register(app)
 sql.register(app)
 schema.register(app)
 rows.register(app)
+remote.register(app)
 
 _debug = False
 
