@@ -48,3 +48,21 @@ def test_compare_runs_two_trees_interleaved(tmp_path):
     assert set(round_["before"]) == set(round_["after"])
     assert all(v > 0 for v in round_["after"].values())
     assert "to_arrow(filter)" in proc.stdout and "after/before" in proc.stdout
+
+
+@pytest.mark.slow
+def test_s3_benchmark_quick_counts_requests(tmp_path):
+    pytest.importorskip("moto")
+    pytest.importorskip("obstore")
+    out = tmp_path / "s3.json"
+    proc = _run("s3.py", "--quick", "--output", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["requests"]
+    lake = {(r["op"], r["latency_ms"]): r for r in rows if r["system"] == "lakever"}
+    assert {lat for _, lat in lake} == {0, 20}
+    second = [r for (op, _), r in lake.items() if op.startswith("5 second scan")]
+    assert second and all(r["requests"]["data_GET"] == 0 for r in second)
+    first = [r for (op, _), r in lake.items() if op.startswith("4 scan")]
+    assert first and all(r["requests"]["data_GET"] > 0 for r in first)
+    assert all(r["requests_total"] > 0 for (op, _), r in lake.items() if op.startswith("7 push"))
+    assert "data GET" in proc.stdout
