@@ -44,6 +44,7 @@ __all__ = [
     "INLINE_MAX_FRAGMENTS",
     "make_manifest",
     "read_manifest",
+    "read_manifests",
     "write_fragments",
     "write_manifest",
 ]
@@ -347,6 +348,23 @@ def read_manifest(storage: Storage, ref: ManifestRef) -> list[FragmentEntry]:
     entries = _read_manifest_file(storage, ref.path, ref.content_hash)
     _CACHE.put(key, entries)
     return list(entries)
+
+
+def read_manifests(storage: Storage, refs: Sequence[ManifestRef]) -> list[FragmentEntry]:
+    """The entries of every manifest of ``refs``, in order.
+
+    On remote storage the manifest files not cached yet are fetched concurrently:
+    a request each, in flight together, instead of one round trip after another.
+    """
+    missing = [
+        r
+        for r in refs
+        if r.inline is None and _CACHE.get((f"{storage.uri}/{r.path}", str(r.content_hash))) is None
+    ]
+    if len(missing) > 1 and not storage.is_local:
+        with ThreadPoolExecutor(max_workers=min(16, len(missing))) as pool:
+            list(pool.map(lambda r: read_manifest(storage, r), missing))
+    return [e for r in refs for e in read_manifest(storage, r)]
 
 
 def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[FragmentEntry]:

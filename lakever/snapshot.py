@@ -20,7 +20,7 @@ import pyarrow as pa
 from lakever._metafiles import read_schema
 from lakever.evolution import stats_compatible
 from lakever.format import FragmentEntry, Snapshot, schema_id
-from lakever.fragments import read_manifest
+from lakever.fragments import read_manifests
 from lakever.log import Line
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.storage import Storage
@@ -72,7 +72,7 @@ class SnapshotState:
     @cached_property
     def entries(self) -> list[FragmentEntry]:
         """The snapshot's fragment entries, in read order."""
-        return [e for m in self.snap.manifests for e in read_manifest(self.storage, m)]
+        return read_manifests(self.storage, self.snap.manifests)
 
     @cached_property
     def uniform(self) -> bool:

@@ -19,18 +19,20 @@ import lakever as lv
 import lakever.remote as remote
 from lakever.errors import StorageError
 from lakever.format import FIELD_ID_DIR, field_id_claim_path
-from lakever.storage import Storage, open_storage
+from lakever.storage import ObjectStorage, Storage, open_storage
 from tests._data import events
 
 #: Files that are not immutable objects (hints, index, refs, events): not counted as copied.
 _ADVISORY = ("LATEST", "_lakever/snapshots/", "_lakever/refs/")
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def remote_uri(request: pytest.FixtureRequest, tmp_path) -> str:
-    """Where the remote dataset lives; add a backend here (s3 later) to run every test on it."""
+    """Where the remote dataset lives: every test runs on each backend."""
     if request.param == "local":
         return str(tmp_path / "remote")
+    if request.param == "s3":
+        return request.getfixturevalue("s3_bucket") + "/remote"
     return f"memory://lakever-remote-tests/{uuid.uuid4().hex}/remote"
 
 
@@ -44,7 +46,9 @@ def _objects(uri: str) -> dict[str, int]:
     storage = open_storage(uri)
     fs = storage.fsspec_filesystem()
     root = storage.full_path("").rstrip("/")
-    if storage.is_local:
+    if isinstance(storage, ObjectStorage):
+        out = dict(storage.list_sizes(""))
+    elif storage.is_local:
         out = {
             os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/"): os.path.getsize(
                 os.path.join(d, f)
