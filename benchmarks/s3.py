@@ -11,11 +11,11 @@ default, so the server does not share the GIL with the client; ``--server thread
 uses the in-process server of tests/_s3.py). Every measured request goes through
 the `Proxy` of tests/_s3.py, which adds a fixed latency per request (0 ms, and
 20 ms standing in for a real S3 round trip) and counts requests by method. Data
-is built directly against the server (no proxy, not measured).
+is written on local disk and copied to the server without the proxy (unmeasured).
 
 Operations, each at every latency:
 
-1. open the latest version after N commits (full 1,000, quick 30): cold (in-process
+1. open the latest version after N commits (full 1,000, quick 20): cold (in-process
    caches cleared as in a new process, empty local cache dir) and warm (the same
    process again); also open + ``fragments()`` (reads the manifests);
 2. open version 10, cold;
@@ -30,7 +30,8 @@ Operations, each at every latency:
 7. push of 1 new commit from a local dataset to a remote holding N commits (and, for
    scale, the initial push of the whole history);
 8. delta-rs on the same server and proxy: open latest after N commits, open
-   version 10, append, scan of a table with the same number of files.
+   version 10, append, scan of a table with the same number of files (written
+   as one append per file, so its log has that many commits and a checkpoint).
 
 Requests are the numbers that matter on real S3 (each one is a round trip, and is
 billed); wall times on a shared 2-core machine move by 25% or more between runs.
@@ -46,6 +47,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -406,25 +408,25 @@ class Bench:
     # -- data ----------------------------------------------------------------------------
 
     def build(self) -> None:
+        """The datasets, written on local disk and copied to the server (fast, unmeasured).
+
+        lakever's history is pushed (`lakever.push` copies log entries byte for byte,
+        then the hints: the same objects N appends on S3 would leave); the Delta
+        tables are uploaded file by file (their log holds relative paths).
+        """
         s = self.s
         small = [make_table(10, start_id=10 * i, seed=i) for i in range(s.commits)]
         big = make_table(s.fragments * s.fragment_rows, seed=7)
-        log(f"building {s.commits} commits on S3 (direct, no proxy; delta-rs alongside)")
-        with ThreadPoolExecutor(1) as pool:
-            delta_built = pool.submit(self._build_delta, small, big) if self.dl else None
-            self._build_lakever(small, big)
-            if delta_built is not None:
-                delta_built.result()
-
-    def _build_lakever(self, small: list[pa.Table], big: pa.Table) -> None:
-        s = self.s
+        log(f"building {s.commits} commits locally, copying them to the server (no proxy)")
+        self.local = os.path.join(self.work, "local")
         t0 = time.perf_counter()
-        ds = lv.create_dataset(self.hist, small[0], storage_options=self.direct())
+        ds = lv.create_dataset(self.local, small[0])
         for t in small[1:]:
             ds = ds.append(t)
-        dt = time.perf_counter() - t0
-        self.info["build_commits_per_s_direct"] = round(s.commits / dt, 2)
-        log(f"  {s.commits / dt:.1f} commits/s direct to the server (0 ms)")
+        self.info["local_commits_per_s"] = round(s.commits / (time.perf_counter() - t0), 1)
+        t0 = time.perf_counter()
+        lv.push(self.local, self.hist, remote_options=self.direct())
+        self.info["history_push_s_direct"] = round(time.perf_counter() - t0, 2)
 
         lv.create_dataset(
             self.scan, big, storage_options=self.direct(), max_rows_per_fragment=s.fragment_rows
@@ -436,29 +438,55 @@ class Bench:
         self.info["scan_rows"] = big.num_rows
         self.info["scan_bytes"] = self.scan_bytes
         log(f"  scan snapshot: {len(self.scan_paths)} fragments, {self.scan_bytes:,} bytes")
+        if self.dl is not None:
+            self._build_delta(small, big)
 
-        self.local = os.path.join(self.work, "local")
-        ds = lv.create_dataset(self.local, small[0])
-        for t in small[1:]:
-            ds = ds.append(t)
-        self.local_ds = ds
+    def upload(self, local_dir: str, prefix: str) -> int:
+        """Copy every file under ``local_dir`` to ``<bucket>/<prefix>/`` (16 at a time)."""
+        import obstore
+        import obstore.store
+
+        store = obstore.store.S3Store(
+            self.bucket.removeprefix("s3://"),
+            config={"aws_endpoint": self.endpoint},
+            client_options={"allow_http": True},
+        )
+        files = [os.path.join(d, f) for d, _, names in os.walk(local_dir) for f in names]
+
+        def one(path: str) -> None:
+            rel = os.path.relpath(path, local_dir).replace(os.sep, "/")
+            obstore.put(store, f"{prefix}/{rel}", Path(path).read_bytes())
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, files))
+        return len(files)
 
     def _build_delta(self, small: list[pa.Table], big: pa.Table) -> None:
-        opts = self.delta_options(self.endpoint)
         w = self.dl.write_deltalake
+        hist = os.path.join(self.work, "delta-history")
+        scan = os.path.join(self.work, "delta-scan")
         try:
             t0 = time.perf_counter()
-            w(f"{self.delta_hist}", small[0], storage_options=opts)
+            w(hist, small[0])
             for t in small[1:]:
-                w(self.delta_hist, t, mode="append", storage_options=opts)
-            dt = time.perf_counter() - t0
-            self.info["delta_build_commits_per_s_direct"] = round(len(small) / dt, 2)
-            log(f"  delta-rs: {len(small) / dt:.1f} commits/s direct to the server")
-            batches = big.to_batches(max_chunksize=self.s.fragment_rows)
-            # One file per batch: a target size below one batch's bytes.
-            w(self.delta_scan, batches, storage_options=opts, target_file_size=1)
+                w(hist, t, mode="append")
+            self.info["delta_local_commits_per_s"] = round(
+                len(small) / (time.perf_counter() - t0), 1
+            )
+            # One file per fragment (one append each: a single write sizes files itself).
+            rows = self.s.fragment_rows
+            for i in range(self.s.fragments):
+                w(scan, big.slice(i * rows, rows), mode="append")
+            self.upload(hist, self.delta_hist.split("/", 3)[3])
+            self.upload(scan, self.delta_scan.split("/", 3)[3])
+            opts = self.delta_options(self.endpoint)
+            table = self.dl.DeltaTable(self.delta_hist, storage_options=opts)
+            if table.version() != len(small) - 1:
+                raise RuntimeError(f"uploaded Delta table is at version {table.version()}")
             files = self.dl.DeltaTable(self.delta_scan, storage_options=opts).file_uris()
             self.info["delta_scan_files"] = len(files)
+            # One commit on the server itself: appends work against moto.
+            w(self.delta_hist, small[0], mode="append", storage_options=opts)
         except Exception as exc:
             msg = f"delta-rs does not run against the moto server: {type(exc).__name__}: {exc}"
             self.notes.append(msg[:500])
@@ -653,21 +681,24 @@ class Bench:
 
     def pushes(self) -> None:
         n = self.s.commits
-        remote = f"{self.remote}-{round(self.proxy.latency * 1000) if self.proxy else 0}"
-        state = {"i": 0, "result": None}
+        lat = round(self.proxy.latency * 1000) if self.proxy else 0
+        remote = f"{self.remote}-{lat}"
+        local = os.path.join(self.work, f"local-{lat}")
+        shutil.copytree(self.local, local)  # the N-commit history, untouched by other runs
+        state: dict[str, Any] = {"i": 0, "result": None, "ds": lv.open_dataset(local)}
 
         def first() -> None:
-            state["result"] = lv.push(self.local, remote, remote_options=self.via())
+            state["result"] = lv.push(local, remote, remote_options=self.via())
 
         self.measure(f"7 initial push of {n} commits", "lakever", first, repeat=1)
 
         def commit() -> None:
             state["i"] += 1
             t = make_table(10, start_id=30_000_000 + 10 * state["i"])
-            self.local_ds = self.local_ds.append(t)
+            state["ds"] = state["ds"].append(t)
 
         def push() -> None:
-            state["result"] = lv.push(self.local, remote, remote_options=self.via())
+            state["result"] = lv.push(local, remote, remote_options=self.via())
 
         row = self.measure(
             f"7 push 1 new commit to a remote with {n}", "lakever", push, setup=commit
@@ -778,6 +809,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = Sizes(**{**asdict(sizes), "repeat": args.repeat})
     if args.commits:
         sizes = Sizes(**{**asdict(sizes), "commits": args.commits})
+    # A SIGTERM ends the run through the `finally`s: the server subprocess is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for k, v in CREDS.items():
         os.environ[k] = v  # test credentials for the local server, this process only
     delta = None
