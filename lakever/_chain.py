@@ -56,6 +56,8 @@ class Line(Protocol):
 
     def exists(self, version: int) -> bool: ...
 
+    def listed_after(self, version: int, limit: int) -> list[int] | None: ...
+
     def owner(self, version: int) -> Line: ...
 
     def entry_path(self, version: int) -> str: ...
@@ -419,6 +421,12 @@ def probe_beyond(log: Line, head: int) -> int:
     probe, so a concurrent commit (which creates ``head + 1`` before ``head + 2``)
     is never mistaken for a gap.
     """
+    listed = log.listed_after(head, WINDOW + 2)
+    if listed is not None:  # one listing (object stores) instead of a probe per version
+        beyond = [v for v in listed if head + 2 <= v < head + 2 + WINDOW]
+        if not beyond or head + 1 in listed:
+            return head
+        raise missing(log, head + 1, later=beyond[0])
     for v in range(head + 2, head + 2 + WINDOW):
         if log.exists(v):
             if log.exists(head + 1):
@@ -435,7 +443,11 @@ def check_successor(log: Line, snap: Snapshot) -> None:
     version the head shows, so it must not be acknowledged.
     """
     nxt = snap.version + 1
-    later = next((v for v in range(nxt, nxt + WINDOW) if log.exists(v)), None)
+    listed = log.listed_after(snap.version, WINDOW)
+    if listed is not None:
+        later = next((v for v in listed if v < nxt + WINDOW), None)
+    else:
+        later = next((v for v in range(nxt, nxt + WINDOW) if log.exists(v)), None)
     if later is None:
         return
     successor = log.read(nxt)

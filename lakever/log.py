@@ -39,6 +39,7 @@ from lakever.format import (
     decode_snapshot,
     encode_snapshot,
     latest_hint_path,
+    log_dir,
     log_path,
     snapshot_index_path,
 )
@@ -52,6 +53,8 @@ __all__ = ["Line"]
 #: Log entries decoded lately, by (storage, path): re-reading an entry (a commit checks
 #: that its base is unchanged) compares the bytes and skips decoding them again. Entries
 #: are immutable, so a record is only reused for identical bytes.
+#: Names one listing of a log reads at most (one request on S3).
+_PAGE = 1000
 _DECODED: Lru[tuple[str, str], tuple[bytes, Snapshot]] = Lru(256)
 
 
@@ -123,6 +126,31 @@ class Line:
         """Whether this branch's own log holds ``version`` (no read, no check)."""
         return self.storage.exists(log_path(self.branch_id, version))
 
+    def listed_after(self, version: int, limit: int) -> list[int] | None:
+        """Versions of this branch's own log after ``version``, ascending: the first of at
+        most ``limit`` names one listing request returns (None: the storage lists no
+        cheaper than it probes; see `Storage.names_after`)."""
+        after = f"{version:020d}.json" if version >= 0 else ""
+        names = self.storage.names_after(log_dir(self.branch_id), after, limit)
+        if names is None:
+            return None
+        return [int(n[:20]) for n in names if n[:20].isdigit() and n[20:] == ".json"]
+
+    def _listed_head(self, hint: int) -> int | None:
+        """The newest version from one listing that starts at ``hint`` (None: no listing,
+        more entries than one page, or the hint's entry is missing)."""
+        listed = self.listed_after(hint - 1, _PAGE)
+        if listed is None or len(listed) >= _PAGE or not listed or listed[0] != hint:
+            return None
+        present = set(listed)
+        found = hint
+        while found + 1 in present:
+            found += 1
+        later = [v for v in listed if v > found + 1]
+        if later:  # the listing is one consistent view: entries beyond a missing one
+            raise _chain.missing(self, found + 1, later=later[0])
+        return found
+
     def _gallop(self, lo: int) -> int:
         """Given that ``lo`` exists, return the newest existing version."""
         step = 1
@@ -155,6 +183,8 @@ class Line:
         """
         for attempt in range(3):
             hint = self._hint()
+            if hint is not None and (listed := self._listed_head(hint)) is not None:
+                return listed  # object stores: one listing instead of a probe per version
             if hint is not None and self.exists(hint):
                 found = self._gallop(hint)
             else:

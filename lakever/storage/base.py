@@ -52,6 +52,15 @@ class Objects(ABC):
     def exists(self, rel: str) -> bool:
         """Return whether an object exists."""
 
+    def names_after(self, rel_dir: str, after: str, limit: int) -> list[str] | None:
+        """Up to ``limit`` object names directly in ``rel_dir`` sorting after ``after``, in
+        order, from one listing request; None when the backend has no such request (then
+        callers probe names one at a time, which is cheap where a probe is a ``stat``).
+
+        Object stores implement it: one request instead of a round trip per probe.
+        """
+        return None
+
     @abstractmethod
     def list(self, rel_dir: str) -> list[str]:
         """Return the names (not paths) directly under a directory; [] if absent."""

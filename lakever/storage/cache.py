@@ -307,6 +307,9 @@ class CacheView(Storage):
     def list(self, rel_dir: str) -> list[str]:
         return self.origin.list(rel_dir)
 
+    def names_after(self, rel_dir: str, after: str, limit: int) -> list[str] | None:
+        return self.origin.names_after(rel_dir, after, limit)
+
     def delete(self, rel: str) -> None:
         self.origin.delete(rel)
 

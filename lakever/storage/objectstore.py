@@ -217,6 +217,21 @@ class ObjectStorage(Storage):
             return False
         return True
 
+    def names_after(self, rel_dir: str, after: str, limit: int) -> list[str] | None:
+        import obstore
+
+        prefix = rel_dir.strip("/")
+        offset = f"{prefix}/{after}" if after else None
+
+        def first_page() -> list[str]:
+            stream = obstore.list(self._store, prefix, offset=offset, chunk_size=limit)
+            return [str(m["path"]) for m in next(iter(stream), [])]
+
+        paths = self._call("list", rel_dir, first_page)
+        # A listing is recursive: keep the names directly in rel_dir.
+        rest = [p[len(prefix) + 1 :] if prefix else p for p in paths]
+        return [n for n in rest if n and "/" not in n][:limit]
+
     def list(self, rel_dir: str) -> list[str]:
         import obstore
 
