@@ -139,8 +139,10 @@ class Storage(Objects, Atomic, Engines):
         try:
             landed = self.read_bytes(rel)
         except (StorageError, OSError):
-            raise failure from None
-        return landed == data
+            pass  # absent, or unreadable: the failure stands
+        else:
+            return landed == data
+        raise failure
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
