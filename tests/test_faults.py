@@ -174,9 +174,9 @@ def _run_with_fault(
             return None, exc, plan
 
 
-def _check_history(uri: str, before: History) -> lv.Dataset:
+def _check_history(uri: str, before: History) -> None:
     """(a) and (b): it opens; everything acknowledged before reads back identical."""
-    head = _reopen(uri)
+    _reopen(uri)
     for v, (sid, rows) in enumerate(before.versions):
         view = _reopen(uri, version=v)
         assert view.snapshot_id == sid, f"version {v} changed"
@@ -186,7 +186,6 @@ def _check_history(uri: str, before: History) -> lv.Dataset:
     exp = _reopen(uri, branch="exp")
     assert (exp.version, exp.snapshot_id) == before.exp[:2]
     assert exp.to_arrow().equals(before.exp[2])
-    return head
 
 
 def _landed(kind: str, uri: str, before: History, expected: Expected) -> bool:
@@ -211,8 +210,8 @@ def _landed(kind: str, uri: str, before: History, expected: Expected) -> bool:
         return False
     assert head.version == len(before.versions), "the head moved by more than one version"
     assert head.commit.parent_id == head_sid
+    # Reading verifies every fragment against its manifest entry: all of it was written.
     assert head.to_arrow().equals(expected.rows), "the new version is not the operation's"
-    assert head.fragments() is not None
     return True
 
 
@@ -256,10 +255,23 @@ def check_fault(
         assert exc is None, f"{where}: a create that landed was reported failed: {exc!r}"
     _check_history(uri, before)
     landed = _landed(kind, uri, before, expected)
+    if exc is not None and at < _publish_call(expected.calls):
+        # Failed before the one step that makes it visible: nothing may show.
+        assert not landed, f"{where}: failed before publishing, yet it landed"
     if result is not None:
         assert landed, f"{where}: the operation returned but its effect is not visible"
         assert _outcome_rows(kind, result, uri).equals(expected.rows)
     _retry_and_continue(kind, uri, landed, expected)
+
+
+def _publish_call(calls: list[tuple[str, str]]) -> int:
+    """The number of the call that makes the operation visible: the create of its log
+    entry, or of its tag or branch name."""
+    return next(
+        i + 1
+        for i, (method, rel) in enumerate(calls)
+        if method == "put_if_absent" and rel.startswith(("_lakever/log/", "_lakever/refs/"))
+    )
 
 
 def _points(calls: list[tuple[str, str]], mode: Mode, *, every: int, offset: int = 0) -> list[int]:
@@ -312,12 +324,8 @@ def test_fault_at_every_call(kind, mode, error, storage, tmp_path, tmp_path_fact
 
 
 def _log_entry_call(calls: list[tuple[str, str]]) -> int:
-    """The number of the call that publishes the commit's log entry."""
-    return next(
-        i + 1
-        for i, (method, rel) in enumerate(calls)
-        if method == "put_if_absent" and rel.startswith("_lakever/log/")
-    )
+    """The number of the call that publishes a commit's log entry."""
+    return _publish_call(calls)
 
 
 @pytest.mark.parametrize("storage", list(STORAGE_KINDS))
@@ -380,7 +388,7 @@ def test_faulty_storage_forwards_every_role(tmp_path):
     assert not inner.exists("y")
     assert [m for m, _ in plan.calls] == [
         "put_if_absent", "put_if_absent", "write_new", "write_hint", "flush",
-        "read_bytes", "exists", "list", "delete", "exists",
+        "read_bytes", "exists", "list", "delete",
     ]  # fmt: skip
     copy = pickle.loads(pickle.dumps(store))  # a worker gets the plain inner storage
     assert type(copy) is type(inner) and copy.uri == inner.uri
@@ -424,3 +432,18 @@ def test_the_seam_turns_a_backend_oserror_into_a_storage_error(tmp_path):
     store.write_new("y", b"1")
     with pytest.raises(FileExistsError):  # "name taken" stays a signal
         store.write_new("y", b"1")
+
+
+def test_publish_resolves_an_ambiguous_create_by_reading_back(tmp_path):
+    plan = FaultPlan()
+    store, other = FaultyStorage(open_storage(str(tmp_path)), plan), open_storage(str(tmp_path))
+    plan.arm("ambiguous", 1)
+    assert store.publish("a", b"mine")  # it landed, then the call failed: ours
+    assert plan.calls == [("put_if_absent", "a"), ("read_bytes", "a")]
+    other.put_if_absent("b", b"theirs")
+    plan.arm("ambiguous", 1)
+    assert not store.publish("b", b"mine")  # another writer's bytes: a lost race
+    plan.arm("raise", 1)
+    with pytest.raises(lv.StorageError, match=r"cannot put_if_absent .*/c: injected") as info:
+        store.publish("c", b"mine")  # absent: the failure stands
+    assert info.value.path == other.full_path("c") and not other.exists("c")

@@ -129,6 +129,11 @@ class Storage(Objects, Atomic, Engines):
         parent and time, a ref a random id) or content-addressed bytes, for which
         "someone stored these bytes" is all that matters.
 
+        A request that timed out may still be applied after the read-back found
+        nothing (an object store can hold it in flight): the failure is then reported
+        for a create that lands later, like a commit whose writer died after sending
+        it. What lands is complete, so readers stay consistent either way.
+
         Raises:
             StorageError: the create failed and the object is not there.
         """
