@@ -226,6 +226,11 @@ def _retry_and_continue(kind: str, uri: str, landed: bool, expected: Expected) -
     after = head.append(row)
     assert _reopen(uri).snapshot_id == after.snapshot_id
     assert _reopen(uri).num_rows == head.num_rows + 1
+    # A schema change claims field ids above any a failed commit claimed and left behind.
+    used = {*after.field_ids.values(), *_reopen(uri, branch="exp").field_ids.values()}
+    evolved = after.evolve(add={"after_fault": pa.int32()})
+    assert evolved.field_ids["after_fault"] > max(used)
+    assert _reopen(uri).snapshot_id == evolved.snapshot_id
     if kind == "branch":
         b = _reopen(uri, branch="b-new").append(events(2000, 1))
         assert _reopen(uri, branch="b-new").snapshot_id == b.snapshot_id
