@@ -84,7 +84,7 @@ class Atomic(ABC):
         Not durable and, on some backends, not atomic: readers must validate what
         they read and fall back when it is missing, stale or garbled. Writers of a
         hint use fixed-width content so an in-place overwrite never leaves a tail.
-        A failure raises ``OSError``, which writers of hints ignore.
+        A failure raises ``OSError`` (or `StorageError`); writers of hints ignore both.
         """
 
 
