@@ -172,46 +172,6 @@ def moto_server(kind: str) -> Any:
 # ----------------------------------------------------------------------------- proxy
 
 
-class HeadProxy(Proxy):
-    """tests/_s3.py's `Proxy`, answering HEAD with the object's real Content-Length.
-
-    `Proxy` sends ``Content-Length: 0`` on every HEAD answer (it counts the body it
-    forwards, which HEAD has not). lakever only asks HEAD whether an object exists,
-    but fsspec (DuckDB's bridge) takes the size from it and then reads nothing.
-    Counting and latency are the same as `Proxy`'s.
-    """
-
-    def __init__(self, upstream: str, latency: float = 0.0) -> None:
-        super().__init__(upstream, latency)
-        import http.client
-        from urllib.parse import urlsplit
-
-        target = urlsplit(upstream)
-        proxy = self
-        base = self._server.RequestHandlerClass
-
-        class Handler(base):  # type: ignore[misc, valid-type]
-            def do_HEAD(self) -> None:
-                with proxy._lock:
-                    proxy.requests["HEAD"] = proxy.requests.get("HEAD", 0) + 1
-                    proxy.log.append(("HEAD", self.path))
-                if proxy.latency:
-                    time.sleep(proxy.latency)
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-                conn.request("HEAD", self.path, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                conn.close()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("connection", "transfer-encoding"):
-                        self.send_header(k, v)
-                self.end_headers()
-
-        self._server.RequestHandlerClass = Handler
-
-
 # ----------------------------------------------------------------------------- counting
 
 
@@ -343,7 +303,7 @@ class Bench:
         self.errors: list[dict[str, str]] = []
         self.notes: list[str] = []
         self.info: dict[str, Any] = {}
-        self.proxy: HeadProxy | None = None
+        self.proxy: Proxy | None = None
         self._dirs = 0
         self.bucket = make_bucket(endpoint)
         self.hist = f"{self.bucket}/history"
@@ -735,7 +695,7 @@ class Bench:
     def run(self) -> None:
         self.build()
         for lat in self.s.latencies_ms:
-            self.proxy = HeadProxy(self.endpoint, latency=lat / 1000)
+            self.proxy = Proxy(self.endpoint, latency=lat / 1000)
             self.proxy_endpoint = self.proxy.endpoint
             log(f"latency {lat} ms")
             try:

@@ -29,7 +29,7 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from lakever.errors import CorruptMetadata, SchemaEvolutionError
+from lakever.errors import CorruptMetadata, SchemaEvolutionError, StorageError
 from lakever.format import (
     FIELD_ID_DIR,
     LOG_DIR,
@@ -160,8 +160,8 @@ def claim_field_ids(
             )
         record = {"first": first, "last": last, "branch": branch}
         record["created"] = format_time(datetime.now(UTC))
-        if storage.put_if_absent(field_id_claim_path(n), canonical_json(record)):
-            with contextlib.suppress(OSError):  # advisory, like the log's LATEST
+        if storage.publish(field_id_claim_path(n), canonical_json(record)):
+            with contextlib.suppress(OSError, StorageError):  # advisory, like the log's LATEST
                 storage.write_hint(_hint_path(), b"%020d\n" % n)
             return first
         # Another writer took claim n: continue above the newest claim.

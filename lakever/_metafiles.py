@@ -35,7 +35,7 @@ _contracts: dict[tuple[str, str], str] = {}
 def _put(storage: Storage, directory: str, data: bytes) -> str:
     oid = object_id(data)
     # False means the same bytes are already there (the name is their hash): nothing to do.
-    storage.put_if_absent(f"{directory}/{oid}.json", data)
+    storage.publish(f"{directory}/{oid}.json", data)
     return oid
 
 

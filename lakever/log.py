@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from lakever import _chain
 from lakever._lru import Lru
 from lakever.commit import Applied, Change, apply, check
-from lakever.errors import CommitConflict, CorruptMetadata
+from lakever.errors import CommitConflict, CorruptMetadata, StorageError
 from lakever.format import (
     DELETION_VECTORS,
     MAIN_BRANCH,
@@ -309,7 +309,7 @@ class Line:
             snap = _build(current, change, self.branch_id, apply(current, change, io), io, merged)
             self.storage.flush()
             entry, rel = encode_snapshot(snap), log_path(self.branch_id, snap.version)
-            if self.storage.put_if_absent(rel, entry):
+            if self.storage.publish(rel, entry):
                 _DECODED.put((self.storage.uri, rel), (entry, snap))
                 # Acknowledge only a version the head shows: not one that filled a gap.
                 _chain.check_successor(self, snap)
@@ -341,7 +341,7 @@ class Line:
 
     def _index(self, snap: Snapshot) -> None:
         # Advisory, like the hint: lets a snapshot id be found without a scan. Verified on use.
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, StorageError):
             self.storage.write_hint(
                 snapshot_index_path(snap.snapshot_id),
                 canonical_json({"branch": snap.branch_id, "version": snap.version}),
@@ -349,7 +349,7 @@ class Line:
 
     def _write_hint(self, version: int) -> None:
         # The hint is advisory: readers probe forward from any older value.
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, StorageError):
             self.storage.write_hint(latest_hint_path(self.branch_id), b"%020d\n" % version)
 
 

@@ -213,7 +213,7 @@ def create_tag(
         "message": message,
     }
     storage.flush()
-    if not storage.put_if_absent(ref_path("tag", name), canonical_json(record)):
+    if not storage.publish(ref_path("tag", name), canonical_json(record)):
         existing = get_tag(storage, name)
         where = f" (snapshot {existing.snapshot_id[:12]})" if existing else ""
         raise RefExists(
@@ -312,7 +312,7 @@ def create_branch(
     }
     storage.write_new(branch_meta_path(branch_id), canonical_json(meta))
     storage.flush()
-    if not storage.put_if_absent(
+    if not storage.publish(
         ref_path("branch", name), canonical_json({"name": name, "id": branch_id})
     ):
         raise RefExists(f"branch {name!r} was just created by another writer", name=name)

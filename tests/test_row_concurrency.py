@@ -96,7 +96,7 @@ def test_two_deletes_of_one_fragment_race(location):
 def test_upserts_racing_on_a_new_key(location):
     ds = lv.create_dataset(location, events(0, 10), primary_key=["id"])
     results = race(lambda: ds.upsert(events(50, 1)), lambda: ds.upsert(events(50, 1)))
-    assert sum(isinstance(r, lv.CommitConflict) for r in results) == 1
+    assert sum(isinstance(r, lv.CommitConflict) for r in results) == 1, results
     assert ids_of(lv.open_dataset(location)).count(50) == 1
     # appends of one key from stale handles: the second conflicts instead of duplicating
     ds.append(events(60, 1))

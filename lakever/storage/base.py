@@ -14,7 +14,10 @@ three roles, each a small interface a backend implements:
 Failures of the backend itself (permission denied, a file where a directory
 should be, no space left) raise `StorageError` naming the path; only "absent"
 (``FileNotFoundError`` from ``read_bytes``) and "name taken" (``FileExistsError``
-from ``write_new``) are signals callers act on.
+from ``write_new``) are signals callers act on. The seam enforces this: any other
+``OSError`` a backend's ``Objects``/``Atomic`` method lets through (an fsspec or
+object-store client error) is turned into a `StorageError` naming the call and the
+path (`Storage.__init_subclass__`), so it never reaches lakever's callers raw.
 
 A backend that cannot prove an atomic create refuses to write (`StorageError`)
 instead of falling back to check-then-write, which would let two writers both
@@ -27,9 +30,12 @@ datasets are shipped to workers that way).
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from lakever.errors import StorageError
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -94,7 +100,7 @@ class Atomic(ABC):
         Not durable and, on some backends, not atomic: readers must validate what
         they read and fall back when it is missing, stale or garbled. Writers of a
         hint use fixed-width content so an in-place overwrite never leaves a tail.
-        A failure raises ``OSError``, which writers of hints ignore.
+        A failure raises ``OSError`` (or `StorageError`); writers of hints ignore both.
         """
 
 
@@ -145,6 +151,79 @@ class Storage(Objects, Atomic, Engines):
     #: Normalized root URI (an absolute path for local disk).
     uri: str
 
+    def publish(self, rel: str, data: bytes) -> bool:
+        """``put_if_absent``, with a failure of unknown outcome resolved by reading back.
+
+        A create can fail after the backend applied it (a client timeout after the
+        request was sent, a connection lost before the reply). Reading the object back
+        decides: exactly ``data`` means the create landed (True), other bytes that
+        another writer's did (False); an absent or unreadable object re-raises the
+        failure. Callers pass bytes no other writer produces (a log entry names its
+        parent and time, a ref a random id) or content-addressed bytes, for which
+        "someone stored these bytes" is all that matters.
+
+        A request that timed out may still be applied after the read-back found
+        nothing (an object store can hold it in flight): the failure is then reported
+        for a create that lands later, like a commit whose writer died after sending
+        it. What lands is complete, so readers stay consistent either way.
+
+        Raises:
+            StorageError: the create failed and the object is not there.
+        """
+        try:
+            return self.put_if_absent(rel, data)
+        except (StorageError, OSError) as exc:
+            failure = exc
+        try:
+            landed = self.read_bytes(rel)
+        except (StorageError, OSError):
+            pass  # absent, or unreadable: the failure stands
+        else:
+            return landed == data
+        raise failure
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, (action, signal) in _TRANSLATED.items():
+            method = cls.__dict__.get(name)
+            if method is not None and not hasattr(method, "__lakever_translated__"):
+                setattr(cls, name, _translating(method, action, signal))
+
     def __repr__(self) -> str:
         # Options may hold credentials: never shown.
         return f"<{type(self).__name__} {self.uri!r}>"
+
+
+#: Method -> (what the message says it could not do, the OSError that is a signal, not
+#: a failure). ``write_hint`` is left out: its failures are ``OSError`` by contract.
+_TRANSLATED: dict[str, tuple[str, type[OSError] | None]] = {
+    "read_bytes": ("read", FileNotFoundError),
+    "read_object": ("read", FileNotFoundError),
+    "names_after": ("list", None),
+    "write_new": ("write", FileExistsError),
+    "exists": ("check", None),
+    "list": ("list", None),
+    "delete": ("delete", None),
+    "flush": ("sync", None),
+    "put_if_absent": ("write", None),
+}
+
+
+def _translating(
+    method: Callable[..., Any], action: str, signal: type[OSError] | None
+) -> Callable[..., Any]:
+    """``method``, raising `StorageError` for an ``OSError`` other than ``signal``."""
+
+    @functools.wraps(method)
+    def translated(self: Storage, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except OSError as exc:
+            if signal is not None and isinstance(exc, signal):
+                raise
+            path = self.full_path(args[0]) if args else self.uri
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise StorageError(f"cannot {action} {path}: {reason}", path=path) from exc
+
+    translated.__lakever_translated__ = True  # type: ignore[attr-defined]
+    return translated

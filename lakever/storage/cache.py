@@ -304,11 +304,11 @@ class CacheView(Storage):
     def exists(self, rel: str) -> bool:
         return self.origin.exists(rel)
 
-    def list(self, rel_dir: str) -> list[str]:
-        return self.origin.list(rel_dir)
-
     def names_after(self, rel_dir: str, after: str, limit: int) -> list[str] | None:
         return self.origin.names_after(rel_dir, after, limit)
+
+    def list(self, rel_dir: str) -> list[str]:
+        return self.origin.list(rel_dir)
 
     def delete(self, rel: str) -> None:
         self.origin.delete(rel)
