@@ -193,20 +193,26 @@ def test_incremental_push_copies_only_new_objects(local, remote_uri):
     assert open_storage(remote_uri).read_bytes("_lakever/log/main/LATEST") == b"%020d\n" % 2
 
 
-def test_incremental_push_lists_destination_directories_instead_of_probing(local, remote_uri):
+def test_incremental_push_costs_do_not_grow_with_history(local, remote_uri):
+    # What a push of 3 new commits asks the destination must not depend on how much
+    # history it already holds: a few new objects are probed one by one, the head is
+    # found from the hint (with one listing after it on object stores).
     ds = lv.create_dataset(local, events(0, 10))
-    for i in range(10):
-        ds = ds.append(events(10 + i, 1))
-    lv.push(local, remote_uri)
-    for i in range(3):
-        ds = ds.append(events(100 + i, 1))
-    calls: dict[str, int] = {"exists": 0, "list": 0}
-    dst = _Counting(open_storage(remote_uri), calls)
-    result = remote.sync(open_storage(local), dst)
-    assert result.updated[0].new_version == 13
-    # Existence checks are for finding heads only, never one per object.
-    assert calls["exists"] < 15
-    assert calls["list"] < 15
+    costs = []
+    for history in (10, 40):
+        while ds.version < history:
+            ds = ds.append(events(10 + ds.version, 1))
+        lv.push(local, remote_uri)
+        for i in range(3):
+            ds = ds.append(events(1000 + 10 * history + i, 1))
+        calls: dict[str, int] = {"exists": 0, "list": 0}
+        dst = _Counting(open_storage(remote_uri), calls)
+        result = remote.sync(open_storage(local), dst)
+        assert result.updated[0].new_version == ds.version
+        costs.append(dict(calls))
+    # Only the head search on disks (galloping probes, logarithmic in history) may grow.
+    assert costs[0]["list"] == costs[1]["list"] <= 5, costs
+    assert costs[0]["exists"] <= costs[1]["exists"] <= costs[0]["exists"] + 3 <= 24, costs
 
 
 def test_push_refused_when_remote_is_ahead_then_pull_fast_forwards(local, remote_uri, tmp_path):

@@ -116,8 +116,17 @@ def copy_objects(s: Sync) -> None:
         s.dst.flush()
 
 
+#: Up to this many objects are looked up one by one (concurrently) rather than by listing
+#: their directories, whose size grows with history.
+_PROBE_AT_MOST = 64
+
+
 def _listed(s: Sync, objects: dict[str, _Copy]) -> set[str]:
-    """The paths among ``objects`` the destination lists (one list per directory)."""
+    """The paths among ``objects`` the destination has: a few are probed one by one, many
+    by one listing per directory."""
+    if len(objects) <= _PROBE_AT_MOST:
+        rels = list(objects)
+        return {r for r, there in zip(rels, each(s.pool, s.dst.exists, rels), strict=True) if there}
     dirs = sorted({rel.rpartition("/")[0] for rel in objects})
     names = each(s.pool, s.dst.list, dirs)
     return {f"{d}/{n}" for d, ns in zip(dirs, names, strict=True) for n in ns}

@@ -16,6 +16,7 @@ from lakever.format import (
     Snapshot,
     canonical_json,
     decode_snapshot,
+    latest_hint_path,
     log_dir,
     log_path,
 )
@@ -112,7 +113,8 @@ class Sync:
     lines: dict[str, Line] = field(default_factory=dict)
     tops: dict[str, int] = field(default_factory=dict)
     #: Branch id -> versions (and BRANCH.json) the destination's log lists.
-    dst_logs: dict[str, set[str]] = field(default_factory=dict)
+    #: Newest version of each branch log on the destination (None: it has none).
+    dst_heads: dict[str, int | None] = field(default_factory=dict)
     #: Branch id -> first version to copy (the destination has the ones before).
     starts: dict[str, int] = field(default_factory=dict)
     #: Branch id -> the source's snapshot at ``starts - 1`` when the destination has it.
@@ -204,13 +206,9 @@ def _read_entry(s: Sync, bid: str, version: int) -> tuple[bytes, Snapshot]:
 def _compare_log(s: Sync, bid: str) -> None:
     """Where the destination's log of ``bid`` stands against the source's (one list)."""
     line, top = s.lines[bid], s.tops[bid]
-    if bid not in s.dst_logs:
-        s.dst_logs[bid] = set(s.dst.list(log_dir(bid)))
-    names = s.dst_logs[bid]
-    have = [int(m.group(1)) for n in names if (m := ENTRY.fullmatch(n))]
+    newest = dst_head(s, bid)
     start = line.first_own
-    if have:
-        newest = max(have)
+    if newest is not None:
         at = min(newest, top)
         if at >= line.first_own:
             data, snap = s.entries.get((bid, at)) or _read_entry(s, bid, at)
@@ -223,6 +221,39 @@ def _compare_log(s: Sync, bid: str) -> None:
             s.shared[bid] = snap
             start = at + 1
     s.starts[bid] = start
+
+
+def dst_head(s: Sync, bid: str) -> int | None:
+    """The newest version of ``bid``'s log on the destination (None: none).
+
+    From its ``LATEST`` hint and one listing after it where the storage lists cheaply
+    (object stores: two requests, whatever the length of history); else from a
+    listing of the whole log.
+    """
+    if bid in s.dst_heads:
+        return s.dst_heads[bid]
+    head: int | None = None
+    found = False
+    try:
+        hint = _chain.parse_hint(s.dst.read_bytes(latest_hint_path(bid)))
+    except FileNotFoundError:
+        hint = None
+    if hint is not None and hint >= 0:
+        after = f"{hint - 1:020d}.json" if hint > 0 else ""
+        names = s.dst.names_after(log_dir(bid), after, _PAGE)
+        if names is not None and len(names) < _PAGE:
+            have = sorted(int(m.group(1)) for n in names if (m := ENTRY.fullmatch(n)))
+            if have and have[0] == hint:
+                head, found = have[-1], True
+    if not found:
+        have = [int(m.group(1)) for n in s.dst.list(log_dir(bid)) if (m := ENTRY.fullmatch(n))]
+        head = max(have) if have else None
+    s.dst_heads[bid] = head
+    return head
+
+
+#: Names one listing returns at most (one request on S3).
+_PAGE = 1000
 
 
 def diverged(s: Sync, line: Line, version: int, dst_head: int) -> RemoteConflict:
@@ -263,16 +294,16 @@ def _check_chain(s: Sync, bid: str) -> None:
 
 
 def check_not_ahead(s: Sync, b: BranchInfo, line: Line, head: Snapshot) -> None:
-    have = [int(m.group(1)) for n in s.dst_logs.get(b.id, ()) if (m := ENTRY.fullmatch(n))]
-    if have and max(have) > head.version:
+    newest = dst_head(s, b.id)
+    if newest is not None and newest > head.version:
         raise RemoteConflict(
-            f"branch {b.name!r} in {s.dst.uri} is ahead: it has versions up to {max(have)}, "
+            f"branch {b.name!r} in {s.dst.uri} is ahead: it has versions up to {newest}, "
             f"{s.src.uri} only up to {head.version}. Pull first (lakever.pull / 'lakever pull'), "
             "then sync again",
             name=b.name,
             kind="branch",
             source_version=head.version,
-            destination_version=max(have),
+            destination_version=newest,
         )
 
 
