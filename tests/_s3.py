@@ -54,6 +54,8 @@ class Proxy:
         self.latency = latency
         self.requests: dict[str, int] = {}
         self.log: list[tuple[str, str]] = []
+        #: Access key ids requests were signed with.
+        self.key_ids: set[str] = set()
         self._fail = 0
         self._drop: list[str] = []
         self._lock = threading.Lock()
@@ -72,6 +74,9 @@ class Proxy:
                 with proxy._lock:
                     proxy.requests[self.command] = proxy.requests.get(self.command, 0) + 1
                     proxy.log.append((self.command, self.path))
+                    auth = self.headers.get("Authorization") or ""
+                    if "Credential=" in auth:  # SigV4: the access key id signed with
+                        proxy.key_ids.add(auth.split("Credential=", 1)[1].split("/", 1)[0])
                     fail = proxy._fail > 0
                     if fail:
                         proxy._fail -= 1

@@ -361,3 +361,27 @@ def test_credentials_never_appear_anywhere(s3_bucket, tmp_path, caplog, monkeypa
     for secret in (SECRET_KEY_ID, SECRET):
         assert not [s for s in said if secret in s], secret
         assert not [b for b in written + cached if secret.encode() in b], secret
+
+
+def test_aws_profile_supplies_the_credentials(s3_bucket, proxy, tmp_path, monkeypatch):
+    uri = s3_bucket + "/ds"
+    lv.create_dataset(uri, events(0, 3))
+    creds = tmp_path / "credentials"
+    creds.write_text(
+        "[training]\naws_access_key_id = AKIAPROFILEKEY000001\n"
+        "aws_secret_access_key = profile-secret\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "training")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    fresh_process_caches()
+    ds = lv.open_dataset(uri, storage_options=via(proxy))
+    assert ds.to_arrow().equals(events(0, 3))
+    assert proxy.key_ids == {"AKIAPROFILEKEY000001"}
+    # The same through the option, whatever AWS_PROFILE says.
+    monkeypatch.setenv("AWS_PROFILE", "nonexistent")
+    proxy.key_ids.clear()
+    lv.open_dataset(uri, storage_options=via(proxy, profile="training"))
+    assert proxy.key_ids == {"AKIAPROFILEKEY000001"}
