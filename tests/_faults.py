@@ -41,7 +41,7 @@ READS = ("read_bytes", "exists", "list")
 WRITES = ("write_new", "delete", "flush", "put_if_absent", "write_hint")
 
 #: Every module that imported ``open_storage`` by name (``grep -rn "import open_storage"``).
-PATCHED_MODULES = ("lakever.storage", "lakever.api", "lakever.catalog")
+PATCHED_MODULES = ("lakever.storage", "lakever.api", "lakever.catalog", "lakever.remote")
 
 
 class Crash(BaseException):

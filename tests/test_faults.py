@@ -480,3 +480,84 @@ def test_publish_resolves_an_ambiguous_create_by_reading_back(tmp_path):
     with pytest.raises(lv.StorageError, match=r"cannot put_if_absent .*/c: injected") as info:
         store.publish("c", b"mine")  # absent: the failure stands
     assert info.value.path == other.full_path("c") and not other.exists("c")
+
+
+# --------------------------------------------------------------------------- push
+
+
+def _check_remote(src: str, dst: str) -> None:
+    """Whatever the destination shows is the source's, whole: refs are published last."""
+    try:
+        head = _reopen(dst)
+    except lv.DatasetNotFound:
+        return  # nothing published yet
+    for v in range(head.version + 1):
+        there, here = _reopen(dst, version=v), _reopen(src, version=v)
+        assert there.snapshot_id == here.snapshot_id, f"version {v} differs"
+        assert there.to_arrow().equals(here.to_arrow()), f"version {v} reads other rows"
+    for tag in head.tags():
+        assert tag.snapshot_id == _reopen(src, version=tag.name).snapshot_id
+        _reopen(dst, version=tag.name).to_arrow()
+    for b in head.branches():
+        view = _reopen(dst, branch=b.name)
+        assert view.to_arrow().equals(
+            _reopen(src, branch=b.name, version=b.head_version).to_arrow()
+        ), f"branch {b.name} reads other rows"
+
+
+def _push_with_fault(
+    src: str, dst: str, mode: Mode | None, at: int | None, error: str
+) -> tuple[Any, BaseException | None, FaultPlan]:
+    plan = FaultPlan(error=error)  # type: ignore[arg-type]
+    forget_caches()
+    with inject(plan):
+        plan.arm(mode, at)
+        try:
+            return lv.push(src, dst), None, plan
+        except (Exception, Crash) as exc:
+            return None, exc, plan
+
+
+@pytest.mark.parametrize("storage", list(STORAGE_KINDS))
+@pytest.mark.parametrize(("mode", "error"), MODES, ids=MODE_IDS)
+def test_push_fault_at_sampled_calls(mode, error, storage, tmp_path, tmp_path_factory):
+    """A push failing or dying at any storage call (either side) never shows a ref whose
+    data is missing on the destination, and running it again completes it."""
+    every = SAMPLE_EVERY_S3 if storage == "s3" else 3
+    _walk_push(mode, error, storage, every, tmp_path, tmp_path_factory)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("storage", [k for k in STORAGE_KINDS if k != "s3" or SAMPLE_EVERY_S3 == 1])
+@pytest.mark.parametrize(("mode", "error"), MODES, ids=MODE_IDS)
+def test_push_fault_at_every_call(mode, error, storage, tmp_path, tmp_path_factory):
+    _walk_push(mode, error, storage, 1, tmp_path, tmp_path_factory)
+
+
+def _walk_push(
+    mode: Mode, error: str, storage: str, every: int, tmp_path: Path, factory: Any
+) -> None:
+    template = _template(storage, factory)
+    src = template.fresh_copy(storage, tmp_path)
+    _, exc, plan = _push_with_fault(src, STORAGE_KINDS[storage](tmp_path), None, None, error)
+    assert exc is None, exc
+    calls = list(plan.calls)
+    offset = MODES.index((mode, error)) % every
+    for at in _points(calls, mode, every=every, offset=offset):
+        dst = STORAGE_KINDS[storage](tmp_path)
+        _, exc, plan = _push_with_fault(src, dst, mode, at, error)
+        where = f"push: {mode} at call {at} {plan.fired}"
+        assert plan.fired is not None, f"{where}: the fault never fired"
+        if mode == "crash":
+            assert isinstance(exc, Crash), f"{where}: {exc!r}"
+        elif exc is not None:
+            assert isinstance(exc, lv.LakeverError), f"{where}: raw {type(exc).__name__}: {exc}"
+        _check_remote(src, dst)
+        # Resume: running it again completes the push.
+        forget_caches()
+        lv.push(src, dst)
+        _check_remote(src, dst)
+        assert _reopen(dst).snapshot_id == _reopen(src).snapshot_id, where
+        assert {t.name for t in _reopen(dst).tags()} == {"t1"}
+        assert {b.name for b in _reopen(dst).branches()} == {"main", "exp"}
