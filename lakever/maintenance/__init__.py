@@ -1,0 +1,13 @@
+"""Maintenance: keeping a lake that lives for years small, fast and provably intact.
+
+One module per job, each a family of free functions over a `SnapshotState`
+(`lakever.snapshot`); `Dataset` methods delegate to them in one to three lines:
+
+* ``compact``  -- merge small fragments, materialise deletion vectors (a commit that
+  changes no row);
+* ``restore``  -- a new commit whose content and schema equal an older snapshot;
+* ``verify``   -- check every file each snapshot references, the log chain, schemas,
+  contracts and deletion vectors, and the Merkle root a pin carries.
+
+Expiry, vacuum and storage accounting follow (issue 12).
+"""
