@@ -20,31 +20,17 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Protocol
 
 import pyarrow as pa
 
 from lakever._lru import Lru
 from lakever.errors import CorruptData, LakeverError, StorageError
-from lakever.storage import Storage
+from lakever.storage import FileRef, Storage
 
 __all__ = ["FileRef", "damaged", "reading", "verify"]
 
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _CHUNK = 1 << 22
-
-
-class FileRef(Protocol):
-    """What verification needs of a fragment (a manifest entry or a read task)."""
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def size_bytes(self) -> int: ...
-
-    @property
-    def content_hash(self) -> str: ...
 
 
 #: Local files verified in this process, with the identity (stat signature) they had then.

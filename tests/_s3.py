@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from typing import Any
 
@@ -11,11 +12,38 @@ def start_server() -> tuple[Any, str]:
     """Start a moto S3 server on a free port of 127.0.0.1; return it and its endpoint."""
     from moto.server import ThreadedMotoServer
 
+    _atomic_conditional_puts()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     return server, f"http://{host}:{port}"
+
+
+_PUT_LOCK = threading.Lock()
+
+
+def _atomic_conditional_puts() -> None:
+    """Make moto's conditional PUT atomic, as S3's is.
+
+    moto checks ``If-None-Match: *`` and then stores the object, unlocked
+    (moto/s3/responses.py, ``S3Response.put_object``): two threads of its server can
+    both pass the check, so under load two racing creates both succeed -- a test
+    server bug that S3 does not have (measured here: a racing-writers test failed
+    once in a loaded run). One lock around its PUT handler closes the window.
+    """
+    from moto.s3.responses import S3Response
+
+    original = S3Response.put_object
+    if getattr(original, "_lakever_locked", False):
+        return
+
+    def put_object(self: Any) -> Any:
+        with _PUT_LOCK:
+            return original(self)
+
+    put_object._lakever_locked = True  # type: ignore[attr-defined]
+    S3Response.put_object = put_object  # type: ignore[method-assign]
 
 
 def make_bucket(endpoint: str) -> str:

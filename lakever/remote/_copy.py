@@ -3,6 +3,7 @@
 import contextlib
 import heapq
 import json
+import time
 from dataclasses import dataclass
 
 from lakever.errors import (
@@ -132,6 +133,10 @@ def _listed(s: Sync, objects: dict[str, _Copy]) -> set[str]:
     return {f"{d}/{n}" for d, ns in zip(dirs, names, strict=True) for n in ns}
 
 
+#: How long a same-named object another writer is still writing may take to settle.
+_SETTLE_SECONDS = 10.0
+
+
 def _copy_one(s: Sync, c: _Copy) -> tuple[int, int]:
     """Copy one object, verified; return (1, bytes) or (0, 0) if it was already there."""
     try:
@@ -155,8 +160,12 @@ def _copy_one(s: Sync, c: _Copy) -> tuple[int, int]:
     assert data is not None
     try:
         s.dst.write_new(c.rel, data)
-    except FileExistsError:  # a concurrent sync or writer put it there
-        theirs = s.dst.read_bytes(c.rel)
+    except FileExistsError:
+        # A concurrent sync or writer put it there, and may still be writing it (on a
+        # local disk a new file is visible before its bytes): give it time to finish.
+        deadline = time.monotonic() + _SETTLE_SECONDS
+        while (theirs := s.dst.read_bytes(c.rel)) != data and time.monotonic() < deadline:
+            time.sleep(0.05)
         if theirs != data:
             path = s.dst.full_path(c.rel)
             raise CorruptMetadata(
@@ -255,7 +264,7 @@ def copy_claims(s: Sync) -> None:
                 # its claims: destination writers only claim above the newest, so they
                 # never hand these ids out. A claim here would break the order.
                 continue
-            if not s.dst.put_if_absent(field_id_claim_path(seq + 1), c.data):
+            if not s.dst.publish(field_id_claim_path(seq + 1), c.data):
                 break  # a destination writer claimed meanwhile: read the claims again
             seq, top = seq + 1, c.last
             s.copied += 1
@@ -314,7 +323,7 @@ def publish_entries(s: Sync) -> None:
     while ready:
         _, (bid, v) = heapq.heappop(ready)
         data, snap = s.entries[(bid, v)]
-        if s.dst.put_if_absent(log_path(bid, v), data):
+        if s.dst.publish(log_path(bid, v), data):
             s.copied += 1
             s.bytes += len(data)
         elif s.dst.read_bytes(log_path(bid, v)) != data:

@@ -352,7 +352,7 @@ def branch_move(s: Sync, b: BranchInfo, head: Snapshot) -> Move:
         rel = ref_path("branch", b.name)
         if forced:
             dst.delete(rel)
-        if not dst.put_if_absent(rel, record) and dst.read_bytes(rel) != record:
+        if not dst.publish(rel, record) and dst.read_bytes(rel) != record:
             raise RemoteConflict(
                 f"branch {b.name!r} was created in {dst.uri} by another writer during the sync; "
                 "its history was copied, sync again to compare",
@@ -388,7 +388,7 @@ def tag_move(s: Sync, t: Tag) -> Move:
     data = s.src.read_bytes(rel)  # the tag file as it is: same name, snapshot, author, time
 
     def apply() -> None:
-        if not s.dst.put_if_absent(rel, data):
+        if not s.dst.publish(rel, data):
             now = get_tag(s.dst, t.name)
             if now is None or now.snapshot_id != t.snapshot_id:
                 raise RemoteConflict(

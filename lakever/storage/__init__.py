@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from lakever.errors import InvalidArgument, StorageError
-from lakever.storage.base import Atomic, Engines, Objects, Storage
+from lakever.storage.base import Atomic, Engines, FileRef, Objects, Storage
 from lakever.storage.fsspec import MemoryStorage, ReadOnlyFsspecStorage
 from lakever.storage.local import LocalStorage
 from lakever.storage.objectstore import PROTOCOLS, ObjectStorage
@@ -14,6 +14,7 @@ from lakever.storage.objectstore import PROTOCOLS, ObjectStorage
 __all__ = [
     "Atomic",
     "Engines",
+    "FileRef",
     "LocalStorage",
     "MemoryStorage",
     "ObjectStorage",
@@ -57,12 +58,8 @@ def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Sto
 
         fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     except (ImportError, ValueError, OSError) as exc:
-        extra = _EXTRAS.get(protocol)
-        hint = (
-            f"install the extra for {protocol}://: pip install 'lakever[{extra}]'"
-            if extra
-            else f"lakever has no extra for {protocol}://; install the fsspec package for it"
-        )
+        # Object stores never get here (obstore serves them): no lakever extra applies.
+        hint = f"lakever has no extra for {protocol}://; install the fsspec package for it"
         # Some backends explain a failed load at great length (pyarrow's HDFS lists
         # every JVM path it tried): keep the first 200 characters.
         detail = " ".join(str(exc).split())
@@ -71,16 +68,3 @@ def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Sto
     storage = ReadOnlyFsspecStorage(fs, path, protocol)
     storage.options = dict(storage_options or {})
     return storage
-
-
-#: URL scheme -> the lakever extra that installs its fsspec backend.
-_EXTRAS = {
-    "s3": "s3",
-    "s3a": "s3",
-    "gs": "gcs",
-    "gcs": "gcs",
-    "az": "azure",
-    "abfs": "azure",
-    "abfss": "azure",
-    "adl": "azure",
-}

@@ -33,14 +33,27 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lakever.errors import StorageError
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
-__all__ = ["Atomic", "Engines", "Objects", "Storage"]
+__all__ = ["Atomic", "Engines", "FileRef", "Objects", "Storage"]
+
+
+class FileRef(Protocol):
+    """An immutable file as its manifest entry records it (a fragment entry, a read task)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def size_bytes(self) -> int: ...
+
+    @property
+    def content_hash(self) -> str: ...
 
 
 class Objects(ABC):
@@ -132,8 +145,8 @@ class Engines(ABC):
         assert isinstance(self, Storage)
         return self
 
-    def stage(self, files: Sequence[Any]) -> dict[str, str] | None:
-        """Make ``files`` (path, size_bytes, content_hash) readable at `full_path`.
+    def stage(self, files: Sequence[FileRef]) -> dict[str, str] | None:
+        """Make ``files`` readable at `full_path`.
 
         None: nothing to stage, the caller verifies the files itself. A dict: the
         files were fetched and verified; it maps each damaged one to what is wrong.

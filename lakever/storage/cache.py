@@ -31,11 +31,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from lakever._lru import Lru
 from lakever.errors import InvalidArgument
-from lakever.storage.base import Storage
+from lakever.storage.base import FileRef, Storage
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -48,19 +48,6 @@ GRACE_SECONDS = 120.0
 FETCH_THREADS = 16
 _DEFAULT_SIZE = 10 << 30
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-class Staged(Protocol):
-    """What staging needs of a file: its path, size and content hash."""
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def size_bytes(self) -> int: ...
-
-    @property
-    def content_hash(self) -> str: ...
 
 
 def _sha256(data: bytes | memoryview) -> str:
@@ -152,7 +139,7 @@ class ObjectCache:
 
     # -- staging fragments for engines ---------------------------------------------------
 
-    def stage(self, origin: Storage, files: Sequence[Staged]) -> dict[str, str]:
+    def stage(self, origin: Storage, files: Sequence[FileRef]) -> dict[str, str]:
         """Make each file's bytes, verified, available at `path`; fetch what is missing.
 
         Returns the files whose remote bytes are wrong: path -> what is wrong (for
@@ -163,7 +150,7 @@ class ObjectCache:
             return {}
         problems: dict[str, str] = {}
 
-        def one(f: Staged) -> None:
+        def one(f: FileRef) -> None:
             why = self._stage_one(origin, f)
             if why is not None:
                 problems[f.path] = why
@@ -175,7 +162,7 @@ class ObjectCache:
                 list(pool.map(one, todo))
         return problems
 
-    def _known_good(self, f: Staged) -> bool:
+    def _known_good(self, f: FileRef) -> bool:
         path = self.path(f.path)
         try:
             st = os.stat(path)
@@ -186,7 +173,7 @@ class ObjectCache:
         _touch(path)
         return True
 
-    def _stage_one(self, origin: Storage, f: Staged) -> str | None:
+    def _stage_one(self, origin: Storage, f: FileRef) -> str | None:
         path = self.path(f.path)
         with contextlib.suppress(OSError):
             with open(path, "rb") as fh:
@@ -208,7 +195,7 @@ class ObjectCache:
         self._remember(path, f)
         return None
 
-    def _remember(self, path: str, f: Staged) -> None:
+    def _remember(self, path: str, f: FileRef) -> None:
         with contextlib.suppress(OSError):
             self._good.put((path, f.content_hash), _signature(os.stat(path)))
 
@@ -328,7 +315,7 @@ class CacheView(Storage):
     def location(self, rel: str) -> str:
         return self.origin.full_path(rel)
 
-    def stage(self, files: Sequence[Staged]) -> dict[str, str] | None:
+    def stage(self, files: Sequence[FileRef]) -> dict[str, str] | None:
         return self.cache.stage(self.origin, files)
 
     def engine_view(self) -> Storage:
