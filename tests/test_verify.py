@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 import lakever as lv
-from lakever.format import SCHEMA_DIR, log_path
+from lakever.format import CONTRACT_DIR, SCHEMA_DIR, branch_meta_path, canonical_json, log_path
 from lakever.storage import Storage, open_storage
 from tests._data import events
 from tests.test_cli import run
@@ -207,3 +207,48 @@ def test_cli_verify(tmp_path):
         {"branch": "main", "version": 1},
         {"branch": "main", "version": 2},
     ]
+
+
+def test_damaged_contract_file(location):
+    import pandera.polars as pap
+    import polars as pl
+
+    v0 = lv.create_dataset(location, events(0, 3))
+    v1 = v0.set_contract(pap.DataFrameSchema({"id": pap.Column(pl.Int64)}))
+    v2 = v1.append(events(3, 1))
+    rel = f"{CONTRACT_DIR}/{v2._snap.contract.id}.json"
+    store = _store(location)
+    _flip(store, rel, at=3)
+    p = _one(v2.verify(), rel, "contract")
+    assert p.versions == (("main", 1), ("main", 2))
+    store.delete(rel)
+    assert _one(v2.verify(), rel, "contract").message == "contract file is missing"
+
+
+def test_damaged_branch_record(location):
+    v0 = lv.create_dataset(location, events(0, 2))
+    v1 = v0.append(events(2, 1))
+    exp = v0.branch("exp").append(events(5, 1))
+    rel = branch_meta_path(exp._snap.branch_id)
+    store = _store(location)
+    record = json.loads(store.read_bytes(rel))
+    record["base"]["snapshot_id"] = v1.snapshot_id  # claims to branch off another snapshot
+    _replace(store, rel, canonical_json(record))
+    report = v0.verify(all_refs=True)
+    assert not report.ok
+    assert {p.kind for p in report.problems} == {"chain"}
+    assert any(p.path.endswith(rel) for p in report.problems)
+
+
+def test_each_shared_file_is_hashed_once(location, monkeypatch):
+    import lakever.maintenance.verify as verify
+
+    seen: list[str] = []
+    real = verify._fragment
+    monkeypatch.setattr(verify, "_fragment", lambda s, e: (seen.append(e.path), real(s, e))[1])
+    ds = lv.create_dataset(location, events(0, 4), max_rows_per_fragment=2)
+    for i in range(5):
+        ds = ds.append(events(10 + i, 1))
+    report = ds.verify(all_refs=True)  # 6 versions list 2, 3, ..., 7 fragments: 27 references
+    assert report.ok and report.snapshots == 6
+    assert sorted(seen) == sorted(e.path for e in ds._state.entries)
