@@ -168,7 +168,8 @@ def walk_line(w: Walk, line: Line, label: str, *, full: bool) -> None:
     except CorruptMetadata as exc:
         w.add(exc.path, "chain", str(exc), [(label, getattr(exc, "version", 0) or 0)])
         latest = None
-    listed = _listed_latest(line)
+    # A listing finds entries beyond a gap the hint and probe stop at (full walks only).
+    listed = _listed_latest(line) if full or latest is None else None
     if latest is None or (listed is not None and listed > latest):
         latest = listed
     if latest is None:
@@ -212,14 +213,20 @@ def walk_line(w: Walk, line: Line, label: str, *, full: bool) -> None:
 
 def walk_refs(w: Walk, storage: Storage, *, full: bool) -> None:
     """Every branch (head, or every version) and every tag."""
-    for info in refs.list_branches(storage):
+    try:
+        branches = refs.list_branches(storage)
+        tags = refs.list_tags(storage)
+    except CorruptMetadata as exc:
+        w.add(exc.path, "chain", str(exc), [])
+        branches, tags = [refs.MAIN], []
+    for info in branches:
         try:
             line = refs.line_for(storage, info.id)
         except CorruptMetadata as exc:
             w.add(exc.path, "chain", str(exc), [(info.name, 0)])
             continue
         walk_line(w, line, info.name, full=full)
-    for tag in refs.list_tags(storage):
+    for tag in tags:
         label = (f"tag:{tag.name}", tag.version)
         try:
             line = refs.line_for(storage, tag.branch_id)
@@ -394,8 +401,7 @@ def check_snapshots(w: Walk, on_entries: OnEntries | None = None) -> None:
             _check_named(w, f"{SCHEMA_DIR}/{sid}.json", sid, "schema", vs, required=required)
         for cid, vs in contracts.items():
             _check_named(w, f"{CONTRACT_DIR}/{cid}.json", cid, "contract", vs, required=True)
-        for e, vs in dvs.values():
-            _check_dv(w, e, vs)
+        list(pool.map(lambda x: _check_dv(w, x[0], x[1]), dvs.values()))
         items = list(fragments.values())
         results = pool.map(lambda x: _fragment(storage, x[0]), items)
         for (e, vs), (kind, message, size) in zip(items, results, strict=True):
@@ -417,8 +423,9 @@ def verify_dataset(
     else:
         try:
             _chain.verify(line, snap)
-        except CorruptMetadata as exc:
-            w.add(exc.path, "chain", str(exc), [(label, snap.version)])
+        except (CorruptMetadata, UnsupportedFormatVersion) as exc:
+            path = getattr(exc, "path", line.entry_path(snap.version))
+            w.add(path, "chain", str(exc), [(label, snap.version)])
         w.snapshot(snap, (label, snap.version))
     check_snapshots(w)
     return w.report(storage.uri)
