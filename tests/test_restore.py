@@ -143,3 +143,20 @@ def test_cli_restore(tmp_path):
     assert head.commit.message == "undo" and head.to_arrow().equals(v0.to_arrow())
     code, out = run("restore", path, "1", "--branch", "exp")
     assert code == 0 and lv.open_dataset(path, branch="exp").num_rows == 6
+
+
+def test_restore_brings_back_contract_and_partitioning(location):
+    import pandera.polars as pap
+    import polars as pl
+
+    v0 = lv.create_dataset(location, events(0, 6))
+    v1 = v0.set_contract(pap.DataFrameSchema({"id": pap.Column(pl.Int64, pap.Check.ge(0))}))
+    v2 = v1.set_partitioning(["category"]).append(events(6, 3))
+    back = v2.restore(0)
+    _same(back, v0)
+    assert back.contract is None and back.partitioning == []
+    forward = back.restore(v2.version)
+    _same(forward, v2)
+    assert forward.contract is not None and forward.partitioning == v2.partitioning != []
+    with pytest.raises(lv.ContractViolation):  # the restored contract is in force again
+        forward.append(events(-5, 1))
