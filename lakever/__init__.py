@@ -11,7 +11,7 @@ Example:
 """
 
 from lakever._records import Branch, Commit, Fragment, SchemaChange, SchemaVersion
-from lakever.api import create_dataset, diff, open_dataset, write_dataset
+from lakever.api import create_dataset, diff, open_dataset, verify, write_dataset
 from lakever.catalog import Lake, connect
 from lakever.contract import load_contract
 from lakever.dataset import Dataset
@@ -40,6 +40,7 @@ from lakever.errors import (
     VersionNotFound,
 )
 from lakever.format import FORMAT_VERSION
+from lakever.maintenance.verify import Problem, VerifyReport
 from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ScanPlan
 from lakever.refs import Tag
@@ -70,6 +71,7 @@ __all__ = [
     "LakeverError",
     "MergeConflict",
     "PrimaryKeyViolation",
+    "Problem",
     "ReadOnlyDataset",
     "RefExists",
     "ReadTask",
@@ -86,6 +88,7 @@ __all__ = [
     "Tag",
     "Transform",
     "UnsupportedFormatVersion",
+    "VerifyReport",
     "VersionNotFound",
     "clone",
     "connect",
@@ -99,6 +102,7 @@ __all__ = [
     "open_dataset",
     "pull",
     "push",
+    "verify",
     "write_dataset",
     "year",
 ]

@@ -28,7 +28,7 @@ from lakever.format import MAIN_BRANCH, Snapshot, format_time
 from lakever.log import Line
 from lakever.storage import Storage
 
-__all__ = ["PIN_PREFIX", "Located", "locate", "locate_pin", "make_pin"]
+__all__ = ["PIN_PREFIX", "Located", "locate", "locate_pin", "make_pin", "pin_parts"]
 
 PIN_PREFIX = "lakever:"
 _HEX = re.compile(r"[0-9a-f]{8,32}")
@@ -227,16 +227,29 @@ def _locate_name(storage: Storage, text: str) -> Located:
     return found[0][1]
 
 
-def make_pin(uri: str, snap: Snapshot, branch: str) -> str:
-    """A pin naming ``snap``: the dataset, the branch by name, the version, the snapshot id.
+def make_pin(uri: str, snap: Snapshot, branch: str, *, merkle: str | None = None) -> str:
+    """A pin naming ``snap``: the dataset, the branch by name, the version, the snapshot id,
+    and (``merkle``) the Merkle root of its fragments, schema and contract.
 
-    See docs/format.md, "Pins". Older pins hold the branch's id instead of its name;
-    `locate_pin` reads both.
+    See docs/format.md, "Pins". Older pins hold the branch's id instead of its name,
+    and no Merkle root; `locate_pin` reads them all.
     """
+    tail = f"&merkle={merkle}" if merkle is not None else ""
     return (
         f"{PIN_PREFIX}{uri}?branch={quote(branch, safe='')}"
-        f"&version={snap.version}&snapshot={snap.snapshot_id}"
+        f"&version={snap.version}&snapshot={snap.snapshot_id}{tail}"
     )
+
+
+def pin_parts(pin: str) -> tuple[str, dict[str, str]]:
+    """The dataset URI a pin names and its parameters (``branch``, ``version``, ...)."""
+    body = pin[len(PIN_PREFIX) :]
+    if not pin.startswith(PIN_PREFIX) or "?" not in body:
+        raise InvalidArgument(
+            f"malformed pin {pin!r}: expected 'lakever:URI?branch=B&version=N&snapshot=ID'"
+        )
+    uri, query = body.rsplit("?", 1)
+    return uri, {k: v[-1] for k, v in parse_qs(query).items()}
 
 
 def _pin_lines(storage: Storage, branch: str) -> Iterator[tuple[Line, str]]:
@@ -261,14 +274,10 @@ def locate_pin(pin: str, open_storage: Any) -> tuple[Storage, Located]:
 
     The pinned branch name is tried first; if that name was deleted or now names
     another branch, the snapshot is found by its id, wherever its log entry is.
+    ``open_storage`` gets the pin's URI; passing another (a moved or copied lake)
+    is safe: the answer is verified by snapshot id wherever it is found.
     """
-    body = pin[len(PIN_PREFIX) :]
-    if "?" not in body:
-        raise InvalidArgument(
-            f"malformed pin {pin!r}: expected 'lakever:URI?branch=B&version=N&snapshot=ID'"
-        )
-    uri, query = body.rsplit("?", 1)
-    params = {k: v[-1] for k, v in parse_qs(query).items()}
+    uri, params = pin_parts(pin)
     try:
         version = int(params["version"])
         snapshot = params["snapshot"]

@@ -18,6 +18,8 @@ from lakever.diffresult import Diff
 from lakever.errors import DatasetExists, InvalidArgument
 from lakever.format import MAIN_BRANCH
 from lakever.log import Line
+from lakever.maintenance.pins import verify_pin
+from lakever.maintenance.verify import VerifyReport
 from lakever.partitioning import Transform
 from lakever.snapshot import SnapshotState
 from lakever.storage import open_storage
@@ -77,6 +79,7 @@ def open_dataset(
     version: int | str | datetime | None = None,
     branch: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    location: str | None = None,
 ) -> Dataset:
     """Open a dataset at a branch head, a version, a point in time, a tag, or a pin.
 
@@ -87,6 +90,8 @@ def open_dataset(
             (prefix of at least 8 hex digits). ``"tag:NAME"`` forces the tag meaning.
         branch: the branch for int/datetime versions and for the head (default main).
         storage_options: passed to fsspec for remote storage.
+        location: with a pin, where the pinned dataset lives now (it was moved or
+            copied); the snapshot is verified by id wherever it is found.
 
     Returns:
         The Dataset. At a branch head it can write to that branch; otherwise it is
@@ -103,8 +108,11 @@ def open_dataset(
             raise InvalidArgument(
                 "a pin names one snapshot already; do not also pass version= or branch="
             )
-        storage, where = locate_pin(uri, lambda u: open_storage(u, storage_options))
+        here = location
+        storage, where = locate_pin(uri, lambda u: open_storage(here or u, storage_options))
         return Dataset._at(storage, where)
+    if location is not None:
+        raise InvalidArgument("location= is for pins: it says where a pinned dataset lives now")
     storage = open_storage(uri, storage_options)
     return Dataset._at(storage, locate(storage, version=version, branch=branch))
 
@@ -240,3 +248,24 @@ def write_dataset(
         **kwargs,
     )
     return Dataset(SnapshotState(storage, log, snap, MAIN_BRANCH, writable=True))
+
+
+def verify(
+    pin: str, uri: str | None = None, *, storage_options: dict[str, Any] | None = None
+) -> VerifyReport:
+    """Prove a pinned snapshot's bytes are unchanged: recompute the pin's Merkle root from
+    storage and check every file the snapshot references (docs/maintenance.md, Pins).
+
+    Args:
+        pin: a pin from `Dataset.pin`.
+        uri: where the dataset lives now, when it was moved or copied (default: the
+            pin's own URI).
+
+    Returns:
+        The `VerifyReport`; damage is reported, never raised.
+
+    Raises:
+        InvalidArgument: ``pin`` is not a pin.
+        DatasetNotFound: no dataset at the pin's URI (or ``uri``).
+    """
+    return verify_pin(pin, uri=uri, storage_options=storage_options)

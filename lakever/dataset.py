@@ -10,6 +10,7 @@ layout commits to `lakever._writer`, row changes to `lakever.rowops`, refs to
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +30,7 @@ from lakever._writer import (
 from lakever.errors import InvalidArgument, ReadOnlyDataset
 from lakever.evolution import ColumnRef
 from lakever.format import MAIN_BRANCH, Snapshot
+from lakever.maintenance import restore
 from lakever.merge import MergeStrategy
 from lakever.partitioning import Transform
 from lakever.snapshot import SnapshotState
@@ -365,4 +367,26 @@ class Dataset(SnapshotView):
             s.storage, s.line, resolve_source(s.storage, source), source=source,
             strategy=strategy, message=message, author=author, properties=properties,
         )  # fmt: skip
+        return self._child(snap)
+
+    def restore(
+        self,
+        version: int | str | datetime,
+        *,
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Commit a new version whose rows, schema (same field ids), contract, partitioning,
+        sort order and key equal those of ``version`` (an int or datetime on this branch,
+        or a tag, branch or snapshot id); history is kept (docs/maintenance.md, Restore).
+
+        Raises:
+            VersionNotFound: ``version`` names no snapshot.
+            CommitConflict: a commit landed on the branch after this view's version.
+        """
+        self._require_writable("restore")
+        snap = restore.restore(
+            self._state, version, message=message, author=author, properties=properties
+        )
         return self._child(snap)

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_MAX_ROWS_PER_FRAGMENT",
     "INLINE_MAX_FRAGMENTS",
     "make_manifest",
+    "parse_manifest",
     "read_manifest",
     "read_manifests",
     "write_fragments",
@@ -382,6 +383,15 @@ def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> list[
             "after it was written",
             path=rel,
         )
+    return parse_manifest(data, rel)
+
+
+def parse_manifest(data: bytes, rel: str) -> list[FragmentEntry]:
+    """The entries of manifest ``rel`` from its bytes (their hash checked by the caller).
+
+    Raises:
+        CorruptMetadata: the bytes are not a manifest.
+    """
     try:
         table = pq.ParquetFile(pa.BufferReader(data)).read()
         cols = table.to_pydict()

@@ -29,6 +29,8 @@ from lakever.errors import DatasetNotFound, InvalidArgument
 from lakever.field_tree import schema_changes
 from lakever.format import Snapshot
 from lakever.log import Line
+from lakever.maintenance.pins import merkle_root
+from lakever.maintenance.verify import VerifyReport, verify_dataset
 from lakever.partitioning import Transform
 from lakever.planner import bind, plan_scan
 from lakever.reader import ExplainReport, ScanPlan, to_lazy
@@ -152,8 +154,27 @@ class SnapshotView:
         return history.commits(self._state, limit)
 
     def pin(self) -> str:
-        """Return a string that reopens exactly this snapshot: ``lakever.open_dataset(pin)``."""
-        return make_pin(self.uri, self._state.snap, self.branch_name)
+        """Return a string that reopens exactly this snapshot: ``lakever.open_dataset(pin)``.
+
+        It carries the Merkle root of the snapshot's fragments, schema and contract, which
+        `lakever.verify` recomputes (docs/format.md §6.1). Reads the manifests once.
+        """
+        s = self._state
+        root = merkle_root(s.snap.schema, s.snap.contract, s.entries)
+        return make_pin(self.uri, s.snap, self.branch_name, merkle=root)
+
+    def verify(self, *, full: bool = True, all_refs: bool = False) -> VerifyReport:
+        """Check every file the snapshots reference and the log chain; never raises on damage.
+
+        ``full=False``: this snapshot only; ``full=True``: every version of this branch;
+        ``all_refs=True``: every branch and tag (docs/maintenance.md, Verify).
+        """
+        if not isinstance(full, bool) or not isinstance(all_refs, bool):
+            raise InvalidArgument(f"full and all_refs must be bools, got {full!r}, {all_refs!r}")
+        s = self._state
+        return verify_dataset(
+            s.storage, s.line, s.snap, s.branch_name, full=full, all_refs=all_refs
+        )
 
     # ----------------------------------------------------------------- reading
 
