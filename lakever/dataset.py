@@ -29,6 +29,7 @@ from lakever._writer import (
 from lakever.errors import InvalidArgument, ReadOnlyDataset
 from lakever.evolution import ColumnRef
 from lakever.format import MAIN_BRANCH, Snapshot
+from lakever.maintenance import compact as compaction
 from lakever.merge import MergeStrategy
 from lakever.partitioning import Transform
 from lakever.snapshot import SnapshotState
@@ -296,6 +297,40 @@ class Dataset(SnapshotView):
         return self._child(
             rowops.upsert(
                 self._state, data, on, mode=mode, validate=validate, schema_mode=schema_mode,
+                message=message, author=author, properties=properties,
+            )
+        )  # fmt: skip
+
+    # ----------------------------------------------------------------- maintenance
+
+    def compact(
+        self,
+        *,
+        target_size: int | str = compaction.DEFAULT_TARGET_SIZE,
+        where: str | None = None,
+        min_fragments: int = 2,
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Merge small fragments of each partition and drop the rows deletion vectors hide,
+        in a commit (operation ``"compact"``) that changes no row (docs/maintenance.md).
+
+        ``target_size``: bytes per new fragment (an int, or e.g. ``"128M"``); fragments
+        smaller than it are merged, up to it. ``where``: only fragments whose partition or
+        statistics may hold matching rows. A run of fewer than ``min_fragments`` small
+        fragments is left alone unless one has a deletion vector. Nothing to do commits
+        nothing and returns ``self``.
+
+        Raises:
+            InvalidArgument: a malformed argument or ``where``.
+            CommitConflict: concurrent row changes kept rewriting the same fragments.
+            ReadOnlyDataset: this view is pinned to an explicit version.
+        """
+        self._require_writable("compact")
+        return self._child(
+            compaction.compact(
+                self._state, target_size=target_size, where=where, min_fragments=min_fragments,
                 message=message, author=author, properties=properties,
             )
         )  # fmt: skip

@@ -16,7 +16,7 @@ import traceback
 import typer
 
 import lakever
-from lakever.cli import data, refs, remote, rows, schema, sql
+from lakever.cli import data, maintenance, refs, remote, rows, schema, sql
 
 app = typer.Typer(
     name="lakever",
@@ -31,6 +31,7 @@ sql.register(app)
 schema.register(app)
 rows.register(app)
 remote.register(app)
+maintenance.register(app)
 
 _debug = False
 
