@@ -14,8 +14,10 @@ carry a deletion vector are gathered into groups:
   the same rows in the same order after compaction; in a partitioned one each
   partition's rows keep their order; with a declared sort order (``sort_by``) the
   rows of each new fragment are sorted by it (a stable sort);
-* a group is rewritten when it has at least ``min_fragments`` fragments, or when one
-  of them has a deletion vector (the deleted rows are dropped from the new file).
+* a group is rewritten when one of its fragments has a deletion vector (the deleted
+  rows are dropped from the new file), or when it has at least ``min_fragments``
+  fragments -- but a lone fragment (``min_fragments=1``) only when it was written
+  under an older schema: rewriting it otherwise would make the same file again.
 
 New files are written under the snapshot's current schema, so small or deleted-from
 fragments written under an older schema are brought up to date on the way. Large
@@ -117,9 +119,16 @@ def plan_groups(
     open_: dict[str, Group] = {}
     closed: list[Group] = []
 
+    def worth(g: Group) -> bool:
+        if g.has_deletions:
+            return True
+        # A lone fragment is rewritten only to bring it to the current schema.
+        lone = len(g.entries) == 1 and g.entries[0].schema_id == state.schema_id
+        return len(g.entries) >= min_fragments and not lone
+
     def close(key: str) -> None:
         g = open_.pop(key, None)
-        if g is not None and (len(g.entries) >= min_fragments or g.has_deletions):
+        if g is not None and worth(g):
             closed.append(g)
 
     for e in state.entries:
