@@ -278,6 +278,42 @@ def test_racing_compaction_never_loses_a_delete(location):
     assert set(final.to_arrow()["id"].to_pylist()) == expected
 
 
+def test_racing_compaction_keeps_appends_and_updates(location):
+    many_small(location, n=6)
+    writer = lv.open_dataset(location)
+    appends = [lambda i=i: writer.append(events(1000 + 10 * i, 3)) for i in range(3)]
+    results = race(
+        lv.open_dataset(location).compact,
+        lambda: writer.update(set={"value": "42"}, where="id = 7"),
+        *appends,
+    )
+    assert not isinstance(results[0], BaseException), results[0]
+    for r in results[2:]:
+        assert isinstance(r, lv.Dataset), r  # appends never conflict
+    final = lv.open_dataset(location)
+    rows = {r["id"]: r["value"] for r in final.to_arrow().to_pylist()}
+    expected = set(range(60)) | {1000 + 10 * i + k for i in range(3) for k in range(3)}
+    assert set(rows) == expected
+    if isinstance(results[1], lv.Dataset):  # acknowledged: the new value holds
+        assert rows[7] == 42
+    else:
+        assert isinstance(results[1], lv.CommitConflict) and rows[7] == 0.07
+    assert sum(f.deleted_rows for f in final.fragments()) <= 1
+
+
+def test_compaction_on_a_branch_and_read_only_views(tmp_path):
+    ds = many_small(str(tmp_path / "t"), n=4)
+    dev = ds.branch("dev")
+    compacted = dev.compact()
+    assert compacted.branch_name == "dev" and len(compacted.fragments()) == 1
+    assert len(lv.open_dataset(ds.uri).fragments()) == 4  # main untouched
+    with pytest.raises(lv.ReadOnlyDataset):
+        lv.open_dataset(ds.uri, version=1).compact()
+    runner = CliRunner()
+    out = runner.invoke(app, ["compact", ds.uri, "--branch", "dev"], catch_exceptions=False)
+    assert out.exit_code == 0 and out.stdout.startswith("nothing to compact")
+
+
 # ----------------------------------------------------------------- CLI and sizes
 
 
