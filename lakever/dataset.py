@@ -29,6 +29,7 @@ from lakever._writer import (
 from lakever.errors import InvalidArgument, ReadOnlyDataset
 from lakever.evolution import ColumnRef
 from lakever.format import MAIN_BRANCH, Snapshot
+from lakever.maintenance import auto
 from lakever.maintenance import compact as compaction
 from lakever.merge import MergeStrategy
 from lakever.partitioning import Transform
@@ -50,8 +51,12 @@ class Dataset(SnapshotView):
     __slots__ = ()
 
     def _child(self, snap: Snapshot | None) -> Dataset:
-        """The Dataset at a snapshot just committed on this branch (None: nothing was)."""
-        return self if snap is None else Dataset(self._state.at(snap, writable=True))
+        """The Dataset at a snapshot just committed on this branch (None: nothing was),
+        or at the automatic compaction its table properties ran after it."""
+        if snap is None:
+            return self
+        state = self._state.at(snap, writable=True)
+        return Dataset(state.at(auto.after_commit(state) or snap))
 
     def _require_writable(self, what: str) -> None:
         state = self._state
@@ -334,6 +339,27 @@ class Dataset(SnapshotView):
                 message=message, author=author, properties=properties,
             )
         )  # fmt: skip
+
+    def set_properties(
+        self,
+        properties: Mapping[str, str | None],
+        *,
+        message: str | None = None,
+        author: str | None = None,
+    ) -> Dataset:
+        """Set table properties (None removes one), carried forward by every later commit.
+
+        Known keys: ``compact.auto`` (``"true"``: compact after a commit once
+        ``compact.min_small_fragments`` small fragments exist or deletion vectors hide more
+        than ``compact.max_deleted_fraction`` of the rows) and ``compact.target_size``
+        (docs/maintenance.md). Example: ``ds.set_properties({"compact.auto": "true"})``.
+
+        Raises:
+            InvalidArgument: an unknown key or a malformed value; nothing was committed.
+        """
+        self._require_writable("set table properties")
+        snap = auto.set_properties(self._state, properties, message=message, author=author)
+        return self._child(snap)
 
     # ----------------------------------------------------------------- refs
 

@@ -51,7 +51,7 @@ from lakever.projection import conform
 from lakever.reader import read_plan
 from lakever.snapshot import SnapshotState
 
-__all__ = ["DEFAULT_TARGET_SIZE", "compact", "parse_size", "plan_groups"]
+__all__ = ["DEFAULT_TARGET_SIZE", "compact", "live_bytes", "parse_size", "plan_groups"]
 
 _log = logging.getLogger("lakever")
 
@@ -96,7 +96,8 @@ class Group:
         return any(e.deletion is not None for e in self.entries)
 
 
-def _live_bytes(e: FragmentEntry) -> float:
+def live_bytes(e: FragmentEntry) -> float:
+    """A fragment's estimated bytes once its deleted rows are dropped."""
     return e.size_bytes * (e.live_rows / e.num_rows) if e.num_rows else 0.0
 
 
@@ -133,7 +134,7 @@ def plan_groups(
 
     for e in state.entries:
         key = _partition_key(e)
-        size = _live_bytes(e)
+        size = live_bytes(e)
         wanted = (chosen is None or e.path in chosen) and (
             e.deletion is not None or size < target_size
         )
