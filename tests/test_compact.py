@@ -373,3 +373,21 @@ def test_copy_on_write_keeps_the_partition_record(tmp_path):
     assert len(set(records)) == 3
     assert all("category=" in f.path for f in ds.fragments())
     assert ds.to_arrow(filter="category = 'a'")["id"].to_pylist() == [0, 6]
+
+
+def test_keyed_diff_and_change_feed_see_no_change(tmp_path):
+    ds = lv.create_dataset(
+        str(tmp_path / "k"), events(0, 20), primary_key=["id"], max_rows_per_fragment=5
+    )
+    ds = ds.update(set={"value": "value * 2"}, where="id % 3 = 0").delete(where="id = 4")
+    after = ds.compact()
+    assert after.commit.operation == "compact" and len(after.fragments()) == 1
+    d = after.diff(ds)
+    assert (d.summary.rows_added, d.summary.rows_removed, d.summary.rows_changed) == (0, 0, 0)
+    assert sum(t.num_rows for t in after.changes(since=ds.version)) == 0
+    assert sum(t.num_rows for t in after.changes(since=0)) == sum(
+        t.num_rows for t in ds.changes(since=0)
+    )
+    # the key stays enforced on the compacted files
+    with pytest.raises(lv.PrimaryKeyViolation):
+        after.append(events(3, 1))
