@@ -391,3 +391,17 @@ def test_keyed_diff_and_change_feed_see_no_change(tmp_path):
     # the key stays enforced on the compacted files
     with pytest.raises(lv.PrimaryKeyViolation):
         after.append(events(3, 1))
+
+
+def test_stale_keyed_writes_over_a_compaction(tmp_path):
+    base = lv.create_dataset(
+        str(tmp_path / "k"), events(0, 20), primary_key=["id"], max_rows_per_fragment=5
+    )
+    assert len(base.compact().fragments()) == 1
+    # an append of new keys rebases over it; a repeated key is still refused
+    assert base.append(events(100, 3)).num_rows == 23
+    with pytest.raises(lv.PrimaryKeyViolation):
+        base.append(events(5, 1))
+    # an upsert replacing rows of a fragment the compaction rewrote conflicts
+    with pytest.raises(lv.CommitConflict, match="removed fragment"):
+        base.upsert(events(3, 1))
