@@ -6,9 +6,9 @@ A `Change` is what a commit does, independent of the version it lands on:
   added (`AddFragments`), all dropped (`RemoveAll`), rewritten by row changes
   (`RewriteFragments`), a whole new manifest list (`SetManifests`, merges), and the
   settings a commit may set (`SetSchema`, `SetContract`, `SetPartitioning`,
-  `SetSortOrder`, `SetPrimaryKey`, `SetMergeParent`). Everything no update sets is
-  carried over from the snapshot the commit lands on -- which is why a delete,
-  which sets no schema, lands under whatever schema a concurrent winner left;
+  `SetSortOrder`, `SetPrimaryKey`, `SetTableProperties`, `SetMergeParent`). Everything
+  no update sets is carried over from the snapshot the commit lands on -- which is
+  why a delete, which sets no schema, lands under whatever schema a concurrent winner left;
 * **requirements** say what a concurrent winner must not have done for the updates
   to be replayed on top of it (`SchemaUnchanged`, `ContractUnchanged`,
   `PartitioningUnchanged`, `FragmentsUnchanged`, `NoConcurrentCommit`,
@@ -51,6 +51,7 @@ __all__ = [
     "SetPrimaryKey",
     "SetSchema",
     "SetSortOrder",
+    "SetTableProperties",
     "Update",
     "apply",
     "check",
@@ -128,6 +129,13 @@ class SetPrimaryKey:
 
 
 @dataclass(frozen=True, slots=True)
+class SetTableProperties:
+    """Set table properties (a value of None removes the key); the others carry over."""
+
+    changes: tuple[tuple[str, str | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SetMergeParent:
     """The second parent of a merge commit: {"snapshot_id", "branch", "version"}."""
 
@@ -144,6 +152,7 @@ Update = (
     | SetPartitioning
     | SetSortOrder
     | SetPrimaryKey
+    | SetTableProperties
     | SetMergeParent
 )
 
@@ -338,6 +347,7 @@ class Applied:
     partitioning: tuple[dict[str, Any], ...]
     sort_by: tuple[dict[str, Any], ...]
     primary_key: tuple[int, ...]
+    table_properties: dict[str, str]
     merge_parent: dict[str, Any] | None
     #: The manifest list before level merging (None: ``SetManifests`` gave it whole).
     manifests: tuple[ManifestRef, ...]
@@ -365,6 +375,7 @@ def apply(current: Snapshot | None, change: Change, io: ManifestIO | None) -> Ap
     partitioning = tuple(current.partitioning) if current is not None else ()
     sort_by = tuple(current.sort_by) if current is not None else ()
     primary_key = tuple(current.primary_key) if current is not None else ()
+    table_properties = dict(current.table_properties) if current is not None else {}
     merge_parent = None
     manifests: tuple[ManifestRef, ...] = current.manifests if current is not None else ()
     whole = False
@@ -402,6 +413,12 @@ def apply(current: Snapshot | None, change: Change, io: ManifestIO | None) -> Ap
                 sort_by = tuple(sort)
             case SetPrimaryKey(key=key):
                 primary_key = tuple(key)
+            case SetTableProperties(changes=changes):
+                for k, v in changes:
+                    if v is None:
+                        table_properties.pop(k, None)
+                    else:
+                        table_properties[k] = v
             case SetMergeParent(parent=p):
                 merge_parent = p
     if schema is None:
@@ -413,6 +430,7 @@ def apply(current: Snapshot | None, change: Change, io: ManifestIO | None) -> Ap
         partitioning=partitioning,
         sort_by=sort_by,
         primary_key=primary_key,
+        table_properties=table_properties,
         merge_parent=merge_parent,
         manifests=manifests,
         whole_list=whole,

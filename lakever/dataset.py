@@ -30,7 +30,8 @@ from lakever._writer import (
 from lakever.errors import InvalidArgument, ReadOnlyDataset
 from lakever.evolution import ColumnRef
 from lakever.format import MAIN_BRANCH, Snapshot
-from lakever.maintenance import restore
+from lakever.maintenance import auto, restore
+from lakever.maintenance import compact as compaction
 from lakever.merge import MergeStrategy
 from lakever.partitioning import Transform
 from lakever.snapshot import SnapshotState
@@ -51,8 +52,12 @@ class Dataset(SnapshotView):
     __slots__ = ()
 
     def _child(self, snap: Snapshot | None) -> Dataset:
-        """The Dataset at a snapshot just committed on this branch (None: nothing was)."""
-        return self if snap is None else Dataset(self._state.at(snap, writable=True))
+        """The Dataset at a snapshot just committed on this branch (None: nothing was),
+        or at the automatic compaction its table properties ran after it."""
+        if snap is None:
+            return self
+        state = self._state.at(snap, writable=True)
+        return Dataset(state.at(auto.after_commit(state) or snap))
 
     def _require_writable(self, what: str) -> None:
         state = self._state
@@ -301,6 +306,61 @@ class Dataset(SnapshotView):
                 message=message, author=author, properties=properties,
             )
         )  # fmt: skip
+
+    # ----------------------------------------------------------------- maintenance
+
+    def compact(
+        self,
+        *,
+        target_size: int | str = compaction.DEFAULT_TARGET_SIZE,
+        where: str | None = None,
+        min_fragments: int = 2,
+        message: str | None = None,
+        author: str | None = None,
+        properties: Properties | None = None,
+    ) -> Dataset:
+        """Merge small fragments of each partition and drop the rows deletion vectors hide,
+        in a commit (operation ``"compact"``) that changes no row (docs/maintenance.md).
+
+        ``target_size``: bytes per new fragment (an int, or e.g. ``"128M"``); fragments
+        smaller than it are merged, up to it. ``where``: only fragments whose partition or
+        statistics may hold matching rows. A run of fewer than ``min_fragments`` small
+        fragments is left alone unless one has a deletion vector. Nothing to do commits
+        nothing and returns ``self``.
+
+        Raises:
+            InvalidArgument: a malformed argument or ``where``.
+            CommitConflict: concurrent row changes kept rewriting the same fragments.
+            ReadOnlyDataset: this view is pinned to an explicit version.
+        """
+        self._require_writable("compact")
+        return self._child(
+            compaction.compact(
+                self._state, target_size=target_size, where=where, min_fragments=min_fragments,
+                message=message, author=author, properties=properties,
+            )
+        )  # fmt: skip
+
+    def set_properties(
+        self,
+        properties: Mapping[str, str | None],
+        *,
+        message: str | None = None,
+        author: str | None = None,
+    ) -> Dataset:
+        """Set table properties (None removes one), carried forward by every later commit.
+
+        Known keys: ``compact.auto`` (``"true"``: compact after a commit once
+        ``compact.min_small_fragments`` small fragments exist or deletion vectors hide more
+        than ``compact.max_deleted_fraction`` of the rows) and ``compact.target_size``
+        (docs/maintenance.md). Example: ``ds.set_properties({"compact.auto": "true"})``.
+
+        Raises:
+            InvalidArgument: an unknown key or a malformed value; nothing was committed.
+        """
+        self._require_writable("set table properties")
+        snap = auto.set_properties(self._state, properties, message=message, author=author)
+        return self._child(snap)
 
     # ----------------------------------------------------------------- refs
 

@@ -397,6 +397,8 @@ class Snapshot:
     primary_key: tuple[int, ...] = ()
     #: What a reader must implement to read this snapshot's rows (see `READER_FEATURES`).
     reader_features: tuple[str, ...] = ()
+    #: Settings of the table (e.g. automatic compaction), carried forward by every commit.
+    table_properties: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
@@ -428,6 +430,8 @@ class Snapshot:
             out["primary_key"] = list(self.primary_key)
         if self.reader_features:
             out["reader_features"] = list(self.reader_features)
+        if self.table_properties:
+            out["table_properties"] = dict(self.table_properties)
         out.update(self.extra)
         return out
 
@@ -463,6 +467,7 @@ _KNOWN = {
     "sort_by",
     "primary_key",
     "reader_features",
+    "table_properties",
 }
 
 
@@ -532,6 +537,9 @@ def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
             sort_by=tuple(j.get("sort_by", ())),
             primary_key=tuple(int(f) for f in j.get("primary_key", [])),
             reader_features=tuple(str(f) for f in features),
+            table_properties={
+                str(k): str(v) for k, v in dict(j.get("table_properties", {})).items()
+            },
             extra={k: v for k, v in j.items() if k not in _KNOWN},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -407,6 +407,7 @@ def _build(
         partitioning=applied.partitioning,
         sort_by=applied.sort_by,
         primary_key=applied.primary_key,
+        table_properties=applied.table_properties,
         reader_features=(DELETION_VECTORS,) if any(m.deleted_rows for m in manifests) else (),
     )
     return replace(snap, snapshot_id=compute_snapshot_id(snap.body()))

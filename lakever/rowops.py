@@ -55,7 +55,7 @@ from lakever.deletion import Positions, keep_mask, positions_of, union, write_de
 from lakever.errors import InvalidArgument, PrimaryKeyViolation, SchemaMismatch
 from lakever.evolution import plan_write
 from lakever.field_tree import schema_changes as schema_diff
-from lakever.format import FragmentEntry, Snapshot, Summary
+from lakever.format import DATA_DIR, FragmentEntry, Snapshot, Summary
 from lakever.fragments import make_manifest, write_fragments
 from lakever.keys import KeyCheck, check_declared
 from lakever.manifest_list import ManifestFiles
@@ -131,8 +131,13 @@ def _rewrite(
     kept = read_file(storage, physical, entry, snapshot=state.snap.snapshot_id).filter(
         keep_mask(entry.num_rows, deleted)
     )
-    # The rewrite keeps the file's physical schema: no conversion, the same field ids.
-    return Rewrite(entry, tuple(write_fragments(storage, [kept], schema_id=entry.schema_id)))
+    # The rewrite keeps the file's physical schema (no conversion, the same field ids),
+    # its partition record and its directory.
+    piece = (entry.path.rsplit("/", 1)[0].removeprefix(DATA_DIR).lstrip("/"), entry.partition, kept)
+    written = write_fragments(
+        storage, [kept], schema_id=entry.schema_id, layout=lambda _rows: [piece]
+    )
+    return Rewrite(entry, tuple(written))
 
 
 def _summary(rewrites: Sequence[Rewrite], rows_deleted: int) -> Summary:

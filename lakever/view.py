@@ -338,6 +338,11 @@ class SnapshotView:
         ]
 
     @property
+    def table_properties(self) -> dict[str, str]:
+        """The table properties this snapshot carries (`Dataset.set_properties`)."""
+        return dict(self._snap.table_properties)
+
+    @property
     def contract(self) -> Any:
         """The contract in force at this snapshot (a pandera DataFrameSchema), or None."""
         ref = self._state.snap.contract

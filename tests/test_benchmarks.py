@@ -26,7 +26,8 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "script", ["run.py", "contract_overhead.py", "row_changes.py", "sql_pruning.py"]
+    "script",
+    ["run.py", "contract_overhead.py", "row_changes.py", "sql_pruning.py", "compaction.py"],
 )
 def test_benchmark_quick(script, tmp_path):
     out = tmp_path / "report.json"
@@ -66,3 +67,18 @@ def test_s3_benchmark_quick_counts_requests(tmp_path):
     assert first and all(r["requests"]["data_GET"] > 0 for r in first)
     assert all(r["requests_total"] > 0 for (op, _), r in lake.items() if op.startswith("7 push"))
     assert "data GET" in proc.stdout
+
+
+@pytest.mark.slow
+def test_compaction_benchmark_reports_fewer_fragments_and_a_faster_scan(tmp_path):
+    out = tmp_path / "compaction.json"
+    proc = _run("compaction.py", "--quick", "--output", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    info = report["meta"]["dataset"]
+    assert info["fragments_before"] == 200 and info["fragments_after"] < 10
+    assert info["deletion_vectors_before"] > 0
+    before, after, _ = report["results"]
+    assert before["baseline"] == after["baseline"] > 0
+    assert after["lakever"] < before["lakever"]
+    assert "pyarrow, one file" in proc.stdout

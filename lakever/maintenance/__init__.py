@@ -5,6 +5,7 @@ One module per job, each a family of free functions over a `SnapshotState`
 
 * ``compact``  -- merge small fragments, materialise deletion vectors (a commit that
   changes no row);
+* ``auto``     -- table properties, and the compaction they switch on after a commit;
 * ``restore``  -- a new commit whose content and schema equal an older snapshot;
 * ``verify``   -- check every file each snapshot references, the log chain, schemas,
   contracts and deletion vectors, and the Merkle root a pin carries.
