@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakever.errors import InvalidArgument, StorageError
@@ -190,12 +190,12 @@ class ObjectStorage(Storage):
         return self._call("read", rel, lambda: bytes(obstore.get(self._store, rel).bytes()))
 
     def read_object(self, rel: str, content_hash: str) -> bytes:
-        cached = self.cache.get(self._cache_rel(rel), content_hash)
+        cached = self.cache.get(rel, content_hash)
         if cached is not None:
             return cached
         data = self.read_bytes(rel)
         if f"sha256:{hashlib.sha256(data).hexdigest()}" == content_hash:
-            self.cache.put(self._cache_rel(rel), data)
+            self.cache.put(rel, data)
         return data
 
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
@@ -206,7 +206,7 @@ class ObjectStorage(Storage):
             if not self._holds(rel, data):
                 raise
         if rel.startswith("data/"):
-            self.cache.put(self._cache_rel(rel), data)
+            self.cache.put(rel, data)
 
     def exists(self, rel: str) -> bool:
         import obstore
@@ -243,14 +243,23 @@ class ObjectStorage(Storage):
         names.update(str(o["path"]).rsplit("/", 1)[-1] for o in result["objects"])
         return sorted(names)
 
-    def list_sizes(self, rel_dir: str) -> Iterator[tuple[str, int]]:
-        """Every object under ``rel_dir`` (recursively): relative path and size."""
+    def list_sizes(self, rel_dir: str) -> Sequence[tuple[str, int]]:
+        """Every object under ``rel_dir`` (recursively): relative path and size.
+
+        Collected in one `_call`, so a failure while paging is a `StorageError` too.
+        """
         import obstore
 
         prefix = rel_dir.strip("/")
-        for chunk in self._call("list", rel_dir, lambda: obstore.list(self._store, prefix)):
-            for meta in chunk:
-                yield str(meta["path"]), int(meta["size"])
+
+        def collect() -> Sequence[tuple[str, int]]:
+            return [
+                (str(m["path"]), int(m["size"]))
+                for chunk in obstore.list(self._store, prefix)
+                for m in chunk
+            ]
+
+        return self._call("list", rel_dir, collect)
 
     def delete(self, rel: str) -> None:
         import obstore
@@ -305,9 +314,6 @@ class ObjectStorage(Storage):
 
     def full_path(self, rel: str) -> str:
         return f"{self.uri}/{rel}" if rel else self.uri
-
-    def _cache_rel(self, rel: str) -> str:
-        return rel
 
     def engine_view(self) -> Storage:
         if self._view is None:
