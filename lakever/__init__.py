@@ -37,6 +37,7 @@ from lakever.errors import (
     SchemaMismatch,
     StorageError,
     UnsupportedFormatVersion,
+    VersionExpired,
     VersionNotFound,
 )
 from lakever.format import FORMAT_VERSION
@@ -89,6 +90,7 @@ __all__ = [
     "Transform",
     "UnsupportedFormatVersion",
     "VerifyReport",
+    "VersionExpired",
     "VersionNotFound",
     "clone",
     "connect",

@@ -41,6 +41,7 @@ from lakever.keys import KeyCheck
 from lakever.log import Line
 from lakever.manifest_list import ManifestFiles, append, merge_levels, rewrite
 from lakever.merge import MergePlan, MergeStrategy, field_id_collisions, merge_base, plan_merge
+from lakever.retention import check_readable
 from lakever.retry import COMMITS
 from lakever.schema import schema_from_json, strip_field_ids
 from lakever.storage import Storage
@@ -258,6 +259,9 @@ def commit_merge(
             raise MergeConflict(
                 f"{source!r} shares no history with the target branch", conflicts=[]
             )
+        if base.snapshot_id not in (ours.snapshot_id, theirs.snapshot_id):
+            # Expiry keeps the merge bases of live branches; another source's may be gone.
+            check_readable(storage, base)
         ours_e, theirs_e = entries_of(storage, ours), entries_of(storage, theirs)
         base_e = entries_of(storage, base)
 

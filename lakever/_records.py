@@ -45,9 +45,13 @@ class Commit:
     total_rows: int
     total_bytes: int
     total_fragments: int
+    #: Whether the version was expired (`Dataset.expire`): listed, but its rows unreadable.
+    expired: bool = False
 
     @staticmethod
-    def from_snapshot(snap: Snapshot, branch_name: str | None = None) -> Commit:
+    def from_snapshot(
+        snap: Snapshot, branch_name: str | None = None, *, expired: bool = False
+    ) -> Commit:
         """The commit record of ``snap``; ``branch_name`` defaults to the branch id."""
         s = snap.summary
         return Commit(
@@ -72,6 +76,7 @@ class Commit:
             total_rows=s.total_rows,
             total_bytes=s.total_bytes,
             total_fragments=s.total_fragments,
+            expired=expired,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from lakever.errors import (
 )
 from lakever.format import MAIN_BRANCH, Snapshot, format_time
 from lakever.log import Line
+from lakever.retention import check_readable
 from lakever.storage import Storage
 
 __all__ = ["PIN_PREFIX", "Located", "locate", "locate_pin", "make_pin", "pin_parts"]
@@ -100,7 +101,9 @@ def _resolve_on_line(log: Line, version: Any) -> Snapshot:
             f"tag / branch / snapshot id string, got {version!r}"
         )
     if isinstance(version, datetime):
-        return _resolve_time(log, version)
+        when = _resolve_time(log, version)
+        check_readable(log.storage, when)
+        return when
     snap = log.read(version) if version >= 0 else None
     if snap is None:
         latest = log.latest_version()
@@ -114,6 +117,7 @@ def _resolve_on_line(log: Line, version: Any) -> Snapshot:
             version=version,
         )
     _chain.check_next(log, snap)
+    check_readable(log.storage, snap)
     return snap
 
 
@@ -196,6 +200,7 @@ def _locate_name(storage: Storage, text: str) -> Located:
                 f"{sorted(s.snapshot_id for s in snaps)}; give more digits"
             )
         for snap in snaps:
+            check_readable(storage, snap)
             found.append(
                 (
                     "snapshot",
@@ -289,9 +294,11 @@ def locate_pin(pin: str, open_storage: Any) -> tuple[Storage, Located]:
     for log, name in _pin_lines(storage, params.get("branch", MAIN_BRANCH)):
         snap = log.read(version) if version >= 0 else None
         if snap is not None and snap.snapshot_id == snapshot:
+            check_readable(storage, snap)
             return storage, Located(log, snap, writable=False, branch_name=name)
     for snap in refs.find_snapshot(storage, snapshot):
         if snap.snapshot_id == snapshot:
+            check_readable(storage, snap)
             where = Located(
                 refs.line_for(storage, snap.branch_id),
                 snap,
@@ -326,6 +333,7 @@ def locate_snapshot(storage: Storage, branch_id: str, version: int, snapshot_id:
             "dataset was re-created or its history rewritten",
             version=version,
         )
+    check_readable(storage, snap)
     return Located(log, snap, writable=False, branch_name=owner_name(storage, snap))
 
 

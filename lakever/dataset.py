@@ -10,14 +10,14 @@ layout commits to `lakever._writer`, row changes to `lakever.rowops`, refs to
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
-from lakever import refs, rowops
+from lakever import refs, retention, rowops
 from lakever._merge_commit import commit_merge
-from lakever._resolve import resolve_source
+from lakever._resolve import PIN_PREFIX, pin_parts, resolve_source
 from lakever._types import DataLike, Properties, RowMode, SchemaMode, ValidateMode
 from lakever._writer import (
     KEEP,
@@ -30,10 +30,16 @@ from lakever._writer import (
 from lakever.errors import InvalidArgument, ReadOnlyDataset
 from lakever.evolution import ColumnRef
 from lakever.format import MAIN_BRANCH, Snapshot
-from lakever.maintenance import auto, restore
+from lakever.maintenance import auto, restore, usage
 from lakever.maintenance import compact as compaction
+from lakever.maintenance import expire as expiry
+from lakever.maintenance import vacuum as vacuuming
+from lakever.maintenance.expire import ExpireReport
+from lakever.maintenance.usage import StorageReport
+from lakever.maintenance.vacuum import VacuumReport
 from lakever.merge import MergeStrategy
 from lakever.partitioning import Transform
+from lakever.retention import Retained
 from lakever.snapshot import SnapshotState
 from lakever.view import SnapshotView
 
@@ -450,3 +456,88 @@ class Dataset(SnapshotView):
             self._state, version, message=message, author=author, properties=properties
         )
         return self._child(snap)
+
+    # ----------------------------------------------------------------- maintenance
+
+    def expire(
+        self,
+        *,
+        older_than: datetime | timedelta | None = None,
+        keep_last: int | None = None,
+        dry_run: bool = True,
+        author: str | None = None,
+    ) -> ExpireReport:
+        """Expire old versions on every branch (docs/maintenance.md, Expiry): those
+        committed before ``older_than`` (a datetime, or a timedelta before now) and not
+        among the ``keep_last`` newest of their branch. Tags, branch heads, retained pins
+        and the merge bases of live branches are never expired. Opening an expired version
+        raises `VersionExpired`; its files go at the next vacuum after the grace period.
+
+        ``dry_run`` (the default) reports what would be expired and changes nothing.
+
+        Raises:
+            InvalidArgument: neither policy given, or a value of the wrong type.
+        """
+        _check_flag("dry_run", dry_run)
+        return expiry.expire(
+            self._storage, older_than=older_than, keep_last=keep_last, dry_run=dry_run,
+            author=author or default_author(),
+        )  # fmt: skip
+
+    def vacuum(
+        self,
+        *,
+        dry_run: bool = True,
+        grace: timedelta = vacuuming.DEFAULT_GRACE,
+        allow_short_grace: bool = False,
+    ) -> VacuumReport:
+        """Delete the files no retained snapshot on any branch references (docs/maintenance.md,
+        Vacuum): those only versions expired more than ``grace`` ago reference, and
+        orphans and leftovers of failed writes older than ``grace``. Decided by
+        reachability; tags, branch heads and retained pins keep every byte they need.
+
+        ``dry_run`` (the default) lists what would be deleted and which refs keep what.
+
+        Raises:
+            InvalidArgument: ``grace`` under an hour without ``allow_short_grace=True``.
+            CorruptMetadata: a retained snapshot is damaged; nothing was deleted.
+        """
+        _check_flag("dry_run", dry_run)
+        _check_flag("allow_short_grace", allow_short_grace)
+        grace = vacuuming.check_grace(grace, allow_short_grace=allow_short_grace)
+        return vacuuming.vacuum(self._storage, dry_run=dry_run, grace=grace)
+
+    def storage_report(self, *, grace: timedelta = vacuuming.DEFAULT_GRACE) -> StorageReport:
+        """Where the dataset's bytes are: held by branch heads, tags, history only; expiring;
+        reclaimable by a vacuum with ``grace`` now; per ref exclusively; the head
+        fragments' size histogram (docs/maintenance.md, Storage accounting)."""
+        grace = vacuuming.check_grace(grace, allow_short_grace=True)
+        return usage.storage_report(self._storage, grace=grace)
+
+    def retain(self, *, reason: str = "", author: str | None = None) -> Retained:
+        """Keep this snapshot through every expiry until `release` (like an anonymous tag,
+        e.g. for a pin logged with a model). Returns the record; ``.pin`` reopens it."""
+        s = self._state
+        return retention.retain(
+            s.storage, s.snap, pin=self.pin(), reason=reason, author=author or default_author()
+        )
+
+    def release(self, pin: str, *, author: str | None = None) -> Retained:
+        """Stop retaining a snapshot: a pin, or (8+ hex digits of) a retained snapshot id.
+
+        Raises:
+            RefNotFound: no single retained snapshot matches.
+        """
+        if not isinstance(pin, str):
+            raise InvalidArgument(f"release needs a pin or a snapshot id, got {pin!r}")
+        snapshot = pin_parts(pin)[1].get("snapshot", "") if pin.startswith(PIN_PREFIX) else pin
+        return retention.release(self._storage, snapshot, author=author or default_author())
+
+    def retained(self) -> list[Retained]:
+        """Every retained snapshot of the dataset, oldest request first."""
+        return retention.list_retained(self._storage)
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be True or False, got {value!r}")

@@ -8,6 +8,7 @@ The tree::
     ├── DatasetNotFound               no dataset at this location
     ├── DatasetExists                 create on a location that already holds a dataset
     ├── VersionNotFound               no such version, time, tag, branch, snapshot id or pin
+    │   └── VersionExpired            the version was expired by maintenance (``expire``)
     ├── RefNotFound                   deleting or merging a tag/branch that does not exist
     ├── RefExists                     creating a tag/branch whose name is taken
     ├── ReadOnlyDataset               write on a detached view (old version, tag, snapshot id)
@@ -57,6 +58,7 @@ __all__ = [
     "SchemaMismatch",
     "StorageError",
     "UnsupportedFormatVersion",
+    "VersionExpired",
     "VersionNotFound",
 ]
 
@@ -99,6 +101,35 @@ class VersionNotFound(LakeverError):
     def __init__(self, message: str, *, version: Any) -> None:
         super().__init__(message)
         self.version = version
+
+
+class VersionExpired(VersionNotFound):
+    """The version exists in the log but was expired (``Dataset.expire``): its data may be gone.
+
+    ``branch`` is the branch's name (its id once the name was deleted), ``version`` the
+    version asked for, ``expired_at`` when it was expired (a timezone-aware datetime),
+    ``expired_by`` who expired it and ``policy`` the rule they gave; ``next_readable``
+    is the first version after it that is still readable on that line (None: none
+    before the head). Tags, branch heads and retained pins are never expired.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        version: Any,
+        branch: str,
+        expired_at: Any,
+        expired_by: str,
+        policy: str,
+        next_readable: int | None,
+    ) -> None:
+        super().__init__(message, version=version)
+        self.branch = branch
+        self.expired_at = expired_at
+        self.expired_by = expired_by
+        self.policy = policy
+        self.next_readable = next_readable
 
 
 class RefNotFound(LakeverError):

@@ -13,20 +13,29 @@ from lakever._resolve import owner_name
 from lakever.errors import InvalidArgument
 from lakever.field_tree import schema_changes
 from lakever.format import Snapshot
+from lakever.retention import Expiry, read_expiry
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.snapshot import SnapshotState
 
 __all__ = ["commit_of", "commits", "fragments", "schema_versions"]
 
 
-def commit_of(state: SnapshotState, snap: Snapshot, names: dict[str, str] | None = None) -> Commit:
-    """``snap``'s commit record, its branch named (``names``: branch id -> name, a cache)."""
+def commit_of(
+    state: SnapshotState,
+    snap: Snapshot,
+    names: dict[str, str] | None = None,
+    expiry: Expiry | None = None,
+) -> Commit:
+    """``snap``'s commit record, its branch named (``names``: branch id -> name, a cache),
+    marked expired when ``expiry`` (default: the dataset's newest) expired it."""
     names = {} if names is None else names
     if not names:
         names[state.line.branch_id] = state.branch_name
     if snap.branch_id not in names:
         names[snap.branch_id] = owner_name(state.storage, snap)
-    return Commit.from_snapshot(snap, branch_name=names[snap.branch_id])
+    expiry = read_expiry(state.storage) if expiry is None else expiry
+    expired = expiry.find(snap.branch_id, snap.version) is not None
+    return Commit.from_snapshot(snap, branch_name=names[snap.branch_id], expired=expired)
 
 
 def commits(state: SnapshotState, limit: int | None) -> list[Commit]:
@@ -35,10 +44,11 @@ def commits(state: SnapshotState, limit: int | None) -> list[Commit]:
         raise InvalidArgument(f"limit must be a non-negative int or None, got {limit!r}")
     out: list[Commit] = []
     names: dict[str, str] = {}
+    expiry = read_expiry(state.storage)
     for snap in state.line.ancestors(state.snap):
         if limit is not None and len(out) >= limit:
             break
-        out.append(commit_of(state, snap, names))
+        out.append(commit_of(state, snap, names, expiry))
     return out
 
 

@@ -44,6 +44,7 @@ from lakever.format import (
     snapshot_index_path,
 )
 from lakever.log import Line
+from lakever.retention import guard_new_ref
 from lakever.storage import Storage
 
 __all__ = [
@@ -158,7 +159,9 @@ def _load(storage: Storage, rel: str) -> dict[str, Any] | None:
         raise CorruptMetadata(f"ref file {path} is not valid JSON ({exc})", path=path) from exc
 
 
-def record_event(storage: Storage, action: str, kind: RefKind, record: dict[str, Any]) -> None:
+def record_event(
+    storage: Storage, action: str, kind: RefKind | Literal["retained"], record: dict[str, Any]
+) -> None:
     """Add ``{"action", "kind", **record}`` to the audit trail of ref changes."""
     now = datetime.now(UTC)
     rel = f"{REFS_DIR}/events/{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json"
@@ -221,6 +224,7 @@ def create_tag(
             f"(delete_tag / 'lakever tag PATH --delete {name}') to re-point it",
             name=name,
         )
+    guard_new_ref(storage, branch_id, version, lambda: storage.delete(ref_path("tag", name)))
     record_event(storage, "create", "tag", record)
     return _tag_from(record, ref_path("tag", name))
 
@@ -316,6 +320,7 @@ def create_branch(
         ref_path("branch", name), canonical_json({"name": name, "id": branch_id})
     ):
         raise RefExists(f"branch {name!r} was just created by another writer", name=name)
+    guard_new_ref(storage, base[0], base[1], lambda: storage.delete(ref_path("branch", name)))
     record_event(storage, "create", "branch", meta)
     return _branch_from(meta, branch_meta_path(branch_id))
 

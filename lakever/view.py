@@ -34,6 +34,7 @@ from lakever.maintenance.verify import VerifyReport, verify_dataset
 from lakever.partitioning import Transform
 from lakever.planner import bind, plan_scan
 from lakever.reader import ExplainReport, ScanPlan, to_lazy
+from lakever.retention import check_range
 from lakever.snapshot import SnapshotState
 from lakever.storage import Storage
 
@@ -431,6 +432,9 @@ class SnapshotView:
                 f"branch {self.branch_name!r} up to version {self.version}; use diff() to "
                 "compare snapshots on different branches"
             )
+        line, end = self._log, self.version
+        owners = ((line.owner(v).branch_id, v) for v in range(start.snap.version, end + 1))
+        check_range(self._storage, owners, f"the change feed since version {start.snap.version}")
         key = self.primary_key if on is None else ([on] if isinstance(on, str) else list(on))
         unknown = [k for k in key or [] if k not in self.schema.names]
         if unknown:

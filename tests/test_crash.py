@@ -75,7 +75,7 @@ def _wait_for_next_entry(uri: str, known: int, timeout: float = 2.0) -> None:
 def _all_files(storage: Storage) -> set[str]:
     """Every object of a dataset, as paths relative to its root."""
     if isinstance(storage, ObjectStorage):
-        return {p for p, _ in storage.list_sizes("")}
+        return {f.path for f in storage.walk("")}
     root = Path(storage.uri)
     return {
         str(Path(d, f).relative_to(root)).replace(os.sep, "/")

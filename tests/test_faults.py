@@ -144,7 +144,7 @@ class Template:
         src, dst = open_storage(self.uri), open_storage(uri)
         if isinstance(src, ObjectStorage):
             with ThreadPoolExecutor(16) as pool:
-                rels = [rel for rel, _ in src.list_sizes("")]
+                rels = [f.path for f in src.walk("")]
                 list(pool.map(lambda rel: dst.write_new(rel, src.read_bytes(rel)), rels))
             return uri
         fs = src.fsspec_filesystem()

@@ -355,7 +355,7 @@ def test_credentials_never_appear_anywhere(s3_bucket, tmp_path, caplog, monkeypa
     said += [r.getMessage() for r in caplog.records]
 
     store = open_storage(uri)
-    written = [store.read_bytes(rel) for rel, _ in store.list_sizes("")]
+    written = [store.read_bytes(rel) for rel in (f.path for f in store.walk(""))]
     cached = [p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert written and cached
     for secret in (SECRET_KEY_ID, SECRET):

@@ -47,7 +47,7 @@ def _objects(uri: str) -> dict[str, int]:
     fs = storage.fsspec_filesystem()
     root = storage.full_path("").rstrip("/")
     if isinstance(storage, ObjectStorage):
-        out = dict(storage.list_sizes(""))
+        out = {f.path: f.size for f in storage.walk("")}
     elif storage.is_local:
         out = {
             os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/"): os.path.getsize(

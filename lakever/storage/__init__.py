@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from lakever.errors import InvalidArgument, StorageError
-from lakever.storage.base import Atomic, Engines, FileRef, Objects, Storage
+from lakever.storage.base import Atomic, Engines, FileRef, Objects, Storage, StoredFile
 from lakever.storage.fsspec import MemoryStorage, ReadOnlyFsspecStorage
 from lakever.storage.local import LocalStorage
 from lakever.storage.objectstore import PROTOCOLS, ObjectStorage
@@ -21,6 +21,7 @@ __all__ = [
     "Objects",
     "ReadOnlyFsspecStorage",
     "Storage",
+    "StoredFile",
     "open_storage",
 ]
 

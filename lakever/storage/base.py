@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lakever.errors import StorageError
@@ -40,7 +41,18 @@ from lakever.errors import StorageError
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
-__all__ = ["Atomic", "Engines", "FileRef", "Objects", "Storage"]
+__all__ = ["Atomic", "Engines", "FileRef", "Objects", "Storage", "StoredFile"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """An object as a listing shows it (`Objects.walk`)."""
+
+    #: Path relative to the dataset root.
+    path: str
+    size: int
+    #: Last modification, POSIX seconds, by the storage's clock (an object store's own).
+    modified: float
 
 
 class FileRef(Protocol):
@@ -83,6 +95,11 @@ class Objects(ABC):
     @abstractmethod
     def list(self, rel_dir: str) -> list[str]:
         """Return the names (not paths) directly under a directory; [] if absent."""
+
+    @abstractmethod
+    def walk(self, rel_dir: str) -> Sequence[StoredFile]:
+        """Every object under ``rel_dir``, recursively, with its size and modification
+        time; [] if absent. Maintenance (vacuum, storage accounting) lists through it."""
 
     @abstractmethod
     def delete(self, rel: str) -> None:
@@ -216,6 +233,7 @@ _TRANSLATED: dict[str, tuple[str, type[OSError] | None]] = {
     "write_new": ("write", FileExistsError),
     "exists": ("check", None),
     "list": ("list", None),
+    "walk": ("list", None),
     "delete": ("delete", None),
     "flush": ("sync", None),
     "put_if_absent": ("write", None),

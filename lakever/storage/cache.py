@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakever._lru import Lru
 from lakever.errors import InvalidArgument
-from lakever.storage.base import FileRef, Storage
+from lakever.storage.base import FileRef, Storage, StoredFile
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -296,6 +296,9 @@ class CacheView(Storage):
 
     def list(self, rel_dir: str) -> list[str]:
         return self.origin.list(rel_dir)
+
+    def walk(self, rel_dir: str) -> Sequence[StoredFile]:
+        return self.origin.walk(rel_dir)
 
     def delete(self, rel: str) -> None:
         self.origin.delete(rel)

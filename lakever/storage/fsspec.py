@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lakever.errors import StorageError
-from lakever.storage.base import Storage
+from lakever.storage.base import Storage, StoredFile
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -43,6 +46,20 @@ class _FsspecStorage(Storage):
             return []
         return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
+    def walk(self, rel_dir: str) -> Sequence[StoredFile]:
+        top = self._p(rel_dir).rstrip("/")
+        try:
+            found = self.fs.find(top, detail=True)
+        except FileNotFoundError:
+            return []
+        out = []
+        for path, info in found.items():
+            if info.get("type") == "directory":
+                continue
+            rel = str(path).lstrip("/")[len(self._root.lstrip("/")) :].lstrip("/")
+            out.append(StoredFile(rel, int(info.get("size") or 0), _modified(info)))
+        return sorted(out, key=lambda f: f.path)
+
     def delete(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._p(rel))
@@ -58,6 +75,18 @@ class _FsspecStorage(Storage):
 
     def fsspec_filesystem(self) -> Any:
         return self.fs
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """An fsspec listing entry's modification time, POSIX seconds; infinity when the
+    backend does not say (such a file is never old enough for a grace period)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return math.inf
 
 
 class MemoryStorage(_FsspecStorage):

@@ -7,10 +7,11 @@ import errno
 import os
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lakever.errors import StorageError
-from lakever.storage.base import Storage
+from lakever.storage.base import Storage, StoredFile
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -181,6 +182,25 @@ class LocalStorage(Storage):
             return []
         except OSError as exc:
             raise _storage_error("list", path, exc) from exc
+
+    def walk(self, rel_dir: str) -> Sequence[StoredFile]:
+        top = self._p(rel_dir)
+        out: list[StoredFile] = []
+
+        def fail(exc: OSError) -> None:
+            if not isinstance(exc, FileNotFoundError):
+                raise exc
+
+        for dirpath, _dirs, files in os.walk(top, onerror=fail):
+            rel_base = os.path.relpath(dirpath, self.uri).replace(os.sep, "/")
+            for name in files:
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                rel = name if rel_base == "." else f"{rel_base}/{name}"
+                out.append(StoredFile(rel, st.st_size, st.st_mtime))
+        return sorted(out, key=lambda f: f.path)
 
     def delete(self, rel: str) -> None:
         path = self._p(rel)

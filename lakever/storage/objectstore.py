@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakever.errors import InvalidArgument, StorageError
-from lakever.storage.base import Storage
+from lakever.storage.base import Storage, StoredFile
 from lakever.storage.cache import CacheView, ObjectCache, open_cache
 
 if TYPE_CHECKING:
@@ -243,23 +243,21 @@ class ObjectStorage(Storage):
         names.update(str(o["path"]).rsplit("/", 1)[-1] for o in result["objects"])
         return sorted(names)
 
-    def list_sizes(self, rel_dir: str) -> Sequence[tuple[str, int]]:
-        """Every object under ``rel_dir`` (recursively): relative path and size.
-
-        Collected in one `_call`, so a failure while paging is a `StorageError` too.
-        """
+    def walk(self, rel_dir: str) -> Sequence[StoredFile]:
+        """Every object under ``rel_dir`` (recursively), paged in one `_call`, so a failure
+        while paging is a `StorageError` too."""
         import obstore
 
         prefix = rel_dir.strip("/")
 
-        def collect() -> Sequence[tuple[str, int]]:
+        def collect() -> list[StoredFile]:
             return [
-                (str(m["path"]), int(m["size"]))
-                for chunk in obstore.list(self._store, prefix)
+                StoredFile(str(m["path"]), int(m["size"]), m["last_modified"].timestamp())
+                for chunk in obstore.list(self._store, prefix or None)
                 for m in chunk
             ]
 
-        return self._call("list", rel_dir, collect)
+        return sorted(self._call("list", rel_dir, collect), key=lambda f: f.path)
 
     def delete(self, rel: str) -> None:
         import obstore
