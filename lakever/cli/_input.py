@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -209,3 +210,18 @@ def parse_partition(spec: str) -> str | lv.Transform:
             "identity(COL), year(COL), month(COL), day(COL) or hour(COL)"
         )
     return _TRANSFORMS[m[1]](m[2].strip())
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, *, flag: str) -> timedelta:
+    """A duration such as ``90s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
+    m = _DURATION.fullmatch(text.strip())
+    if m is None:
+        raise lv.InvalidArgument(
+            f"{flag} {text!r} is not a duration: use a number and a unit, s, m, h, d or w "
+            "(e.g. 30d, 12h)"
+        )
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])

@@ -211,7 +211,7 @@ def log(
         return
     rows = [
         (
-            c.version,
+            f"{c.version} (expired)" if c.expired else c.version,
             c.snapshot_id[:12],
             c.timestamp.strftime("%Y-%m-%d %H:%M:%S"),
             c.operation,
