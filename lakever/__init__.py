@@ -41,17 +41,20 @@ from lakever.errors import (
     VersionNotFound,
 )
 from lakever.format import FORMAT_VERSION
+from lakever.maintenance.expire import ExpiredVersions, ExpireReport
+from lakever.maintenance.usage import StorageReport
+from lakever.maintenance.vacuum import Usage, VacuumFile, VacuumReport
 from lakever.maintenance.verify import Problem, VerifyReport
 from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ScanPlan
 from lakever.refs import Tag
 from lakever.remote import RefUpdate, SyncResult, clone, pull, push
+from lakever.retention import Retained
 from lakever.tasks import ReadTask
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "FORMAT_VERSION",
     "Branch",
     "BrokenHistory",
     "Commit",
@@ -64,7 +67,10 @@ __all__ = [
     "DatasetNotFound",
     "Diff",
     "DiffSummary",
+    "ExpireReport",
+    "ExpiredVersions",
     "ExplainReport",
+    "FORMAT_VERSION",
     "Fragment",
     "InvalidArgument",
     "InvalidRefName",
@@ -74,21 +80,26 @@ __all__ = [
     "PrimaryKeyViolation",
     "Problem",
     "ReadOnlyDataset",
-    "RefExists",
     "ReadTask",
+    "RefExists",
     "RefNotFound",
     "RefUpdate",
     "RemoteConflict",
+    "Retained",
     "ScanPlan",
     "SchemaChange",
     "SchemaEvolutionError",
     "SchemaMismatch",
     "SchemaVersion",
     "StorageError",
+    "StorageReport",
     "SyncResult",
     "Tag",
     "Transform",
     "UnsupportedFormatVersion",
+    "Usage",
+    "VacuumFile",
+    "VacuumReport",
     "VerifyReport",
     "VersionExpired",
     "VersionNotFound",
@@ -96,11 +107,11 @@ __all__ = [
     "connect",
     "create_dataset",
     "day",
+    "diff",
     "hour",
     "identity",
     "load_contract",
     "month",
-    "diff",
     "open_dataset",
     "pull",
     "push",

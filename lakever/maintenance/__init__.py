@@ -8,7 +8,11 @@ One module per job, each a family of free functions over a `SnapshotState`
 * ``auto``     -- table properties, and the compaction they switch on after a commit;
 * ``restore``  -- a new commit whose content and schema equal an older snapshot;
 * ``verify``   -- check every file each snapshot references, the log chain, schemas,
-  contracts and deletion vectors, and the Merkle root a pin carries.
+  contracts and deletion vectors, and the Merkle root a pin carries;
+* ``expire``   -- declare old versions unreadable (never a tag, head or retained pin);
+* ``reach``    -- which stored file each retained snapshot needs (vacuum and ``usage``);
+* ``vacuum``   -- delete what no retained snapshot references, after a grace period;
+* ``usage``    -- storage accounting: where the bytes are, what vacuum would reclaim.
 
-Expiry, vacuum and storage accounting follow (issue 12).
+The records expiry writes and every reader checks live in `lakever.retention`.
 """
