@@ -95,17 +95,25 @@ def test_orphans_and_leftovers_wait_for_the_grace_period(local_location):
     storage.write_new("data/deadbeef.parquet", b"PAR1 orphan of a failed commit")
     storage.write_new("_lakever/log/main/00000000000000000001.json.tmp-abc", b"{")
     storage.write_new("_lakever/schemas/unused.json", b"{}")  # history: never collected
+    storage.write_new("nested/data/x.parquet", b"not ours")  # outside data/ and _lakever/
+    storage.write_new("notes.txt.tmp-1", b"not ours either")
     report = ds.vacuum(dry_run=False)  # default grace: all are too young
     assert report.files == () and report.recent.files == 2
     old = time.time() - 8 * 86400
-    for rel in ("data/deadbeef.parquet", "_lakever/log/main/00000000000000000001.json.tmp-abc"):
+    for rel in (
+        "data/deadbeef.parquet",
+        "_lakever/log/main/00000000000000000001.json.tmp-abc",
+        "nested/data/x.parquet",
+        "notes.txt.tmp-1",
+    ):
         os.utime(f"{local_location}/{rel}", (old, old))
     report = ds.vacuum(dry_run=False)
     assert {(f.path, f.reason) for f in report.files} == {
         ("data/deadbeef.parquet", "orphan"),
         ("_lakever/log/main/00000000000000000001.json.tmp-abc", "temporary"),
     }
-    assert os.path.exists(f"{local_location}/_lakever/schemas/unused.json")
+    for rel in ("_lakever/schemas/unused.json", "nested/data/x.parquet", "notes.txt.tmp-1"):
+        assert os.path.exists(f"{local_location}/{rel}")
     assert lv.open_dataset(local_location).num_rows == 3
 
 

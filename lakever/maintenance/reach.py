@@ -31,7 +31,15 @@ from typing import TypeVar
 
 from lakever import refs
 from lakever.errors import CorruptMetadata
-from lakever.format import DATA_DIR, DELETION_DIR, LOG_DIR, MANIFEST_DIR, FragmentEntry, Snapshot
+from lakever.format import (
+    DATA_DIR,
+    DELETION_DIR,
+    LOG_DIR,
+    MANIFEST_DIR,
+    META_DIR,
+    FragmentEntry,
+    Snapshot,
+)
 from lakever.fragments import read_manifest
 from lakever.maintenance.expire import Key, roots
 from lakever.retention import read_expiry
@@ -44,6 +52,8 @@ HISTORY = "history"
 #: Label prefixes of roots: live branch heads, tags, retained pins, merge bases.
 HEAD, TAG, RETAINED, BASE = "branch:", "tag:", "retained:", "base:"
 _COLLECTABLE = (f"{DATA_DIR}/", f"{MANIFEST_DIR}/", f"{DELETION_DIR}/")
+#: The two top-level directories a dataset owns; nothing else under its root is looked at.
+_OWNED = (f"{DATA_DIR}/", f"{META_DIR}/")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -51,7 +61,9 @@ R = TypeVar("R")
 def is_collectable(path: str) -> bool:
     """Whether vacuum may ever delete ``path``: data, manifests, deletion vectors, and
     leftovers of interrupted writes; never history (log, refs, schemas, contracts...)."""
-    return path.startswith(_COLLECTABLE) or ".tmp-" in path.rsplit("/", 1)[-1]
+    if path.startswith(_COLLECTABLE):
+        return True
+    return path.startswith(_OWNED) and ".tmp-" in path.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -135,7 +147,9 @@ def survey(storage: Storage, *, grace: timedelta, now: datetime) -> Survey:
         CorruptMetadata: a retained snapshot's log entry or manifest is damaged
             (`lakever verify` names it); BrokenHistory for a damaged chain.
     """
-    listed = storage.walk("")  # 1. first: a file written later is simply not a candidate
+    # 1. first: a file written later is simply not a candidate. Only the dataset's own two
+    # directories: anything else under its root (a nested dataset, a README) is not ours.
+    listed = [*storage.walk(DATA_DIR), *storage.walk(META_DIR)]
     files = {f.path: f for f in listed if is_collectable(f.path)}
     out = Survey(storage.uri, now, grace, files)
     others = [f for f in listed if f.path not in files]

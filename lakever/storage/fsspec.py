@@ -149,6 +149,9 @@ class ReadOnlyFsspecStorage(_FsspecStorage):
     def write_hint(self, rel: str, data: bytes) -> None:
         raise self._refuse(rel)
 
+    def delete(self, rel: str) -> None:
+        raise self._refuse(rel)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self.uri, dict(self.options)))
 
