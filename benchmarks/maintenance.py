@@ -18,8 +18,8 @@ Three parts, each against a raw baseline measured in the same run:
    (median of interleaved runs, in-process caches cleared before each, as in a new
    process) against a raw listing of the same tree (``os.scandir`` recursion + ``stat``:
    path, size, mtime, which any vacuum needs); ``Storage.walk("")`` alone (vacuum's
-   listing step); and ``ds.vacuum(dry_run=False)`` (once) against ``os.unlink`` of the
-   same files in a copy of the tree made beforehand.
+   listing step); and ``ds.vacuum(dry_run=False)`` (once, on a copy of the tree) against
+   ``os.unlink`` of the same files in another copy.
 2. **Vacuum on S3.** The same kind of dataset, smaller, written locally and uploaded (three
    copies, without the proxy) to a moto server in a subprocess; every measured request
    goes through the counting `Proxy` of tests/_s3.py (20 ms added per request). Measured:
@@ -266,6 +266,21 @@ def count_files(root: str) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
 
+def area_of(rel: str) -> str:
+    parts = rel.split("/")
+    return "/".join(parts[:2]) if parts[0] == "_lakever" and len(parts) > 2 else parts[0]
+
+
+def by_area(root: str) -> dict[str, int]:
+    """Files under ``root`` by area ("data", "_lakever/manifests", ...)."""
+    out = Counter(
+        area_of(os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/"))
+        for d, _, files in os.walk(root)
+        for f in files
+    )
+    return dict(sorted(out.items()))
+
+
 # ----------------------------------------------------------------------------- 1. local vacuum
 
 
@@ -277,9 +292,14 @@ def local_vacuum(
     ds, info = build_history(uri, s.commits, s.per_commit)
     info.update(add_orphans(uri, s.orphans, age_s=OLD))
     info["files_before"] = count_files(uri)
-    copy = os.path.join(work, "vacuum-raw")
-    info["copy_s"] = round(timed(lambda: shutil.copytree(uri, copy))[0], 1)
-    log(f"  {info['files_before']:,} files; copied for the raw baseline in {info['copy_s']} s")
+    info["files_by_area"] = by_area(uri)
+    # Two identical copies: vacuum deletes in one, the raw baseline unlinks in the other.
+    applied_uri, copy = os.path.join(work, "vacuum-apply"), os.path.join(work, "vacuum-raw")
+    t0 = time.perf_counter()
+    for target in (applied_uri, copy):
+        shutil.copytree(uri, target)
+    info["copy_s"] = round(time.perf_counter() - t0, 1)
+    log(f"  {info['files_before']:,} files; two copies made in {info['copy_s']} s")
     storage = LocalStorage(uri, fsync=False)
     got: dict[str, Any] = {}
 
@@ -311,9 +331,10 @@ def local_vacuum(
         profiles["local dry run"] = profile_top(dry)
 
     fresh_process_caches()
+    target_ds = lv.open_dataset(applied_uri)
     with delete_phase(LocalStorage) as span:
         apply_s, applied = timed(
-            lambda: ds.vacuum(dry_run=False, grace=GRACE, allow_short_grace=True)
+            lambda: target_ds.vacuum(dry_run=False, grace=GRACE, allow_short_grace=True)
         )
     deletes_s = seconds_of(span)
     if span["calls"] != len(doomed):
@@ -321,16 +342,16 @@ def local_vacuum(
     if [f.path for f in applied.files] != doomed:
         raise AssertionError("vacuum deleted other files than its dry run listed")
 
-    # The same deletes, in vacuum's order (fragments before manifests), on the copy.
+    # The same deletes, in vacuum's order (fragments before manifests), on the other copy.
     order = sorted(doomed, key=lambda p: (p.startswith("_lakever/"), p))
     raw_paths = [os.path.join(copy, p) for p in order]
     unlink_s, _ = timed(lambda: [os.unlink(p) for p in raw_paths])
 
-    after = lv.open_dataset(uri)
+    after = lv.open_dataset(applied_uri)
     rows = after.to_arrow().num_rows
     if rows != s.commits * s.per_commit:
         raise AssertionError(f"{rows} rows after vacuum, expected {s.commits * s.per_commit}")
-    if lv.open_dataset(uri, version="kept").to_arrow().num_rows == 0:
+    if lv.open_dataset(applied_uri, version="kept").to_arrow().num_rows == 0:
         raise AssertionError("the tagged version lost its rows")
     again = after.vacuum(dry_run=True, grace=GRACE, allow_short_grace=True)
     if again.files:
@@ -345,7 +366,7 @@ def local_vacuum(
         by_reason=reasons,
         kept={k: v.to_dict() for k, v in report.kept.items()},
         snapshots_surveyed=report.snapshots,
-        files_after=count_files(uri),
+        files_after=count_files(applied_uri),
         runs_s={k: [round(x, 4) for x in v] for k, v in runs.items()},
         apply_s=round(apply_s, 3),
         apply_delete_phase_s=round(deletes_s, 3),
@@ -422,6 +443,7 @@ def s3_vacuum(
         for f in names
     ]
     info["files"] = len(files)
+    info["files_by_area"] = dict(sorted(Counter(area_of(f) for f in files).items()))
     rows: list[Row] = []
     results: list[Result] = []
     profiles: dict[str, str] = {}
@@ -466,6 +488,8 @@ def s3_vacuum(
             row.seconds.append(seconds)
             row.counts.append(classify(list(proxy.log)))
             info.setdefault("requests_by_area", {})[f"{op} / {system}"] = areas(proxy.log)
+            gets = {p.split("?", 1)[0] for m, p in proxy.log if m == "GET" and "list-type" not in p}
+            info.setdefault("distinct_keys_read", {})[f"{op} / {system}"] = len(gets)
             return row, out
 
         try:
