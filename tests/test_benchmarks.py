@@ -82,3 +82,22 @@ def test_compaction_benchmark_reports_fewer_fragments_and_a_faster_scan(tmp_path
     assert before["baseline"] == after["baseline"] > 0
     assert after["lakever"] < before["lakever"]
     assert "pyarrow, one file" in proc.stdout
+
+
+@pytest.mark.slow
+def test_maintenance_benchmark_quick_vacuums_and_verifies(tmp_path):
+    out = tmp_path / "maintenance.json"
+    proc = _run("maintenance.py", "--quick", "--output", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    local = report["meta"]["info"]["local"]
+    assert local["collectable"] > local["orphans"] > 0
+    assert local["files_after"] == local["files_before"] - local["collectable"]
+    assert report["meta"]["info"]["verify"]["verify_bytes_read"] > 0
+    assert {r["workload"] for r in report["results"]} >= {"vacuum, local", "verify"}
+    if "s3" in report["meta"]["info"]:
+        s3 = report["meta"]["info"]["s3"]
+        apply = next(r for r in report["requests"] if r["op"] == "vacuum apply")
+        deletes = apply["requests"]["DELETE"] + apply["requests"]["POST"]
+        assert deletes == s3["collectable"] > 0
+    assert "scandir+stat" in proc.stdout
