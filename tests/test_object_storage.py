@@ -88,6 +88,17 @@ def test_write_new_refuses_a_taken_name(s3_bucket):
     store.write_new("data/a.parquet", b"one")
 
 
+def test_delete_many_batches_and_ignores_absent_keys(s3_bucket, proxy):
+    store = open_storage(s3_bucket + "/ds", via(proxy))
+    rels = [f"data/{i:05d}.bin" for i in range(1203)]
+    for rel in rels[:40]:
+        store.write_new(rel, b"x")
+    before = sum(proxy.requests.values())
+    store.delete_many(rels)  # 40 present, 1,163 absent
+    assert sum(proxy.requests.values()) - before == 2  # one DeleteObjects per 1,000 keys
+    assert store.walk("data") == []
+
+
 def test_ambiguous_create_is_resolved_by_reading_back(s3_bucket, proxy):
     store = open_storage(s3_bucket + "/ds", via(proxy))
     # The server stores the entry, the client never hears: obstore retries, finds the

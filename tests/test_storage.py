@@ -376,9 +376,10 @@ def test_read_only_backends_read_and_refuse_every_write(tmp_path):
             write("d/new", b"x")
         assert info.value.path == store.full_path("d/new")
     assert not (tmp_path / "d" / "new").exists()
-    store.delete("d/a")
-    store.delete("d/a")
-    assert store.list("d") == ["b"]
+    for delete in (store.delete, lambda rel: store.delete_many([rel])):
+        with pytest.raises(lv.StorageError, match="dirfs:// storage is not supported"):
+            delete("d/a")
+    assert store.list("d") == ["a", "b"]
 
 
 def test_open_storage_resolves_every_form(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ manifest) stops the survey: what it references is unknown, so nothing may go.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,7 +38,7 @@ from lakever.format import (
     MANIFEST_DIR,
     META_DIR,
     FragmentEntry,
-    Snapshot,
+    ManifestRef,
 )
 from lakever.fragments import read_manifest
 from lakever.maintenance.expire import Key, roots
@@ -89,8 +89,11 @@ class Survey:
     #: Fragment entries of the live branch heads (distinct paths).
     head_fragments: dict[str, FragmentEntry] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._cutoff = (self.now - self.grace).timestamp()
+
     def old_enough(self, f: StoredFile) -> bool:
-        return bool(f.modified <= (self.now - self.grace).timestamp())
+        return bool(f.modified <= self._cutoff)
 
     def reason(self, path: str) -> str | None:
         """Why ``path`` may be deleted now ("expired", "orphan", "temporary"), or None."""
@@ -113,31 +116,30 @@ def _pool_map(storage: Storage, fn: Callable[[T], R], items: Iterable[T]) -> lis
         return list(pool.map(fn, items))
 
 
-def _files_of(
-    storage: Storage, snap: Snapshot, *, strict: bool
-) -> tuple[list[str], list[FragmentEntry]]:
-    """The collectable files ``snap`` references, and its fragment entries.
+@dataclass
+class _Use:
+    """How the snapshots referencing one manifest (a file, or inline entries) are kept."""
 
-    ``strict``: a missing or damaged manifest raises (a retained snapshot); otherwise it
-    is skipped (an expired snapshot whose manifests an earlier vacuum deleted).
-    """
-    paths: list[str] = []
-    entries: list[FragmentEntry] = []
-    for m in snap.manifests:
-        if m.path is not None:
-            paths.append(m.path)
-        try:
-            got = read_manifest(storage, m)
-        except CorruptMetadata:
-            if strict:
-                raise
-            continue
-        entries.extend(got)
+    ref: ManifestRef
+    labels: set[str] = field(default_factory=set)  # retained snapshots' labels
+    expiring: bool = False  # some referencing snapshot expired less than grace ago
+    expired: bool = False  # some referencing snapshot expired longer ago
+    head: bool = False  # a live branch head references it
+
+    @property
+    def strict(self) -> bool:
+        """A retained snapshot needs it: a missing or damaged manifest must stop vacuum."""
+        return bool(self.labels) or self.expiring
+
+
+def _paths(ref: ManifestRef, entries: Sequence[FragmentEntry]) -> list[str]:
+    """The collectable files a manifest and its entries name."""
+    out = [ref.path] if ref.path is not None else []
     for e in entries:
-        paths.append(e.path)
+        out.append(e.path)
         if e.deletion is not None:
-            paths.append(e.deletion.path)
-    return paths, entries
+            out.append(e.deletion.path)
+    return out
 
 
 def survey(storage: Storage, *, grace: timedelta, now: datetime) -> Survey:
@@ -161,7 +163,7 @@ def survey(storage: Storage, *, grace: timedelta, now: datetime) -> Survey:
     def label(key: Key) -> list[str]:
         return held.get(key) or [HISTORY]
 
-    work: list[tuple[str, int, bool]] = []
+    work: list[tuple[str, int, bool]] = []  # (branch id, version, retained)
     lines = {}
     for branch_id in sorted(storage.list(LOG_DIR)):
         line = refs.line_for(storage, branch_id)
@@ -173,28 +175,50 @@ def survey(storage: Storage, *, grace: timedelta, now: datetime) -> Survey:
             retained = (branch_id, v) in held or acting.find(branch_id, v) is None
             work.append((branch_id, v, retained))
 
-    def one(
-        item: tuple[str, int, bool],
-    ) -> tuple[tuple[str, int, bool], list[str], list[FragmentEntry]]:
-        branch_id, v, retained = item
-        snap = lines[branch_id].must_read(v)
-        paths, entries = _files_of(storage, snap, strict=retained)
-        return item, paths, entries
-
+    # 3. Every log entry, then each distinct manifest once (manifests are shared by the
+    # versions after the one that wrote them: per version would cost history squared).
+    snaps = _pool_map(storage, lambda item: lines[item[0]].must_read(item[1]), work)
     head_keys = {k for k, names in held.items() if any(n.startswith(HEAD) for n in names)}
-    for (branch_id, v, retained), paths, entries in _pool_map(storage, one, work):
+    uses: dict[str, _Use] = {}
+    for (branch_id, v, retained), snap in zip(work, snaps, strict=True):
         key = (branch_id, v)
-        if not retained:
-            out.expired.update(paths)
+        out.snapshots += retained
+        expiring = retained and key not in held and expiry.find(branch_id, v) is not None
+        for m in snap.manifests:
+            use = uses.get(m.key)
+            if use is None:
+                use = uses[m.key] = _Use(m)
+            if not retained:
+                use.expired = True
+            elif expiring:
+                use.expiring = True
+            else:
+                use.labels.update(label(key))
+                use.head = use.head or key in head_keys
+    # An expired-only manifest file that is no longer listed was deleted by an earlier
+    # vacuum: not fetched again. One a retained snapshot needs is always read.
+    wanted = [u for u in uses.values() if u.strict or u.ref.path is None or u.ref.path in files]
+
+    def entries_of(use: _Use) -> list[FragmentEntry] | None:
+        try:
+            return read_manifest(storage, use.ref)
+        except CorruptMetadata:
+            if use.strict:
+                raise
+            return None
+
+    for use, entries in zip(wanted, _pool_map(storage, entries_of, wanted), strict=True):
+        if entries is None:
             continue
-        out.snapshots += 1
-        if expiry.find(branch_id, v) is not None and key not in held:
+        paths = _paths(use.ref, entries)
+        if use.labels:
+            for p in paths:
+                out.held.setdefault(p, set()).update(use.labels)
+        if use.expiring:
             out.expiring.update(paths)
-            continue
-        names = label(key)
-        for p in paths:
-            out.held.setdefault(p, set()).update(names)
-        if key in head_keys:
+        if use.expired:
+            out.expired.update(paths)
+        if use.head:
             out.head_fragments.update((e.path, e) for e in entries)
     out.expiring -= out.held.keys()
     out.expired -= out.held.keys() | out.expiring

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lakever.errors import InvalidArgument
-from lakever.maintenance.reach import _pool_map, survey
+from lakever.maintenance.reach import survey
 from lakever.storage import Storage
 
 __all__ = ["DEFAULT_GRACE", "MIN_GRACE", "VacuumFile", "VacuumReport", "check_grace", "vacuum"]
@@ -157,7 +157,7 @@ def vacuum(
         # Fragments before the manifests naming them: a vacuum interrupted and run again
         # still reads those manifests, so it reports the rest as "expired", not "orphan".
         order = sorted(doomed, key=lambda d: (d.path.startswith("_lakever/"), d.path))
-        _pool_map(storage, lambda d: storage.delete(d.path), order)
+        storage.delete_many([d.path for d in order])
     return VacuumReport(
         storage.uri,
         dry_run,

@@ -105,6 +105,11 @@ class Objects(ABC):
     def delete(self, rel: str) -> None:
         """Delete an object if present."""
 
+    def delete_many(self, rels: Sequence[str]) -> None:
+        """Delete every object of ``rels`` that is present (object stores batch them)."""
+        for rel in rels:
+            self.delete(rel)
+
     def flush(self) -> None:  # noqa: B027 - optional hook, default no-op
         """Make every ``write_new`` so far durable (directory entries included)."""
 
@@ -235,6 +240,7 @@ _TRANSLATED: dict[str, tuple[str, type[OSError] | None]] = {
     "list": ("list", None),
     "walk": ("list", None),
     "delete": ("delete", None),
+    "delete_many": ("delete", None),
     "flush": ("sync", None),
     "put_if_absent": ("write", None),
 }

@@ -303,6 +303,9 @@ class CacheView(Storage):
     def delete(self, rel: str) -> None:
         self.origin.delete(rel)
 
+    def delete_many(self, rels: Sequence[str]) -> None:
+        self.origin.delete_many(rels)
+
     def flush(self) -> None:
         self.origin.flush()
 

@@ -184,22 +184,25 @@ class LocalStorage(Storage):
             raise _storage_error("list", path, exc) from exc
 
     def walk(self, rel_dir: str) -> Sequence[StoredFile]:
-        top = self._p(rel_dir)
         out: list[StoredFile] = []
-
-        def fail(exc: OSError) -> None:
-            if not isinstance(exc, FileNotFoundError):
-                raise exc
-
-        for dirpath, _dirs, files in os.walk(top, onerror=fail):
-            rel_base = os.path.relpath(dirpath, self.uri).replace(os.sep, "/")
-            for name in files:
-                try:
-                    st = os.stat(os.path.join(dirpath, name))
-                except FileNotFoundError:
-                    continue  # deleted while listing
-                rel = name if rel_base == "." else f"{rel_base}/{name}"
-                out.append(StoredFile(rel, st.st_size, st.st_mtime))
+        stack = [(self._p(rel_dir), rel_dir.strip("/"))]
+        while stack:
+            path, rel = stack.pop()
+            try:
+                it = os.scandir(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with it:
+                for entry in it:
+                    child = f"{rel}/{entry.name}" if rel else entry.name
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append((entry.path, child))
+                        else:
+                            st = entry.stat()
+                            out.append(StoredFile(child, st.st_size, st.st_mtime))
+                    except FileNotFoundError:
+                        continue  # deleted while listing
         return sorted(out, key=lambda f: f.path)
 
     def delete(self, rel: str) -> None:

@@ -265,6 +265,18 @@ class ObjectStorage(Storage):
         with contextlib.suppress(FileNotFoundError):
             self._call("delete", rel, lambda: obstore.delete(self._store, rel))
 
+    def delete_many(self, rels: Sequence[str]) -> None:
+        """One DeleteObjects request per 1,000 keys (absent keys are not an error)."""
+        import obstore
+
+        def batch(keys: list[str]) -> Callable[[], None]:
+            return lambda: obstore.delete(self._store, keys)
+
+        for i in range(0, len(rels), 1000):
+            chunk = list(rels[i : i + 1000])
+            with contextlib.suppress(FileNotFoundError):
+                self._call("delete", chunk[0], batch(chunk))
+
     # -- Atomic ------------------------------------------------------------------------
 
     def _create(self, rel: str, data: bytes | memoryview) -> None:
