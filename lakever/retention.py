@@ -271,11 +271,33 @@ def _branch_name(storage: Storage, branch_id: str) -> str:
 
 
 def check_readable(storage: Storage, snap: Snapshot) -> None:
-    """Raise `VersionExpired` if ``snap`` (reached by number, time, id or pin) was expired."""
+    """Raise `VersionExpired` if ``snap`` (reached by number, time, id or pin) was expired.
+
+    A snapshot a ref names (a retained pin, a tag, a branch head) stays readable even
+    when an expiry lists it: an expiry that read the roots just before the ref was
+    made, and published just after the ref's `guard_new_ref` read the expiry, lists
+    it. Vacuum keeps every file a root needs all the same, so the ref wins.
+    """
     r = read_expiry(storage).find(snap.branch_id, snap.version)
-    if r is not None:
+    if r is not None and not _named_by_ref(storage, snap):
         name = _branch_name(storage, snap.branch_id)
         raise _expired_error(storage, r, snap.version, name, f"version {snap.version}")
+
+
+def _named_by_ref(storage: Storage, snap: Snapshot) -> bool:
+    """Whether a retained pin, a tag or a branch head names ``snap`` (the refs whose
+    creation `guard_new_ref` checks); a few small reads, on the expired path only."""
+    from lakever import refs
+
+    if storage.exists(retained_path(snap.snapshot_id)):
+        return True
+    if any(t.snapshot_id == snap.snapshot_id for t in refs.list_tags(storage)):
+        return True
+    for info in refs.list_branches(storage):
+        head = refs.line_for(storage, info.id).head()
+        if head is not None and head.snapshot_id == snap.snapshot_id:
+            return True
+    return False
 
 
 def check_range(storage: Storage, owners: Iterable[tuple[str, int]], what: str) -> None:

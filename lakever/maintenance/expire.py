@@ -198,7 +198,7 @@ def expire(
     for _ in range(_ATTEMPTS):
         expiry = read_expiry(storage)  # before the roots: see lakever.retention
         held = roots(storage)
-        new: list[ExpiredRange] = []
+        new: list[tuple[str, int, int]] = []  # (branch id, first, last)
         shown: list[ExpiredVersions] = []
         kept: dict[str, list[str]] = {}
         for branch_id in sorted(storage.list(LOG_DIR)):
@@ -219,15 +219,19 @@ def expire(
                     continue
                 chosen.append(v)
             for first, last in _runs(chosen):
-                new.append(ExpiredRange(branch_id, first, last, moment, author, policy))
+                new.append((branch_id, first, last))
                 shown.append(ExpiredVersions(name, first, last))
         report = ExpireReport(storage.uri, dry_run, policy, tuple(shown), kept)
         if dry_run or not new:
             return report
+        # Expired from the publish on, not from the start of this run: a reader that
+        # opened one of these versions meanwhile gets the whole grace before vacuum acts.
+        stamp = now or datetime.now(UTC)
+        ranges = [ExpiredRange(b, first, last, stamp, author, policy) for b, first, last in new]
         done = write_expiry(
             storage,
-            expiry.with_ranges(new),
-            created=moment,
+            expiry.with_ranges(ranges),
+            created=stamp,
             author=author,
             policy={
                 "older_than": None if cutoff is None else format_time(cutoff),
