@@ -432,3 +432,22 @@ def git_state(repo: str) -> dict[str, Any] | None:
     if head.returncode != 0:
         return None
     return {"commit": head.stdout.strip(), "lakever_dirty": bool(status.stdout.strip())}
+
+
+def run_meta(
+    *, quick: bool, started: Any, elapsed: float, load_before: Any, versions: Any
+) -> dict[str, Any]:
+    """The fields every benchmark report's ``meta`` starts with: mode, when, how long,
+    load before and after, the machine and the package versions."""
+    import platform
+
+    return {
+        "mode": "quick" if quick else "full",
+        "started_utc": started.isoformat(timespec="seconds"),
+        "elapsed_s": round(elapsed, 1),
+        "loadavg_1_5_15_before": load_before,
+        "loadavg_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }

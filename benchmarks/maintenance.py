@@ -67,7 +67,16 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import pyarrow as pa
-from _harness import Result, compare, format_table, git_state, make_table, median, write_json
+from _harness import (
+    Result,
+    compare,
+    format_table,
+    git_state,
+    make_table,
+    median,
+    run_meta,
+    write_json,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Benchmark the checkout this script belongs to (s3.py does the same).
@@ -763,14 +772,13 @@ def main(argv: list[str] | None = None) -> int:
     src = os.path.dirname(os.path.abspath(lv.__file__))
     payload = {
         "meta": {
-            "mode": "quick" if args.quick else "full",
-            "started_utc": started.isoformat(timespec="seconds"),
-            "elapsed_s": round(elapsed, 1),
-            "loadavg_1_5_15_before": load_before,
-            "loadavg_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "versions": _versions(),
+            **run_meta(
+                quick=args.quick,
+                started=started,
+                elapsed=elapsed,
+                load_before=load_before,
+                versions=_versions(),
+            ),
             "lakever_path": src,
             "lakever_git": git_state(os.path.dirname(src)),
             "sizes": asdict(sizes),

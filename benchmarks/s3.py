@@ -73,6 +73,7 @@ from _harness import (
     git_state,
     make_table,
     markdown_table,
+    run_meta,
     source_digest,
     write_json,
 )
@@ -801,14 +802,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r.to_json() for r in bench.rows]
     payload: dict[str, Any] = {
         "meta": {
-            "mode": "quick" if args.quick else "full",
-            "started_utc": started.isoformat(timespec="seconds"),
-            "elapsed_s": round(elapsed, 1),
-            "loadavg_1_5_15_before": load_before,
-            "loadavg_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "versions": _versions(delta),
+            **run_meta(
+                quick=args.quick,
+                started=started,
+                elapsed=elapsed,
+                load_before=load_before,
+                versions=_versions(delta),
+            ),
             "server": args.server,
             "lakever_path": src_dir,
             "lakever_git": git_state(os.path.dirname(src_dir)),

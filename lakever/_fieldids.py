@@ -36,10 +36,11 @@ from lakever.format import (
     canonical_json,
     field_id_claim_path,
     format_time,
+    newest_number,
 )
 from lakever.storage import Storage
 
-__all__ = ["MAX_FIELD_ID", "claim_field_ids", "newest"]
+__all__ = ["MAX_FIELD_ID", "claim_field_ids"]
 
 #: Parquet stores field ids as int32.
 MAX_FIELD_ID = 2**31 - 1
@@ -47,26 +48,6 @@ MAX_FIELD_ID = 2**31 - 1
 
 def _hint_path() -> str:
     return f"{FIELD_ID_DIR}/LATEST"
-
-
-def newest(exists: Callable[[int], bool], start: int) -> int:
-    """Given that ``start`` exists, return the newest existing number.
-
-    Numbers exist contiguously from 0 (each is created only after the one below
-    it), so galloping forward then binary-searching the gap costs O(log distance).
-    """
-    lo, step = start, 1
-    while exists(lo + step):
-        lo += step
-        step *= 2
-    hi = lo + step  # known absent
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if exists(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
 
 
 def _exists(storage: Storage) -> Callable[[int], bool]:
@@ -81,8 +62,8 @@ def _newest_claim(storage: Storage) -> int | None:
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         hint = None
     if hint is not None and hint >= 0 and exists(hint):
-        return newest(exists, hint)
-    return newest(exists, 0) if exists(0) else None
+        return newest_number(exists, hint)
+    return newest_number(exists, 0) if exists(0) else None
 
 
 def _last_of(storage: Storage, seq: int) -> int:
@@ -165,4 +146,4 @@ def claim_field_ids(
                 storage.write_hint(_hint_path(), b"%020d\n" % n)
             return first
         # Another writer took claim n: continue above the newest claim.
-        seq = newest(_exists(storage), n)
+        seq = newest_number(_exists(storage), n)

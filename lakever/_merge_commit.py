@@ -20,6 +20,7 @@ import pyarrow as pa
 from lakever import contract as contracts
 from lakever._chain import merge_parent_of, parent_of
 from lakever._metafiles import read_contract_text, read_schema
+from lakever._resolve import check_readable
 from lakever._writer import (
     _check_properties,
     default_author,
@@ -41,7 +42,6 @@ from lakever.keys import KeyCheck
 from lakever.log import Line
 from lakever.manifest_list import ManifestFiles, append, merge_levels, rewrite
 from lakever.merge import MergePlan, MergeStrategy, field_id_collisions, merge_base, plan_merge
-from lakever.retention import check_readable
 from lakever.retry import COMMITS
 from lakever.schema import schema_from_json, strip_field_ids
 from lakever.storage import Storage

@@ -9,7 +9,7 @@ matching more than one of them is refused as ambiguous.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,7 @@ from lakever.errors import (
 )
 from lakever.format import MAIN_BRANCH, Snapshot, format_time
 from lakever.log import Line
-from lakever.retention import check_readable
+from lakever.retention import expired_error, read_expiry, retained_path
 from lakever.storage import Storage
 
 __all__ = ["PIN_PREFIX", "Located", "locate", "locate_pin", "make_pin", "pin_parts"]
@@ -349,3 +349,49 @@ def resolve_source(storage: Storage, source: str) -> Snapshot:
         return locate(storage, version=source, branch=None).snap
     except VersionNotFound as exc:
         raise RefNotFound(str(exc), name=source) from exc
+
+
+# ------------------------------------------------------------------ expiry
+
+
+def check_readable(storage: Storage, snap: Snapshot) -> None:
+    """Raise `VersionExpired` if ``snap`` (reached by number, time, id or pin) was expired.
+
+    A snapshot a ref names (a retained pin, a tag, a branch head) stays readable even
+    when an expiry lists it: an expiry that read the roots just before the ref was
+    made, and published just after the ref's `guard_new_ref` read the expiry, lists
+    it. Vacuum keeps every file a root needs all the same, so the ref wins.
+    """
+    r = read_expiry(storage).find(snap.branch_id, snap.version)
+    if r is not None and not _named_by_ref(storage, snap):
+        name = refs.name_of(storage, snap.branch_id)
+        raise expired_error(storage, r, snap.version, name, f"version {snap.version}")
+
+
+def _named_by_ref(storage: Storage, snap: Snapshot) -> bool:
+    """Whether a retained pin, a tag or a branch head names ``snap`` (the refs whose
+    creation `guard_new_ref` checks); a few small reads, on the expired path only."""
+    if storage.exists(retained_path(snap.snapshot_id)):
+        return True
+    if any(t.snapshot_id == snap.snapshot_id for t in refs.list_tags(storage)):
+        return True
+    for info in refs.list_branches(storage):
+        head = refs.line_for(storage, info.id).head()
+        if head is not None and head.snapshot_id == snap.snapshot_id:
+            return True
+    return False
+
+
+def check_range(storage: Storage, owners: Iterable[tuple[str, int]], what: str) -> None:
+    """Raise `VersionExpired` if any (branch id, version) in ``owners`` was expired.
+
+    ``what`` names the operation for the message (e.g. "the change feed since 3").
+    """
+    expiry = read_expiry(storage)
+    if expiry.sequence is None:
+        return
+    for branch_id, version in owners:
+        r = expiry.find(branch_id, version)
+        if r is not None:
+            name = refs.name_of(storage, branch_id)
+            raise expired_error(storage, r, version, name, f"{what} crosses version {version}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from lakever import refs, retention, rowops
+from lakever import refs, rowops
 from lakever._merge_commit import commit_merge
 from lakever._resolve import PIN_PREFIX, pin_parts, resolve_source
 from lakever._types import DataLike, Properties, RowMode, SchemaMode, ValidateMode
@@ -39,7 +39,7 @@ from lakever.maintenance.usage import StorageReport
 from lakever.maintenance.vacuum import VacuumReport
 from lakever.merge import MergeStrategy
 from lakever.partitioning import Transform
-from lakever.retention import Retained
+from lakever.retention import Retained, list_retained
 from lakever.snapshot import SnapshotState
 from lakever.view import SnapshotView
 
@@ -518,7 +518,7 @@ class Dataset(SnapshotView):
         """Keep this snapshot through every expiry until `release` (like an anonymous tag,
         e.g. for a pin logged with a model). Returns the record; ``.pin`` reopens it."""
         s = self._state
-        return retention.retain(
+        return refs.retain(
             s.storage, s.snap, pin=self.pin(), reason=reason, author=author or default_author()
         )
 
@@ -531,11 +531,11 @@ class Dataset(SnapshotView):
         if not isinstance(pin, str):
             raise InvalidArgument(f"release needs a pin or a snapshot id, got {pin!r}")
         snapshot = pin_parts(pin)[1].get("snapshot", "") if pin.startswith(PIN_PREFIX) else pin
-        return retention.release(self._storage, snapshot, author=author or default_author())
+        return refs.release(self._storage, snapshot, author=author or default_author())
 
     def retained(self) -> list[Retained]:
         """Every retained snapshot of the dataset, oldest request first."""
-        return retention.list_retained(self._storage)
+        return list_retained(self._storage)
 
 
 def _check_flag(name: str, value: Any) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +95,27 @@ def latest_hint_path(branch_id: str) -> str:
 def branch_meta_path(branch_id: str) -> str:
     """Where a branch records its name and base (not written for main)."""
     return f"{LOG_DIR}/{branch_id}/BRANCH.json"
+
+
+def newest_number(exists: Callable[[int], bool], start: int) -> int:
+    """Given that ``start`` exists, return the newest existing number.
+
+    Log versions, field id claims and expiry records are numbered contiguously (each is
+    created only after the one below it), so galloping forward then binary-searching the
+    gap costs O(log distance) existence checks.
+    """
+    lo, step = start, 1
+    while exists(lo + step):
+        lo += step
+        step *= 2
+    hi = lo + step  # known absent
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if exists(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def canonical_json(obj: Any) -> bytes:

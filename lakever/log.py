@@ -41,6 +41,7 @@ from lakever.format import (
     latest_hint_path,
     log_dir,
     log_path,
+    newest_number,
     snapshot_index_path,
 )
 from lakever.manifest_list import ManifestIO, merge_levels
@@ -153,18 +154,7 @@ class Line:
 
     def _gallop(self, lo: int) -> int:
         """Given that ``lo`` exists, return the newest existing version."""
-        step = 1
-        while self.exists(lo + step):
-            lo += step
-            step *= 2
-        hi = lo + step  # known absent
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.exists(mid):
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        return newest_number(self.exists, lo)
 
     def _hint(self) -> int | None:
         try:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -44,7 +45,14 @@ from lakever.format import (
     snapshot_index_path,
 )
 from lakever.log import Line
-from lakever.retention import guard_new_ref
+from lakever.retention import (
+    Retained,
+    expired_error,
+    list_retained,
+    load_retained,
+    read_expiry,
+    retained_path,
+)
 from lakever.storage import Storage
 
 __all__ = [
@@ -434,3 +442,70 @@ def find_snapshot(storage: Storage, prefix: str) -> list[Snapshot]:
     if not found and damage is not None:
         raise damage
     return list(found.values())
+
+
+# ------------------------------------------------------------------ expiry guard
+
+
+def name_of(storage: Storage, branch_id: str) -> str:
+    """A branch's name (kept after deletion), or its id when its record is unreadable."""
+    try:
+        return branch_by_id(storage, branch_id).name
+    except CorruptMetadata:
+        return branch_id
+
+
+def guard_new_ref(storage: Storage, branch_id: str, version: int, undo: Callable[[], None]) -> None:
+    """After a ref to version ``version`` of branch log ``branch_id`` was written: if an
+    expiry meanwhile expired that version, run ``undo`` (remove the ref) and raise
+    `VersionExpired` (docs/format.md §9)."""
+    r = read_expiry(storage).find(branch_id, version)
+    if r is None:
+        return
+    undo()
+    name = name_of(storage, branch_id)
+    raise expired_error(storage, r, version, name, f"version {version}")
+
+
+# --------------------------------------------------------------- retained pins
+
+
+def retain(storage: Storage, snap: Snapshot, *, pin: str, reason: str, author: str) -> Retained:
+    """Keep ``snap`` through every expiry until `release` (idempotent: an existing
+    record for the snapshot is returned as it is)."""
+    if not isinstance(reason, str):
+        raise InvalidArgument(f"reason must be a string, got {reason!r}")
+    record = {
+        "snapshot_id": snap.snapshot_id,
+        "branch": snap.branch_id,
+        "version": snap.version,
+        "pin": pin,
+        "reason": reason,
+        "created": format_time(datetime.now(UTC)),
+        "author": author,
+    }
+    rel = retained_path(snap.snapshot_id)
+    storage.flush()
+    if not storage.publish(rel, canonical_json(record)):
+        existing = load_retained(storage, rel)
+        if existing is not None:
+            return existing
+    guard_new_ref(storage, snap.branch_id, snap.version, lambda: storage.delete(rel))
+    record_event(storage, "create", "retained", record)
+    return Retained.from_json(record, storage.full_path(rel))
+
+
+def release(storage: Storage, snapshot_id: str, *, author: str) -> Retained:
+    """Stop retaining a snapshot (by full id); later expiries may expire it."""
+    found = [r for r in list_retained(storage) if r.snapshot_id.startswith(snapshot_id)]
+    if len(snapshot_id) < 8 or len(found) != 1:
+        held = [r.snapshot_id[:12] for r in list_retained(storage)]
+        raise RefNotFound(
+            f"no single retained snapshot matches {snapshot_id!r} (retained: {held}); give a "
+            "pin or at least 8 hex digits of a retained snapshot id",
+            name=snapshot_id,
+        )
+    r = found[0]
+    storage.delete(retained_path(r.snapshot_id))
+    record_event(storage, "delete", "retained", {**r.to_dict(), "deleted_by": author})
+    return r

@@ -11,14 +11,11 @@ holds the two records that decide it, and the checks every reader makes:
 * **Retained pins** ``_lakever/refs/retained/<snapshot id>.json``: a snapshot a user
   asked to keep (a pin logged with a model), a garbage-collection root like a tag.
 
-`check_readable` is what opening a version by number, time, snapshot id or pin calls:
-an expired version raises `VersionExpired` naming when, by whom and why. Branch heads
-and tags are never expired, so opening them checks nothing.
-
-A ref made on a snapshot (a tag, a branch, a retained pin) is re-checked after it is
-written (`guard_new_ref`): if an expiry landed meanwhile and expired its snapshot,
-the ref is removed again and the call fails. Vacuum reads the expiry record *before*
-the refs, so a ref either survives and is seen by vacuum, or its creation failed.
+Who acts on them: opening a version by number, time, snapshot id or pin checks the
+expiry (`lakever._resolve.check_readable`: `VersionExpired` naming when, by whom and
+why); a ref made on a snapshot (a tag, a branch, a retained pin) re-checks it after
+it is written and backs out if an expiry took the snapshot meanwhile
+(`lakever.refs`); expiry and vacuum write and read it (`lakever.maintenance`).
 """
 
 from __future__ import annotations
@@ -27,14 +24,13 @@ import bisect
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from lakever._fieldids import newest
-from lakever.errors import CorruptMetadata, InvalidArgument, RefNotFound, VersionExpired
-from lakever.format import META_DIR, Snapshot, canonical_json, format_time, parse_time
+from lakever.errors import CorruptMetadata, VersionExpired
+from lakever.format import META_DIR, canonical_json, format_time, newest_number, parse_time
 from lakever.storage import Storage
 
 __all__ = [
@@ -43,13 +39,11 @@ __all__ = [
     "ExpiredRange",
     "Expiry",
     "Retained",
-    "check_range",
-    "check_readable",
-    "guard_new_ref",
+    "expired_error",
     "list_retained",
+    "load_retained",
     "read_expiry",
-    "release",
-    "retain",
+    "retained_path",
     "write_expiry",
 ]
 
@@ -207,9 +201,9 @@ def read_expiry(storage: Storage) -> Expiry:
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         hint = None
     if hint is not None and hint >= 0 and exists(hint):
-        expiry = _read_record(storage, newest(exists, hint))
+        expiry = _read_record(storage, newest_number(exists, hint))
     elif exists(0):
-        expiry = _read_record(storage, newest(exists, 0))
+        expiry = _read_record(storage, newest_number(exists, 0))
     else:
         expiry = Expiry(None)
     with _LOCK:
@@ -242,7 +236,7 @@ def write_expiry(
     return True
 
 
-def _expired_error(
+def expired_error(
     storage: Storage, r: ExpiredRange, version: int, branch: str, what: str
 ) -> VersionExpired:
     nxt = read_expiry(storage).next_readable(r.branch, version)
@@ -259,72 +253,6 @@ def _expired_error(
         policy=r.policy,
         next_readable=nxt,
     )
-
-
-def _branch_name(storage: Storage, branch_id: str) -> str:
-    from lakever import refs  # refs imports retention for its guard
-
-    try:
-        return refs.branch_by_id(storage, branch_id).name
-    except CorruptMetadata:
-        return branch_id
-
-
-def check_readable(storage: Storage, snap: Snapshot) -> None:
-    """Raise `VersionExpired` if ``snap`` (reached by number, time, id or pin) was expired.
-
-    A snapshot a ref names (a retained pin, a tag, a branch head) stays readable even
-    when an expiry lists it: an expiry that read the roots just before the ref was
-    made, and published just after the ref's `guard_new_ref` read the expiry, lists
-    it. Vacuum keeps every file a root needs all the same, so the ref wins.
-    """
-    r = read_expiry(storage).find(snap.branch_id, snap.version)
-    if r is not None and not _named_by_ref(storage, snap):
-        name = _branch_name(storage, snap.branch_id)
-        raise _expired_error(storage, r, snap.version, name, f"version {snap.version}")
-
-
-def _named_by_ref(storage: Storage, snap: Snapshot) -> bool:
-    """Whether a retained pin, a tag or a branch head names ``snap`` (the refs whose
-    creation `guard_new_ref` checks); a few small reads, on the expired path only."""
-    from lakever import refs
-
-    if storage.exists(retained_path(snap.snapshot_id)):
-        return True
-    if any(t.snapshot_id == snap.snapshot_id for t in refs.list_tags(storage)):
-        return True
-    for info in refs.list_branches(storage):
-        head = refs.line_for(storage, info.id).head()
-        if head is not None and head.snapshot_id == snap.snapshot_id:
-            return True
-    return False
-
-
-def check_range(storage: Storage, owners: Iterable[tuple[str, int]], what: str) -> None:
-    """Raise `VersionExpired` if any (branch id, version) in ``owners`` was expired.
-
-    ``what`` names the operation for the message (e.g. "the change feed since 3").
-    """
-    expiry = read_expiry(storage)
-    if expiry.sequence is None:
-        return
-    for branch_id, version in owners:
-        r = expiry.find(branch_id, version)
-        if r is not None:
-            name = _branch_name(storage, branch_id)
-            raise _expired_error(storage, r, version, name, f"{what} crosses version {version}")
-
-
-def guard_new_ref(storage: Storage, branch_id: str, version: int, undo: Callable[[], None]) -> None:
-    """After a ref to version ``version`` of branch log ``branch_id`` was written: if an
-    expiry meanwhile expired that version, run ``undo`` (remove the ref) and raise
-    `VersionExpired`."""
-    r = read_expiry(storage).find(branch_id, version)
-    if r is None:
-        return
-    undo()
-    name = _branch_name(storage, branch_id)
-    raise _expired_error(storage, r, version, name, f"version {version}")
 
 
 # --------------------------------------------------------------- retained pins
@@ -353,23 +281,24 @@ class Retained:
             "author": self.author,
         }
 
+    @staticmethod
+    def from_json(j: Any, path: str) -> Retained:
+        """A retained pin record; ``path`` names the file in the error."""
+        try:
+            return Retained(
+                snapshot_id=str(j["snapshot_id"]),
+                branch_id=str(j["branch"]),
+                version=int(j["version"]),
+                pin=str(j["pin"]),
+                reason=str(j["reason"]),
+                created=parse_time(j["created"]),
+                author=str(j["author"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptMetadata(f"retained pin {path} is malformed ({exc!r})", path=path) from exc
 
-def _retained_from(j: Any, path: str) -> Retained:
-    try:
-        return Retained(
-            snapshot_id=str(j["snapshot_id"]),
-            branch_id=str(j["branch"]),
-            version=int(j["version"]),
-            pin=str(j["pin"]),
-            reason=str(j["reason"]),
-            created=parse_time(j["created"]),
-            author=str(j["author"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptMetadata(f"retained pin {path} is malformed ({exc!r})", path=path) from exc
 
-
-def _load_retained(storage: Storage, rel: str) -> Retained | None:
+def load_retained(storage: Storage, rel: str) -> Retained | None:
     try:
         data = storage.read_bytes(rel)
     except FileNotFoundError:
@@ -379,53 +308,7 @@ def _load_retained(storage: Storage, rel: str) -> Retained | None:
         j = json.loads(data)
     except ValueError as exc:
         raise CorruptMetadata(f"retained pin {path} is not JSON ({exc})", path=path) from exc
-    return _retained_from(j, path)
-
-
-def retain(storage: Storage, snap: Snapshot, *, pin: str, reason: str, author: str) -> Retained:
-    """Keep ``snap`` through every expiry until `release` (idempotent: an existing
-    record for the snapshot is returned as it is)."""
-    from lakever import refs
-
-    if not isinstance(reason, str):
-        raise InvalidArgument(f"reason must be a string, got {reason!r}")
-    check_readable(storage, snap)
-    record = {
-        "snapshot_id": snap.snapshot_id,
-        "branch": snap.branch_id,
-        "version": snap.version,
-        "pin": pin,
-        "reason": reason,
-        "created": format_time(datetime.now(UTC)),
-        "author": author,
-    }
-    rel = retained_path(snap.snapshot_id)
-    storage.flush()
-    if not storage.publish(rel, canonical_json(record)):
-        existing = _load_retained(storage, rel)
-        if existing is not None:
-            return existing
-    guard_new_ref(storage, snap.branch_id, snap.version, lambda: storage.delete(rel))
-    refs.record_event(storage, "create", "retained", record)
-    return _retained_from(record, storage.full_path(rel))
-
-
-def release(storage: Storage, snapshot_id: str, *, author: str) -> Retained:
-    """Stop retaining a snapshot (by full id); later expiries may expire it."""
-    from lakever import refs
-
-    found = [r for r in list_retained(storage) if r.snapshot_id.startswith(snapshot_id)]
-    if len(snapshot_id) < 8 or len(found) != 1:
-        held = [r.snapshot_id[:12] for r in list_retained(storage)]
-        raise RefNotFound(
-            f"no single retained snapshot matches {snapshot_id!r} (retained: {held}); give a "
-            "pin or at least 8 hex digits of a retained snapshot id",
-            name=snapshot_id,
-        )
-    r = found[0]
-    storage.delete(retained_path(r.snapshot_id))
-    refs.record_event(storage, "delete", "retained", {**r.to_dict(), "deleted_by": author})
-    return r
+    return Retained.from_json(j, path)
 
 
 def list_retained(storage: Storage) -> list[Retained]:
@@ -433,7 +316,7 @@ def list_retained(storage: Storage) -> list[Retained]:
     out = []
     for name in storage.list(RETAINED_DIR):
         if name.endswith(".json"):
-            r = _load_retained(storage, f"{RETAINED_DIR}/{name}")
+            r = load_retained(storage, f"{RETAINED_DIR}/{name}")
             if r is not None:
                 out.append(r)
     return sorted(out, key=lambda r: (r.created, r.snapshot_id))

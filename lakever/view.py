@@ -20,7 +20,7 @@ from lakever import history, refs
 from lakever._convert import arrow_to_pandas, arrow_to_polars
 from lakever._metafiles import read_contract_text
 from lakever._records import Branch, Commit, Fragment, SchemaChange, SchemaVersion
-from lakever._resolve import Located, locate, locate_snapshot, make_pin
+from lakever._resolve import Located, check_range, locate, locate_snapshot, make_pin
 from lakever._sqlrewrite import Reference
 from lakever.diff import changes as change_feed
 from lakever.diff import compute as compute_diff
@@ -34,7 +34,6 @@ from lakever.maintenance.verify import VerifyReport, verify_dataset
 from lakever.partitioning import Transform
 from lakever.planner import bind, plan_scan
 from lakever.reader import ExplainReport, ScanPlan, to_lazy
-from lakever.retention import check_range
 from lakever.snapshot import SnapshotState
 from lakever.storage import Storage
 
