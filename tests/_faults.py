@@ -24,13 +24,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import lakever.storage
 from lakever.errors import StorageError
-from lakever.storage import ObjectStorage, Storage
+from lakever.storage import ObjectStorage, Storage, StoredFile
 from lakever.storage.cache import CacheView
 
 Mode = Literal["raise", "crash", "ambiguous"]
@@ -38,7 +38,7 @@ ErrorKind = Literal["storage", "oserror"]
 
 #: Methods that reach the backend, in the order of the roles.
 READS = ("read_bytes", "exists", "list")
-WRITES = ("write_new", "delete", "flush", "put_if_absent", "write_hint")
+WRITES = ("write_new", "delete", "delete_many", "flush", "put_if_absent", "write_hint")
 
 #: Every module that imported ``open_storage`` by name (``grep -rn "import open_storage"``).
 PATCHED_MODULES = ("lakever.storage", "lakever.api", "lakever.catalog", "lakever.remote")
@@ -124,6 +124,13 @@ class FaultyStorage(Storage):
 
     def exists(self, rel: str) -> bool:
         return bool(self._call("exists", rel, rel))
+
+    def walk(self, rel_dir: str) -> Sequence[StoredFile]:
+        found: Sequence[StoredFile] = self._call("walk", rel_dir, rel_dir)
+        return found
+
+    def delete_many(self, rels: Sequence[str]) -> None:
+        self._call("delete_many", rels[0] if rels else "", rels)
 
     def list(self, rel_dir: str) -> list[str]:
         names: list[str] = self._call("list", rel_dir, rel_dir)

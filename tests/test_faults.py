@@ -22,6 +22,7 @@ Another storage kind joins the walk by adding one entry to `STORAGE_KINDS`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle  # noqa: TID251 - the wrapper's pickling is checked
@@ -29,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -419,9 +421,12 @@ def test_faulty_storage_forwards_every_role(tmp_path):
     assert store.read_bytes("x") == b"1" and store.exists("y") and store.list("") == ["h", "x", "y"]
     store.delete("y")
     assert not inner.exists("y")
+    assert [f.path for f in store.walk("")] == ["h", "x"]
+    store.delete_many(["h", "x"])
+    assert inner.list("") == []
     assert [m for m, _ in plan.calls] == [
         "put_if_absent", "put_if_absent", "write_new", "write_hint", "flush",
-        "read_bytes", "exists", "list", "delete",
+        "read_bytes", "exists", "list", "delete", "walk", "delete_many",
     ]  # fmt: skip
     copy = pickle.loads(pickle.dumps(store))  # a worker gets the plain inner storage
     assert type(copy) is type(inner) and copy.uri == inner.uri
@@ -561,3 +566,63 @@ def _walk_push(
         assert _reopen(dst).snapshot_id == _reopen(src).snapshot_id, where
         assert {t.name for t in _reopen(dst).tags()} == {"t1"}
         assert {b.name for b in _reopen(dst).branches()} == {"main", "exp"}
+
+
+# --------------------------------------------------------------------------- maintenance
+
+SHORT_GRACE = {"grace": timedelta(0), "allow_short_grace": True}
+
+
+def _maintenance_setup(uri: str) -> dict[str, pa.Table]:
+    """Five appends, a tag on version 2, a compaction: what the roots must keep showing."""
+    ds = lv.create_dataset(uri, events(0, 3))
+    for i in range(1, 5):
+        ds = ds.append(events(3 * i, 3))
+    lv.open_dataset(uri, version=2).tag("keep")
+    ds = ds.compact()
+    return {"keep": lv.open_dataset(uri, version="keep").to_arrow(), "head": ds.to_arrow()}
+
+
+def _expire_and_vacuum(uri: str) -> None:
+    ds = lv.open_dataset(uri)
+    ds.expire(keep_last=1, dry_run=False)
+    ds.vacuum(dry_run=False, **SHORT_GRACE)
+
+
+@pytest.mark.parametrize(("mode", "error"), MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("storage", ["local", "memory"])
+def test_fault_during_expire_and_vacuum(mode, error, storage, tmp_path):
+    """A failure at any storage call of an expiry followed by a vacuum: only a
+    LakeverError reaches the caller (or the simulated crash), the tag and the head read
+    back identical, every version either reads back or says VersionExpired, and running
+    both again finishes the job (nothing a root needs is ever deleted)."""
+    template = STORAGE_KINDS[storage](tmp_path / "template")
+    want = _maintenance_setup(template)
+    tmpl = Template(template, History([], "", (0, "", pa.table({}))))
+    forget_caches()
+    with inject(FaultPlan()) as plan:
+        plan.arm()
+        _expire_and_vacuum(tmpl.fresh_copy(storage, tmp_path / "count"))
+        calls = list(plan.calls)
+    assert any(m == "delete_many" for m, _ in calls)
+    for i, at in enumerate(_points(calls, mode, every=1 if storage == "memory" else 3)):
+        uri = tmpl.fresh_copy(storage, tmp_path / f"case{i}")
+        forget_caches()
+        with inject(FaultPlan(error=error)) as faulty:  # type: ignore[arg-type]
+            faulty.arm(mode, at)
+            try:
+                _expire_and_vacuum(uri)
+            except Crash:
+                pass
+            except lv.LakeverError:
+                assert mode != "ambiguous" or faulty.fired is not None
+        assert faulty.fired is not None
+        for _ in range(2):  # as found, then after a retry
+            assert _reopen(uri, version="keep").to_arrow().equals(want["keep"])
+            assert _reopen(uri).to_arrow().equals(want["head"])
+            for v in range(_reopen(uri).version + 1):
+                with contextlib.suppress(lv.VersionExpired):
+                    _reopen(uri, version=v).to_arrow()
+            _expire_and_vacuum(uri)
+        assert _reopen(uri).verify(full=True, all_refs=True).ok
+        assert _reopen(uri).vacuum(**SHORT_GRACE).files == ()

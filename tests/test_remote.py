@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import lakever as lv
 import lakever.remote as remote
 from lakever.errors import StorageError
 from lakever.format import FIELD_ID_DIR, field_id_claim_path
-from lakever.storage import ObjectStorage, Storage, open_storage
+from lakever.storage import ObjectStorage, Storage, StoredFile, open_storage
 from tests._data import events
 
 #: Files that are not immutable objects (hints, index, refs, events): not counted as copied.
@@ -307,6 +308,9 @@ class _Wrapped(Storage):
 
     def exists(self, rel: str) -> bool:
         return self.inner.exists(rel)
+
+    def walk(self, rel_dir: str) -> Sequence[StoredFile]:
+        return self.inner.walk(rel_dir)
 
     def list(self, rel_dir: str) -> list[str]:
         return self.inner.list(rel_dir)
