@@ -208,6 +208,9 @@ def make_table(n: int, *, start_id: int = 0, seed: int = 0) -> pa.Table:
 # a hard link to one real fragment, with its own made-up min/max for one column.
 
 
+_LINKS_PER_FILE = 50_000
+
+
 def linked_entry(storage: Any, src: Any, i: int, field_id: int, width: int = 10) -> Any:
     """A `FragmentEntry` for a hard link ``link-<i>.parquet`` next to ``src``'s file.
 
@@ -216,9 +219,17 @@ def linked_entry(storage: Any, src: Any, i: int, field_id: int, width: int = 10)
     only reads the manifest, never the file).
     """
     import dataclasses
+    import shutil
 
-    rel = f"{src.path.rsplit('/', 1)[0]}/link-{i:07d}.parquet"
-    os.link(storage.full_path(src.path), storage.full_path(rel))
+    directory = src.path.rsplit("/", 1)[0]
+    rel = f"{directory}/link-{i:07d}.parquet"
+    seed = storage.full_path(src.path)
+    if i >= _LINKS_PER_FILE:  # ext4 allows 65,000 links to a file: link to copies beyond
+        copy = storage.full_path(f"{directory}/seed-{i // _LINKS_PER_FILE}.parquet")
+        if not os.path.exists(copy):
+            shutil.copyfile(seed, copy)
+        seed = copy
+    os.link(seed, storage.full_path(rel))
     stats = dict(src.stats)
     stats[field_id] = {"nulls": 0, "min": i * width, "max": i * width + width - 1}
     return dataclasses.replace(src, path=rel, stats=stats)
