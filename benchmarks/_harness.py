@@ -28,7 +28,9 @@ __all__ = [
     "append_worker",
     "cold_open_worker",
     "compare",
+    "fanout_manifests",
     "format_table",
+    "linked_entry",
     "make_table",
     "markdown_table",
     "median",
@@ -197,6 +199,69 @@ def make_table(n: int, *, start_id: int = 0, seed: int = 0) -> pa.Table:
     category = pa.array(CATEGORIES, pa.string()).take(picks)
     ts = pc.cast(pc.add(pc.multiply(ids, 1000), _TS_BASE_US), pa.timestamp("us"))
     return pa.table({"id": ids, "value": values, "category": category, "ts": ts})
+
+
+# ----------------------------------------------------------------------------- synthetic metadata
+#
+# Large snapshots are built through lakever's internal manifest writer instead of through
+# that many commits: data bytes do not matter for planning, so every synthetic fragment is
+# a hard link to one real fragment, with its own made-up min/max for one column.
+
+
+_LINKS_PER_FILE = 50_000
+
+
+def linked_entry(storage: Any, src: Any, i: int, field_id: int, width: int = 10) -> Any:
+    """A `FragmentEntry` for a hard link ``link-<i>.parquet`` next to ``src``'s file.
+
+    The link holds ``src``'s bytes (so hash, size and schema id stay true); its stats say
+    column ``field_id`` spans ``i*width .. i*width + width - 1`` (synthetic: planning
+    only reads the manifest, never the file).
+    """
+    import dataclasses
+    import shutil
+
+    directory = src.path.rsplit("/", 1)[0]
+    rel = f"{directory}/link-{i:07d}.parquet"
+    seed = storage.full_path(src.path)
+    if i >= _LINKS_PER_FILE:  # ext4 allows 65,000 links to a file: link to copies beyond
+        copy = storage.full_path(f"{directory}/seed-{i // _LINKS_PER_FILE}.parquet")
+        if not os.path.exists(copy):
+            shutil.copyfile(seed, copy)
+        seed = copy
+    os.link(seed, storage.full_path(rel))
+    stats = dict(src.stats)
+    stats[field_id] = {"nulls": 0, "min": i * width, "max": i * width + width - 1}
+    return dataclasses.replace(src, path=rel, stats=stats)
+
+
+def fanout_manifests(storage: Any, entries: Sequence[Any], per_append: int) -> list[Any]:
+    """Write ``entries`` as the manifests appends of ``per_append`` fragments would leave.
+
+    Runs of ``FANOUT`` same-level manifests are merged into the next level, so ``k``
+    appends leave one manifest of ``per_append * FANOUT**level`` entries per unit of each
+    base-FANOUT digit of ``k``, highest level first. ``len(entries)`` must be a multiple
+    of ``per_append``. Returns the `ManifestRef` list, in order.
+    """
+    from lakever.fragments import write_manifest
+    from lakever.manifest_list import FANOUT
+
+    n = len(entries)
+    if n % per_append:
+        raise ValueError(f"{n} entries are not a whole number of {per_append}-fragment appends")
+    appends = n // per_append
+    digits = []
+    while appends:
+        digits.append(appends % FANOUT)
+        appends //= FANOUT
+    refs = []
+    pos = 0
+    for level in range(len(digits) - 1, -1, -1):
+        size = per_append * FANOUT**level
+        for _ in range(digits[level]):
+            refs.append(write_manifest(storage, entries[pos : pos + size], level=level))
+            pos += size
+    return refs
 
 
 # ----------------------------------------------------------------------------- output

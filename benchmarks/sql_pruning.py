@@ -28,7 +28,6 @@ baselines measured in the same run. Targets are reported, never asserted: the ex
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -47,7 +46,17 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-from _harness import Result, Target, compare, git_state, median, source_digest, write_json
+from _harness import (
+    Result,
+    Target,
+    compare,
+    fanout_manifests,
+    git_state,
+    linked_entry,
+    median,
+    source_digest,
+    write_json,
+)
 
 try:
     import lakever as lv
@@ -61,7 +70,6 @@ from lakever import fragments as lv_fragments
 from lakever.commit import Change, NoConcurrentCommit, SetManifests
 from lakever.format import MAIN_BRANCH, FragmentEntry, Summary
 from lakever.log import Line
-from lakever.manifest_list import FANOUT as MANIFEST_FANOUT
 from lakever.manifest_list import ManifestFiles
 from lakever.storage import open_storage
 
@@ -631,32 +639,11 @@ class Bench:
             raise AssertionError(f"expected {CATEGORIES} real fragments, got {len(base)}")
 
         entries: list[FragmentEntry] = list(base)
-        for i in range(len(base), n):
-            src = base[i % len(base)]
-            rel = f"{src.path.rsplit('/', 1)[0]}/link-{i:07d}.parquet"
-            os.link(storage.full_path(src.path), storage.full_path(rel))
-            stats = dict(src.stats)
-            stats[id_field] = {"nulls": 0, "min": i * 10, "max": i * 10 + 9}
-            entries.append(dataclasses.replace(src, path=rel, stats=stats))
-
-        # 100-fragment appends, merged in runs of MANIFEST_FANOUT: one manifest of
-        # 100 * 8**level entries per base-8 digit of the number of appends.
-        per_append = CATEGORIES
-        appends = n // per_append
-        digits = []
-        while appends:
-            digits.append(appends % MANIFEST_FANOUT)
-            appends //= MANIFEST_FANOUT
-        refs = []
-        pos = 0
-        for level in range(len(digits) - 1, -1, -1):
-            size = per_append * MANIFEST_FANOUT**level
-            for _ in range(digits[level]):
-                chunk = entries[pos : pos + size]
-                refs.append(lv_fragments.write_manifest(storage, chunk, level=level))
-                pos += size
-        if pos != n:
-            raise AssertionError(f"manifests cover {pos} fragments, expected {n}")
+        entries += [
+            linked_entry(storage, base[i % len(base)], i, id_field) for i in range(len(base), n)
+        ]
+        # 100-fragment appends, merged in runs of MANIFEST_FANOUT.
+        refs = fanout_manifests(storage, entries, CATEGORIES)
         added = entries[len(base) :]
         change = Change(
             operation="append",

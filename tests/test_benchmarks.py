@@ -102,3 +102,26 @@ def test_maintenance_benchmark_quick_vacuums_and_verifies(tmp_path):
         assert s3["collectable"] > 0
         assert deletes == -(-s3["collectable"] // 1000)  # one DeleteObjects per 1,000 keys
     assert "scandir+stat" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_scale_benchmark_quick_reports_every_size(tmp_path):
+    out = tmp_path / "scale.json"
+    proc = _run("scale.py", "--quick", "--output", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["errors"] == []
+    datasets = report["meta"]["datasets"]
+    assert {d["fragments"] for d in datasets.values()} == {1_000, 10_000}
+    assert all(d["history_commits"] > 0 and d["versions"] > 2 for d in datasets.values())
+    rows = report["results"]
+    assert {r["workload"] for r in rows} == {"1k fragments", "10k fragments"}
+    keys = {r["extra"]["key"] for r in rows}
+    assert {"open", "open+plan", "fragments", "open old", "cold append", "warm append"} <= keys
+    assert all(r["lakever"] is not None and r["lakever"] > 0 for r in rows)
+    plan = [r for r in rows if r["extra"]["key"] == "open+plan"]
+    assert all(r["baseline"] and "manifests" in r["baseline_name"] for r in plan)
+    assert any("growth" in r["extra"] for r in rows)
+    assert report["meta"]["profile"]["fragments"] == 10_000
+    assert "growth with the dataset" in proc.stdout
