@@ -119,13 +119,6 @@ class Expiry:
         i = bisect.bisect_right([r.first for r in rs], version) - 1
         return rs[i] if i >= 0 and rs[i].last >= version else None
 
-    def overlapping(self, branch_id: str, first: int, last: int) -> ExpiredRange | None:
-        """The first range expiring any version in ``first..last`` of ``branch_id``."""
-        for r in self._by_branch.get(branch_id, ()):
-            if r.first <= last and r.last >= first:
-                return r
-        return None
-
     def next_readable(self, branch_id: str, version: int) -> int:
         """The smallest version >= ``version`` of ``branch_id``'s log not expired."""
         v = version
@@ -137,9 +130,6 @@ class Expiry:
     def expired_versions(self, branch_id: str) -> Iterable[int]:
         for r in self._by_branch.get(branch_id, ()):
             yield from range(r.first, r.last + 1)
-
-    def branches(self) -> list[str]:
-        return sorted(self._by_branch)
 
     def effective(self, before: datetime) -> Expiry:
         """Only the ranges expired at or before ``before`` (what vacuum may act on)."""
