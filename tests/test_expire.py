@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-import pyarrow as pa
 import pytest
 
 import lakever as lv
@@ -277,4 +276,3 @@ def test_expire_by_time_uses_commit_times(local_location):
     now = datetime.now(UTC)
     assert head.expire(older_than=now).versions == 3
     assert head.expire(older_than=vs[0].timestamp).versions == 0
-    assert pa.__version__  # pyarrow present for the history helpers
