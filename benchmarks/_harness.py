@@ -243,8 +243,8 @@ def fanout_manifests(storage: Any, entries: Sequence[Any], per_append: int) -> l
     base-FANOUT digit of ``k``, highest level first. ``len(entries)`` must be a multiple
     of ``per_append``. Returns the `ManifestRef` list, in order.
     """
-    from lakever.fragments import write_manifest
     from lakever.manifest_list import FANOUT
+    from lakever.manifests import write_manifest
 
     n = len(entries)
     if n % per_append:

@@ -198,11 +198,11 @@ def fresh_process_caches() -> None:
 
     The same three caches tests/test_object_storage.py clears.
     """
-    from lakever import fragments, integrity
+    from lakever import integrity, manifests
     from lakever import log as lvlog
 
     integrity.forget()
-    fragments._CACHE.clear()
+    manifests._CACHE.clear()
     lvlog._DECODED.clear()
 
 

@@ -77,7 +77,7 @@ sys.path.insert(0, ROOT)
 import lakever as lv  # noqa: E402
 
 # Internal API: only to build the synthetic metadata (manifests, log entries) cheaply.
-from lakever import fragments as lv_fragments  # noqa: E402
+from lakever import manifests as lv_manifests  # noqa: E402
 from lakever.commit import (  # noqa: E402
     AddFragments,
     Change,
@@ -151,7 +151,7 @@ def clear_caches() -> None:
     from lakever import log as lvlog
 
     integrity.forget()
-    lv_fragments._CACHE.clear()
+    lv_manifests._CACHE.clear()
     lvlog._DECODED.clear()
 
 
@@ -172,7 +172,7 @@ def build(uri: str, n: int, history: int) -> dict[str, Any]:
     io_ = ManifestFiles(storage)
     head = line.head()
     assert head is not None
-    (src,) = [e for m in head.manifests for e in lv_fragments.read_manifest(storage, m)]
+    (src,) = [e for m in head.manifests for e in lv_manifests.read_manifest(storage, m)]
     bulk = n - 1 - PER_COMMIT * history
     if bulk < 0 or (bulk + 1) % PER_COMMIT:
         raise ValueError(f"{n} fragments cannot hold {history} commits of {PER_COMMIT}")
@@ -220,7 +220,7 @@ def build(uri: str, n: int, history: int) -> dict[str, Any]:
             author="benchmark",
             message="",
             properties={},
-            updates=(AddFragments(lv_fragments.make_manifest(storage, entries, level=0)),),
+            updates=(AddFragments(lv_manifests.make_manifest(storage, entries, level=0)),),
             requirements=requirements,
         )
         head = line.commit(head, change, io=io_)

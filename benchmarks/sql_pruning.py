@@ -66,7 +66,7 @@ except ImportError:  # a checkout without an install: use the package next to be
 
 # Internal API, used only to build the large synthetic snapshot of workload 3 and to empty
 # the process-wide cache of parsed manifests between repetitions.
-from lakever import fragments as lv_fragments
+from lakever import manifests as lv_manifests
 from lakever.commit import Change, NoConcurrentCommit, SetManifests
 from lakever.format import MAIN_BRANCH, FragmentEntry, Summary
 from lakever.log import Line
@@ -142,7 +142,7 @@ def read_all(paths: Sequence[str], *, hive: bool) -> str:
 
 def clear_manifest_cache() -> None:
     """Forget lakever's in-process parsed manifests (a new process has none)."""
-    cache = getattr(lv_fragments, "_CACHE", None)
+    cache = getattr(lv_manifests, "_CACHE", None)
     if cache is not None:
         cache.clear()
 
@@ -634,7 +634,7 @@ class Bench:
         log_ = Line(storage, MAIN_BRANCH)
         head = log_.head()
         assert head is not None
-        base = [e for m in head.manifests for e in lv_fragments.read_manifest(storage, m)]
+        base = [e for m in head.manifests for e in lv_manifests.read_manifest(storage, m)]
         if len(base) != CATEGORIES:
             raise AssertionError(f"expected {CATEGORIES} real fragments, got {len(base)}")
 

@@ -45,16 +45,11 @@ from lakever.errors import InvalidArgument, SchemaEvolutionError
 from lakever.evolution import ColumnRef, evolve, plan_write
 from lakever.field_tree import schema_changes as diff
 from lakever.format import ContractRef, FragmentEntry, Snapshot, schema_id
-from lakever.fragments import (
-    DEFAULT_MAX_ROWS_PER_FRAGMENT,
-    Layout,
-    make_manifest,
-    read_manifest,
-    write_fragments,
-)
+from lakever.fragments import DEFAULT_MAX_ROWS_PER_FRAGMENT, Layout, write_fragments
 from lakever.keys import KeyCheck, check_declared
 from lakever.log import Line
 from lakever.manifest_list import ManifestFiles
+from lakever.manifests import make_manifest, read_manifest
 from lakever.partitioning import (
     PartitionField,
     SortField,

@@ -22,7 +22,7 @@ from lakever._metafiles import read_schema
 from lakever.errors import CommitConflict, InvalidArgument, PrimaryKeyViolation
 from lakever.evolution import stats_compatible
 from lakever.format import FragmentEntry, Snapshot, schema_id
-from lakever.fragments import read_manifest
+from lakever.manifests import read_manifest
 from lakever.planner import plan_of
 from lakever.reader import ScanPlan, read_plan, read_positions
 from lakever.schema import iter_field_ids, schema_to_json

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from lakever.format import FragmentEntry, ManifestRef
-from lakever.fragments import make_manifest, read_manifest, write_manifest
+from lakever.manifests import make_manifest, read_manifest, write_manifest
 from lakever.storage import Storage
 
 __all__ = ["FANOUT", "ManifestFiles", "ManifestIO", "append", "merge_levels", "rewrite"]

@@ -56,9 +56,10 @@ from lakever.errors import InvalidArgument, PrimaryKeyViolation, SchemaMismatch
 from lakever.evolution import plan_write
 from lakever.field_tree import schema_changes as schema_diff
 from lakever.format import DATA_DIR, FragmentEntry, Snapshot, Summary
-from lakever.fragments import make_manifest, write_fragments
+from lakever.fragments import write_fragments
 from lakever.keys import KeyCheck, check_declared
 from lakever.manifest_list import ManifestFiles
+from lakever.manifests import make_manifest
 from lakever.planner import bind, make_plan, prune_entries
 from lakever.projection import cast_exact, conform
 from lakever.reader import ScanPlan, read_file, read_positions

@@ -20,8 +20,8 @@ import pyarrow as pa
 from lakever._metafiles import read_schema
 from lakever.evolution import stats_compatible
 from lakever.format import FragmentEntry, Snapshot, schema_id
-from lakever.fragments import read_manifests
 from lakever.log import Line
+from lakever.manifests import read_manifests
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.storage import Storage
 

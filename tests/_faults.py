@@ -205,10 +205,10 @@ def inject(plan: FaultPlan) -> Iterator[FaultPlan]:
 
 def forget_caches() -> None:
     """Clear lakever's process-wide caches, as a freshly started process has none."""
-    from lakever import _metafiles, deletion, fragments, integrity, log, planner
+    from lakever import _metafiles, deletion, integrity, log, manifests, planner
 
     integrity.forget()
-    for lru in (log._DECODED, fragments._CACHE, deletion._CACHE, planner._BOUND, planner._PRUNED):
+    for lru in (log._DECODED, manifests._CACHE, deletion._CACHE, planner._BOUND, planner._PRUNED):
         lru.clear()
     with _metafiles._lock:
         _metafiles._schemas.clear()

@@ -165,7 +165,7 @@ def test_corrupt_metadata_tampered(local_location):
 
 
 def test_corrupt_manifest_detected(local_location):
-    from lakever.fragments import _CACHE
+    from lakever.manifests import _CACHE
 
     ds = lv.create_dataset(local_location, events(0, 10), max_rows_per_fragment=1)
     manifest = ds._snap.manifests[0].path

@@ -112,7 +112,7 @@ def _entry(**kw):
 
 def test_deletion_vectors_round_trip_in_records_and_manifests(tmp_path):
     from lakever.format import DeletionVector, FragmentEntry
-    from lakever.fragments import make_manifest, read_manifest, write_manifest
+    from lakever.manifests import make_manifest, read_manifest, write_manifest
     from lakever.storage import open_storage
 
     dv = DeletionVector("_lakever/deletions/" + "1" * 32 + ".parquet", "sha256:ab", 3)
@@ -132,7 +132,7 @@ def test_deletion_vectors_round_trip_in_records_and_manifests(tmp_path):
     assert inline.key != make_manifest(storage, [_entry(), without], level=0).key
     filed = write_manifest(storage, [with_dv, without], level=1)
     assert filed.to_json()["deleted_rows"] == 3 and filed.rows == 17
-    from lakever.fragments import _CACHE
+    from lakever.manifests import _CACHE
 
     _CACHE.clear()
     assert read_manifest(storage, filed) == [with_dv, without]

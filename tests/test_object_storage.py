@@ -44,10 +44,10 @@ def via(proxy, **extra) -> dict[str, object]:
 
 def fresh_process_caches() -> None:
     """Forget what this process verified or cached in memory (as a new process would)."""
-    from lakever import fragments, log
+    from lakever import log, manifests
 
     integrity.forget()
-    fragments._CACHE.clear()
+    manifests._CACHE.clear()
     log._DECODED.clear()
 
 

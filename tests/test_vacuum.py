@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lakever as lv
-from lakever import fragments
+from lakever import manifests
 from lakever.maintenance.usage import storage_report
 from lakever.maintenance.vacuum import vacuum
 from lakever.storage import open_storage
@@ -136,7 +136,7 @@ def test_a_damaged_retained_snapshot_stops_vacuum(local_location):
     os.unlink(f"{local_location}/{manifest}")
     storage = ds._storage
     storage.write_new("data/orphan.parquet", b"x")
-    fragments._CACHE.clear()  # as in a new process (a cached manifest is verified content)
+    manifests._CACHE.clear()  # as in a new process (a cached manifest is verified content)
     with pytest.raises(lv.CorruptMetadata, match="manifest"):
         ds.vacuum(dry_run=False, **SHORT)
     assert os.path.exists(f"{local_location}/data/orphan.parquet")

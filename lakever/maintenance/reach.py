@@ -40,8 +40,8 @@ from lakever.format import (
     FragmentEntry,
     ManifestRef,
 )
-from lakever.fragments import read_manifest
 from lakever.maintenance.expire import Key, roots
+from lakever.manifests import read_manifest
 from lakever.retention import read_expiry
 from lakever.storage import Storage, StoredFile
 

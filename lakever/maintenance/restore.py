@@ -38,8 +38,8 @@ from lakever.commit import (
 )
 from lakever.errors import InvalidArgument
 from lakever.format import Snapshot
-from lakever.fragments import read_manifests
 from lakever.manifest_list import ManifestFiles
+from lakever.manifests import read_manifests
 from lakever.schema import schema_from_json
 from lakever.snapshot import SnapshotState
 

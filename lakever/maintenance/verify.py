@@ -35,9 +35,9 @@ from lakever.format import (
     object_id,
     schema_id,
 )
-from lakever.fragments import parse_manifest
 from lakever.integrity import _hash_file
 from lakever.log import Line
+from lakever.manifests import parse_manifest
 from lakever.retention import read_expiry
 from lakever.storage import Storage
 

@@ -26,9 +26,9 @@ from lakever.format import (
     sha256_hex,
     snapshot_index_path,
 )
-from lakever.fragments import read_manifest
 from lakever.integrity import damaged
 from lakever.log import Line
+from lakever.manifests import read_manifest
 from lakever.remote._plan import ENTRY, Sync, diverged, each
 from lakever.storage import Storage
 
