@@ -51,8 +51,10 @@ __all__ = [
     "log_path",
 ]
 
-#: The format version this code writes and the newest it can read.
-FORMAT_VERSION = 1
+#: The format version this code writes and the newest it can read. Version 2 (lakever
+#: 0.4): manifests may be written in manifest version 2 (typed statistics columns,
+#: docs/format.md section 4); every version-1 dataset reads unchanged.
+FORMAT_VERSION = 2
 
 MAIN_BRANCH = "main"
 META_DIR = "_lakever"

@@ -30,7 +30,7 @@ __all__ = ["bind", "make_plan", "plan_of", "plan_scan", "prune_entries"]
 #: Bound filters by (text, schema id, what): binding is a pure function of the two.
 _BOUND: Lru[tuple[str, str, str], BoundFilter] = Lru(1024)
 #: Pruning results by (dataset, snapshot id, bound SQL): snapshots never change.
-_PRUNED: Lru[tuple[str, str, str], tuple[list[FragmentEntry], list[FragmentEntry]]] = Lru(256)
+_PRUNED: Lru[tuple[str, str, str], tuple[int, list[FragmentEntry]]] = Lru(256)
 
 
 def bind(state: SnapshotState, filter: str | None, *, what: str = "filter") -> BoundFilter | None:
@@ -51,11 +51,12 @@ def bind(state: SnapshotState, filter: str | None, *, what: str = "filter") -> B
 
 def prune_entries(
     state: SnapshotState, bound: BoundFilter | None
-) -> tuple[list[FragmentEntry], list[FragmentEntry]]:
-    """The entries after partition pruning and after statistics pruning for ``bound``."""
-    entries = state.entries
+) -> tuple[int, list[FragmentEntry]]:
+    """How many fragments partition pruning keeps, and the entries statistics pruning
+    keeps, for ``bound`` (entries are built for the kept fragments only)."""
     if bound is None:
-        return entries, entries
+        entries = state.entries
+        return len(entries), entries
     from lakever.pruning import prune
 
     key = (state.uri, state.snap.snapshot_id, bound.sql)
@@ -63,7 +64,7 @@ def prune_entries(
     if hit is not None:
         return hit
     types = {fid: f.type for fid, f in state.fields.items()}
-    pruned = prune(entries, bound, types, state.schema_of)
+    pruned = prune(state.manifests, bound, types, state.schema_of)
     result = (pruned.after_partitions, pruned.kept)
     _PRUNED.put(key, result)
     return result
@@ -80,7 +81,7 @@ def plan_scan(
     names = check_columns(state.public, columns)
     bound = bind(state, filter, what=what)
     after_partitions, kept = prune_entries(state, bound)
-    return make_plan(state, kept, names, bound, after_partitions=len(after_partitions))
+    return make_plan(state, kept, names, bound, after_partitions=after_partitions)
 
 
 def make_plan(
@@ -92,7 +93,7 @@ def make_plan(
     after_partitions: int | None = None,
 ) -> ScanPlan:
     """A plan reading ``entries`` (already chosen) of ``state``'s snapshot."""
-    all_entries = state.entries
+    refs = state.snap.manifests  # the totals without building every entry
     return plan_of(
         state.storage,
         state.schema,
@@ -102,12 +103,12 @@ def make_plan(
         bound=bound,
         snapshot_id=state.snap.snapshot_id,
         version=state.snap.version,
-        fragments_total=len(all_entries),
+        fragments_total=sum(m.fragments for m in refs),
         fragments_after_partition_pruning=(
             len(entries) if after_partitions is None else after_partitions
         ),
-        rows_total=sum(e.num_rows for e in all_entries),
-        bytes_total=sum(e.size_bytes for e in all_entries),
+        rows_total=sum(m.rows + m.deleted_rows for m in refs),
+        bytes_total=sum(m.bytes for m in refs),
     )
 
 

@@ -22,9 +22,11 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakever.expr import Always, BoundFilter, Compare, Conj, NullCheck, PruneNode
-from lakever.format import FragmentEntry
+from lakever.format import FragmentEntry, parse_partition
+from lakever.manifests import CLASSES, ManifestData, stat_column
 from lakever.partitioning import partition_stats
 from lakever.schema import iter_field_ids
 from lakever.sql import cursor, duckdb_type
@@ -40,10 +42,10 @@ Stats = Mapping[int, Mapping[str, Any]]
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
-    """Fragments before pruning, after partition pruning, and after statistics pruning."""
+    """How many fragments there were and survived partition pruning; the ones kept."""
 
-    all: list[FragmentEntry]
-    after_partitions: list[FragmentEntry]
+    total: int
+    after_partitions: int
     kept: list[FragmentEntry]
 
 
@@ -62,10 +64,17 @@ def _stat_type(t: pa.DataType) -> bool:
     )
 
 
+def _ticks(t: pa.DataType) -> pa.DataType | None:
+    """The integer type a temporal column's bounds are recorded in (None: not temporal)."""
+    if pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_time(t):
+        return pa.int32() if t.bit_width == 32 else pa.int64()
+    return None
+
+
 def _decode(values: Sequence[Any], t: pa.DataType) -> pa.Array[Any]:
     """Manifest-encoded bounds (JSON scalars; None: unknown) as an array of type ``t``."""
-    if pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_time(t):
-        ticks = pa.int32() if t.bit_width == 32 else pa.int64()
+    ticks = _ticks(t)
+    if ticks is not None:
         return pa.array(values, ticks).cast(t)
     if pa.types.is_decimal(t):
         out = []
@@ -76,6 +85,14 @@ def _decode(values: Sequence[Any], t: pa.DataType) -> pa.Array[Any]:
                 out.append(None)
         return pa.array(out, t)
     return pa.array(values, t)
+
+
+def _decode_column(raw: pa.Array[Any], t: pa.DataType) -> pa.Array[Any]:
+    """A typed statistics column (`lakever.manifests.CLASSES`) decoded as type ``t``."""
+    ticks = _ticks(t)
+    if ticks is not None:
+        return raw.cast(ticks).cast(t)
+    return raw.cast(t)
 
 
 def _bounds(
@@ -97,13 +114,16 @@ def _bounds(
     for t, idx in groups.items():
         try:
             arr = _decode([raw[i] for i in idx], t).cast(current)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        except _CAST_ERRORS:
             continue  # not representable under the current type: unknown
         parts.append(arr)
         for k, i in enumerate(idx):
             where[i] = offset + k
         offset += len(arr)
     return pa.concat_arrays(parts).take(pa.array(where, pa.int64()))
+
+
+_CAST_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
 
 
 def _zero(v: Any, *, low: bool) -> Any:
@@ -113,24 +133,32 @@ def _zero(v: Any, *, low: bool) -> Any:
     return v
 
 
-def stats_relation(
-    entries: Sequence[FragmentEntry],
+def _signed_zeros(arr: pa.Array[Any], t: pa.DataType, *, low: bool) -> pa.Array[Any]:
+    """`_zero` over a column of bounds of type ``t``."""
+    if not pa.types.is_floating(t) or len(arr) == 0:
+        return arr
+    zero = pa.scalar(-0.0 if low else 0.0, pa.float64()).cast(t)
+    out: pa.Array[Any] = pc.if_else(pc.equal(arr, zero).fill_null(False), zero, arr)
+    return out
+
+
+def _dict_relation(
+    n: Sequence[int],
+    stats: Sequence[Stats],
+    written: Sequence[Mapping[int, pa.DataType | None]],
     fields: Sequence[int],
     types: Mapping[int, pa.DataType],
-    stats_of: Callable[[FragmentEntry], Stats],
-    written_type: Callable[[FragmentEntry, int], pa.DataType | None],
 ) -> pa.Table:
-    """The statistics relation `lakever.expr.may_match_sql` reads, one row per entry."""
-    columns: dict[str, pa.Array[Any]] = {"n": pa.array([e.num_rows for e in entries], pa.int64())}
-    all_stats = [stats_of(e) for e in entries]
+    """The statistics relation `may_match_sql` reads, from stats dicts (one row each)."""
+    columns: dict[str, pa.Array[Any]] = {"n": pa.array(n, pa.int64())}
     for fid in fields:
         t = types[fid]
-        per = [s.get(fid) for s in all_stats]
-        written = [written_type(e, fid) for e in entries]
+        per = [s.get(fid) for s in stats]
+        wt = [w.get(fid) for w in written]
         lows = [None if s is None else _zero(s.get("min"), low=True) for s in per]
         highs = [None if s is None else _zero(s.get("max"), low=False) for s in per]
-        columns[f"lo_{fid}"] = _bounds(lows, written, t)
-        columns[f"hi_{fid}"] = _bounds(highs, written, t)
+        columns[f"lo_{fid}"] = _bounds(lows, wt, t)
+        columns[f"hi_{fid}"] = _bounds(highs, wt, t)
         columns[f"nl_{fid}"] = pa.array(
             [None if s is None else s.get("nulls") for s in per], pa.int64()
         )
@@ -140,8 +168,48 @@ def stats_relation(
     return pa.table(columns)
 
 
-def _own_stats(e: FragmentEntry) -> Stats:
-    return e.stats
+WrittenType = Callable[[str, int], "pa.DataType | None"]
+
+
+def _manifest_relation(
+    m: ManifestData, fields: Sequence[int], types: Mapping[int, pa.DataType], written: WrittenType
+) -> dict[str, pa.Array[Any]]:
+    """The statistics relation's columns for one manifest, computed column by column.
+
+    Bounds are decoded per schema the fragments were written under (a manifest holds
+    few), in that type, then cast to the current one; what cannot be cast is unknown.
+    """
+    n = len(m)
+    out: dict[str, pa.Array[Any]] = {"n": m.column("num_rows")}
+    sids = m.column("schema_id")
+    unique = [str(sid) for sid in pc.unique(sids).to_pylist()]
+    names = set(m.table.column_names)
+    for fid in fields:
+        t = types[fid]
+        for key, prefix in (("min", "lo"), ("max", "hi")):
+            acc: pa.Array[Any] = pa.nulls(n, t)  # type: ignore[call-overload]
+            for cls in CLASSES:
+                name = stat_column(fid, key, cls)
+                if name not in names:
+                    continue
+                raw = m.column(name)
+                for sid in unique:
+                    wt = written(sid, fid)
+                    if wt is None or not _stat_type(wt):
+                        continue
+                    mask = None if len(unique) == 1 else pc.equal(sids, pa.scalar(sid))
+                    try:
+                        dec = _decode_column(raw if mask is None else raw.filter(mask), wt).cast(t)
+                    except _CAST_ERRORS:
+                        continue  # not representable under the current type: unknown
+                    if mask is not None:
+                        dec = pc.replace_with_mask(pa.nulls(n, t), mask, dec)  # type: ignore[call-overload]
+                    acc = pc.coalesce(acc, dec)
+            out[f"{prefix}_{fid}"] = _signed_zeros(acc, t, low=key == "min")
+        for key, prefix in (("nulls", "nl"), ("nans", "nn")):
+            name = stat_column(fid, key)
+            out[f"{prefix}_{fid}"] = m.column(name) if name in names else pa.nulls(n, pa.int64())
+    return out
 
 
 def _usable(node: PruneNode, usable: set[int]) -> PruneNode:
@@ -158,75 +226,101 @@ def _usable(node: PruneNode, usable: set[int]) -> PruneNode:
 
 
 def prune(
-    entries: list[FragmentEntry],
+    manifests: Sequence[ManifestData],
     bound: BoundFilter,
     types: Mapping[int, pa.DataType],
     schema_of: Callable[[str], pa.Schema],
 ) -> Pruned:
-    """Split ``entries`` by what ``bound`` may match (see the module docstring).
+    """The fragments of ``manifests`` that ``bound`` may match (see the module docstring).
+
+    The work is per column, not per fragment: Python entries are built only for the
+    fragments kept.
 
     Args:
         types: the snapshot's top-level field id -> type.
         schema_of: the schema (with field ids) a fragment was written under.
     """
+    total = sum(len(m) for m in manifests)
     usable = {
         fid
         for fid in prune_columns(bound.prune)
         if fid in types and duckdb_type(types[fid]) is not None
     }
     node = _usable(bound.prune, usable)
-    if isinstance(node, Always) or not entries:
-        return Pruned(entries, entries, entries)
+    if isinstance(node, Always) or not total:
+        return Pruned(total, total, [e for m in manifests for e in m.entries()])
     fields = sorted(prune_columns(node))
     condition = may_match_sql(node, types)
-    written: dict[tuple[str, int], pa.DataType | None] = {}
+    cache: dict[tuple[str, int], pa.DataType | None] = {}
 
-    def written_type(e: FragmentEntry, fid: int) -> pa.DataType | None:
-        key = (e.schema_id, fid)
-        if key not in written:
-            f = dict(iter_field_ids(schema_of(e.schema_id))).get(fid)
-            written[key] = None if f is None else f.type
-        return written[key]
-
-    part_cache: dict[int, Stats] = {}
-
-    def partition_of(e: FragmentEntry) -> Stats:
-        if e.partition is None:
-            return {}
-        key = id(e.partition)
-        hit = part_cache.get(key)
-        if hit is None:
-            # Partition values are recorded in the type the fragment was written under.
-            written_types = {fid: written_type(e, fid) for fid in fields}
-            hit = partition_stats(
-                e.partition, {k: v for k, v in written_types.items() if v}, e.num_rows
-            )
-            part_cache[key] = hit
-        return hit
+    def written(sid: str, fid: int) -> pa.DataType | None:
+        key = (sid, fid)
+        if key not in cache:
+            f = dict(iter_field_ids(schema_of(sid))).get(fid)
+            cache[key] = None if f is None else f.type
+        return cache[key]
 
     import duckdb
 
     con = cursor()
     try:
-        partitioned = [e for e in entries if e.partition is not None]
-        after = entries
-        if partitioned:
-            rel = stats_relation(partitioned, fields, types, partition_of, written_type)
-            mask = run_prune(con, rel, condition).to_pylist()
-            dropped = {id(e) for e, m in zip(partitioned, mask, strict=True) if not m}
-            after = [e for e in entries if id(e) not in dropped]
-        kept = after
-        if after:
-            rel = stats_relation(after, fields, types, _own_stats, written_type)
-            mask = run_prune(con, rel, condition).to_pylist()
-            kept = [e for e, m in zip(after, mask, strict=True) if m]
+        by_partition = _partition_mask(con, manifests, fields, types, condition, written)
+        parts = [_manifest_relation(m, fields, types, written) for m in manifests]
+        relation = pa.table({k: pa.concat_arrays([p[k] for p in parts]) for k in parts[0]})
+        mask = run_prune(con, relation, condition)
     except duckdb.Error:
         # A value DuckDB cannot evaluate (e.g. an out-of-range cast): prune nothing, so
         # evaluating the filter on the rows reports the error exactly as DuckDB would.
-        return Pruned(entries, entries, entries)
+        return Pruned(total, total, [e for m in manifests for e in m.entries()])
     finally:
         con.close()
-    return Pruned(entries, after, kept)
+    after = total
+    if by_partition is not None:
+        after = int(pc.sum(by_partition.cast(pa.int64())).as_py() or 0)
+        mask = pc.and_(mask, by_partition)
+    kept: list[FragmentEntry] = []
+    offset = 0
+    for m in manifests:
+        rows: list[int] = pc.indices_nonzero(mask.slice(offset, len(m))).to_numpy().tolist()
+        kept.extend(m.take(rows))
+        offset += len(m)
+    return Pruned(total, after, kept)
+
+
+def _partition_mask(
+    con: duckdb.DuckDBPyConnection,
+    manifests: Sequence[ManifestData],
+    fields: Sequence[int],
+    types: Mapping[int, pa.DataType],
+    condition: str,
+    written: WrittenType,
+) -> pa.BooleanArray | None:
+    """Which fragments their partition values allow (None: no fragment is partitioned).
+
+    The condition is evaluated once per distinct (partition record, schema) pair.
+    """
+    part = pa.concat_arrays([m.column("partition") for m in manifests])
+    if part.null_count == len(part):
+        return None
+    sids = pa.concat_arrays([m.column("schema_id") for m in manifests])
+    joined = pc.binary_join_element_wise(part, sids, "\n")  # type: ignore[call-overload]
+    keys = pc.dictionary_encode(joined)
+    stats: list[Stats] = []
+    wts: list[dict[int, pa.DataType | None]] = []
+    for key in keys.dictionary.to_pylist():
+        record, sid = key.rsplit("\n", 1)
+        wt = {fid: written(sid, fid) for fid in fields}
+        # Partition values are recorded in the type the fragment was written under;
+        # a one-row stand-in: the condition only asks whether rows can match.
+        stats.append(
+            partition_stats(parse_partition(record), {k: v for k, v in wt.items() if v}, 1)
+        )
+        wts.append(wt)
+    if not stats:
+        return None
+    allowed = run_prune(con, _dict_relation([1] * len(stats), stats, wts, fields, types), condition)
+    mask = allowed.take(keys.indices).fill_null(True)
+    return mask  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------ the condition

@@ -21,7 +21,7 @@ from lakever._metafiles import read_schema
 from lakever.evolution import stats_compatible
 from lakever.format import FragmentEntry, Snapshot, schema_id
 from lakever.log import Line
-from lakever.manifests import read_manifests
+from lakever.manifests import ManifestData, manifests_data
 from lakever.schema import iter_field_ids, schema_from_json, strip_field_ids
 from lakever.storage import Storage
 
@@ -70,14 +70,14 @@ class SnapshotState:
         return {f.name: fid for fid, f in self.fields.items()}
 
     @cached_property
-    def entries(self) -> list[FragmentEntry]:
-        """The snapshot's fragment entries, in read order."""
-        return read_manifests(self.storage, self.snap.manifests)
+    def manifests(self) -> list[ManifestData]:
+        """The snapshot's manifests, parsed (columns; what pruning reads)."""
+        return manifests_data(self.storage, self.snap.manifests)
 
     @cached_property
-    def uniform(self) -> bool:
-        """Whether every fragment was written under the snapshot's schema."""
-        return all(e.schema_id == self.schema_id for e in self.entries)
+    def entries(self) -> list[FragmentEntry]:
+        """The snapshot's fragment entries, in read order."""
+        return [e for m in self.manifests for e in m.entries()]
 
     def schema_of(self, sid: str) -> pa.Schema:
         """The schema (with field ids) a fragment of this snapshot was written under."""

@@ -164,7 +164,7 @@ def test_unknown_reader_feature_is_refused():
     with pytest.raises(lv.UnsupportedFormatVersion) as info:
         decode_snapshot(json.dumps(record).encode(), path="p/00000000000000000001.json")
     assert info.value.features == ["row_lineage"]
-    assert info.value.found == info.value.supported == 1
+    assert info.value.found == info.value.supported == lv.FORMAT_VERSION
     assert "needs reader feature(s) ['row_lineage']" in str(info.value)
     known = _snap(reader_features=("deletion_vectors",), primary_key=(1, 2))
     back = decode_snapshot(encode_snapshot(known), path="p")
@@ -362,10 +362,10 @@ def test_records_that_are_not_snapshots_are_corrupt(data, message):
 
 def test_a_record_from_a_newer_format_is_refused_with_the_versions():
     record = json.loads(encode_snapshot(_snap()))
-    record["format_version"] = 2
-    with pytest.raises(lv.UnsupportedFormatVersion, match="format version 2") as info:
+    record["format_version"] = 3
+    with pytest.raises(lv.UnsupportedFormatVersion, match="format version 3") as info:
         decode_snapshot(json.dumps(record).encode(), path="p")
-    assert (info.value.found, info.value.supported) == (2, 1)
+    assert (info.value.found, info.value.supported) == (3, 2)
     record["reader_features"] = "deletion_vectors"  # not a list: not understood
     record["format_version"] = 1
     with pytest.raises(lv.UnsupportedFormatVersion, match="reader feature"):
