@@ -52,8 +52,8 @@ __all__ = [
 ]
 
 #: The format version this code writes and the newest it can read. Version 2 (lakever
-#: 0.4): manifests may be written in manifest version 2 (typed statistics columns,
-#: docs/format.md section 4); every version-1 dataset reads unchanged.
+#: 0.3): manifests may be written in manifest version 2 (typed statistics columns,
+#: docs/format.md section 3); every version-1 dataset reads unchanged.
 FORMAT_VERSION = 2
 
 MAIN_BRANCH = "main"

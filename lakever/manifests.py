@@ -11,13 +11,15 @@ reader prunes a whole manifest with vectorised Arrow/DuckDB work and builds
 Python entries only for the fragments it keeps. Version 1 manifests (statistics
 as one JSON string per fragment) are still read. Both parse into `ManifestData`,
 cached per process by (location, content hash): manifests never change once
-written. docs/format.md section 4 is the specification.
+written. docs/format.md section 3 is the specification.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -173,43 +175,152 @@ def manifest_table(entries: Sequence[FragmentEntry]) -> pa.Table:
     return base.replace_schema_metadata({_VERSION_KEY: str(MANIFEST_VERSION).encode()})
 
 
-class ManifestData:
-    """One manifest's entries as Arrow columns (statistics typed), parsed and checked once.
+#: Rows per row group of a manifest file: a read of a few fragments decodes few groups.
+MANIFEST_ROW_GROUP = 8192
 
-    Pruning reads the columns (`column`, `stat_names`); `entries` builds the Python
-    entries of every fragment, `take` of chosen ones only.
+
+class ManifestData:
+    """One manifest's entries as Arrow columns (statistics typed), checked as they are read.
+
+    A version-2 manifest file is decoded lazily: pruning decodes the columns it needs
+    (`column`), `take` only the row groups holding the fragments kept, and `entries`
+    everything. Manifests built in memory (version 1, inlined entries, just written)
+    hold their table. Values are checked when decoded (paths, schema ids, partition
+    records, deletion vectors); column names and types when opened.
     """
 
-    __slots__ = ("_entries", "table")
+    __slots__ = ("_columns", "_entries", "_file", "_lock", "_starts", "_table", "names", "rel")
 
-    def __init__(self, table: pa.Table, entries: list[FragmentEntry] | None = None) -> None:
-        self.table = table
+    def __init__(
+        self,
+        rel: str,
+        *,
+        table: pa.Table | None = None,
+        file: pq.ParquetFile | None = None,
+        entries: list[FragmentEntry] | None = None,
+    ) -> None:
+        self.rel = rel
+        self._table = table
+        self._file = file
         self._entries = entries
+        self._columns: dict[str, pa.Array[Any]] = {}
+        self._lock = threading.Lock()
+        self._starts: list[int] = []
+        if file is not None:
+            self.names = _check_schema(file.schema_arrow)
+            rows = 0
+            for g in range(file.metadata.num_row_groups):
+                self._starts.append(rows)
+                rows += file.metadata.row_group(g).num_rows
+        else:
+            assert table is not None
+            self.names = table.column_names
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        if self._table is not None:
+            return self._table.num_rows
+        assert self._file is not None
+        return int(self._file.metadata.num_rows)
+
+    def _read(self, columns: list[str] | None = None, groups: list[int] | None = None) -> pa.Table:
+        assert self._file is not None
+        with self._lock:  # a ParquetFile is not safe to read from two threads at once
+            if groups is None:
+                return self._file.read(columns=columns)
+            return self._file.read_row_groups(groups, columns=columns)
 
     def column(self, name: str) -> pa.Array[Any]:
-        return self.table.column(name).combine_chunks()
+        """One whole column (checked: schema ids are object ids, records parse)."""
+        hit = self._columns.get(name)
+        if hit is not None:
+            return hit
+        if self._table is not None:
+            arr = self._table.column(name).combine_chunks()
+        else:
+            arr = self._read([name]).column(0).combine_chunks()
+            _check_column(name, arr, self.rel)
+        self._columns[name] = arr
+        return arr
 
     def stat_names(self, fid: int) -> list[str]:
         """This manifest's statistics columns of field ``fid``."""
         prefix = f"stats.{fid}."
-        return [c for c in self.table.column_names if c.startswith(prefix)]
+        return [c for c in self.names if c.startswith(prefix)]
 
     def entries(self) -> list[FragmentEntry]:
         """Every fragment entry, in order (built once)."""
         if self._entries is None:
-            self._entries = _to_entries(self.table)
+            table = self._table if self._table is not None else self._read()
+            self._entries = _to_entries(_check_values(table, self.rel))
         return self._entries
 
     def take(self, rows: Sequence[int]) -> list[FragmentEntry]:
-        """The entries at positions ``rows``, building only those."""
+        """The entries at positions ``rows`` (ascending), building only those."""
         if self._entries is not None:
             return [self._entries[i] for i in rows]
+        if not rows:
+            return []
         if len(rows) == len(self):
             return self.entries()
-        return _to_entries(self.table.take(pa.array(rows, pa.int64())))
+        if self._table is not None:
+            part = self._table.take(pa.array(rows, pa.int64()))
+        else:
+            groups = sorted({bisect.bisect_right(self._starts, r) - 1 for r in rows})
+            offsets, at = {}, 0
+            for g in groups:
+                offsets[g] = at
+                nxt = self._starts[g + 1] if g + 1 < len(self._starts) else len(self)
+                at += nxt - self._starts[g]
+            local = [
+                offsets[g] + r - self._starts[g]
+                for r in rows
+                for g in (bisect.bisect_right(self._starts, r) - 1,)
+            ]
+            part = self._read(groups=groups).take(pa.array(local, pa.int64()))
+        return _to_entries(_check_values(part, self.rel))
+
+
+def _check_schema(schema: pa.Schema) -> list[str]:
+    """A version-2 manifest's column names and types; raise ValueError when wrong."""
+    names = list(schema.names)
+    if names[: len(_BASE_NAMES)] != _BASE_NAMES:
+        raise ValueError(f"the columns {names[: len(_BASE_NAMES)]} are not {_BASE_NAMES}")
+    for f in _BASE_FIELDS:
+        got = schema.field(f.name).type
+        if got != f.type:
+            raise ValueError(f"column {f.name!r} has type {got}, not {f.type}")
+    for name in names[len(_BASE_NAMES) :]:
+        cls = _parse_stat_column(name)[2]
+        want = pa.int64() if cls is None else CLASSES[cls]
+        got = schema.field(name).type
+        if got != want:
+            raise ValueError(f"column {name!r} has type {got}, not {want}")
+    return names
+
+
+def _corrupt(rel: str, exc: Exception) -> CorruptMetadata:
+    return CorruptMetadata(f"manifest {rel} cannot be parsed: {exc}", path=rel)
+
+
+def _check_column(name: str, arr: pa.Array[Any], rel: str) -> None:
+    """Check the values of one decoded column that pruning reads."""
+    try:
+        if name == "schema_id":
+            for sid in pc.unique(arr).to_pylist():
+                check_object_id(sid)
+        elif name == "partition":
+            for part in pc.unique(arr).to_pylist():
+                if part is not None:
+                    parse_partition(part)
+        if name in _REQUIRED and arr.null_count:
+            raise ValueError(f"column {name!r} has missing values")
+    except CorruptMetadata:
+        raise
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise _corrupt(rel, exc) from exc
+
+
+_REQUIRED = {f.name for f in _BASE_FIELDS if not f.nullable}
 
 
 def _to_entries(table: pa.Table) -> list[FragmentEntry]:
@@ -264,12 +375,13 @@ def write_manifest(
     """Write one manifest listing ``entries``; return its reference for the manifest list."""
     table = manifest_table(entries)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", row_group_size=MANIFEST_ROW_GROUP)
     data = sink.getvalue().to_pybytes()
     rel = new_name(MANIFEST_DIR)
     storage.write_new(rel, data)
     content_hash = f"sha256:{sha256_hex(data)}"
-    _CACHE.put((f"{storage.uri}/{rel}", content_hash), ManifestData(table, list(entries)))
+    parsed = ManifestData(rel, table=table, entries=list(entries))
+    _CACHE.put((f"{storage.uri}/{rel}", content_hash), parsed)
     live, deleted = _live(entries)
     return ManifestRef(
         path=rel,
@@ -309,7 +421,7 @@ def make_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: 
 def manifest_data(storage: Storage, ref: ManifestRef) -> ManifestData:
     """A manifest's parsed columns; a file is verified against its hash (and cached)."""
     if ref.inline is not None:
-        return ManifestData(manifest_table(ref.inline), list(ref.inline))
+        return ManifestData("(inline)", table=manifest_table(ref.inline), entries=list(ref.inline))
     assert ref.path is not None
     assert ref.content_hash is not None
     key = (f"{storage.uri}/{ref.path}", ref.content_hash)
@@ -382,11 +494,11 @@ def parse_manifest_data(data: bytes, rel: str) -> ManifestData:
         CorruptMetadata: the bytes are not a manifest.
     """
     try:
-        table = pq.ParquetFile(pa.BufferReader(data)).read()
-        version = (table.schema.metadata or {}).get(_VERSION_KEY)
+        file = pq.ParquetFile(pa.BufferReader(data))
+        version = (file.schema_arrow.metadata or {}).get(_VERSION_KEY)
         if version is None:
-            entries = _parse_v1(table)
-            return ManifestData(manifest_table(entries), entries)
+            entries = _parse_v1(file.read())
+            return ManifestData(rel, table=manifest_table(entries), entries=entries)
         if version != str(MANIFEST_VERSION).encode():
             raise CorruptMetadata(
                 f"manifest {rel} has manifest version {version.decode(errors='replace')!r}, "
@@ -394,11 +506,11 @@ def parse_manifest_data(data: bytes, rel: str) -> ManifestData:
                 "upgrade lakever",
                 path=rel,
             )
-        return ManifestData(_check_v2(table))
+        return ManifestData(rel, file=file)
     except CorruptMetadata:
         raise
     except (pa.ArrowException, KeyError, ValueError, TypeError) as exc:
-        raise CorruptMetadata(f"manifest {rel} cannot be parsed: {exc}", path=rel) from exc
+        raise _corrupt(rel, exc) from exc
 
 
 #: Stored paths that could escape the dataset root: a "." or ".." component.
@@ -413,42 +525,32 @@ def _bad_paths(paths: pa.Array[Any]) -> list[Any]:
     return paths.filter(bad).to_pylist()[:3]  # type: ignore[arg-type]
 
 
-def _check_v2(table: pa.Table) -> pa.Table:
-    """Check a version-2 manifest table: columns, types, paths, ids, records, counts."""
-    names = table.column_names
-    if names[: len(_BASE_NAMES)] != _BASE_NAMES:
-        raise ValueError(f"the columns {names[: len(_BASE_NAMES)]} are not {_BASE_NAMES}")
-    for f in _BASE_FIELDS:
-        col = table.column(f.name)
-        if col.type != f.type:
-            raise ValueError(f"column {f.name!r} has type {col.type}, not {f.type}")
-        if not f.nullable and col.null_count:
-            raise ValueError(f"column {f.name!r} has missing values")
-    for name in names[len(_BASE_NAMES) :]:
-        cls = _parse_stat_column(name)[2]
-        want = pa.int64() if cls is None else CLASSES[cls]
-        if table.column(name).type != want:
-            raise ValueError(f"column {name!r} has type {table.column(name).type}, not {want}")
-    paths = table.column("path").combine_chunks()
-    bad = _bad_paths(paths)
-    if bad:
-        check_relative(bad[0])  # raises the usual error
-    for sid in pc.unique(table.column("schema_id")).to_pylist():
-        check_object_id(sid)
-    for part in pc.unique(table.column("partition")).to_pylist():
-        if part is not None:
-            parse_partition(part)
-    dvs = table.column("deletion_vector").combine_chunks().drop_null()
-    if len(dvs):
-        bad = _bad_paths(pc.struct_field(dvs, "path"))
+def _check_values(table: pa.Table, rel: str) -> pa.Table:
+    """Check the rows of a manifest that become entries: paths, ids, records, counts."""
+    try:
+        for name in _REQUIRED:
+            if table.column(name).null_count:
+                raise ValueError(f"column {name!r} has missing values")
+        bad = _bad_paths(table.column("path").combine_chunks())
         if bad:
-            check_relative(bad[0])
-        if pc.min(pc.struct_field(dvs, "count")).as_py() <= 0:
-            raise ValueError("a deletion vector deletes no rows")
-        rows = table.column("num_rows").combine_chunks()
-        counts = pc.struct_field(table.column("deletion_vector").combine_chunks(), "count")
-        if pc.any(pc.greater(counts, rows)).as_py():
-            raise ValueError("a deletion vector deletes more rows than its fragment has")
+            check_relative(bad[0])  # raises the usual error
+        for name in ("schema_id", "partition"):
+            _check_column(name, table.column(name).combine_chunks(), rel)
+        dv = table.column("deletion_vector").combine_chunks()
+        dvs = dv.drop_null()
+        if len(dvs):
+            bad = _bad_paths(pc.struct_field(dvs, "path"))
+            if bad:
+                check_relative(bad[0])
+            if pc.min(pc.struct_field(dvs, "count")).as_py() <= 0:
+                raise ValueError("a deletion vector deletes no rows")
+            rows = table.column("num_rows").combine_chunks()
+            if pc.any(pc.greater(pc.struct_field(dv, "count"), rows)).as_py():
+                raise ValueError("a deletion vector deletes more rows than its fragment has")
+    except CorruptMetadata:
+        raise
+    except (pa.ArrowException, KeyError, ValueError, TypeError) as exc:
+        raise _corrupt(rel, exc) from exc
     return table
 
 

@@ -183,7 +183,7 @@ def _manifest_relation(
     out: dict[str, pa.Array[Any]] = {"n": m.column("num_rows")}
     sids = m.column("schema_id")
     unique = [str(sid) for sid in pc.unique(sids).to_pylist()]
-    names = set(m.table.column_names)
+    names = set(m.names)
     for fid in fields:
         t = types[fid]
         for key, prefix in (("min", "lo"), ("max", "hi")):

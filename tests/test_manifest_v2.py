@@ -193,8 +193,12 @@ def test_typed_statistics_round_trip_exactly(all_stats):
     table = manifest_table(entries)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    back = parse_manifest_data(sink.getvalue().to_pybytes(), "m").entries()
+    parsed = parse_manifest_data(sink.getvalue().to_pybytes(), "m")
+    back = parsed.entries()
     assert back == entries
+    rows = list(range(0, len(entries), 2))
+    again = parse_manifest_data(sink.getvalue().to_pybytes(), "m")
+    assert again.take(rows) == [entries[i] for i in rows]
     for e, b in zip(entries, back, strict=True):  # same types too (True is not 1)
         for fid, s in e.stats.items():
             for k, v in s.items():
@@ -261,5 +265,36 @@ def test_a_damaged_version_2_manifest_is_a_named_error(change, message):
     if b"lakever.manifest_version" not in (damaged.schema.metadata or {}):
         damaged = damaged.replace_schema_metadata(table.schema.metadata)
     with pytest.raises(lv.CorruptMetadata, match=message) as info:
-        parse_manifest_data(_bytes(damaged), "_lakever/manifests/m.parquet")
+        # Names and types are checked on opening, values as they are decoded.
+        parse_manifest_data(_bytes(damaged), "_lakever/manifests/m.parquet").entries()
     assert info.value.path
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 9), st.data())
+def test_take_reads_the_right_rows_across_row_groups(n, group, data):
+    entries = [
+        FragmentEntry(
+            path=f"data/{i:032x}.parquet",
+            num_rows=i + 1,
+            size_bytes=i,
+            content_hash=f"sha256:{i:064x}",
+            stats={1: {"nulls": i, "min": -i, "max": i}},
+            schema_id="c" * 32,
+        )
+        for i in range(n)
+    ]
+    sink = pa.BufferOutputStream()
+    pq.write_table(manifest_table(entries), sink, row_group_size=group)
+    rows = sorted(data.draw(st.sets(st.integers(0, n - 1))))
+    parsed = parse_manifest_data(sink.getvalue().to_pybytes(), "m")
+    assert parsed.take(rows) == [entries[i] for i in rows]
+    assert parsed.column("num_rows").to_pylist() == [e.num_rows for e in entries]
+
+
+def test_a_bad_schema_id_stops_pruning_before_it_names_a_file():
+    table = manifest_table([_entry()])
+    damaged = table.set_column(4, "schema_id", pa.array(["../../x"]))
+    parsed = parse_manifest_data(_bytes(damaged), "_lakever/manifests/m.parquet")
+    with pytest.raises(lv.CorruptMetadata, match="not 32 hex digits"):
+        parsed.column("schema_id")
