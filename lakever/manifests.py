@@ -226,8 +226,8 @@ class ManifestData:
         assert self._file is not None
         with self._lock:  # a ParquetFile is not safe to read from two threads at once
             if groups is None:
-                return self._file.read(columns=columns)
-            return self._file.read_row_groups(groups, columns=columns)
+                return self._file.read(columns=columns, use_threads=False)
+            return self._file.read_row_groups(groups, columns=columns, use_threads=False)
 
     def column(self, name: str) -> pa.Array[Any]:
         """One whole column (checked: schema ids are object ids, records parse)."""
@@ -287,6 +287,8 @@ def _check_schema(schema: pa.Schema) -> list[str]:
         raise ValueError(f"the columns {names[: len(_BASE_NAMES)]} are not {_BASE_NAMES}")
     for f in _BASE_FIELDS:
         got = schema.field(f.name).type
+        if f.name in _DICTIONARY and pa.types.is_dictionary(got):
+            got = got.value_type
         if got != f.type:
             raise ValueError(f"column {f.name!r} has type {got}, not {f.type}")
     for name in names[len(_BASE_NAMES) :]:
@@ -321,6 +323,8 @@ def _check_column(name: str, arr: pa.Array[Any], rel: str) -> None:
 
 
 _REQUIRED = {f.name for f in _BASE_FIELDS if not f.nullable}
+#: Columns read as dictionaries from manifest files (string values).
+_DICTIONARY = ("schema_id", "partition")
 
 
 def _to_entries(table: pa.Table) -> list[FragmentEntry]:
@@ -506,6 +510,9 @@ def parse_manifest_data(data: bytes, rel: str) -> ManifestData:
                 "upgrade lakever",
                 path=rel,
             )
+        _check_schema(file.schema_arrow)
+        # Few distinct schema ids and partition records: decode them as dictionaries.
+        file = pq.ParquetFile(pa.BufferReader(data), read_dictionary=list(_DICTIONARY))
         return ManifestData(rel, file=file)
     except CorruptMetadata:
         raise

@@ -299,10 +299,11 @@ def _partition_mask(
 
     The condition is evaluated once per distinct (partition record, schema) pair.
     """
-    part = pa.concat_arrays([m.column("partition") for m in manifests])
-    if part.null_count == len(part):
+    if all(m.column("partition").null_count == len(m) for m in manifests):
         return None
-    sids = pa.concat_arrays([m.column("schema_id") for m in manifests])
+    # Columns read from files are dictionaries: decode them to concatenate them.
+    part = pa.concat_arrays([m.column("partition").cast(pa.string()) for m in manifests])
+    sids = pa.concat_arrays([m.column("schema_id").cast(pa.string()) for m in manifests])
     joined = pc.binary_join_element_wise(part, sids, "\n")  # type: ignore[call-overload]
     keys = pc.dictionary_encode(joined)
     stats: list[Stats] = []
