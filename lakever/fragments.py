@@ -7,26 +7,28 @@ keyed by field id, and the id of the schema the file was written under.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakever._batching import regroup
-from lakever.format import (
-    DATA_DIR,
-    FragmentEntry,
-    sha256_hex,
-)
+from lakever.format import DATA_DIR, FragmentEntry
 from lakever.schema import FIELD_ID_KEY
 from lakever.storage import Storage
+from lakever.storage.base import ByteSink
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = [
     "DEFAULT_MAX_ROWS_PER_FRAGMENT",
@@ -137,6 +139,30 @@ def new_name(directory: str) -> str:
     return f"{directory}/{uuid.uuid4().hex}.parquet"
 
 
+class _Hashing(io.RawIOBase):
+    """The Parquet writer's output: passed on to storage as it comes, hashed and counted.
+
+    The hash and size are of exactly the bytes handed to storage, in order; nothing
+    holds the whole file.
+    """
+
+    def __init__(self, sink: ByteSink) -> None:
+        super().__init__()
+        self._sink = sink
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: ReadableBuffer, /) -> int:
+        view = memoryview(b)
+        self.sha.update(view)
+        self._sink.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+
 def _write_one(
     storage: Storage,
     table: pa.Table,
@@ -144,20 +170,23 @@ def _write_one(
     subdir: str = "",
     partition: Sequence[dict[str, Any]] | None = None,
 ) -> FragmentEntry:
-    sink = pa.BufferOutputStream()
-    with pq.ParquetWriter(sink, table.schema) as writer:
-        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-    buf = sink.getvalue()
-    data = memoryview(buf)
     rel = new_name(f"{DATA_DIR}/{subdir}" if subdir else DATA_DIR)
-    digest = sha256_hex(data)
-    storage.write_new(rel, data)
+    written: list[tuple[_Hashing, pq.FileMetaData]] = []
+
+    def produce(sink: ByteSink) -> None:
+        out = _Hashing(sink)
+        with pq.ParquetWriter(pa.PythonFile(out, mode="w"), table.schema) as writer:
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        written.append((out, writer.writer.metadata))
+
+    storage.write_new_stream(rel, produce)
+    ((out, meta),) = written
     return FragmentEntry(
         path=rel,
         num_rows=table.num_rows,
-        size_bytes=buf.size,
-        content_hash=f"sha256:{digest}",
-        stats=_stats_for(table, writer.writer.metadata),
+        size_bytes=out.size,
+        content_hash=f"sha256:{out.sha.hexdigest()}",
+        stats=_stats_for(table, meta),
         schema_id=schema_id,
         partition=None if partition is None else tuple(partition),
     )
