@@ -41,6 +41,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 from _harness import (
     Result,
@@ -244,9 +245,14 @@ class Bench:
         lake_cpu: list[float] = []
         base_cpu: list[float] = []
         fsync_t: list[float] = []
+        # pyarrow's own multi-threaded writer (pyarrow.dataset.write_dataset, defaults).
+        mt_t: list[float] = []
+        mt_cpu: list[float] = []
+        mt_fsync_t: list[float] = []
         for rep in range(s.bulk_repeat):
             uri = self.path(f"bulk-{rep}")
             file = self.path(f"bulk-{rep}.parquet")
+            mt_dir = self.path(f"bulk-{rep}-write_dataset")
             ds = lv.create_dataset(uri, small, message="small start")
 
             def lake(ds: lv.Dataset = ds) -> None:
@@ -255,14 +261,20 @@ class Bench:
             def base(file: str = file) -> None:
                 pq.write_table(big, file)
 
-            # Alternate the order so neither side always runs on a warmer machine.
-            order = [(lake, lake_t, lake_cpu), (base, base_t, base_cpu)]
+            def mt(mt_dir: str = mt_dir) -> None:
+                pds.write_dataset(big, mt_dir, format="parquet")
+
+            # Alternate the order so no side always runs on a warmer machine.
+            order = [(lake, lake_t, lake_cpu), (base, base_t, base_cpu), (mt, mt_t, mt_cpu)]
             for fn, wall, cpu in order if rep % 2 == 0 else order[::-1]:
                 c0 = time.process_time()
                 wall.append(time_call(fn))
                 cpu.append(time.process_time() - c0)
             fsync_t.append(time_call(functools.partial(_fsync_file, file)))
+            mt_files = [os.path.join(mt_dir, name) for name in sorted(os.listdir(mt_dir))]
+            mt_fsync_t.append(time_call(lambda files=mt_files: [_fsync_file(f) for f in files]))
             os.unlink(file)
+            shutil.rmtree(mt_dir)
             if rep == 0:
                 self.bulk_uri = uri
             else:
@@ -327,6 +339,31 @@ class Bench:
                 notes="same runs; CPU seconds include the writer threads and are less affected "
                 "by other load than wall time (though not immune on shared cores)",
                 extra={"lakever_runs": lake_cpu, "baseline_runs": base_cpu},
+            )
+        )
+        self.add(
+            Result(
+                W1,
+                f"append {n} rows vs pyarrow write_dataset + fsync",
+                "s",
+                lake_m,
+                median([b + f for b, f in zip(mt_t, mt_fsync_t, strict=True)]),
+                "write_dataset+fsync",
+                notes="same runs; pyarrow.dataset.write_dataset (multi-threaded, default "
+                "options) plus one fsync of each file it wrote",
+                extra={"lakever_runs": lake_t, "baseline_runs": mt_t, "fsync_runs": mt_fsync_t},
+            )
+        )
+        self.add(
+            Result(
+                W1,
+                f"CPU time of the {n}-row append vs write_dataset",
+                "s",
+                median(lake_cpu),
+                median(mt_cpu),
+                "write_dataset",
+                notes="same runs (process CPU, all threads)",
+                extra={"lakever_runs": lake_cpu, "baseline_runs": mt_cpu},
             )
         )
 

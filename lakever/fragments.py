@@ -7,26 +7,28 @@ keyed by field id, and the id of the schema the file was written under.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakever._batching import regroup
-from lakever.format import (
-    DATA_DIR,
-    FragmentEntry,
-    sha256_hex,
-)
+from lakever.format import DATA_DIR, FragmentEntry
 from lakever.schema import FIELD_ID_KEY
 from lakever.storage import Storage
+from lakever.storage.base import ByteSink
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = [
     "DEFAULT_MAX_ROWS_PER_FRAGMENT",
@@ -63,67 +65,133 @@ def _stat_value(value: Any, t: pa.DataType) -> Any:
     return None
 
 
-def _parquet_string_bounds(meta: pq.FileMetaData | None) -> dict[str, tuple[Any, Any]]:
-    """min/max of top-level string columns from the Parquet footer (free to read)."""
+def _bounded(t: pa.DataType) -> bool:
+    """Whether a column of type ``t`` gets min/max statistics."""
+    return (
+        pa.types.is_integer(t)
+        or (pa.types.is_floating(t) and not pa.types.is_float16(t))
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_boolean(t)
+        or (pa.types.is_temporal(t) and not pa.types.is_duration(t))
+    )
+
+
+#: How to read a bound from the footer: the Python type it must have, and whether it is
+#: the raw (physical) value rather than the logical one.
+_Kind = tuple[type, bool]
+
+
+def _footer_kind(t: pa.DataType) -> _Kind | None:
+    """How the footer's min/max is exactly lakever's bound for a column of type ``t``;
+    None when the bound must be computed from the rows.
+
+    Integers are read as logical values (unsigned ones are stored as signed). Temporal
+    bounds are integer ticks: the footer's raw values, where the Parquet column keeps
+    the Arrow unit (the writer stores timestamp[s] and time32[s] in milliseconds and
+    date64 in days). Decimals are rare and left to compute.
+    """
+    if pa.types.is_boolean(t):
+        return bool, False
+    if pa.types.is_integer(t):
+        return int, False
+    if pa.types.is_floating(t) and not pa.types.is_float16(t):
+        return float, False
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return str, False
+    if (pa.types.is_timestamp(t) or pa.types.is_time32(t)) and t.unit == "s":
+        return None
+    if (
+        pa.types.is_timestamp(t)
+        or pa.types.is_time32(t)
+        or pa.types.is_time64(t)
+        or pa.types.is_date32(t)
+    ):
+        return int, True
+    return None
+
+
+def _footer_bounds(
+    meta: pq.FileMetaData | None, wanted: dict[str, _Kind]
+) -> dict[str, tuple[Any, Any]]:
+    """min/max over every row group, from the Parquet footer (free to read), of the
+    top-level columns in ``wanted`` (name -> how to read its bounds, `_footer_kind`).
+
+    A column is left out when a row group holding values has no min/max (the writer
+    drops them for very long strings and all-NaN floats) or the footer's values are not
+    of the expected type.
+    """
     out: dict[str, tuple[Any, Any]] = {}
-    if meta is None or meta.num_row_groups == 0:
+    if meta is None or not wanted:
         return out
     for j in range(meta.num_columns):
-        lo = hi = None
+        name = meta.schema.column(j).path
+        if name not in wanted:
+            continue
+        kind, raw = wanted[name]
+        lo: Any = None
+        hi: Any = None
         for g in range(meta.num_row_groups):
             col = meta.row_group(g).column(j)
             st = col.statistics
-            if "." in col.path_in_schema or st is None or not st.has_min_max:
-                if st is None or st.null_count != col.num_values:
-                    lo = hi = None
-                    break
-                continue
-            if not isinstance(st.min, str) or not isinstance(st.max, str):
+            if st is None or not st.has_min_max:
+                if st is not None and st.null_count == col.num_values:
+                    continue  # only nulls here
                 lo = hi = None
                 break
-            lo = st.min if lo is None or st.min < lo else lo
-            hi = st.max if hi is None or st.max > hi else hi
-        else:
-            if lo is not None:
-                out[meta.row_group(0).column(j).path_in_schema] = (lo, hi)
+            a, b = (st.min_raw, st.max_raw) if raw else (st.min, st.max)
+            if type(a) is not kind or type(b) is not kind:
+                lo = hi = None
+                break
+            lo = a if lo is None or a < lo else lo
+            hi = b if hi is None or b > hi else hi
+        if lo is not None:
+            out[name] = (lo, hi)
     return out
 
 
 def _stats_for(table: pa.Table, meta: pq.FileMetaData | None = None) -> dict[int, dict[str, Any]]:
+    """Statistics by field id of the top-level columns of ``table``, written as ``meta``.
+
+    Bounds come from the Parquet footer wherever it holds exactly the value computing
+    them from the rows gives (`_footer_kind`); otherwise (and without ``meta``) they
+    are computed.
+    """
+    wanted: dict[str, _Kind] = {}
+    for f in table.schema:
+        kind = _footer_kind(f.type)
+        if kind is not None and "." not in f.name:  # a dotted name is ambiguous in the footer
+            wanted[f.name] = kind
+    footer = _footer_bounds(meta, wanted)
     out: dict[int, dict[str, Any]] = {}
-    strings = _parquet_string_bounds(meta)
     for f, col in zip(table.schema, table.columns, strict=True):
         raw = (f.metadata or {}).get(FIELD_ID_KEY)
         if raw is None:
             continue
-        entry: dict[str, Any] = {"nulls": col.null_count}
-        if pa.types.is_floating(f.type) and not pa.types.is_float16(f.type):
-            entry["nans"] = pc.sum(pc.is_nan(col).cast(pa.int64())).as_py() or 0
         t = f.type
-        if (
-            pa.types.is_integer(t)
-            or (pa.types.is_floating(t) and not pa.types.is_float16(t))
-            or pa.types.is_string(t)
-            or pa.types.is_large_string(t)
-            or pa.types.is_decimal(t)
-            or pa.types.is_boolean(t)
-            or (pa.types.is_temporal(t) and not pa.types.is_duration(t))
-        ) and col.null_count < len(col):
-            if f.name in strings:
-                # String min/max is the costly one; the Parquet writer computed it already.
-                lo_str, hi_str = (_stat_value(v, t) for v in strings[f.name])
-                if lo_str is not None and hi_str is not None:
-                    entry["min"], entry["max"] = lo_str, hi_str
-                out[int(raw)] = entry
-                continue
-            mm = pc.min_max(col)
-            lo_s, hi_s = mm["min"], mm["max"]
+        entry: dict[str, Any] = {"nulls": col.null_count}
+        if pa.types.is_floating(t) and not pa.types.is_float16(t):
+            nans = pc.sum(pc.is_nan(col))  # type: ignore[type-var]  # it counts booleans
+            entry["nans"] = nans.as_py() or 0
+        if _bounded(t) and col.null_count < len(col):
+            # Dates, times and timestamps are recorded as their integer ticks.
             ptype = t
             if pa.types.is_temporal(t):
-                # Dates, times and timestamps are recorded as their integer ticks.
                 ptype = pa.int32() if t.bit_width == 32 else pa.int64()
-                lo_s, hi_s = lo_s.cast(ptype), hi_s.cast(ptype)
-            lo, hi = _stat_value(lo_s.as_py(), ptype), _stat_value(hi_s.as_py(), ptype)
+            found = footer.get(f.name)
+            if found is not None and pa.types.is_floating(t) and 0 in found:
+                # The footer records a zero bound as -0.0 (min) / 0.0 (max); computing
+                # it gives the sign of a zero in the rows: compute, to record the same.
+                found = None
+            if found is not None:
+                lo, hi = _stat_value(found[0], ptype), _stat_value(found[1], ptype)
+            else:
+                mm = pc.min_max(col)
+                lo_s, hi_s = mm["min"], mm["max"]
+                if pa.types.is_temporal(t):
+                    lo_s, hi_s = lo_s.cast(ptype), hi_s.cast(ptype)
+                lo, hi = _stat_value(lo_s.as_py(), ptype), _stat_value(hi_s.as_py(), ptype)
             if lo is not None and hi is not None:
                 entry["min"], entry["max"] = lo, hi
         out[int(raw)] = entry
@@ -137,6 +205,30 @@ def new_name(directory: str) -> str:
     return f"{directory}/{uuid.uuid4().hex}.parquet"
 
 
+class _Hashing(io.RawIOBase):
+    """The Parquet writer's output: passed on to storage as it comes, hashed and counted.
+
+    The hash and size are of exactly the bytes handed to storage, in order; nothing
+    holds the whole file.
+    """
+
+    def __init__(self, sink: ByteSink) -> None:
+        super().__init__()
+        self._sink = sink
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: ReadableBuffer, /) -> int:
+        view = memoryview(b)
+        self.sha.update(view)
+        self._sink.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+
 def _write_one(
     storage: Storage,
     table: pa.Table,
@@ -144,20 +236,23 @@ def _write_one(
     subdir: str = "",
     partition: Sequence[dict[str, Any]] | None = None,
 ) -> FragmentEntry:
-    sink = pa.BufferOutputStream()
-    with pq.ParquetWriter(sink, table.schema) as writer:
-        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-    buf = sink.getvalue()
-    data = memoryview(buf)
     rel = new_name(f"{DATA_DIR}/{subdir}" if subdir else DATA_DIR)
-    digest = sha256_hex(data)
-    storage.write_new(rel, data)
+    written: list[tuple[_Hashing, pq.FileMetaData]] = []
+
+    def produce(sink: ByteSink) -> None:
+        out = _Hashing(sink)
+        with pq.ParquetWriter(pa.PythonFile(out, mode="w"), table.schema) as writer:
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        written.append((out, writer.writer.metadata))
+
+    storage.write_new_stream(rel, produce)
+    ((out, meta),) = written
     return FragmentEntry(
         path=rel,
         num_rows=table.num_rows,
-        size_bytes=buf.size,
-        content_hash=f"sha256:{digest}",
-        stats=_stats_for(table, writer.writer.metadata),
+        size_bytes=out.size,
+        content_hash=f"sha256:{out.sha.hexdigest()}",
+        stats=_stats_for(table, meta),
         schema_id=schema_id,
         partition=None if partition is None else tuple(partition),
     )

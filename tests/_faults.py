@@ -13,8 +13,8 @@ happens at call number ``at``:
   ``except Exception`` in lakever catches, and every later call crashes too, so
   nothing after the fault reaches storage. The test then reopens the dataset from a
   fresh plain storage, as a new process would;
-* ``ambiguous``: a write (``put_if_absent``, ``write_new``, ``write_hint``,
-  ``delete``, ``flush``) is performed by the backend and *then* fails, as a client
+* ``ambiguous``: a write (``put_if_absent``, ``write_new``, ``write_new_stream``,
+  ``write_hint``, ``delete``, ``flush``) is performed by the backend and *then* fails, as a client
   timeout after the request was sent does on an object store. On a read it
   behaves like ``raise``.
 """
@@ -24,13 +24,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import lakever.storage
 from lakever.errors import StorageError
 from lakever.storage import ObjectStorage, Storage, StoredFile
+from lakever.storage.base import ByteSink
 from lakever.storage.cache import CacheView
 
 Mode = Literal["raise", "crash", "ambiguous"]
@@ -38,7 +39,15 @@ ErrorKind = Literal["storage", "oserror"]
 
 #: Methods that reach the backend, in the order of the roles.
 READS = ("read_bytes", "exists", "list")
-WRITES = ("write_new", "delete", "delete_many", "flush", "put_if_absent", "write_hint")
+WRITES = (
+    "write_new",
+    "write_new_stream",
+    "delete",
+    "delete_many",
+    "flush",
+    "put_if_absent",
+    "write_hint",
+)
 
 #: Every module that imported ``open_storage`` by name (``grep -rn "import open_storage"``).
 PATCHED_MODULES = ("lakever.storage", "lakever.api", "lakever.catalog", "lakever.remote")
@@ -121,6 +130,11 @@ class FaultyStorage(Storage):
 
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
         self._call("write_new", rel, rel, data)
+
+    def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
+        # One call, like write_new: a fault fails it before a byte is produced (or, when
+        # ambiguous, after the object was stored).
+        self._call("write_new_stream", rel, rel, produce)
 
     def exists(self, rel: str) -> bool:
         return bool(self._call("exists", rel, rel))

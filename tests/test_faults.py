@@ -416,16 +416,20 @@ def test_faulty_storage_forwards_every_role(tmp_path):
     assert store.fsspec_filesystem().protocol == inner.fsspec_filesystem().protocol
     assert store.put_if_absent("x", b"1") and not store.put_if_absent("x", b"2")
     store.write_new("y", b"2")
+    store.write_new_stream("z", lambda sink: sink.write(b"4"))
     store.write_hint("h", b"3")
     store.flush()
-    assert store.read_bytes("x") == b"1" and store.exists("y") and store.list("") == ["h", "x", "y"]
+    assert store.read_bytes("x") == b"1" and store.exists("y") and store.list("") == [
+        "h", "x", "y", "z",
+    ]  # fmt: skip
+    assert inner.read_bytes("z") == b"4"
     store.delete("y")
     assert not inner.exists("y")
-    assert [f.path for f in store.walk("")] == ["h", "x"]
-    store.delete_many(["h", "x"])
+    assert [f.path for f in store.walk("")] == ["h", "x", "z"]
+    store.delete_many(["h", "x", "z"])
     assert inner.list("") == []
     assert [m for m, _ in plan.calls] == [
-        "put_if_absent", "put_if_absent", "write_new", "write_hint", "flush",
+        "put_if_absent", "put_if_absent", "write_new", "write_new_stream", "write_hint", "flush",
         "read_bytes", "exists", "list", "delete", "walk", "delete_many",
     ]  # fmt: skip
     copy = pickle.loads(pickle.dumps(store))  # a worker gets the plain inner storage

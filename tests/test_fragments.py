@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import lakever as lv
+from lakever import fragments
+from lakever.schema import assign_field_ids
+from lakever.storage import LocalStorage, open_storage
 from tests._data import events
 
 
@@ -39,3 +48,173 @@ def test_fragments_are_never_rewritten(local_location):
     for uri, data in first.items():
         assert Path(uri).read_bytes() == data
     assert lv.open_dataset(local_location, version=0).to_arrow().equals(events(0, 10))
+
+
+# ---------------------------------------------------------------- streamed writes
+
+
+def test_streamed_hash_is_the_sha256_of_the_stored_bytes(location):
+    """Fragments are encoded straight into storage; the hash and size recorded are those
+    of the bytes the backend stored (several fragments, written by parallel threads)."""
+    ds = lv.create_dataset(location, events(0, 50))
+    ds = ds.append(events(50, 1000), max_rows_per_fragment=300)
+    store = open_storage(location)
+    frags = ds.fragments()
+    assert len(frags) == 5
+    for frag in frags:
+        data = store.read_bytes(frag.path)
+        assert frag.content_hash == f"sha256:{hashlib.sha256(data).hexdigest()}"
+        assert frag.size_bytes == len(data)
+        assert pq.read_table(pa.BufferReader(data)).num_rows == frag.num_rows
+    assert ds.verify().problems == ()
+    assert ds.to_arrow().sort_by("id").equals(events(0, 1050))
+
+
+def test_fragment_bytes_are_streamed_not_buffered(tmp_path):
+    """The Parquet writer's output reaches storage in pieces as it is produced."""
+    writes: list[int] = []
+
+    class Counting(LocalStorage):
+        def write_new_stream(self, rel, produce):
+            def counted(sink):
+                class Sink:
+                    def write(self, data):
+                        writes.append(len(data))
+                        sink.write(data)
+
+                produce(Sink())
+
+            super().write_new_stream(rel, counted)
+
+    store = Counting(str(tmp_path / "ds"))
+    table = pa.table({"id": pa.array(range(200_000), pa.int64())})
+    (entry,) = fragments.write_fragments(store, [table], schema_id="s")
+    data = store.read_bytes(entry.path)
+    assert len(writes) > 3 and max(writes) < len(data) == sum(writes) == entry.size_bytes
+    assert entry.content_hash == f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def test_a_failed_fragment_write_leaves_no_file(tmp_path, monkeypatch):
+    """An error in the middle of encoding reaches the caller as a LakeverError and the
+    partial file is removed."""
+    real_write = os.write
+    calls = iter(range(10**9))
+
+    def failing(fd, data):
+        if next(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    ds = lv.create_dataset(str(tmp_path / "ds"), events(0, 10))
+    before = sorted(os.listdir(tmp_path / "ds" / "data"))
+    monkeypatch.setattr(os, "write", failing)
+    with pytest.raises(lv.StorageError, match="No space left on device"):
+        ds.append(events(10, 5000))
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path / "ds" / "data")) == before
+    assert lv.open_dataset(str(tmp_path / "ds")).num_rows == 10
+
+
+# ---------------------------------------------------------------- statistics from the footer
+
+_ZEROS = [0.0, -0.0]
+_SPECIAL = [*_ZEROS, math.nan, math.inf, -math.inf, 5e-324, 1.0, -1.5]
+_SECONDS = st.integers(-5 * 86_400, 5 * 86_400)
+
+
+def _column(t: pa.DataType, values: list[object]) -> pa.Array:
+    if pa.types.is_temporal(t):  # drawn as integer ticks
+        storage = pa.int32() if t.bit_width == 32 else pa.int64()
+        return pa.array(values, storage).cast(t)
+    return pa.array(values, t)
+
+
+#: type -> values of it (temporal ones as ticks), each column also gets nulls.
+_STAT_TYPES: dict[str, tuple[pa.DataType, st.SearchStrategy[object]]] = {
+    "i8": (pa.int8(), st.integers(-128, 127)),
+    "i64": (pa.int64(), st.integers(-(2**63), 2**63 - 1)),
+    "u16": (pa.uint16(), st.integers(0, 2**16 - 1)),
+    "u32": (pa.uint32(), st.integers(0, 2**32 - 1)),
+    "u64": (pa.uint64(), st.one_of(st.integers(0, 3), st.integers(2**63 - 2, 2**64 - 1))),
+    "f32": (pa.float32(), st.one_of(st.sampled_from(_SPECIAL), st.floats(width=32))),
+    "f64": (pa.float64(), st.one_of(st.sampled_from(_SPECIAL), st.floats())),
+    "b": (pa.bool_(), st.booleans()),
+    "s": (pa.string(), st.one_of(st.text(max_size=4), st.text(min_size=60, max_size=70))),
+    "ls": (pa.large_string(), st.text("aé日😀", max_size=66)),
+    "dec": (pa.decimal128(9, 2), st.decimals(-999, 999, places=2, allow_nan=False)),
+    "d32": (pa.date32(), st.integers(-800, 800)),
+    "d64": (pa.date64(), st.integers(-800, 800).map(lambda d: d * 86_400_000)),
+    "ts_s": (pa.timestamp("s"), _SECONDS),
+    "ts_ms": (pa.timestamp("ms", tz="+05:30"), _SECONDS.map(lambda s: s * 1000 + 7)),
+    "ts_us": (pa.timestamp("us", tz="UTC"), st.integers(-(2**50), 2**50)),
+    "ts_ns": (pa.timestamp("ns"), st.integers(-(2**62), 2**62)),
+    "t32s": (pa.time32("s"), st.integers(0, 86_399)),
+    "t32ms": (pa.time32("ms"), st.integers(0, 86_399_999)),
+    "t64us": (pa.time64("us"), st.integers(0, 86_399_999_999)),
+    "t64ns": (pa.time64("ns"), st.integers(0, 86_399_999_999_999)),
+    "dur": (pa.duration("us"), st.integers(-(10**9), 10**9)),
+}
+
+
+@st.composite
+def _stat_tables(draw: st.DrawFn) -> pa.Table:
+    n = draw(st.integers(1, 30))
+    names = draw(st.lists(st.sampled_from(sorted(_STAT_TYPES)), min_size=1, unique=True))
+    cols = {}
+    for name in names:
+        t, values = _STAT_TYPES[name]
+        cells = st.one_of(st.none(), values) if draw(st.booleans()) else values
+        cols[name] = _column(t, draw(st.lists(cells, min_size=n, max_size=n)))
+    cols["a.b"] = pa.array(range(n), pa.int64())  # a dotted name: computed, not looked up
+    cols["nested"] = pa.array([{"x": i} for i in range(n)])
+    table = pa.table(cols)
+    return table.cast(assign_field_ids(table.schema)[0])
+
+
+@given(table=_stat_tables(), rows_per_group=st.integers(1, 12))
+def test_statistics_from_the_footer_equal_the_computed_ones(table, rows_per_group):
+    """Bounds read from the Parquet footer are exactly what computing them from the rows
+    records (same values, same JSON: -0.0 stays -0.0, unsigned stays unsigned, temporal
+    columns are ticks of the Arrow unit), over any number of row groups."""
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, table.schema) as writer:
+        writer.write_table(table, row_group_size=rows_per_group)
+    from_footer = fragments._stats_for(table, writer.writer.metadata)
+    computed = fragments._stats_for(table, None)
+    assert repr(from_footer) == repr(computed)
+    assert json.dumps(from_footer, sort_keys=True) == json.dumps(computed, sort_keys=True)
+
+
+def test_footer_statistics_are_not_computed_again(monkeypatch):
+    """Where the footer has the exact bounds, no min/max pass runs over the rows."""
+    table = pa.table(
+        {
+            "i": pa.array([3, None, -7], pa.int64()),
+            "u": pa.array([2**64 - 1, 0, 5], pa.uint64()),
+            "f": pa.array([0.5, math.nan, -2.0]),
+            "s": pa.array(["b", "a", None]),
+            "ts": pa.array([5, 1, 9], pa.timestamp("ns", tz="UTC")),
+            "d": pa.array([1, 2, None], pa.date32()),
+            "zero": pa.array([-0.0, 1.0, 0.0]),
+            "secs": pa.array([4, 2, None], pa.timestamp("s")),
+        }
+    )
+    table = table.cast(assign_field_ids(table.schema)[0])
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, table.schema) as writer:
+        writer.write_table(table)
+    computed_for: list[pa.DataType] = []
+    real = fragments.pc.min_max
+    monkeypatch.setattr(
+        fragments.pc,
+        "min_max",
+        lambda col, *a, **k: (computed_for.append(col.type), real(col, *a, **k))[1],
+    )
+    stats = fragments._stats_for(table, writer.writer.metadata)
+    # Only the zero bound (sign) and the seconds (stored as milliseconds) are computed.
+    assert computed_for == [pa.float64(), pa.timestamp("s")]
+    assert stats[2] == {"nulls": 0, "min": 0, "max": 2**64 - 1}
+    assert stats[3] == {"nulls": 0, "nans": 1, "min": -2.0, "max": 0.5}
+    assert stats[5] == {"nulls": 0, "min": 1, "max": 9}
+    assert repr(stats[7]) == "{'nulls': 0, 'nans': 0, 'min': -0.0, 'max': 1.0}"
+    assert stats[8] == {"nulls": 1, "min": 2, "max": 4}

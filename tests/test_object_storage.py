@@ -9,6 +9,7 @@ that injects latency and faults (tests/_s3.py).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -86,6 +87,33 @@ def test_write_new_refuses_a_taken_name(s3_bucket):
     assert store.read_bytes("data/a.parquet") == b"one"
     # The same bytes again (a retry of our own write that landed) is not an error.
     store.write_new("data/a.parquet", b"one")
+
+
+def test_write_new_stream_creates_the_object_and_caches_a_fragment(s3_bucket):
+    store = open_storage(s3_bucket + "/ds")
+    assert isinstance(store, ObjectStorage)
+    part = os.urandom(1 << 20)
+
+    def produce(sink) -> None:
+        sink.write(b"PAR1")
+        sink.write(memoryview(part))
+        sink.write(b"PAR1")
+
+    store.write_new_stream("data/a.parquet", produce)
+    data = b"PAR1" + part + b"PAR1"
+    assert store.read_bytes("data/a.parquet") == data
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert store.cache.get("data/a.parquet", digest) == data  # as write_new caches it
+    with pytest.raises(FileExistsError):
+        store.write_new_stream("data/a.parquet", lambda sink: sink.write(b"other"))
+
+    def fails(sink) -> None:
+        sink.write(b"partial")
+        raise ValueError("encoder failed")
+
+    with pytest.raises(ValueError, match="encoder failed"):
+        store.write_new_stream("data/b.parquet", fails)
+    assert not store.exists("data/b.parquet")
 
 
 def test_delete_many_batches_and_ignores_absent_keys(s3_bucket, proxy):

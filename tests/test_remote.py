@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import lakever.remote as remote
 from lakever.errors import StorageError
 from lakever.format import FIELD_ID_DIR, field_id_claim_path
 from lakever.storage import ObjectStorage, Storage, StoredFile, open_storage
+from lakever.storage.base import ByteSink
 from tests._data import events
 
 #: Files that are not immutable objects (hints, index, refs, events): not counted as copied.
@@ -306,6 +307,9 @@ class _Wrapped(Storage):
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
         self.inner.write_new(rel, data)
 
+    def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
+        self.inner.write_new_stream(rel, produce)
+
     def exists(self, rel: str) -> bool:
         return self.inner.exists(rel)
 
@@ -368,6 +372,10 @@ class _Failing(_Wrapped):
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
         self._spend(rel)
         super().write_new(rel, data)
+
+    def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
+        self._spend(rel)
+        super().write_new_stream(rel, produce)
 
     def put_if_absent(self, rel: str, data: bytes) -> bool:
         self._spend(rel)

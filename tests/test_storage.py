@@ -458,3 +458,100 @@ def test_local_link_failure_is_a_storage_error(tmp_path, monkeypatch):
         store.put_if_absent("log/g", b"y")
     assert str(info.value) == f"cannot write {tmp_path}/root/log/g: No space left on device"
     assert os.listdir(tmp_path / "root" / "log") == ["f"]  # no temp file left
+
+
+# ---------------------------------------------------------------- streamed writes
+
+
+def _producing(*chunks: bytes | memoryview):
+    def produce(sink) -> None:
+        for chunk in chunks:
+            sink.write(chunk)
+
+    return produce
+
+
+def test_write_new_stream_stores_the_bytes_written_in_order(store):
+    big = os.urandom(3 << 20)
+    store.write_new_stream(
+        "data/s.parquet", _producing(b"head", b"", memoryview(big)[1:], bytearray(b"tail"))
+    )
+    store.flush()
+    assert store.read_bytes("data/s.parquet") == b"head" + big[1:] + b"tail"
+    store.write_new_stream("data/empty", _producing())
+    assert store.read_bytes("data/empty") == b""
+
+
+def test_write_new_stream_refuses_a_taken_name(store):
+    store.write_new("data/f.parquet", b"abc")
+    with pytest.raises(FileExistsError):
+        store.write_new_stream("data/f.parquet", _producing(b"def"))
+    store.write_new_stream("data/g.parquet", _producing(b"1"))
+    with pytest.raises(FileExistsError):
+        store.write_new("data/g.parquet", b"2")
+    assert store.read_bytes("data/f.parquet") == b"abc"
+    assert store.read_bytes("data/g.parquet") == b"1"
+
+
+def test_write_new_stream_leaves_nothing_when_the_producer_fails(store):
+    def produce(sink) -> None:
+        sink.write(b"x" * 100_000)
+        raise ValueError("encoder failed")
+
+    with pytest.raises(ValueError, match="encoder failed"):
+        store.write_new_stream("data/f.parquet", produce)
+    assert not store.exists("data/f.parquet")
+    store.write_new_stream("data/f.parquet", _producing(b"retried"))  # the name is free
+    assert store.read_bytes("data/f.parquet") == b"retried"
+
+
+def test_local_write_new_stream_writes_as_bytes_come_and_syncs(tmp_path, monkeypatch):
+    import lakever.storage.local as local
+
+    store = LocalStorage(str(tmp_path / "root"))
+    path = tmp_path / "root" / "data" / "f"
+    seen: list[int] = []
+
+    def produce(sink) -> None:
+        sink.write(b"a" * 1000)
+        seen.append(path.stat().st_size)  # already in the file: nothing buffers it whole
+        sink.write(b"b" * 10)
+
+    synced_files: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced_files.append(fd), real_fsync(fd)))
+    synced_dirs: list[str] = []
+    monkeypatch.setattr(local, "_fsync_dir", synced_dirs.append)
+    store.write_new_stream("data/f", produce)
+    assert seen == [1000] and path.read_bytes() == b"a" * 1000 + b"b" * 10
+    assert len(synced_files) == 1  # the file, before write_new_stream returned
+    store.flush()
+    assert str(tmp_path / "root" / "data") in synced_dirs
+
+
+def test_local_write_new_stream_disk_failure_is_a_storage_error(tmp_path, monkeypatch):
+    store = LocalStorage(str(tmp_path / "root"))
+    store.write_new("data/keep", b"x")
+    real_write = os.write
+
+    def full(fd, data):
+        if len(data) > 10:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(lv.StorageError) as info:
+        store.write_new_stream("data/f", _producing(b"small", b"x" * 100))
+    assert str(info.value) == f"cannot write {tmp_path}/root/data/f: No space left on device"
+    assert store.list("data") == ["keep"]  # no partial file
+
+
+def test_read_only_storage_refuses_a_stream_before_producing(tmp_path):
+    from lakever.storage import ReadOnlyFsspecStorage
+
+    store = open_storage(f"file://{tmp_path}")
+    ro = ReadOnlyFsspecStorage(store.fsspec_filesystem(), str(tmp_path), "file")
+    called: list[bool] = []
+    with pytest.raises(lv.StorageError, match="not supported"):
+        ro.write_new_stream("data/f", lambda sink: called.append(True))
+    assert called == []

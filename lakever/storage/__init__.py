@@ -6,13 +6,22 @@ import os
 from typing import Any
 
 from lakever.errors import InvalidArgument, StorageError
-from lakever.storage.base import Atomic, Engines, FileRef, Objects, Storage, StoredFile
+from lakever.storage.base import (
+    Atomic,
+    ByteSink,
+    Engines,
+    FileRef,
+    Objects,
+    Storage,
+    StoredFile,
+)
 from lakever.storage.fsspec import MemoryStorage, ReadOnlyFsspecStorage
 from lakever.storage.local import LocalStorage
 from lakever.storage.objectstore import PROTOCOLS, ObjectStorage
 
 __all__ = [
     "Atomic",
+    "ByteSink",
     "Engines",
     "FileRef",
     "LocalStorage",

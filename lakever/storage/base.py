@@ -3,8 +3,9 @@
 Every byte lakever reads or writes goes through a `Storage`. Its methods fall in
 three roles, each a small interface a backend implements:
 
-* `Objects` -- bytes: read an object, create a new immutable one, list, delete.
-  ``write_new`` objects (fragments, manifests) are durable once ``flush`` returns.
+* `Objects` -- bytes: read an object, create a new immutable one (whole, or streamed
+  from a producer), list, delete. ``write_new`` / ``write_new_stream`` objects
+  (fragments, manifests) are durable once ``flush`` returns.
 * `Atomic` -- the commit protocol's one atomic step: ``put_if_absent`` creates an
   object only if the name is free, and it appears complete or not at all; a log
   entry becomes visible through it. ``write_hint`` overwrites advisory objects.
@@ -41,7 +42,7 @@ from lakever.errors import StorageError
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
-__all__ = ["Atomic", "Engines", "FileRef", "Objects", "Storage", "StoredFile"]
+__all__ = ["Atomic", "ByteSink", "Engines", "FileRef", "Objects", "Storage", "StoredFile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,12 @@ class FileRef(Protocol):
     def content_hash(self) -> str: ...
 
 
+class ByteSink(Protocol):
+    """Where the producer of `Objects.write_new_stream` writes the object's bytes, in order."""
+
+    def write(self, data: bytes | memoryview, /) -> None: ...
+
+
 class Objects(ABC):
     """Bytes: objects addressed by '/'-separated paths relative to the dataset root."""
 
@@ -78,6 +85,25 @@ class Objects(ABC):
     @abstractmethod
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
         """Create a new immutable object; raise FileExistsError if the name is taken."""
+
+    def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
+        """Create a new immutable object from the bytes ``produce`` writes to the sink it
+        is given; raise FileExistsError if the name is taken.
+
+        The object is the one ``write_new(rel, <those bytes>)`` would create, with the
+        same guarantees (durable once ``flush`` returns). If ``produce`` raises, its
+        exception propagates and no object is left: a backend that stores bytes as they
+        come removes what it wrote. (A process killed meanwhile may leave part of the
+        object at ``rel``; nothing references it, like the files of any commit that never
+        landed.) ``produce`` must not keep the sink after it returns.
+
+        This default collects the bytes and hands them to ``write_new``; local disk
+        overrides it to write (and fsync) the file as the bytes come, so a large fragment
+        is never held in memory whole.
+        """
+        chunks: list[bytes] = []
+        produce(_Collector(chunks))
+        self.write_new(rel, b"".join(chunks))
 
     @abstractmethod
     def exists(self, rel: str) -> bool:
@@ -119,6 +145,18 @@ class Objects(ABC):
         A backend may serve them from a local cache (`lakever.storage.cache`).
         """
         return self.read_bytes(rel)
+
+
+class _Collector:
+    """A `ByteSink` keeping what is written (the default `Objects.write_new_stream`)."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    def write(self, data: bytes | memoryview, /) -> None:
+        self._chunks.append(bytes(data))
 
 
 class Atomic(ABC):
@@ -236,6 +274,7 @@ _TRANSLATED: dict[str, tuple[str, type[OSError] | None]] = {
     "read_object": ("read", FileNotFoundError),
     "names_after": ("list", None),
     "write_new": ("write", FileExistsError),
+    "write_new_stream": ("write", FileExistsError),
     "exists": ("check", None),
     "list": ("list", None),
     "walk": ("list", None),

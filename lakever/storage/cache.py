@@ -29,13 +29,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from lakever._lru import Lru
 from lakever.errors import InvalidArgument
-from lakever.storage.base import FileRef, Storage, StoredFile
+from lakever.storage.base import ByteSink, FileRef, Storage, StoredFile
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -287,6 +287,9 @@ class CacheView(Storage):
 
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
         self.origin.write_new(rel, data)
+
+    def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
+        self.origin.write_new_stream(rel, produce)
 
     def exists(self, rel: str) -> bool:
         return self.origin.exists(rel)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lakever.errors import StorageError
-from lakever.storage.base import Storage, StoredFile
+from lakever.storage.base import ByteSink, Storage, StoredFile
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -142,6 +142,9 @@ class ReadOnlyFsspecStorage(_FsspecStorage):
 
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
         raise self._refuse(rel)
+
+    def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
+        raise self._refuse(rel)  # before producing a byte
 
     def put_if_absent(self, rel: str, data: bytes) -> bool:
         raise self._refuse(rel)

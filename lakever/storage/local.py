@@ -7,11 +7,11 @@ import errno
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lakever.errors import StorageError
-from lakever.storage.base import Storage, StoredFile
+from lakever.storage.base import ByteSink, Storage, StoredFile
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -214,6 +214,33 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise _storage_error("delete", path, exc) from exc
 
+    def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
+        # Straight into the new file, then fsync (as write_new): no whole-object buffer.
+        path = self._p(rel)
+        self._mkdir(path)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from exc
+        done = False
+        try:
+            produce(_FileSink(fd, path))
+            if self._fsync:
+                os.fsync(fd)
+            done = True
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from exc
+        finally:
+            os.close(fd)
+            if not done:  # the producer or the disk failed: leave no partial file
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        if self._fsync:
+            with self._lock:
+                self._dirty.add(os.path.dirname(path))
+
     def full_path(self, rel: str) -> str:
         return self._p(rel)
 
@@ -241,6 +268,21 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+class _FileSink:
+    """The `ByteSink` of `LocalStorage.write_new_stream`: writes go to the open file."""
+
+    __slots__ = ("_fd", "_path")
+
+    def __init__(self, fd: int, path: str) -> None:
+        self._fd, self._path = fd, path
+
+    def write(self, data: bytes | memoryview, /) -> None:
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            raise _storage_error("write", self._path, exc) from exc
 
 
 def _fsync_dir(path: str) -> None:
