@@ -205,7 +205,7 @@ class ManifestData:
         self._table = table
         self._file = file
         self._entries = entries
-        self._columns: dict[str, pa.Array[Any]] = {}
+        self._columns: dict[str, pa.ChunkedArray[Any]] = {}
         self._lock = threading.Lock()
         self._starts: list[int] = []
         if file is not None:
@@ -231,18 +231,32 @@ class ManifestData:
                 return self._file.read(columns=columns, use_threads=False)
             return self._file.read_row_groups(groups, columns=columns, use_threads=False)
 
-    def column(self, name: str) -> pa.Array[Any]:
-        """One whole column (checked: schema ids are object ids, records parse)."""
+    def column(self, name: str) -> pa.ChunkedArray[Any]:
+        """One whole column, a chunk per row group (checked: schema ids are object ids,
+        partition records parse). Not concatenated: nothing needs one buffer."""
         hit = self._columns.get(name)
         if hit is not None:
             return hit
         if self._table is not None:
-            arr = self._table.column(name).combine_chunks()
+            arr = self._table.column(name)
         else:
-            arr = self._read([name]).column(0).combine_chunks()
+            arr = self._read([name]).column(0)
             _check_column(name, arr, self.rel)
         self._columns[name] = arr
         return arr
+
+    def prefetch(self, names: Sequence[str]) -> None:
+        """Decode the columns ``names`` that are not decoded yet, in one read."""
+        if self._table is not None:
+            return
+        missing = [n for n in dict.fromkeys(names) if n not in self._columns and n in self.names]
+        if not missing:
+            return
+        table = self._read(missing)
+        for name in missing:
+            arr = table.column(name)
+            _check_column(name, arr, self.rel)
+            self._columns[name] = arr
 
     def stat_names(self, fid: int) -> list[str]:
         """This manifest's statistics columns of field ``fid``."""
@@ -306,7 +320,7 @@ def _corrupt(rel: str, exc: Exception) -> CorruptMetadata:
     return CorruptMetadata(f"manifest {rel} cannot be parsed: {exc}", path=rel)
 
 
-def _check_column(name: str, arr: pa.Array[Any], rel: str) -> None:
+def _check_column(name: str, arr: pa.Array[Any] | pa.ChunkedArray[Any], rel: str) -> None:
     """Check the values of one decoded column that pruning reads."""
     try:
         if name == "schema_id":

@@ -87,7 +87,9 @@ def _decode(values: Sequence[Any], t: pa.DataType) -> pa.Array[Any]:
     return pa.array(values, t)
 
 
-def _decode_column(raw: pa.Array[Any], t: pa.DataType) -> pa.Array[Any]:
+def _decode_column(
+    raw: pa.Array[Any] | pa.ChunkedArray[Any], t: pa.DataType
+) -> pa.Array[Any] | pa.ChunkedArray[Any]:
     """A typed statistics column (`lakever.manifests.CLASSES`) decoded as type ``t``."""
     ticks = _ticks(t)
     if ticks is not None:
@@ -133,7 +135,9 @@ def _zero(v: Any, *, low: bool) -> Any:
     return v
 
 
-def _signed_zeros(arr: pa.Array[Any], t: pa.DataType, *, low: bool) -> pa.Array[Any]:
+def _signed_zeros(
+    arr: pa.Array[Any] | pa.ChunkedArray[Any], t: pa.DataType, *, low: bool
+) -> pa.Array[Any] | pa.ChunkedArray[Any]:
     """`_zero` over a column of bounds of type ``t``."""
     if not pa.types.is_floating(t) or len(arr) == 0:
         return arr
@@ -173,21 +177,21 @@ WrittenType = Callable[[str, int], "pa.DataType | None"]
 
 def _manifest_relation(
     m: ManifestData, fields: Sequence[int], types: Mapping[int, pa.DataType], written: WrittenType
-) -> dict[str, pa.Array[Any]]:
+) -> dict[str, pa.ChunkedArray[Any]]:
     """The statistics relation's columns for one manifest, computed column by column.
 
     Bounds are decoded per schema the fragments were written under (a manifest holds
     few), in that type, then cast to the current one; what cannot be cast is unknown.
     """
     n = len(m)
-    out: dict[str, pa.Array[Any]] = {"n": m.column("num_rows")}
+    out: dict[str, pa.Array[Any] | pa.ChunkedArray[Any]] = {"n": m.column("num_rows")}
     sids = m.column("schema_id")
     unique = [str(sid) for sid in pc.unique(sids).to_pylist()]
     names = set(m.names)
     for fid in fields:
         t = types[fid]
         for key, prefix in (("min", "lo"), ("max", "hi")):
-            acc: pa.Array[Any] = pa.nulls(n, t)  # type: ignore[call-overload]
+            acc: pa.Array[Any] | pa.ChunkedArray[Any] | None = None
             for cls in CLASSES:
                 name = stat_column(fid, key, cls)
                 if name not in names:
@@ -197,19 +201,34 @@ def _manifest_relation(
                     wt = written(sid, fid)
                     if wt is None or not _stat_type(wt):
                         continue
-                    mask = None if len(unique) == 1 else pc.equal(sids, pa.scalar(sid))
+                    if len(unique) == 1:
+                        mask = None
+                    else:
+                        mask = _flat(pc.equal(sids, pa.scalar(sid)))
                     try:
-                        dec = _decode_column(raw if mask is None else raw.filter(mask), wt).cast(t)
+                        picked = raw if mask is None else raw.filter(mask)
+                        dec = _decode_column(picked, wt).cast(t)
                     except _CAST_ERRORS:
                         continue  # not representable under the current type: unknown
                     if mask is not None:
-                        dec = pc.replace_with_mask(pa.nulls(n, t), mask, dec)  # type: ignore[call-overload]
-                    acc = pc.coalesce(acc, dec)
+                        nulls = pa.nulls(n, t)  # type: ignore[call-overload]
+                        dec = pc.replace_with_mask(nulls, mask, _flat(dec))
+                    acc = dec if acc is None else pc.coalesce(acc, dec)
+            if acc is None:
+                acc = pa.nulls(n, t)  # type: ignore[call-overload]
             out[f"{prefix}_{fid}"] = _signed_zeros(acc, t, low=key == "min")
         for key, prefix in (("nulls", "nl"), ("nans", "nn")):
             name = stat_column(fid, key)
             out[f"{prefix}_{fid}"] = m.column(name) if name in names else pa.nulls(n, pa.int64())
-    return out
+    return {k: _chunked(v) for k, v in out.items()}
+
+
+def _flat(x: pa.Array[Any] | pa.ChunkedArray[Any]) -> pa.Array[Any]:
+    return x.combine_chunks() if isinstance(x, pa.ChunkedArray) else x
+
+
+def _chunked(x: pa.Array[Any] | pa.ChunkedArray[Any]) -> pa.ChunkedArray[Any]:
+    return x if isinstance(x, pa.ChunkedArray) else pa.chunked_array([x])
 
 
 def _usable(node: PruneNode, usable: set[int]) -> PruneNode:
@@ -262,11 +281,18 @@ def prune(
 
     import duckdb
 
+    for m in manifests:  # one read per manifest file, of the columns pruning reads
+        m.prefetch(
+            ["num_rows", "schema_id", "partition", *(c for f in fields for c in m.stat_names(f))]
+        )
     con = cursor()
     try:
         by_partition = _partition_mask(con, manifests, fields, types, condition, written)
         parts = [_manifest_relation(m, fields, types, written) for m in manifests]
-        relation = pa.table({k: pa.concat_arrays([p[k] for p in parts]) for k in parts[0]})
+        relation = pa.Table.from_arrays(
+            [pa.chunked_array([c for p in parts for c in p[k].chunks]) for k in parts[0]],
+            names=list(parts[0]),
+        )
         mask = run_prune(con, relation, condition)
     except duckdb.Error:
         # A value DuckDB cannot evaluate (e.g. an out-of-range cast): prune nothing, so
@@ -302,8 +328,8 @@ def _partition_mask(
     if all(m.column("partition").null_count == len(m) for m in manifests):
         return None
     # Columns read from files are dictionaries: decode them to concatenate them.
-    part = pa.concat_arrays([m.column("partition").cast(pa.string()) for m in manifests])
-    sids = pa.concat_arrays([m.column("schema_id").cast(pa.string()) for m in manifests])
+    part = pa.concat_arrays([_flat(m.column("partition").cast(pa.string())) for m in manifests])
+    sids = pa.concat_arrays([_flat(m.column("schema_id").cast(pa.string())) for m in manifests])
     joined = pc.binary_join_element_wise(part, sids, "\n")  # type: ignore[call-overload]
     keys = pc.dictionary_encode(joined)
     stats: list[Stats] = []
