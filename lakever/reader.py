@@ -18,11 +18,13 @@ match), so a filtered read returns the same values as an unfiltered one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from itertools import groupby
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,19 +42,29 @@ from lakever.tasks import ReadTask, split_tasks
 if TYPE_CHECKING:
     import polars as pl
     import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
 
 __all__ = [
+    "READAHEAD",
     "ExplainReport",
     "ScanPlan",
     "check_columns",
+    "check_readahead",
     "iter_plan",
     "matching",
+    "prefetch",
     "read_file",
     "read_plan",
     "read_positions",
     "rebatch",
     "to_lazy",
 ]
+
+
+#: Row groups `iter_plan` decodes ahead of the one the caller is consuming, by default
+#: (the ``readahead=`` of `Dataset.to_batches`). Peak memory of a stream is about
+#: ``(readahead + 1)`` decoded row groups plus one batch.
+READAHEAD = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +146,14 @@ class ScanPlan:
         """Read every task, in order, as one Arrow table."""
         return read_plan(self)
 
-    def to_batches(self, batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
+    def to_batches(
+        self, batch_size: int = 65536, *, readahead: int = READAHEAD
+    ) -> Iterator[pa.RecordBatch]:
         """Stream the plan as record batches of exactly ``batch_size`` rows (the last may be
-        shorter)."""
-        return rebatch(iter_plan(self, batch_size), batch_size)
+        shorter), reading one row group at a time with at most ``readahead`` row groups
+        decoded ahead (see `lakever.Dataset.to_batches`)."""
+        check_readahead(readahead)
+        return rebatch(iter_plan(self, batch_size, readahead), batch_size)
 
     def to_polars(self) -> pl.DataFrame:
         """Read every task as a polars DataFrame."""
@@ -404,8 +420,23 @@ def read_plan(p: ScanPlan, tasks: Sequence[ReadTask] | None = None) -> pa.Table:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def iter_plan(p: ScanPlan, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Yield record batches of the plan (any sizes; see `rebatch`), in order."""
+def check_readahead(readahead: Any) -> int:
+    """Validate a ``readahead=`` argument (a non-negative int)."""
+    if isinstance(readahead, bool) or not isinstance(readahead, int) or readahead < 0:
+        raise InvalidArgument(
+            f"readahead must be a non-negative int (row groups decoded ahead), got {readahead!r}"
+        )
+    return readahead
+
+
+def iter_plan(p: ScanPlan, batch_size: int, readahead: int = READAHEAD) -> Iterator[pa.RecordBatch]:
+    """Yield record batches of the plan (any sizes; see `rebatch`), in order.
+
+    Files are read one row group at a time, on one background thread that stays at most
+    ``readahead`` row groups ahead of the caller (0: each row group is read when the
+    caller asks for it), so memory is bounded by the row groups, not the snapshot.
+    """
+    check_readahead(readahead)
     if not p.tasks:
         return
     names = _needed(p)
@@ -413,11 +444,11 @@ def iter_plan(p: ScanPlan, batch_size: int) -> Iterator[pa.RecordBatch]:
     verify(p.storage, p.tasks, snapshot=p.snapshot_id)
     for run in _runs(p, p.tasks, names, limit=None):
         with reading(p.storage, p.snapshot_id):
-            yield from _run_batches(p, run, schema, batch_size)
+            yield from _run_batches(p, run, schema, batch_size, readahead)
 
 
 def _run_batches(
-    p: ScanPlan, run: _Run, schema: pa.Schema, batch_size: int
+    p: ScanPlan, run: _Run, schema: pa.Schema, batch_size: int, readahead: int
 ) -> Iterator[pa.RecordBatch]:
     read = run.read_names
     if run.plans is not None and not read:
@@ -427,21 +458,70 @@ def _run_batches(
             empty = pa.RecordBatch.from_pydict({"_": pa.nulls(n)})
             yield _batch_filtered(p, project(empty, run.physical, run.plans, schema))
         return
-    scanner = _dataset(p.storage, run.physical, run.tasks).scanner(
-        columns=read, batch_size=batch_size
-    )
+    physical = pa.schema([run.physical.field(n) for n in read])
+    units = _units(p.storage, run.tasks, read, physical)
     keep, offset = _keep_of(p.storage, run.tasks), 0
-    for batch in scanner.to_batches():
-        if keep is not None:
-            offset += batch.num_rows
-            mask = keep.slice(offset - batch.num_rows, batch.num_rows)
-            if mask.false_count:
-                batch = batch.filter(mask)
-        if run.plans is None:
-            batch = batch.cast(schema)
-        else:
-            batch = project(batch, run.physical, run.plans, schema)
-        yield _batch_filtered(p, batch)
+    for table in prefetch(units, readahead):
+        for batch in table.to_batches(max_chunksize=batch_size):
+            if keep is not None:
+                offset += batch.num_rows
+                mask = keep.slice(offset - batch.num_rows, batch.num_rows)
+                if mask.false_count:
+                    batch = batch.filter(mask)
+            if run.plans is None:
+                batch = batch.cast(schema)
+            else:
+                batch = project(batch, run.physical, run.plans, schema)
+            yield _batch_filtered(p, batch)
+
+
+T = TypeVar("T")
+
+
+def prefetch(thunks: Iterable[Callable[[], T]], readahead: int) -> Iterator[T]:
+    """The results of ``thunks``, in order, computed on one background thread that runs at
+    most ``readahead`` of them ahead of the one the caller holds (0: in the caller's
+    thread, on demand). Stopping early cancels what has not started."""
+    if readahead == 0:
+        for thunk in thunks:
+            yield thunk()
+        return
+    pool = ThreadPoolExecutor(1, thread_name_prefix="lakever-read")
+    pending: deque[Future[T]] = deque()
+    try:
+        for thunk in thunks:
+            pending.append(pool.submit(thunk))
+            if len(pending) > readahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True)
+
+
+def _units(
+    storage: Storage, tasks: Sequence[ReadTask], read: list[str], physical: pa.Schema
+) -> Iterator[Callable[[], pa.Table]]:
+    """One thunk per row group of ``tasks`` (in order) reading ``read`` as ``physical``.
+
+    Footers are opened as the thunks are asked for (by `prefetch`, at most ``readahead``
+    files ahead); one file's row groups are never read concurrently.
+    """
+    import pyarrow.parquet as pq
+
+    fs = storage.arrow_filesystem()
+    for t in tasks:
+        pf = pq.ParquetFile(storage.full_path(t.path), filesystem=fs)
+        groups = range(pf.metadata.num_row_groups) if t.row_groups is None else t.row_groups
+        for g in groups:
+            yield partial(_read_group, pf, g, read, physical)
+
+
+def _read_group(pf: pq.ParquetFile, g: int, read: list[str], physical: pa.Schema) -> pa.Table:
+    table = pf.read_row_group(g, columns=read)
+    return table if table.schema == physical else table.cast(physical)
 
 
 def _batch_filtered(p: ScanPlan, batch: pa.RecordBatch) -> pa.RecordBatch:
