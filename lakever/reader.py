@@ -18,11 +18,12 @@ match), so a filtered read returns the same values as an unfiltered one.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+import contextlib
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property, partial
+from functools import cached_property
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,7 +43,6 @@ from lakever.tasks import ReadTask, split_tasks
 if TYPE_CHECKING:
     import polars as pl
     import pyarrow.dataset as pads
-    import pyarrow.parquet as pq
 
 __all__ = [
     "READAHEAD",
@@ -61,10 +61,10 @@ __all__ = [
 ]
 
 
-#: Row groups `iter_plan` decodes ahead of the one the caller is consuming, by default
-#: (the ``readahead=`` of `Dataset.to_batches`). Peak memory of a stream is about
-#: ``(readahead + 1)`` decoded row groups plus one batch.
-READAHEAD = 1
+#: Batches `iter_plan` decodes ahead of the one the caller holds, by default (the
+#: ``readahead=`` of `Dataset.to_batches`). Peak memory of a stream is about one row
+#: group's column chunks (compressed) plus ``readahead + 2`` batches.
+READAHEAD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,7 @@ class ScanPlan:
         self, batch_size: int = 65536, *, readahead: int = READAHEAD
     ) -> Iterator[pa.RecordBatch]:
         """Stream the plan as record batches of exactly ``batch_size`` rows (the last may be
-        shorter), reading one row group at a time with at most ``readahead`` row groups
+        shorter), streamed from the Parquet reader with at most ``readahead`` batches
         decoded ahead (see `lakever.Dataset.to_batches`)."""
         check_readahead(readahead)
         return rebatch(iter_plan(self, batch_size, readahead), batch_size)
@@ -424,7 +424,7 @@ def check_readahead(readahead: Any) -> int:
     """Validate a ``readahead=`` argument (a non-negative int)."""
     if isinstance(readahead, bool) or not isinstance(readahead, int) or readahead < 0:
         raise InvalidArgument(
-            f"readahead must be a non-negative int (row groups decoded ahead), got {readahead!r}"
+            f"readahead must be a non-negative int (batches decoded ahead), got {readahead!r}"
         )
     return readahead
 
@@ -432,9 +432,10 @@ def check_readahead(readahead: Any) -> int:
 def iter_plan(p: ScanPlan, batch_size: int, readahead: int = READAHEAD) -> Iterator[pa.RecordBatch]:
     """Yield record batches of the plan (any sizes; see `rebatch`), in order.
 
-    Files are read one row group at a time, on one background thread that stays at most
-    ``readahead`` row groups ahead of the caller (0: each row group is read when the
-    caller asks for it), so memory is bounded by the row groups, not the snapshot.
+    Files are streamed by Parquet's batch reader, one file at a time, on one background
+    thread that stays at most ``readahead`` batches ahead of the caller (0: each batch
+    is decoded when the caller asks for it), so memory is bounded by a row group's
+    column chunks and a few batches, not by the snapshot.
     """
     check_readahead(readahead)
     if not p.tasks:
@@ -459,69 +460,87 @@ def _run_batches(
             yield _batch_filtered(p, project(empty, run.physical, run.plans, schema))
         return
     physical = pa.schema([run.physical.field(n) for n in read])
-    units = _units(p.storage, run.tasks, read, physical)
+    batches = _file_batches(p.storage, run.tasks, read, physical, batch_size)
     keep, offset = _keep_of(p.storage, run.tasks), 0
-    for table in prefetch(units, readahead):
-        for batch in table.to_batches(max_chunksize=batch_size):
-            if keep is not None:
-                offset += batch.num_rows
-                mask = keep.slice(offset - batch.num_rows, batch.num_rows)
-                if mask.false_count:
-                    batch = batch.filter(mask)
-            if run.plans is None:
-                batch = batch.cast(schema)
-            else:
-                batch = project(batch, run.physical, run.plans, schema)
-            yield _batch_filtered(p, batch)
+    for batch in prefetch(batches, readahead):
+        if keep is not None:
+            offset += batch.num_rows
+            mask = keep.slice(offset - batch.num_rows, batch.num_rows)
+            if mask.false_count:
+                batch = batch.filter(mask)
+        if run.plans is None:
+            batch = batch.cast(schema)
+        else:
+            batch = project(batch, run.physical, run.plans, schema)
+        yield _batch_filtered(p, batch)
 
 
 T = TypeVar("T")
 
 
-def prefetch(thunks: Iterable[Callable[[], T]], readahead: int) -> Iterator[T]:
-    """The results of ``thunks``, in order, computed on one background thread that runs at
-    most ``readahead`` of them ahead of the one the caller holds (0: in the caller's
-    thread, on demand). Stopping early cancels what has not started."""
+def prefetch(items: Iterable[T], readahead: int) -> Iterator[T]:
+    """``items``, in order, produced on one background thread that runs at most
+    ``readahead`` items ahead of the one the caller holds (0: in the caller's thread,
+    on demand). The producer's errors are raised in the caller; stopping early stops
+    the producer."""
     if readahead == 0:
-        for thunk in thunks:
-            yield thunk()
+        yield from items
         return
-    pool = ThreadPoolExecutor(1, thread_name_prefix="lakever-read")
-    pending: deque[Future[T]] = deque()
+    ready: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=readahead)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put((0, item), timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((1, None))
+        except BaseException as exc:  # handed to the caller's thread
+            ready.put((2, exc))
+
+    thread = threading.Thread(target=produce, name="lakever-read", daemon=True)
+    thread.start()
     try:
-        for thunk in thunks:
-            pending.append(pool.submit(thunk))
-            if len(pending) > readahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        while True:
+            kind, value = ready.get()
+            if kind == 1:
+                return
+            if kind == 2:
+                raise value
+            yield value
+            del value
     finally:
-        for f in pending:
-            f.cancel()
-        pool.shutdown(wait=True)
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.05)
+        thread.join()
 
 
-def _units(
-    storage: Storage, tasks: Sequence[ReadTask], read: list[str], physical: pa.Schema
-) -> Iterator[Callable[[], pa.Table]]:
-    """One thunk per row group of ``tasks`` (in order) reading ``read`` as ``physical``.
-
-    Footers are opened as the thunks are asked for (by `prefetch`, at most ``readahead``
-    files ahead); one file's row groups are never read concurrently.
-    """
+def _file_batches(
+    storage: Storage,
+    tasks: Sequence[ReadTask],
+    read: list[str],
+    physical: pa.Schema,
+    batch_size: int,
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``tasks`` (their row groups, in order) as batches of ``read`` in
+    ``physical``, streamed from the Parquet reader: at most ``batch_size`` rows decoded
+    at a time, one file open at a time."""
     import pyarrow.parquet as pq
 
     fs = storage.arrow_filesystem()
     for t in tasks:
-        pf = pq.ParquetFile(storage.full_path(t.path), filesystem=fs)
-        groups = range(pf.metadata.num_row_groups) if t.row_groups is None else t.row_groups
-        for g in groups:
-            yield partial(_read_group, pf, g, read, physical)
-
-
-def _read_group(pf: pq.ParquetFile, g: int, read: list[str], physical: pa.Schema) -> pa.Table:
-    table = pf.read_row_group(g, columns=read)
-    return table if table.schema == physical else table.cast(physical)
+        with pq.ParquetFile(storage.full_path(t.path), filesystem=fs) as pf:
+            groups = None if t.row_groups is None else list(t.row_groups)
+            for batch in pf.iter_batches(batch_size, row_groups=groups, columns=read):
+                yield batch if batch.schema == physical else batch.cast(physical)
 
 
 def _batch_filtered(p: ScanPlan, batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -226,12 +226,12 @@ class SnapshotView:
         """Iterate in record batches of exactly ``batch_size`` rows (the last may be shorter),
         in the same order on every call.
 
-        Fragments are streamed one Parquet row group at a time: a background thread
-        decodes at most ``readahead`` row groups ahead of the batch you hold, so peak
-        memory is about ``readahead + 1`` decoded row groups (up to 1Mi rows each, as
-        lakever writes them) plus one batch, whatever the snapshot's size. ``readahead=0``
-        reads each row group only when the previous one is used up (least memory, no
-        overlap of reading with your work); larger values overlap more (more memory).
+        Fragments are streamed by the Parquet reader, one file at a time, while a
+        background thread decodes at most ``readahead`` batches ahead of the one you
+        hold. Peak memory is about one row group's column chunks (lakever writes row
+        groups of up to 1Mi rows) plus ``readahead + 2`` batches, whatever the size of
+        the snapshot (docs/index.md, streaming). ``readahead=0`` decodes each batch only
+        when you ask for the next (least memory, no overlap of decoding with your work).
 
         Raises:
             InvalidArgument: ``batch_size`` is not a positive int, or ``readahead`` is
