@@ -12,7 +12,8 @@ The snapshot is written once: appends of 1M rows (one fragment, one row group ea
 each in a **fresh subprocess** (so nothing is cached or already allocated), batches of
 65,536 rows, counting rows and dropping each batch:
 
-* ``lakever``: ``ds.to_batches(readahead=R)`` for R = 0, 1, 2 (the default) and 8;
+* ``lakever``: ``ds.to_batches(readahead=R)`` for R = 0, 1, 2 (the default) and 8, and
+  R = 2 with the fragments verified (hashed) before the measurement;
 * the baseline: plain pyarrow streaming the same files one after another
   (``pq.ParquetFile(f).iter_batches()``);
 * for reference, ``pyarrow.dataset`` with its default readahead (how lakever streamed
@@ -94,6 +95,10 @@ def worker(mode: str, uri: str) -> dict[str, Any]:
     files = [os.path.join(uri, f.path) for f in ds.fragments()]
     if mode.startswith("lakever:"):
         readahead = int(mode.split(":")[1])
+        if mode.endswith(":verified"):  # hash the fragments first, outside the measurement
+            from lakever.integrity import verify
+
+            verify(ds._storage, ds.plan().tasks, snapshot=ds.snapshot_id)
 
         def batches() -> Any:
             return ds.to_batches(BATCH, readahead=readahead)
@@ -110,17 +115,18 @@ def worker(mode: str, uri: str) -> dict[str, Any]:
         raise SystemExit(f"unknown mode {mode!r}")
     reset = _reset_peak()
     before = _rss_kib()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rows = 0
     for b in batches():
         rows += b.num_rows
         del b
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _peak_kib(reset=reset)
     return {
         "mode": mode,
         "rows": rows,
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "rss_before_mib": before / 1024,
         "peak_mib": peak / 1024,
         "peak_above_start_mib": (peak - before) / 1024,
@@ -173,7 +179,15 @@ def run(rows: int, reps: int, workdir: str) -> tuple[list[Result], dict[str, Any
     ds, _ = build(uri, rows)
     build_s = time.perf_counter() - t0
     on_disk = sum(f.size_bytes for f in ds.fragments())
-    modes = ["pyarrow", "lakever:2", "lakever:0", "lakever:1", "lakever:8", "pyarrow.dataset"]
+    modes = [
+        "pyarrow",
+        "lakever:2",
+        "lakever:0",
+        "lakever:1",
+        "lakever:8",
+        "lakever:2:verified",
+        "pyarrow.dataset",
+    ]
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     for rep in range(reps):  # interleaved, a different order each round
         for m in modes if rep % 2 == 0 else modes[::-1]:
@@ -185,15 +199,17 @@ def run(rows: int, reps: int, workdir: str) -> tuple[list[Result], dict[str, Any
     def peak(m: str) -> float:
         return max(r["peak_above_start_mib"] for r in runs[m])
 
-    def secs(m: str) -> float:
-        return float(np.median([r["seconds"] for r in runs[m]]))
+    def secs(m: str, key: str = "seconds") -> float:
+        return float(np.median([r[key] for r in runs[m]]))
 
     base, base_name = peak("pyarrow"), "pyarrow ParquetFile.iter_batches"
     label = f"{rows:,} rows, {len(ds.fragments())} fragments, {on_disk / 2**20:,.0f} MiB on disk"
     results = []
     for m in modes[1:]:
         name = (
-            f"to_batches(readahead={m.split(':')[1]})" + (" (default)" if m == "lakever:2" else "")
+            f"to_batches(readahead={m.split(':')[1]})"
+            + (" (default)" if m == "lakever:2" else "")
+            + (", fragments verified before" if m.endswith(":verified") else "")
             if m.startswith("lakever:")
             else "pyarrow.dataset to_batches() defaults (the reader before issue 13)"
         )
@@ -220,6 +236,17 @@ def run(rows: int, reps: int, workdir: str) -> tuple[list[Result], dict[str, Any
                 secs("pyarrow"),
                 base_name,
                 notes=f"median of {reps}; lakever's first read in a process hashes every fragment",
+            )
+        )
+        results.append(
+            Result(
+                "stream time",
+                f"CPU seconds (all threads) to stream, {m}, {label}",
+                "s",
+                secs(m, "cpu_seconds"),
+                secs("pyarrow", "cpu_seconds"),
+                base_name,
+                notes=f"median of {reps}",
             )
         )
     info = {
