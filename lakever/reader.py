@@ -14,6 +14,10 @@ the same rows in the same order. For each task:
 
 Values keep their exact Arrow types throughout (DuckDB only decides which rows
 match), so a filtered read returns the same values as an unfiltered one.
+
+`iter_plan` (behind ``to_batches``) streams instead: each file through Parquet's batch
+reader, on one background thread at most ``readahead`` batches ahead of the caller
+(`prefetch`), so its memory does not grow with the snapshot.
 """
 
 from __future__ import annotations
