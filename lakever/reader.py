@@ -14,15 +14,22 @@ the same rows in the same order. For each task:
 
 Values keep their exact Arrow types throughout (DuckDB only decides which rows
 match), so a filtered read returns the same values as an unfiltered one.
+
+`iter_plan` (behind ``to_batches``) streams instead: each file through Parquet's batch
+reader, on one background thread at most ``readahead`` batches ahead of the caller
+(`prefetch`), so its memory does not grow with the snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import contextlib
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import groupby
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -42,17 +49,26 @@ if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
 __all__ = [
+    "READAHEAD",
     "ExplainReport",
     "ScanPlan",
     "check_columns",
+    "check_readahead",
     "iter_plan",
     "matching",
+    "prefetch",
     "read_file",
     "read_plan",
     "read_positions",
     "rebatch",
     "to_lazy",
 ]
+
+
+#: Batches `iter_plan` decodes ahead of the one the caller holds, by default (the
+#: ``readahead=`` of `Dataset.to_batches`). Peak memory of a stream is about one row
+#: group's column chunks (compressed) plus ``readahead + 2`` batches.
+READAHEAD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +150,14 @@ class ScanPlan:
         """Read every task, in order, as one Arrow table."""
         return read_plan(self)
 
-    def to_batches(self, batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
+    def to_batches(
+        self, batch_size: int = 65536, *, readahead: int = READAHEAD
+    ) -> Iterator[pa.RecordBatch]:
         """Stream the plan as record batches of exactly ``batch_size`` rows (the last may be
-        shorter)."""
-        return rebatch(iter_plan(self, batch_size), batch_size)
+        shorter), streamed from the Parquet reader with at most ``readahead`` batches
+        decoded ahead (see `lakever.Dataset.to_batches`)."""
+        check_readahead(readahead)
+        return rebatch(iter_plan(self, batch_size, readahead), batch_size)
 
     def to_polars(self) -> pl.DataFrame:
         """Read every task as a polars DataFrame."""
@@ -404,8 +424,24 @@ def read_plan(p: ScanPlan, tasks: Sequence[ReadTask] | None = None) -> pa.Table:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def iter_plan(p: ScanPlan, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Yield record batches of the plan (any sizes; see `rebatch`), in order."""
+def check_readahead(readahead: Any) -> int:
+    """Validate a ``readahead=`` argument (a non-negative int)."""
+    if isinstance(readahead, bool) or not isinstance(readahead, int) or readahead < 0:
+        raise InvalidArgument(
+            f"readahead must be a non-negative int (batches decoded ahead), got {readahead!r}"
+        )
+    return readahead
+
+
+def iter_plan(p: ScanPlan, batch_size: int, readahead: int = READAHEAD) -> Iterator[pa.RecordBatch]:
+    """Yield record batches of the plan (any sizes; see `rebatch`), in order.
+
+    Files are streamed by Parquet's batch reader, one file at a time, on one background
+    thread that stays at most ``readahead`` batches ahead of the caller (0: each batch
+    is decoded when the caller asks for it), so memory is bounded by a row group's
+    column chunks and a few batches, not by the snapshot.
+    """
+    check_readahead(readahead)
     if not p.tasks:
         return
     names = _needed(p)
@@ -413,11 +449,11 @@ def iter_plan(p: ScanPlan, batch_size: int) -> Iterator[pa.RecordBatch]:
     verify(p.storage, p.tasks, snapshot=p.snapshot_id)
     for run in _runs(p, p.tasks, names, limit=None):
         with reading(p.storage, p.snapshot_id):
-            yield from _run_batches(p, run, schema, batch_size)
+            yield from _run_batches(p, run, schema, batch_size, readahead)
 
 
 def _run_batches(
-    p: ScanPlan, run: _Run, schema: pa.Schema, batch_size: int
+    p: ScanPlan, run: _Run, schema: pa.Schema, batch_size: int, readahead: int
 ) -> Iterator[pa.RecordBatch]:
     read = run.read_names
     if run.plans is not None and not read:
@@ -427,11 +463,10 @@ def _run_batches(
             empty = pa.RecordBatch.from_pydict({"_": pa.nulls(n)})
             yield _batch_filtered(p, project(empty, run.physical, run.plans, schema))
         return
-    scanner = _dataset(p.storage, run.physical, run.tasks).scanner(
-        columns=read, batch_size=batch_size
-    )
+    physical = pa.schema([run.physical.field(n) for n in read])
+    batches = _file_batches(p.storage, run.tasks, read, physical, batch_size)
     keep, offset = _keep_of(p.storage, run.tasks), 0
-    for batch in scanner.to_batches():
+    for batch in prefetch(batches, readahead):
         if keep is not None:
             offset += batch.num_rows
             mask = keep.slice(offset - batch.num_rows, batch.num_rows)
@@ -442,6 +477,74 @@ def _run_batches(
         else:
             batch = project(batch, run.physical, run.plans, schema)
         yield _batch_filtered(p, batch)
+
+
+T = TypeVar("T")
+
+
+def prefetch(items: Iterable[T], readahead: int) -> Iterator[T]:
+    """``items``, in order, produced on one background thread that runs at most
+    ``readahead`` items ahead of the one the caller holds (0: in the caller's thread,
+    on demand). The producer's errors are raised in the caller; stopping early stops
+    the producer."""
+    if readahead == 0:
+        yield from items
+        return
+    ready: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=readahead)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put((0, item), timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((1, None))
+        except BaseException as exc:  # handed to the caller's thread
+            ready.put((2, exc))
+
+    thread = threading.Thread(target=produce, name="lakever-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == 1:
+                return
+            if kind == 2:
+                raise value
+            yield value
+            del value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.05)
+        thread.join()
+
+
+def _file_batches(
+    storage: Storage,
+    tasks: Sequence[ReadTask],
+    read: list[str],
+    physical: pa.Schema,
+    batch_size: int,
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``tasks`` (their row groups, in order) as batches of ``read`` in
+    ``physical``, streamed from the Parquet reader: at most ``batch_size`` rows decoded
+    at a time, one file open at a time."""
+    import pyarrow.parquet as pq
+
+    fs = storage.arrow_filesystem()
+    for t in tasks:
+        with pq.ParquetFile(storage.full_path(t.path), filesystem=fs) as pf:
+            groups = None if t.row_groups is None else list(t.row_groups)
+            for batch in pf.iter_batches(batch_size, row_groups=groups, columns=read):
+                yield batch if batch.schema == physical else batch.cast(physical)
 
 
 def _batch_filtered(p: ScanPlan, batch: pa.RecordBatch) -> pa.RecordBatch:

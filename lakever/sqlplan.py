@@ -36,6 +36,7 @@ __all__ = [
     "duck_sql",
     "POSITION_COLUMN",
     "plan_sql",
+    "read_exact",
     "read_filtered",
     "register_plan",
     "relation",
@@ -163,29 +164,43 @@ def _exact(t: pa.DataType) -> bool:
 
 
 def read_filtered(plan: ScanPlan) -> pa.Table | None:
-    """The rows of a filtered plan read by DuckDB, with the filter in its scan: the same
-    rows, order and types as `ScanPlan.to_arrow`, about twice as fast on large files.
+    """The rows of a filtered plan read by DuckDB, with the filter in its scan (see
+    `read_exact`); None for a plan without a filter, or one `read_exact` declines."""
+    if plan.filter is None:
+        return None
+    return read_exact(plan)
 
-    None when the plan is not one DuckDB reads exactly (no filter, storage that is not
-    local, a column of a type outside `_exact`, an empty projection), or when DuckDB
-    fails: the Arrow reader then reads the plan, and names any damage.
+
+def read_exact(plan: ScanPlan) -> pa.Table | None:
+    """The rows of a plan read by DuckDB in one ``read_parquet`` over its whole file list,
+    with the projection, the deletion vectors and the filter (if any) in its scan: the
+    same rows, order and types as `ScanPlan.to_arrow`.
+
+    None when the plan is not one DuckDB reads exactly (storage that is not local, a
+    column of a type outside `_exact`, an empty projection, tasks cut into row groups
+    by `ScanPlan.split`), or when DuckDB fails: the Arrow reader then reads the plan,
+    and names any damage. Fragments are verified before DuckDB opens them.
     """
     import duckdb
 
-    if plan.filter is None or not plan.columns or not plan.storage.is_local:
+    if not plan.columns or not plan.storage.is_local:
         return None
+    if any(t.row_range is not None for t in plan.tasks):
+        return None  # DuckDB would read the whole file, not the task's row groups
     names = list(plan.columns) + [c for c in plan.filter_columns if c not in plan.columns]
     if not all(_exact(plan.schema.field(n).type) for n in names):
         return None
     if not plan.tasks:
         return plan.output_schema.empty_table()
-    select = ", ".join(quote_identifier(c) for c in plan.columns)
     con = cursor()
     try:
         sql = duck_sql(con, plan, names)
         if sql is None:
             return None
-        table = con.sql(f"SELECT {select} FROM ({sql}) WHERE ({plan.filter})").to_arrow_table()
+        if plan.filter is not None:
+            select = ", ".join(quote_identifier(c) for c in plan.columns)
+            sql = f"SELECT {select} FROM ({sql}) WHERE ({plan.filter})"
+        table = con.sql(sql).to_arrow_table()
         result: pa.Table = table.cast(plan.output_schema)
     except (duckdb.Error, pa.ArrowException):
         return None

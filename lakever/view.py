@@ -33,7 +33,7 @@ from lakever.maintenance.pins import merkle_root
 from lakever.maintenance.verify import VerifyReport, verify_dataset
 from lakever.partitioning import Transform
 from lakever.planner import bind, plan_scan
-from lakever.reader import ExplainReport, ScanPlan, to_lazy
+from lakever.reader import READAHEAD, ExplainReport, ScanPlan, check_readahead, to_lazy
 from lakever.snapshot import SnapshotState
 from lakever.storage import Storage
 
@@ -201,13 +201,18 @@ class SnapshotView:
                 (docs/index.md, the filter language); fragments that cannot match are
                 skipped, DuckDB evaluates the rest.
 
+        Local snapshots of flat types are read by DuckDB, given the whole file list at
+        once with the projection, the deletion vectors and the filter in its scan; the
+        others through Arrow (`ScanPlan.to_arrow`). Both return the same rows, in the
+        same order, with the same types.
+
         Raises:
             CorruptData: a fragment is missing or damaged (nothing is returned).
         """
-        from lakever.sqlplan import read_filtered
+        from lakever.sqlplan import read_exact
 
         plan = self.plan(filter=filter, columns=columns)
-        table = read_filtered(plan)
+        table = read_exact(plan)
         return plan.to_arrow() if table is None else table
 
     def to_batches(
@@ -216,12 +221,28 @@ class SnapshotView:
         *,
         columns: Sequence[str] | None = None,
         filter: str | None = None,
+        readahead: int = READAHEAD,
     ) -> Iterator[pa.RecordBatch]:
         """Iterate in record batches of exactly ``batch_size`` rows (the last may be shorter),
-        in the same order on every call."""
+        in the same order on every call.
+
+        Fragments are streamed by the Parquet reader, one file at a time, while a
+        background thread decodes at most ``readahead`` batches ahead of the one you
+        hold. Peak memory is about one row group's column chunks (lakever writes row
+        groups of up to 1Mi rows) plus ``readahead + 2`` batches, whatever the size of
+        the snapshot (docs/index.md, streaming). ``readahead=0`` decodes each batch only
+        when you ask for the next (least memory, no overlap of decoding with your work).
+
+        Raises:
+            InvalidArgument: ``batch_size`` is not a positive int, or ``readahead`` is
+                not a non-negative int.
+            CorruptData: a fragment is missing or damaged (checked before any batch).
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise InvalidArgument(f"batch_size must be a positive int, got {batch_size!r}")
-        return self.plan(filter=filter, columns=columns).to_batches(batch_size)
+        check_readahead(readahead)
+        plan = self.plan(filter=filter, columns=columns)
+        return plan.to_batches(batch_size, readahead=readahead)
 
     def to_polars(
         self, columns: Sequence[str] | None = None, *, filter: str | None = None

@@ -27,7 +27,14 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "script",
-    ["run.py", "contract_overhead.py", "row_changes.py", "sql_pruning.py", "compaction.py"],
+    [
+        "run.py",
+        "contract_overhead.py",
+        "row_changes.py",
+        "sql_pruning.py",
+        "compaction.py",
+        "memory.py",
+    ],
 )
 def test_benchmark_quick(script, tmp_path):
     out = tmp_path / "report.json"
