@@ -241,7 +241,9 @@ def _write_one(
 
     def produce(sink: ByteSink) -> None:
         out = _Hashing(sink)
-        with pq.ParquetWriter(pa.PythonFile(out, mode="w"), table.schema) as writer:
+        with pq.ParquetWriter(
+            pa.PythonFile(out, mode="w"), table.schema, write_page_index=True
+        ) as writer:
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         written.append((out, writer.writer.metadata))
 
