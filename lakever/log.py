@@ -297,7 +297,7 @@ class Line:
         merged: dict[tuple[str, ...], tuple[ManifestRef, ...]] = {}
         for _attempt in COMMITS.attempts():
             snap = _build(current, change, self.branch_id, apply(current, change, io), io, merged)
-            self.storage.flush()
+            # put_if_absent makes every file written so far durable before the entry appears.
             entry, rel = encode_snapshot(snap), log_path(self.branch_id, snap.version)
             if self.storage.publish(rel, entry):
                 _DECODED.put((self.storage.uri, rel), (entry, snap))

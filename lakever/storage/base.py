@@ -126,7 +126,12 @@ class Atomic(ABC):
 
     @abstractmethod
     def put_if_absent(self, rel: str, data: bytes) -> bool:
-        """Atomically create ``rel`` with ``data``; return False if it already existed."""
+        """Atomically create ``rel`` with ``data``; return False if it already existed.
+
+        Everything `Objects.write_new` wrote before the call is durable before ``rel``
+        can appear (a backend with a real `Objects.flush` flushes first), so a commit
+        needs no separate flush before its log entry.
+        """
 
     @abstractmethod
     def write_hint(self, rel: str, data: bytes) -> None:
