@@ -289,8 +289,12 @@ class Line:
                 (then it is not acknowledged; see `lakever._chain.check_successor`).
         """
         # Refuse to build on a broken chain: entries deleted (the hint or a gap shows it),
-        # or the base replaced since it was read.
-        self.latest_version()
+        # or the base replaced since it was read. When the hint names the base (the usual
+        # case: the head this handle committed or opened), its entry is re-read below and
+        # a gap beyond it is found after the entry is created (`_chain.check_successor`),
+        # so the probes of `latest_version` would find nothing more.
+        if base is None or self._hint() != base.version:
+            self.latest_version()
         if base is not None:
             _chain.check_unchanged(self, base)
         current = base
