@@ -11,7 +11,9 @@ before they are written, so a refused write leaves the dataset unchanged.
 
 from __future__ import annotations
 
+import functools
 import getpass
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -85,6 +87,16 @@ KEEP: Any = object()
 
 
 def default_author() -> str:
+    # getpass.getuser() reads these variables first; only the password database
+    # lookup after them (a file read per commit) is remembered.
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if user := os.environ.get(name):
+            return user
+    return _account()
+
+
+@functools.cache
+def _account() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
