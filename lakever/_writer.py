@@ -48,6 +48,7 @@ from lakever.evolution import ColumnRef, evolve, plan_write
 from lakever.field_tree import schema_changes as diff
 from lakever.format import ContractRef, FragmentEntry, Snapshot, schema_id
 from lakever.fragments import DEFAULT_MAX_ROWS_PER_FRAGMENT, Layout, write_fragments
+from lakever.integrity import written
 from lakever.keys import KeyCheck, check_declared
 from lakever.log import Line
 from lakever.manifest_list import ManifestFiles
@@ -241,6 +242,7 @@ def commit_data(
         max_rows=max_rows_per_fragment,
         layout=_layout_fn(spec, sort),
     )
+    written(storage, entries)  # hashed as written: reading them back here needs no rehash
     keys = None
     if key:
         keys = KeyCheck(storage, target, key, what=f"this {operation}")
