@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FILE_COLUMN",
     "duck_sql",
+    "exact_in_duckdb",
     "POSITION_COLUMN",
     "plan_sql",
     "read_filtered",
@@ -145,7 +146,7 @@ def relation(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> duckdb.DuckDBPyR
     return con.sql(sql)
 
 
-def _exact(t: pa.DataType) -> bool:
+def exact_in_duckdb(t: pa.DataType) -> bool:
     """Whether DuckDB's Parquet reader returns values of ``t`` that cast back to ``t``
     exactly (same values, same nulls): flat numbers, strings, binaries, dates,
     timestamps in any unit and zone (DuckDB returns the instant; the cast restores the
@@ -167,7 +168,7 @@ def read_filtered(plan: ScanPlan) -> pa.Table | None:
     rows, order and types as `ScanPlan.to_arrow`, about twice as fast on large files.
 
     None when the plan is not one DuckDB reads exactly (no filter, storage that is not
-    local, a column of a type outside `_exact`, an empty projection), or when DuckDB
+    local, a column of a type outside `exact_in_duckdb`, an empty projection), or when DuckDB
     fails: the Arrow reader then reads the plan, and names any damage.
     """
     import duckdb
@@ -175,7 +176,7 @@ def read_filtered(plan: ScanPlan) -> pa.Table | None:
     if plan.filter is None or not plan.columns or not plan.storage.is_local:
         return None
     names = list(plan.columns) + [c for c in plan.filter_columns if c not in plan.columns]
-    if not all(_exact(plan.schema.field(n).type) for n in names):
+    if not all(exact_in_duckdb(plan.schema.field(n).type) for n in names):
         return None
     if not plan.tasks:
         return plan.output_schema.empty_table()
