@@ -159,8 +159,6 @@ def _valid(positions: Positions, count: int, num_rows: int) -> bool:
 def union(a: Positions, b: Positions) -> Positions:
     """Sorted unique positions in ``a`` or ``b``."""
     if len(a) == 0 or len(b) == 0:  # a first delete: the new positions alone, if in order
-        import numpy as np
-
         only = (b if len(a) == 0 else a).cast(pa.int64())
         values = only.to_numpy(zero_copy_only=False)
         if len(values) < 2 or bool((values[1:] > values[:-1]).all()):
