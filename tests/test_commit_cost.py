@@ -175,6 +175,24 @@ def test_flush_does_not_return_before_a_background_fsync_finished(tmp_path, monk
     assert done.is_set()
 
 
+def test_a_bulk_write_holds_a_bounded_number_of_files_open(tmp_path, monkeypatch):
+    store = open_storage(str(tmp_path / "s"))
+    release = threading.Event()
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (release.wait(30), real_fsync(fd))[1])
+    writer = threading.Thread(
+        target=lambda: [store.write_new(f"d/{i}.bin", b"x") for i in range(200)]
+    )
+    writer.start()
+    writer.join(0.5)
+    assert writer.is_alive()  # blocked: no more than _MAX_RUNNING files wait for fsync
+    assert sum(1 for _ in os.scandir(tmp_path / "s" / "d")) <= local_mod._MAX_RUNNING + 1
+    release.set()
+    writer.join(30)
+    store.flush()
+    assert len(os.listdir(tmp_path / "s" / "d")) == 200
+
+
 def test_commit_on_a_stale_hint_into_a_gap_is_not_acknowledged(local_location):
     """The hint names the base, so the commit skips the probe before creating its entry:
     the check after it must still refuse to acknowledge an entry that filled a gap."""
@@ -208,7 +226,7 @@ def test_advisory_directories_are_never_synced(tmp_path, monkeypatch):
 )
 def test_sealed_record_is_the_encoded_record(tmp_path, properties):
     ds = lv.create_dataset(str(tmp_path / "ds"), events(0, 3))
-    ds = ds.append(events(3, 3), message="m\n\"q\"", properties=properties)
+    ds = ds.append(events(3, 3), message='m\n"q"', properties=properties)
     store = open_storage(str(tmp_path / "ds"))
     snap = decode_snapshot(store.read_bytes(log_path("main", 1)), path="v1")
     sealed, record = seal_snapshot(snap)

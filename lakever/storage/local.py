@@ -127,6 +127,11 @@ class LocalStorage(Storage):
             self._own()
             self._pending.append((synced, path))
             self._dirty.add(os.path.dirname(path))
+            running = [f for f, _ in self._pending if not f.done()]
+        if len(running) > _MAX_RUNNING:
+            # Each running fsync holds its file open: a bulk write of thousands of
+            # fragments waits here rather than running out of file descriptors.
+            wait(running[: len(running) - _MAX_RUNNING])
 
     def _own(self) -> None:
         """In a forked child, forget the parent's fsyncs (their threads are not here)."""
@@ -294,6 +299,9 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         n = os.write(fd, view)
         view = view[n:]
 
+
+#: Files a storage may hold open while their fsyncs are queued or running.
+_MAX_RUNNING = 32
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_PID = 0
