@@ -82,7 +82,8 @@ def write_deletion_vector(storage: Storage, positions: Positions) -> DeletionVec
     data = encode(positions)
     rel = f"{DELETION_DIR}/{object_id(data)}.parquet"
     # False means these exact bytes are already stored under their hash: nothing to do.
-    storage.publish(rel, data)
+    # Durable by the commit's own flush, before its log entry can reference it.
+    storage.publish_content(rel, data)
     dv = DeletionVector(path=rel, content_hash=f"sha256:{sha256_hex(data)}", count=len(positions))
     _CACHE.put((storage.uri, dv.content_hash), positions.cast(pa.int64()))
     return dv

@@ -193,6 +193,33 @@ def test_a_bulk_write_holds_a_bounded_number_of_files_open(tmp_path, monkeypatch
     assert len(os.listdir(tmp_path / "s" / "d")) == 200
 
 
+@linux_only
+def test_a_delete_syncs_its_vector_with_the_commit(tmp_path, monkeypatch):
+    """Vector bytes, then {its directory + the entry bytes} together, link, log directory:
+    three waits for the disk in all, two before the entry is linked."""
+    root = tmp_path / "ds"
+    ds = _small_history(str(root)).delete(where="id < 5")  # creates _lakever/deletions
+    rec = _Recorder(monkeypatch)
+    ds = ds.delete(where="id < 10")
+    linked = [i for i, (kind, _) in enumerate(rec.events) if kind == "link"]
+    dv_link, entry_link = linked  # the deletion vector's name, then the log entry's
+    assert "/_lakever/deletions/" in rec.events[dv_link][1]
+    before_entry = rec.events[:entry_link]
+    assert ("dir", str(root / "_lakever" / "deletions")) in before_entry
+    assert any(k == "file" and "/_lakever/deletions/" in p for k, p in rec.events[:dv_link])
+    assert rec.events[entry_link + 1 :] == [("dir", str(root / "_lakever" / "log" / "main"))]
+    assert rec.kinds()["dir"] == 2 and rec.kinds()["file"] == 2
+    assert lv.open_dataset(str(root)).to_arrow().num_rows == 190
+
+
+def test_a_deletion_vector_already_stored_is_reused(tmp_path):
+    store = open_storage(str(tmp_path / "s"))
+    assert store.publish_content("_lakever/deletions/x.parquet", b"abc")
+    assert not store.publish_content("_lakever/deletions/x.parquet", b"abc")
+    store.flush()
+    assert os.listdir(tmp_path / "s" / "_lakever" / "deletions") == ["x.parquet"]
+
+
 def test_commit_on_a_stale_hint_into_a_gap_is_not_acknowledged(local_location):
     """The hint names the base, so the commit skips the probe before creating its entry:
     the check after it must still refuse to acknowledge an entry that filled a gap."""

@@ -193,29 +193,40 @@ class LocalStorage(Storage):
                 raise
             raise _storage_error("write", path, exc) from exc
         os.close(fd)
-        try:
-            # link() is atomic and fails if the name exists; the target is complete.
-            os.link(tmp, path)
-        except FileExistsError:
+        if not _link(tmp, path):
             return False
-        except OSError as exc:
-            if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
-                raise StorageError(
-                    f"cannot commit {path}: this file system does not support hard links "
-                    f"({exc.strerror}), which lakever needs for an atomic put-if-absent; "
-                    "use a local file system such as ext4, xfs, btrfs or apfs",
-                    path=path,
-                ) from exc
-            raise _storage_error("write", path, exc) from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
         if self._fsync:
             try:
                 _fsync_dir(os.path.dirname(path))
             except OSError as exc:
                 raise _storage_error("sync directory", os.path.dirname(path), exc) from exc
         return True
+
+    def publish_content(self, rel: str, data: bytes) -> bool:
+        # The bytes are fsynced before the name appears, so the name never shows a torn
+        # object; the directory entry (ours, or an earlier writer's) is synced by the next
+        # flush, which the commit referencing it runs before its own entry is linked.
+        path = self._p(rel)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            fd = self._open_new(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from exc
+        try:
+            _write_all(fd, data)
+            if self._fsync:
+                os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _storage_error("write", path, exc) from exc
+        os.close(fd)
+        created = _link(tmp, path)
+        if self._fsync:
+            with self._lock:
+                self._dirty.add(os.path.dirname(path))
+        return created
 
     def write_hint(self, rel: str, data: bytes) -> None:
         # One pwrite in place: cheaper than a rename (a journaled metadata change),
@@ -291,6 +302,28 @@ def _storage_error(action: str, path: str, exc: OSError) -> StorageError:
     elif isinstance(exc, PermissionError):
         reason = "permission denied"
     return StorageError(f"cannot {action} {path}: {reason}", path=path)
+
+
+def _link(tmp: str, path: str) -> bool:
+    """Link the complete file ``tmp`` to ``path`` and remove ``tmp``; False if ``path`` exists."""
+    try:
+        # link() is atomic and fails if the name exists; the target is complete.
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise StorageError(
+                f"cannot commit {path}: this file system does not support hard links "
+                f"({exc.strerror}), which lakever needs for an atomic put-if-absent; "
+                "use a local file system such as ext4, xfs, btrfs or apfs",
+                path=path,
+            ) from exc
+        raise _storage_error("write", path, exc) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return True
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
