@@ -125,6 +125,9 @@ class LocalStorage(Storage):
         synced = _pool().submit(_fsync_close, fd)
         with self._lock:
             self._own()
+            # Fsyncs that succeeded need no waiting for: only running and failed ones are
+            # kept, so the list stays short however many files a bulk write creates.
+            self._pending = [p for p in self._pending if not _succeeded(p[0])]
             self._pending.append((synced, path))
             self._dirty.add(os.path.dirname(path))
             running = [f for f, _ in self._pending if not f.done()]
@@ -349,6 +352,10 @@ def _pool() -> ThreadPoolExecutor:
             _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lakever-fsync")
             _POOL_PID = os.getpid()
         return _POOL
+
+
+def _succeeded(f: Future[None]) -> bool:
+    return f.done() and f.exception() is None
 
 
 def _fsync_close(fd: int) -> None:
