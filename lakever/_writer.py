@@ -11,7 +11,9 @@ before they are written, so a refused write leaves the dataset unchanged.
 
 from __future__ import annotations
 
+import functools
 import getpass
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -46,6 +48,7 @@ from lakever.evolution import ColumnRef, evolve, plan_write
 from lakever.field_tree import schema_changes as diff
 from lakever.format import ContractRef, FragmentEntry, Snapshot, schema_id
 from lakever.fragments import DEFAULT_MAX_ROWS_PER_FRAGMENT, Layout, write_fragments
+from lakever.integrity import written
 from lakever.keys import KeyCheck, check_declared
 from lakever.log import Line
 from lakever.manifest_list import ManifestFiles
@@ -85,6 +88,16 @@ KEEP: Any = object()
 
 
 def default_author() -> str:
+    # getpass.getuser() reads these variables first; only the password database
+    # lookup after them (a file read per commit) is remembered.
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if user := os.environ.get(name):
+            return user
+    return _account()
+
+
+@functools.cache
+def _account() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -229,6 +242,7 @@ def commit_data(
         max_rows=max_rows_per_fragment,
         layout=_layout_fn(spec, sort),
     )
+    written(storage, entries)  # hashed as written: reading them back here needs no rehash
     keys = None
     if key:
         keys = KeyCheck(storage, target, key, what=f"this {operation}")

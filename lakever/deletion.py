@@ -82,7 +82,8 @@ def write_deletion_vector(storage: Storage, positions: Positions) -> DeletionVec
     data = encode(positions)
     rel = f"{DELETION_DIR}/{object_id(data)}.parquet"
     # False means these exact bytes are already stored under their hash: nothing to do.
-    storage.publish(rel, data)
+    # Durable by the commit's own flush, before its log entry can reference it.
+    storage.publish_content(rel, data)
     dv = DeletionVector(path=rel, content_hash=f"sha256:{sha256_hex(data)}", count=len(positions))
     _CACHE.put((storage.uri, dv.content_hash), positions.cast(pa.int64()))
     return dv
@@ -158,6 +159,11 @@ def _valid(positions: Positions, count: int, num_rows: int) -> bool:
 
 def union(a: Positions, b: Positions) -> Positions:
     """Sorted unique positions in ``a`` or ``b``."""
+    if len(a) == 0 or len(b) == 0:  # a first delete: the new positions alone, if in order
+        only = (b if len(a) == 0 else a).cast(pa.int64())
+        values = only.to_numpy(zero_copy_only=False)
+        if len(values) < 2 or bool((values[1:] > values[:-1]).all()):
+            return only
     both = pa.concat_arrays([a.cast(pa.int64()), b.cast(pa.int64())])
     unique = pc.unique(both)
     return unique.take(pc.sort_indices(unique))

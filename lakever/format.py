@@ -31,7 +31,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ __all__ = [
     "Summary",
     "decode_snapshot",
     "encode_snapshot",
+    "seal_snapshot",
     "log_path",
 ]
 
@@ -467,6 +468,22 @@ def compute_snapshot_id(body: dict[str, Any]) -> str:
 def encode_snapshot(snap: Snapshot) -> bytes:
     body = snap.body()
     return canonical_json({**body, "snapshot_id": snap.snapshot_id})
+
+
+def seal_snapshot(snap: Snapshot) -> tuple[Snapshot, bytes]:
+    """``snap`` with its id computed, and its encoded record (`encode_snapshot`'s bytes).
+
+    Each top-level value is serialized once and the two objects -- the body, whose
+    hash is the id, and the record, the body plus ``snapshot_id`` -- are assembled
+    from the same pieces, exactly as `canonical_json` lays out a dict (keys sorted,
+    ``key:value`` joined by commas).
+    """
+    body = snap.body()
+    pieces = {k: canonical_json(k) + b":" + canonical_json(v) for k, v in body.items()}
+    snapshot_id = sha256_hex(b"{" + b",".join(pieces[k] for k in sorted(pieces)) + b"}")[:32]
+    pieces["snapshot_id"] = b'"snapshot_id":' + canonical_json(snapshot_id)
+    record = b"{" + b",".join(pieces[k] for k in sorted(pieces)) + b"}"
+    return replace(snap, snapshot_id=snapshot_id), record
 
 
 _KNOWN = {

@@ -9,8 +9,9 @@ reading back as wrong rows.
 Hashing costs one sequential read per fragment (about 0.5-1.5 GB/s per core,
 less than decoding Parquet); it is done once per process: a verified local file
 is remembered with its identity (size, inode, mtime and ctime, which any write to
-the file changes), and later reads only ``stat`` it. Other backends verify on
-every read. docs/benchmarks.md reports the measured cost.
+the file changes), and later reads only ``stat`` it; so is a fragment this process
+wrote itself, whose hash the writer computed from the bytes it wrote (`written`).
+Other backends verify on every read. docs/benchmarks.md reports the measured cost.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from lakever._lru import Lru
 from lakever.errors import CorruptData, LakeverError, StorageError
 from lakever.storage import FileRef, Storage
 
-__all__ = ["FileRef", "damaged", "reading", "verify"]
+__all__ = ["FileRef", "damaged", "reading", "verify", "written"]
 
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _CHUNK = 1 << 22
@@ -96,6 +97,26 @@ def _verify_local(storage: Storage, ref: FileRef, snapshot: str) -> None:
         raise damaged(storage, ref, snapshot, "does not match the hash recorded in its manifest")
     if after == sig:
         _VERIFIED.put(key, sig)
+
+
+def written(storage: Storage, refs: Sequence[FileRef]) -> None:
+    """Remember local fragments this process has just written as verified.
+
+    The writer hashed exactly the bytes it wrote (the entry's ``content_hash``), so
+    the file as it is now, identified by its stat signature, needs no second hash
+    before this process reads it (a delete right after an append, say); any later
+    change to the file changes the signature and it is hashed again.
+    """
+    if not storage.is_local:
+        return
+    for ref in refs:
+        path = storage.full_path(ref.path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # verified on first read instead
+        if st.st_size == ref.size_bytes:
+            _VERIFIED.put((path, ref.content_hash), _signature(st))
 
 
 def _verify_remote(storage: Storage, ref: FileRef, snapshot: str) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from lakever import _chain
@@ -35,13 +34,12 @@ from lakever.format import (
     Snapshot,
     Summary,
     canonical_json,
-    compute_snapshot_id,
     decode_snapshot,
-    encode_snapshot,
     latest_hint_path,
     log_dir,
     log_path,
     newest_number,
+    seal_snapshot,
     snapshot_index_path,
 )
 from lakever.manifest_list import ManifestIO, merge_levels
@@ -289,16 +287,22 @@ class Line:
                 (then it is not acknowledged; see `lakever._chain.check_successor`).
         """
         # Refuse to build on a broken chain: entries deleted (the hint or a gap shows it),
-        # or the base replaced since it was read.
-        self.latest_version()
+        # or the base replaced since it was read. When the hint names the base (the usual
+        # case: the head this handle committed or opened), its entry is re-read below and
+        # a gap beyond it is found after the entry is created (`_chain.check_successor`),
+        # so the probes of `latest_version` would find nothing more.
+        if base is None or self._hint() != base.version:
+            self.latest_version()
         if base is not None:
             _chain.check_unchanged(self, base)
         current = base
         merged: dict[tuple[str, ...], tuple[ManifestRef, ...]] = {}
         for _attempt in COMMITS.attempts():
-            snap = _build(current, change, self.branch_id, apply(current, change, io), io, merged)
-            self.storage.flush()
-            entry, rel = encode_snapshot(snap), log_path(self.branch_id, snap.version)
+            snap, entry = _build(
+                current, change, self.branch_id, apply(current, change, io), io, merged
+            )
+            # put_if_absent makes every file written so far durable before the entry appears.
+            rel = log_path(self.branch_id, snap.version)
             if self.storage.publish(rel, entry):
                 _DECODED.put((self.storage.uri, rel), (entry, snap))
                 # Acknowledge only a version the head shows: not one that filled a gap.
@@ -350,8 +354,9 @@ def _build(
     applied: Applied,
     io: ManifestIO,
     merged: dict[tuple[str, ...], tuple[ManifestRef, ...]],
-) -> Snapshot:
-    """The snapshot ``change`` makes on top of ``base`` (its id computed, not yet committed).
+) -> tuple[Snapshot, bytes]:
+    """The snapshot ``change`` makes on top of ``base`` (its id computed, not yet committed),
+    and its log entry's bytes.
 
     ``merged`` remembers level merges by manifest list, so a retry on the same list
     writes no manifest twice.
@@ -400,4 +405,4 @@ def _build(
         table_properties=applied.table_properties,
         reader_features=(DELETION_VECTORS,) if any(m.deleted_rows for m in manifests) else (),
     )
-    return replace(snap, snapshot_id=compute_snapshot_id(snap.body()))
+    return seal_snapshot(snap)

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from lakever import contract as contracts
@@ -57,6 +58,7 @@ from lakever.evolution import plan_write
 from lakever.field_tree import schema_changes as schema_diff
 from lakever.format import DATA_DIR, FragmentEntry, Snapshot, Summary
 from lakever.fragments import write_fragments
+from lakever.integrity import verify
 from lakever.keys import KeyCheck, check_declared
 from lakever.manifest_list import ManifestFiles
 from lakever.manifests import make_manifest
@@ -65,7 +67,8 @@ from lakever.projection import cast_exact, conform
 from lakever.reader import ScanPlan, read_file, read_positions
 from lakever.schema import check_names, iter_field_ids, map_type, schema_to_json
 from lakever.snapshot import SnapshotState
-from lakever.sql import cursor, duckdb_type, quote_identifier, translate_errors
+from lakever.sql import cursor, duckdb_type, quote_identifier, schema_map, translate_errors
+from lakever.sqlplan import FILE_COLUMN, POSITION_COLUMN, exact_in_duckdb, plan_sql, register_plan
 
 __all__ = ["delete", "update", "upsert"]
 
@@ -112,6 +115,64 @@ def _matches(state: SnapshotState, plan: ScanPlan) -> list[_Hit]:
         _Hit(by_path[task.path], pa.array(positions, pa.int64()), rows)
         for task, positions, rows in read_positions(plan)
     ]
+
+
+def _positions(state: SnapshotState, plan: ScanPlan) -> list[tuple[FragmentEntry, Positions]]:
+    """The file positions of the live rows of the plan's fragments that pass its filter
+    (a delete needs no row values), per fragment, in order."""
+    found = _positions_in_duckdb(state, plan)
+    if found is None:
+        found = [(h.entry, h.positions) for h in _matches(state, plan)]
+    return found
+
+
+def _positions_in_duckdb(
+    state: SnapshotState, plan: ScanPlan
+) -> list[tuple[FragmentEntry, Positions]] | None:
+    """`_positions` with the filter inside DuckDB's Parquet scan: only the columns the
+    filter reads are decoded, no row is handed to Arrow, and DuckDB returns the positions
+    of the matching rows directly (``file_row_number``). The same DuckDB expression over
+    the same values (read through the schema map by field id, as `read_filtered` does
+    for filtered reads), so the same rows match as on the Arrow path.
+
+    None when the plan is not one DuckDB reads exactly (see `read_filtered`), or DuckDB
+    fails: the Arrow path then decides, and names any damage.
+    """
+    import duckdb
+
+    if plan.filter is None or not plan.storage.is_local:
+        return None
+    if not plan.tasks:
+        return []  # statistics ruled every fragment out
+    names = list(plan.filter_columns)
+    if not names or any(t.row_range is not None for t in plan.tasks):
+        return None
+    if not all(exact_in_duckdb(plan.schema.field(n).type) for n in names):
+        return None
+    mapping = schema_map(plan.schema, partial=True)
+    if mapping is None:
+        return None
+    verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
+    con = cursor()
+    try:
+        register_plan(con, plan)  # deleted rows are not live: they never match again
+        rows = plan_sql(plan, names, mapping, positions=True)
+        table = con.sql(
+            f"SELECT {FILE_COLUMN}, {POSITION_COLUMN} FROM ({rows}) WHERE ({plan.filter})"
+        ).to_arrow_table()
+    except (duckdb.Error, pa.ArrowException):
+        return None
+    finally:
+        con.close()
+    files = table.column(0).to_numpy(zero_copy_only=False)
+    positions = table.column(1).to_numpy(zero_copy_only=False).astype(np.int64)
+    by_path = {e.path: e for e in state.entries}
+    out: list[tuple[FragmentEntry, Positions]] = []
+    for t in plan.tasks:
+        mine = np.sort(positions[files == plan.storage.full_path(t.path)])
+        if len(mine):
+            out.append((by_path[t.path], pa.array(mine, pa.int64())))
+    return out
 
 
 # ----------------------------------------------------------------- rewriting
@@ -246,18 +307,18 @@ def delete(
     if where is None:
         raise InvalidArgument("delete needs where=...; to delete every row pass where='true'")
     candidates = _candidates(state, where, [])
-    hits = _matches(state, candidates)
+    hits = _positions(state, candidates)
     if not hits:
         _nothing(state, f"delete where {where!r}")
         return None
-    rewrites = [_rewrite(state, h.entry, h.positions, mode) for h in hits]
+    rewrites = [_rewrite(state, entry, positions, mode) for entry, positions in hits]
     parameters: dict[str, Any] = {
         "where": where,
         "mode": mode,
         "fragments_scanned": len(candidates.tasks),
     }
     how = _Commit("delete", message, author, properties)
-    deleted = sum(len(h.positions) for h in hits)
+    deleted = sum(len(positions) for _, positions in hits)
     return _commit(state, how, rewrites, [], parameters, rows_deleted=deleted)
 
 

@@ -421,6 +421,8 @@ def same_logical(a: pa.DataType, b: pa.DataType) -> bool:
     only for some values: `lakever.projection.conform` checks each value and refuses
     one that would lose precision, overflow or not fit.
     """
+    if a == b:  # the usual case (data written in the dataset's own types), no rebuilding
+        return True
     return strip_types(normalize_type(a)) == strip_types(normalize_type(b))
 
 

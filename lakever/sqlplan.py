@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FILE_COLUMN",
     "duck_sql",
+    "exact_in_duckdb",
     "POSITION_COLUMN",
     "plan_sql",
     "read_exact",
@@ -146,7 +147,7 @@ def relation(con: duckdb.DuckDBPyConnection, plan: ScanPlan) -> duckdb.DuckDBPyR
     return con.sql(sql)
 
 
-def _exact(t: pa.DataType) -> bool:
+def exact_in_duckdb(t: pa.DataType) -> bool:
     """Whether DuckDB's Parquet reader returns values of ``t`` that cast back to ``t``
     exactly (same values, same nulls): flat numbers, strings, binaries, dates,
     timestamps in any unit and zone (DuckDB returns the instant; the cast restores the
@@ -177,7 +178,7 @@ def read_exact(plan: ScanPlan) -> pa.Table | None:
     same rows, order and types as `ScanPlan.to_arrow`.
 
     None when the plan is not one DuckDB reads exactly (storage that is not local, a
-    column of a type outside `_exact`, an empty projection, tasks cut into row groups
+    column of a type outside `exact_in_duckdb`, an empty projection, tasks cut into row groups
     by `ScanPlan.split`), or when DuckDB fails: the Arrow reader then reads the plan,
     and names any damage. Fragments are verified before DuckDB opens them.
     """
@@ -188,7 +189,7 @@ def read_exact(plan: ScanPlan) -> pa.Table | None:
     if any(t.row_range is not None for t in plan.tasks):
         return None  # DuckDB would read the whole file, not the task's row groups
     names = list(plan.columns) + [c for c in plan.filter_columns if c not in plan.columns]
-    if not all(_exact(plan.schema.field(n).type) for n in names):
+    if not all(exact_in_duckdb(plan.schema.field(n).type) for n in names):
         return None
     if not plan.tasks:
         return plan.output_schema.empty_table()

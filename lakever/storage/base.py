@@ -164,7 +164,12 @@ class Atomic(ABC):
 
     @abstractmethod
     def put_if_absent(self, rel: str, data: bytes) -> bool:
-        """Atomically create ``rel`` with ``data``; return False if it already existed."""
+        """Atomically create ``rel`` with ``data``; return False if it already existed.
+
+        Everything `Objects.write_new` wrote before the call is durable before ``rel``
+        can appear (a backend with a real `Objects.flush` flushes first), so a commit
+        needs no separate flush before its log entry.
+        """
 
     @abstractmethod
     def write_hint(self, rel: str, data: bytes) -> None:
@@ -255,6 +260,14 @@ class Storage(Objects, Atomic, Engines):
             return landed == data
         raise failure
 
+    def publish_content(self, rel: str, data: bytes) -> bool:
+        """`publish` a content-addressed object (its name is the hash of ``data``, so an
+        object already there holds these bytes): atomic like `put_if_absent`, but
+        durable only by the next `Objects.flush` or `put_if_absent`, as the commit that
+        references it makes it. Backends whose creates are durable on return publish.
+        """
+        return self.publish(rel, data)
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name, (action, signal) in _TRANSLATED.items():
@@ -282,6 +295,7 @@ _TRANSLATED: dict[str, tuple[str, type[OSError] | None]] = {
     "delete_many": ("delete", None),
     "flush": ("sync", None),
     "put_if_absent": ("write", None),
+    "publish_content": ("write", None),
 }
 
 

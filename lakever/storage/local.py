@@ -8,6 +8,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from lakever.errors import StorageError
@@ -26,6 +27,14 @@ class LocalStorage(Storage):
     not durable across a power loss or kernel crash: for scratch data, tmpfs, or
     benchmarks comparing with engines that never fsync. A killed process loses
     nothing either way.
+
+    Durability costs, per commit: each new file is fsynced in the background as soon
+    as it is written (`write_new`), overlapping the work that follows; `flush` waits
+    for those fsyncs and syncs the directories that gained entries. `put_if_absent`
+    fsyncs its temporary file concurrently with that flush, so the data and the log
+    entry's bytes reach the disk together, then links it to its name and syncs the
+    log directory: two waits for the disk per commit. Advisory files (`write_hint`)
+    are never synced, nor the directories created for them.
     """
 
     protocol = "file"
@@ -33,6 +42,9 @@ class LocalStorage(Storage):
     def __init__(self, root: str, *, fsync: bool = True) -> None:
         self.uri = os.path.abspath(root)
         self._dirty: set[str] = set()
+        #: fsyncs of `write_new` files (and their paths) not yet waited for by `flush`.
+        self._pending: list[tuple[Future[None], str]] = []
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._fsync = fsync
 
@@ -57,7 +69,7 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise _storage_error("read", path, exc) from exc
 
-    def _mkdir(self, path: str) -> None:
+    def _mkdir(self, path: str, *, durable: bool = True) -> None:
         d = os.path.dirname(path)
         if os.path.isdir(d):
             return
@@ -77,53 +89,130 @@ class LocalStorage(Storage):
             os.makedirs(d, exist_ok=True)
         except OSError as exc:
             raise _storage_error("create directory", d, exc) from exc
-        if not self._fsync:
+        if not self._fsync or not durable:
             return
         # New directories must survive a crash too: sync the parent of every level created.
         with self._lock:
             self._dirty.update(os.path.dirname(c) for c in created)
 
+    def _open_new(self, path: str, flags: int, *, durable: bool = True) -> int:
+        """``os.open(path, flags)``, creating the missing directories of ``path`` first
+        when the open finds one missing (no directory probe on the common path)."""
+        try:
+            return os.open(path, flags, 0o644)
+        except (FileNotFoundError, NotADirectoryError):
+            self._mkdir(path, durable=durable)
+        return os.open(path, flags, 0o644)
+
     def write_new(self, rel: str, data: bytes | memoryview) -> None:
         path = self._p(rel)
-        self._mkdir(path)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = self._open_new(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except FileExistsError:
             raise
         except OSError as exc:
             raise _storage_error("write", path, exc) from exc
         try:
             _write_all(fd, data)
-            if self._fsync:
-                os.fsync(fd)
         except OSError as exc:
-            raise _storage_error("write", path, exc) from exc
-        finally:
             os.close(fd)
-        if self._fsync:
-            with self._lock:
-                self._dirty.add(os.path.dirname(path))
+            raise _storage_error("write", path, exc) from exc
+        if not self._fsync:
+            os.close(fd)
+            return
+        # The fsync runs while the writer goes on (statistics, the next file, the
+        # record); `flush` waits for it before anything may reference the file.
+        synced = _pool().submit(_fsync_close, fd)
+        with self._lock:
+            self._own()
+            # Fsyncs that succeeded need no waiting for: only running and failed ones are
+            # kept, so the list stays short however many files a bulk write creates.
+            self._pending = [p for p in self._pending if not _succeeded(p[0])]
+            self._pending.append((synced, path))
+            self._dirty.add(os.path.dirname(path))
+            running = [f for f, _ in self._pending if not f.done()]
+        if len(running) > _MAX_RUNNING:
+            # Each running fsync holds its file open: a bulk write of thousands of
+            # fragments waits here rather than running out of file descriptors.
+            wait(running[: len(running) - _MAX_RUNNING])
+
+    def _own(self) -> None:
+        """In a forked child, forget the parent's fsyncs (their threads are not here)."""
+        if self._pid != os.getpid():
+            self._pending, self._pid = [], os.getpid()
 
     def flush(self) -> None:
         with self._lock:
+            self._own()
+            pending = list(self._pending)
             dirs = sorted(self._dirty)
-        for d in dirs:
+        failure: StorageError | None = None
+        for d in dirs:  # meanwhile the pending file fsyncs run in their threads
             try:
                 _fsync_dir(d)
             except OSError as exc:
-                raise _storage_error("sync directory", d, exc) from exc
-        # Forget a directory only once it is synced: a concurrent flush that runs
-        # meanwhile syncs it again rather than returning before it is durable.
+                failure = failure or _storage_error("sync directory", d, exc)
+        wait([f for f, _ in pending])
+        for f, path in pending:
+            error = f.exception()
+            if isinstance(error, OSError):
+                failure = failure or _storage_error("sync", path, error)
+            elif error is not None:
+                raise error
+        # Forget a file or directory only once it is synced: a concurrent flush that runs
+        # meanwhile waits for it (or syncs it again) rather than returning before it is
+        # durable. A failed fsync is reported once, by the flush that saw it.
         with self._lock:
-            self._dirty.difference_update(dirs)
+            done = {f for f, _ in pending}
+            self._pending = [p for p in self._pending if p[0] not in done]
+            if failure is None:
+                self._dirty.difference_update(dirs)
+        if failure is not None:
+            raise failure
 
     def put_if_absent(self, rel: str, data: bytes) -> bool:
         path = self._p(rel)
-        self._mkdir(path)
-        self.flush()
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = self._open_new(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from exc
+        try:
+            _write_all(fd, data)
+            if self._fsync:
+                # The entry's bytes are synced while `flush` makes everything written
+                # before durable (files and directories): both before the link.
+                synced = _pool().submit(os.fsync, fd)
+                try:
+                    self.flush()
+                finally:
+                    wait([synced])
+                synced.result()
+        except (OSError, StorageError) as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, StorageError):
+                raise
+            raise _storage_error("write", path, exc) from exc
+        os.close(fd)
+        if not _link(tmp, path):
+            return False
+        if self._fsync:
+            try:
+                _fsync_dir(os.path.dirname(path))
+            except OSError as exc:
+                raise _storage_error("sync directory", os.path.dirname(path), exc) from exc
+        return True
+
+    def publish_content(self, rel: str, data: bytes) -> bool:
+        # The bytes are fsynced before the name appears, so the name never shows a torn
+        # object; the directory entry (ours, or an earlier writer's) is synced by the next
+        # flush, which the commit referencing it runs before its own entry is linked.
+        path = self._p(rel)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            fd = self._open_new(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except OSError as exc:
             raise _storage_error("write", path, exc) from exc
         try:
@@ -136,36 +225,18 @@ class LocalStorage(Storage):
                 os.unlink(tmp)
             raise _storage_error("write", path, exc) from exc
         os.close(fd)
-        try:
-            # link() is atomic and fails if the name exists; the target is complete.
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
-                raise StorageError(
-                    f"cannot commit {path}: this file system does not support hard links "
-                    f"({exc.strerror}), which lakever needs for an atomic put-if-absent; "
-                    "use a local file system such as ext4, xfs, btrfs or apfs",
-                    path=path,
-                ) from exc
-            raise _storage_error("write", path, exc) from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        created = _link(tmp, path)
         if self._fsync:
-            try:
-                _fsync_dir(os.path.dirname(path))
-            except OSError as exc:
-                raise _storage_error("sync directory", os.path.dirname(path), exc) from exc
-        return True
+            with self._lock:
+                self._dirty.add(os.path.dirname(path))
+        return created
 
     def write_hint(self, rel: str, data: bytes) -> None:
         # One pwrite in place: cheaper than a rename (a journaled metadata change),
         # and POSIX makes a write atomic with respect to reads of the same file.
         path = self._p(rel)
-        self._mkdir(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        # Advisory: neither the file nor a directory created for it is synced.
+        fd = self._open_new(path, os.O_WRONLY | os.O_CREAT, durable=False)
         try:
             os.pwrite(fd, data, 0)
         finally:
@@ -263,6 +334,28 @@ def _storage_error(action: str, path: str, exc: OSError) -> StorageError:
     return StorageError(f"cannot {action} {path}: {reason}", path=path)
 
 
+def _link(tmp: str, path: str) -> bool:
+    """Link the complete file ``tmp`` to ``path`` and remove ``tmp``; False if ``path`` exists."""
+    try:
+        # link() is atomic and fails if the name exists; the target is complete.
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise StorageError(
+                f"cannot commit {path}: this file system does not support hard links "
+                f"({exc.strerror}), which lakever needs for an atomic put-if-absent; "
+                "use a local file system such as ext4, xfs, btrfs or apfs",
+                path=path,
+            ) from exc
+        raise _storage_error("write", path, exc) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return True
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -283,6 +376,35 @@ class _FileSink:
             _write_all(self._fd, data)
         except OSError as exc:
             raise _storage_error("write", self._path, exc) from exc
+
+
+#: Files a storage may hold open while their fsyncs are queued or running.
+_MAX_RUNNING = 32
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads fsyncs run on (a new pool in a forked child: threads do not survive)."""
+    global _POOL, _POOL_PID
+    with _POOL_LOCK:
+        if _POOL is None or os.getpid() != _POOL_PID:
+            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lakever-fsync")
+            _POOL_PID = os.getpid()
+        return _POOL
+
+
+def _succeeded(f: Future[None]) -> bool:
+    return f.done() and f.exception() is None
+
+
+def _fsync_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: str) -> None:
