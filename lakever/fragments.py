@@ -65,8 +65,8 @@ def _stat_value(value: Any, t: pa.DataType) -> Any:
     return None
 
 
-def _bounded(t: pa.DataType) -> bool:
-    """Whether a column of type ``t`` gets min/max statistics."""
+def bounded(t: pa.DataType) -> bool:
+    """Whether a column of type ``t`` gets min/max statistics (what pruning compares)."""
     return (
         pa.types.is_integer(t)
         or (pa.types.is_floating(t) and not pa.types.is_float16(t))
@@ -74,7 +74,9 @@ def _bounded(t: pa.DataType) -> bool:
         or pa.types.is_large_string(t)
         or pa.types.is_decimal(t)
         or pa.types.is_boolean(t)
-        or (pa.types.is_temporal(t) and not pa.types.is_duration(t))
+        or pa.types.is_date(t)
+        or pa.types.is_time(t)
+        or pa.types.is_timestamp(t)
     )
 
 
@@ -174,7 +176,7 @@ def _stats_for(table: pa.Table, meta: pq.FileMetaData | None = None) -> dict[int
         if pa.types.is_floating(t) and not pa.types.is_float16(t):
             nans = pc.sum(pc.is_nan(col))  # type: ignore[type-var]  # it counts booleans
             entry["nans"] = nans.as_py() or 0
-        if _bounded(t) and col.null_count < len(col):
+        if bounded(t) and col.null_count < len(col):
             # Dates, times and timestamps are recorded as their integer ticks.
             ptype = t
             if pa.types.is_temporal(t):

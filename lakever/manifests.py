@@ -423,14 +423,27 @@ def write_manifest(
     content_hash = f"sha256:{sha256_hex(data)}"
     parsed = ManifestData(rel, table=table, entries=list(entries))
     _CACHE.put((f"{storage.uri}/{rel}", content_hash), parsed)
+    return _ref(entries, level, path=rel, content_hash=content_hash)
+
+
+def _ref(
+    entries: Sequence[FragmentEntry],
+    level: int,
+    *,
+    path: str | None = None,
+    content_hash: str | None = None,
+    inline: tuple[FragmentEntry, ...] | None = None,
+) -> ManifestRef:
+    """The manifest list's reference to a manifest of ``entries`` (a file, or inlined)."""
     live, deleted = _live(entries)
     return ManifestRef(
-        path=rel,
+        path=path,
         content_hash=content_hash,
         fragments=len(entries),
         rows=live,
         bytes=sum(e.size_bytes for e in entries),
         level=level,
+        inline=inline,
         deleted_rows=deleted,
     )
 
@@ -445,17 +458,7 @@ _CACHE: Lru[tuple[str, str], ManifestData] = Lru(4_000_000, weight=len, keep_fir
 def make_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: int) -> ManifestRef:
     """Return a level manifest for ``entries``: inlined if small, else written as a file."""
     if len(entries) <= INLINE_MAX_FRAGMENTS:
-        live, deleted = _live(entries)
-        return ManifestRef(
-            path=None,
-            content_hash=None,
-            fragments=len(entries),
-            rows=live,
-            bytes=sum(e.size_bytes for e in entries),
-            level=level,
-            inline=tuple(entries),
-            deleted_rows=deleted,
-        )
+        return _ref(entries, level, inline=tuple(entries))
     return write_manifest(storage, entries, level=level)
 
 

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from lakever.expr import Always, BoundFilter, Compare, Conj, NullCheck, PruneNode
 from lakever.format import FragmentEntry, parse_partition
+from lakever.fragments import bounded
 from lakever.manifests import CLASSES, ManifestData, stat_column
 from lakever.partitioning import partition_stats
 from lakever.schema import iter_field_ids
@@ -47,21 +48,6 @@ class Pruned:
     total: int
     after_partitions: int
     kept: list[FragmentEntry]
-
-
-def _stat_type(t: pa.DataType) -> bool:
-    """Whether min/max of a column of this type are recorded and comparable."""
-    return (
-        pa.types.is_integer(t)
-        or (pa.types.is_floating(t) and not pa.types.is_float16(t))
-        or pa.types.is_decimal(t)
-        or pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_boolean(t)
-        or pa.types.is_date(t)
-        or pa.types.is_timestamp(t)
-        or pa.types.is_time(t)
-    )
 
 
 def _ticks(t: pa.DataType) -> pa.DataType | None:
@@ -108,7 +94,7 @@ def _bounds(
     """
     groups: dict[pa.DataType, list[int]] = {}
     for i, (v, t) in enumerate(zip(raw, written, strict=True)):
-        if v is not None and t is not None and _stat_type(t):
+        if v is not None and t is not None and bounded(t):
             groups.setdefault(t, []).append(i)
     parts: list[pa.Array[Any]] = [pa.nulls(1, current)]  # type: ignore[call-overload]
     where = [0] * len(raw)  # position of each bound in the concatenation (0: null)
@@ -199,7 +185,7 @@ def _manifest_relation(
                 raw = m.column(name)
                 for sid in unique:
                     wt = written(sid, fid)
-                    if wt is None or not _stat_type(wt):
+                    if wt is None or not bounded(wt):
                         continue
                     if len(unique) == 1:
                         mask = None

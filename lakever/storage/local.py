@@ -170,8 +170,11 @@ class LocalStorage(Storage):
         if failure is not None:
             raise failure
 
-    def put_if_absent(self, rel: str, data: bytes) -> bool:
-        path = self._p(rel)
+    def _temp(self, path: str, data: bytes, sync: Callable[[int], None]) -> str:
+        """Write ``data`` to a new temporary file beside ``path``, ``sync`` it; its name.
+
+        On failure the temporary file is removed and the error raised (a StorageError).
+        """
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         try:
             fd = self._open_new(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
@@ -180,14 +183,7 @@ class LocalStorage(Storage):
         try:
             _write_all(fd, data)
             if self._fsync:
-                # The entry's bytes are synced while `flush` makes everything written
-                # before durable (files and directories): both before the link.
-                synced = _pool().submit(os.fsync, fd)
-                try:
-                    self.flush()
-                finally:
-                    wait([synced])
-                synced.result()
+                sync(fd)
         except (OSError, StorageError) as exc:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -196,7 +192,22 @@ class LocalStorage(Storage):
                 raise
             raise _storage_error("write", path, exc) from exc
         os.close(fd)
-        if not _link(tmp, path):
+        return tmp
+
+    def put_if_absent(self, rel: str, data: bytes) -> bool:
+        path = self._p(rel)
+
+        def sync(fd: int) -> None:
+            # The entry's bytes are synced while `flush` makes everything written
+            # before durable (files and directories): both before the link.
+            synced = _pool().submit(os.fsync, fd)
+            try:
+                self.flush()
+            finally:
+                wait([synced])
+            synced.result()
+
+        if not _link(self._temp(path, data, sync), path):
             return False
         if self._fsync:
             try:
@@ -210,22 +221,7 @@ class LocalStorage(Storage):
         # object; the directory entry (ours, or an earlier writer's) is synced by the next
         # flush, which the commit referencing it runs before its own entry is linked.
         path = self._p(rel)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        try:
-            fd = self._open_new(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        except OSError as exc:
-            raise _storage_error("write", path, exc) from exc
-        try:
-            _write_all(fd, data)
-            if self._fsync:
-                os.fsync(fd)
-        except OSError as exc:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise _storage_error("write", path, exc) from exc
-        os.close(fd)
-        created = _link(tmp, path)
+        created = _link(self._temp(path, data, os.fsync), path)
         if self._fsync:
             with self._lock:
                 self._dirty.add(os.path.dirname(path))
