@@ -191,7 +191,7 @@ class ManifestData:
     records, deletion vectors); column names and types when opened.
     """
 
-    __slots__ = ("_columns", "_entries", "_file", "_lock", "_starts", "_table", "names", "rel")
+    __slots__ = ("_columns", "_entries", "_file", "_lock", "_names", "_starts", "_table", "rel")
 
     def __init__(
         self,
@@ -208,21 +208,56 @@ class ManifestData:
         self._columns: dict[str, pa.ChunkedArray[Any]] = {}
         self._lock = threading.Lock()
         self._starts: list[int] = []
+        self._names: list[str] | None = None
         if file is not None:
-            self.names = _check_schema(file.schema_arrow)
+            self._names = _check_schema(file.schema_arrow)
             rows = 0
             for g in range(file.metadata.num_row_groups):
                 self._starts.append(rows)
                 rows += file.metadata.row_group(g).num_rows
+        elif table is not None:
+            self._names = table.column_names
         else:
-            assert table is not None
-            self.names = table.column_names
+            assert entries is not None
+
+    @property
+    def names(self) -> list[str]:
+        """The manifest's column names (`manifest_table` of in-memory entries)."""
+        if self._names is None:
+            self._names = self._in_memory().column_names
+        return self._names
+
+    @property
+    def from_file(self) -> bool:
+        """Whether the columns are decoded from a manifest file (else built in memory)."""
+        return self._file is not None
+
+    def _in_memory(self) -> pa.Table:
+        if self._table is None:
+            assert self._entries is not None
+            self._table = manifest_table(self._entries)
+        return self._table
+
+    def few_entries(self, most: int = 64) -> list[FragmentEntry] | None:
+        """The entries when they are built already and at most ``most`` (else None): for
+        so few, per-entry work is cheaper than building columns."""
+        if self._entries is not None and len(self._entries) <= most:
+            return self._entries
+        return None
+
+    def partitioned(self) -> bool:
+        """Whether any fragment of the manifest has partition values."""
+        if self._entries is not None:
+            return any(e.partition is not None for e in self._entries)
+        return self.column("partition").null_count < len(self)
 
     def __len__(self) -> int:
-        if self._table is not None:
-            return self._table.num_rows
-        assert self._file is not None
-        return int(self._file.metadata.num_rows)
+        if self._file is not None:
+            return int(self._file.metadata.num_rows)
+        if self._entries is not None:
+            return len(self._entries)
+        assert self._table is not None
+        return self._table.num_rows
 
     def _read(self, columns: list[str] | None = None, groups: list[int] | None = None) -> pa.Table:
         assert self._file is not None
@@ -237,8 +272,8 @@ class ManifestData:
         hit = self._columns.get(name)
         if hit is not None:
             return hit
-        if self._table is not None:
-            arr = self._table.column(name)
+        if self._file is None:
+            arr = self._in_memory().column(name)
         else:
             arr = self._read([name]).column(0)
             _check_column(name, arr, self.rel)
@@ -247,7 +282,7 @@ class ManifestData:
 
     def prefetch(self, names: Sequence[str]) -> None:
         """Decode the columns ``names`` that are not decoded yet, in one read."""
-        if self._table is not None:
+        if self._file is None:
             return
         missing = [n for n in dict.fromkeys(names) if n not in self._columns and n in self.names]
         if not missing:
@@ -266,7 +301,8 @@ class ManifestData:
     def entries(self) -> list[FragmentEntry]:
         """Every fragment entry, in order (built once)."""
         if self._entries is None:
-            table = self._table if self._table is not None else self._read()
+            table = self._table if self._file is None else self._read()
+            assert table is not None
             self._entries = _to_entries(_check_values(table, self.rel))
         return self._entries
 
@@ -278,8 +314,8 @@ class ManifestData:
             return []
         if len(rows) == len(self):
             return self.entries()
-        if self._table is not None:
-            part = self._table.take(pa.array(rows, pa.int64()))
+        if self._file is None:
+            part = self._in_memory().take(pa.array(rows, pa.int64()))
         else:
             groups = sorted({bisect.bisect_right(self._starts, r) - 1 for r in rows})
             offsets, at = {}, 0
@@ -465,7 +501,7 @@ def make_manifest(storage: Storage, entries: Sequence[FragmentEntry], *, level: 
 def manifest_data(storage: Storage, ref: ManifestRef) -> ManifestData:
     """A manifest's parsed columns; a file is verified against its hash (and cached)."""
     if ref.inline is not None:
-        return ManifestData("(inline)", table=manifest_table(ref.inline), entries=list(ref.inline))
+        return ManifestData("(inline)", entries=list(ref.inline))
     assert ref.path is not None
     assert ref.content_hash is not None
     key = (f"{storage.uri}/{ref.path}", ref.content_hash)

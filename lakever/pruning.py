@@ -169,6 +169,11 @@ def _manifest_relation(
     Bounds are decoded per schema the fragments were written under (a manifest holds
     few), in that type, then cast to the current one; what cannot be cast is unknown.
     """
+    few = m.few_entries()
+    if few is not None:  # e.g. entries inlined in the snapshot record: no columns to build
+        wts = [{fid: written(e.schema_id, fid) for fid in fields} for e in few]
+        rel = _dict_relation([e.num_rows for e in few], [e.stats for e in few], wts, fields, types)
+        return {name: rel.column(name) for name in rel.column_names}
     n = len(m)
     out: dict[str, pa.Array[Any] | pa.ChunkedArray[Any]] = {"n": m.column("num_rows")}
     sids = m.column("schema_id")
@@ -268,6 +273,8 @@ def prune(
     import duckdb
 
     for m in manifests:  # one read per manifest file, of the columns pruning reads
+        if not m.from_file:
+            continue
         m.prefetch(
             ["num_rows", "schema_id", "partition", *(c for f in fields for c in m.stat_names(f))]
         )
@@ -311,7 +318,7 @@ def _partition_mask(
 
     The condition is evaluated once per distinct (partition record, schema) pair.
     """
-    if all(m.column("partition").null_count == len(m) for m in manifests):
+    if not any(m.partitioned() for m in manifests):
         return None
     # Columns read from files are dictionaries: decode them to concatenate them.
     part = pa.concat_arrays([_flat(m.column("partition").cast(pa.string())) for m in manifests])
