@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakever._lru import Lru
+from lakever._manifest_v1 import parse_v1
 from lakever.errors import CorruptMetadata
 from lakever.format import (
     _PLAIN_PATH,
@@ -577,7 +578,7 @@ def parse_manifest_data(data: bytes, rel: str) -> ManifestData:
         file = pq.ParquetFile(pa.BufferReader(data))
         version = (file.schema_arrow.metadata or {}).get(_VERSION_KEY)
         if version is None:
-            entries = _parse_v1(file.read())
+            entries = parse_v1(file.read())
             return ManifestData(rel, table=manifest_table(entries), entries=entries)
         if version != str(MANIFEST_VERSION).encode():
             raise CorruptMetadata(
@@ -635,42 +636,3 @@ def _check_values(table: pa.Table, rel: str) -> pa.Table:
     except (pa.ArrowException, KeyError, ValueError, TypeError) as exc:
         raise _corrupt(rel, exc) from exc
     return table
-
-
-def _parse_v1(table: pa.Table) -> list[FragmentEntry]:
-    """The entries of a version-1 manifest (statistics as one JSON object per fragment)."""
-    cols = table.to_pydict()
-    # Manifests written before deletion vectors existed have no such column.
-    dvs = cols.get("deletion_vector") or [None] * table.num_rows
-    # A manifest holds few distinct partition records: parse each once.
-    partitions = functools.lru_cache(maxsize=None)(parse_partition)
-    # One JSON parse for the whole column: ~3x faster than one per fragment.
-    all_stats = json.loads("[" + ",".join(cols["stats"]) + "]") if cols["stats"] else []
-    if len(all_stats) != table.num_rows or not all(isinstance(x, dict) for x in all_stats):
-        raise ValueError("the stats column does not hold one JSON object per fragment")
-    entries = [
-        FragmentEntry(
-            path=check_relative(p),
-            num_rows=n,
-            size_bytes=s,
-            content_hash=h,
-            stats={int(k): v for k, v in st.items()},
-            schema_id=check_object_id(sid),
-            partition=partitions(part),
-            deletion=DeletionVector.from_json(dv),
-        )
-        for p, n, s, h, st, sid, part, dv in zip(
-            cols["path"],
-            cols["num_rows"],
-            cols["size_bytes"],
-            cols["content_hash"],
-            all_stats,
-            cols["schema_id"],
-            cols.get("partition") or [None] * len(cols["path"]),
-            dvs,
-            strict=True,
-        )
-    ]
-    if any(e.deleted_rows > e.num_rows for e in entries):
-        raise ValueError("a deletion vector deletes more rows than its fragment has")
-    return entries
