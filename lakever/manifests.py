@@ -56,6 +56,7 @@ __all__ = [
     "parse_manifest",
     "read_manifest",
     "read_manifests",
+    "stats_columns",
     "write_manifest",
 ]
 
@@ -126,8 +127,14 @@ def _parse_stat_column(name: str) -> tuple[int, str, str | None]:
     raise ValueError(f"unknown manifest column {name!r}")
 
 
-def _stats_columns(stats: Sequence[Mapping[int, Mapping[str, Any]]]) -> dict[str, pa.Array[Any]]:
-    """Typed statistics columns for entries with these stats (one row per entry)."""
+def stats_columns(
+    stats: Sequence[Mapping[int, Mapping[str, Any]]], *, lenient: bool = False
+) -> dict[str, pa.Array[Any]]:
+    """Typed statistics columns for entries with these stats (one row per entry).
+
+    ``lenient``: a value no column can hold (not a number, string or boolean; a count
+    that is not an integer) is left out, i.e. unknown, instead of raising ValueError.
+    """
     n = len(stats)
     cols: dict[str, list[Any]] = {}
     for i, st in enumerate(stats):
@@ -135,19 +142,26 @@ def _stats_columns(stats: Sequence[Mapping[int, Mapping[str, Any]]]) -> dict[str
             for key, v in s.items():
                 if v is None:
                     continue
-                if key in _COUNTS:
-                    name = stat_column(fid, key)
-                elif key in ("min", "max"):
-                    name = stat_column(fid, key, _class_of(v))
-                else:
-                    continue
+                try:
+                    if key in _COUNTS:
+                        if isinstance(v, bool) or not isinstance(v, int):
+                            raise ValueError(f"the count {v!r} is not an integer")
+                        name = stat_column(fid, key)
+                    elif key in ("min", "max"):
+                        name = stat_column(fid, key, _class_of(v))
+                    else:
+                        continue
+                except ValueError:
+                    if lenient:
+                        continue
+                    raise
                 col = cols.get(name)
                 if col is None:
                     col = cols[name] = [None] * n
                 col[i] = v
     out: dict[str, pa.Array[Any]] = {}
     for name in sorted(cols, key=lambda c: (int(c.split(".")[1]), c)):
-        _, key, cls = _parse_stat_column(name)
+        cls = _parse_stat_column(name)[2]
         out[name] = pa.array(cols[name], pa.int64() if cls is None else CLASSES[cls])
     return out
 
@@ -173,7 +187,7 @@ def manifest_table(entries: Sequence[FragmentEntry]) -> pa.Table:
         },
         schema=pa.schema(_BASE_FIELDS),
     )
-    for name, arr in _stats_columns([e.stats for e in entries]).items():
+    for name, arr in stats_columns([e.stats for e in entries]).items():
         base = base.append_column(pa.field(name, arr.type), arr)
     return base.replace_schema_metadata({_VERSION_KEY: str(MANIFEST_VERSION).encode()})
 

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,7 +26,7 @@ import pyarrow.compute as pc
 from lakever.expr import Always, BoundFilter, Compare, Conj, NullCheck, PruneNode
 from lakever.format import FragmentEntry, parse_partition
 from lakever.fragments import bounded
-from lakever.manifests import CLASSES, ManifestData, stat_column
+from lakever.manifests import CLASSES, ManifestData, stat_column, stats_columns
 from lakever.partitioning import partition_stats
 from lakever.schema import iter_field_ids
 from lakever.sql import cursor, duckdb_type
@@ -57,22 +56,6 @@ def _ticks(t: pa.DataType) -> pa.DataType | None:
     return None
 
 
-def _decode(values: Sequence[Any], t: pa.DataType) -> pa.Array[Any]:
-    """Manifest-encoded bounds (JSON scalars; None: unknown) as an array of type ``t``."""
-    ticks = _ticks(t)
-    if ticks is not None:
-        return pa.array(values, ticks).cast(t)
-    if pa.types.is_decimal(t):
-        out = []
-        for v in values:
-            try:
-                out.append(None if v is None else Decimal(str(v)))
-            except InvalidOperation:
-                out.append(None)
-        return pa.array(out, t)
-    return pa.array(values, t)
-
-
 def _decode_column(
     raw: pa.Array[Any] | pa.ChunkedArray[Any], t: pa.DataType
 ) -> pa.Array[Any] | pa.ChunkedArray[Any]:
@@ -83,42 +66,7 @@ def _decode_column(
     return raw.cast(t)
 
 
-def _bounds(
-    raw: Sequence[Any], written: Sequence[pa.DataType | None], current: pa.DataType
-) -> pa.Array[Any]:
-    """Decode each bound in the type it was written under, then cast it to ``current``.
-
-    Arrow values never pass through Python objects on the way: converting a zoned
-    ``datetime`` back to Arrow drops its offset once pandera has been imported
-    (pyarrow 26), which would shift bounds of fixed-offset timestamp columns.
-    """
-    groups: dict[pa.DataType, list[int]] = {}
-    for i, (v, t) in enumerate(zip(raw, written, strict=True)):
-        if v is not None and t is not None and bounded(t):
-            groups.setdefault(t, []).append(i)
-    parts: list[pa.Array[Any]] = [pa.nulls(1, current)]  # type: ignore[call-overload]
-    where = [0] * len(raw)  # position of each bound in the concatenation (0: null)
-    offset = 1
-    for t, idx in groups.items():
-        try:
-            arr = _decode([raw[i] for i in idx], t).cast(current)
-        except _CAST_ERRORS:
-            continue  # not representable under the current type: unknown
-        parts.append(arr)
-        for k, i in enumerate(idx):
-            where[i] = offset + k
-        offset += len(arr)
-    return pa.concat_arrays(parts).take(pa.array(where, pa.int64()))
-
-
 _CAST_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
-
-
-def _zero(v: Any, *, low: bool) -> Any:
-    # -0.0 and 0.0 compare equal; keep the bound on the safe side of both anyway.
-    if isinstance(v, float) and v == 0.0:
-        return -0.0 if low else 0.0
-    return v
 
 
 def _signed_zeros(
@@ -132,85 +80,95 @@ def _signed_zeros(
     return out
 
 
-def _dict_relation(
-    n: Sequence[int],
-    stats: Sequence[Stats],
-    written: Sequence[Mapping[int, pa.DataType | None]],
-    fields: Sequence[int],
-    types: Mapping[int, pa.DataType],
-) -> pa.Table:
-    """The statistics relation `may_match_sql` reads, from stats dicts (one row each)."""
-    columns: dict[str, pa.Array[Any]] = {"n": pa.array(n, pa.int64())}
-    for fid in fields:
-        t = types[fid]
-        per = [s.get(fid) for s in stats]
-        wt = [w.get(fid) for w in written]
-        lows = [None if s is None else _zero(s.get("min"), low=True) for s in per]
-        highs = [None if s is None else _zero(s.get("max"), low=False) for s in per]
-        columns[f"lo_{fid}"] = _bounds(lows, wt, t)
-        columns[f"hi_{fid}"] = _bounds(highs, wt, t)
-        columns[f"nl_{fid}"] = pa.array(
-            [None if s is None else s.get("nulls") for s in per], pa.int64()
-        )
-        columns[f"nn_{fid}"] = pa.array(
-            [None if s is None else s.get("nans") for s in per], pa.int64()
-        )
-    return pa.table(columns)
-
-
 WrittenType = Callable[[str, int], "pa.DataType | None"]
+
+
+Column: TypeAlias = "pa.Array[Any] | pa.ChunkedArray[Any]"
 
 
 def _manifest_relation(
     m: ManifestData, fields: Sequence[int], types: Mapping[int, pa.DataType], written: WrittenType
 ) -> dict[str, pa.ChunkedArray[Any]]:
-    """The statistics relation's columns for one manifest, computed column by column.
-
-    Bounds are decoded per schema the fragments were written under (a manifest holds
-    few), in that type, then cast to the current one; what cannot be cast is unknown.
-    """
+    """The statistics relation's columns for one manifest (see `_relation`)."""
     few = m.few_entries()
-    if few is not None:  # e.g. entries inlined in the snapshot record: no columns to build
-        wts = [{fid: written(e.schema_id, fid) for fid in fields} for e in few]
-        rel = _dict_relation([e.num_rows for e in few], [e.stats for e in few], wts, fields, types)
-        return {name: rel.column(name) for name in rel.column_names}
-    n = len(m)
-    out: dict[str, pa.Array[Any] | pa.ChunkedArray[Any]] = {"n": m.column("num_rows")}
-    sids = m.column("schema_id")
-    unique = [str(sid) for sid in pc.unique(sids).to_pylist()]
+    if few is not None:  # e.g. entries inlined in the snapshot record: no manifest table
+        return _stats_relation(
+            [e.num_rows for e in few], [e.schema_id for e in few], [e.stats for e in few],
+            fields, types, written,
+        )  # fmt: skip
     names = set(m.names)
+    return _relation(
+        m.column("num_rows"),
+        m.column("schema_id"),
+        lambda name: m.column(name) if name in names else None,
+        fields,
+        types,
+        written,
+    )
+
+
+def _stats_relation(
+    n: Sequence[int],
+    sids: Sequence[str],
+    stats: Sequence[Stats],
+    fields: Sequence[int],
+    types: Mapping[int, pa.DataType],
+    written: WrittenType,
+) -> dict[str, pa.ChunkedArray[Any]]:
+    """The statistics relation of a few stats dicts, through the same typed columns a
+    manifest file holds (`lakever.manifests.stats_columns`); a value no column can hold
+    is unknown."""
+    columns = stats_columns(stats, lenient=True)
+    return _relation(
+        pa.array(n, pa.int64()), pa.array(sids, pa.string()), columns.get, fields, types, written
+    )
+
+
+def _relation(
+    n: Column,
+    sids: Column,
+    stat: Callable[[str], Column | None],
+    fields: Sequence[int],
+    types: Mapping[int, pa.DataType],
+    written: WrittenType,
+) -> dict[str, pa.ChunkedArray[Any]]:
+    """The statistics relation `may_match_sql` reads, computed column by column.
+
+    ``stat`` gives a typed statistics column by name (None: absent). Bounds are decoded
+    per schema the fragments were written under (``sids``; few distinct), in that type,
+    then cast to the current one; what cannot be cast is unknown.
+    """
+    count = len(n)
+    out: dict[str, Column] = {"n": n}
+    unique = [str(sid) for sid in pc.unique(sids).to_pylist()]
     for fid in fields:
         t = types[fid]
         for key, prefix in (("min", "lo"), ("max", "hi")):
-            acc: pa.Array[Any] | pa.ChunkedArray[Any] | None = None
+            acc: Column | None = None
             for cls in CLASSES:
-                name = stat_column(fid, key, cls)
-                if name not in names:
+                raw = stat(stat_column(fid, key, cls))
+                if raw is None:
                     continue
-                raw = m.column(name)
                 for sid in unique:
                     wt = written(sid, fid)
                     if wt is None or not bounded(wt):
                         continue
-                    if len(unique) == 1:
-                        mask = None
-                    else:
-                        mask = _flat(pc.equal(sids, pa.scalar(sid)))
+                    mask = None if len(unique) == 1 else _flat(pc.equal(sids, pa.scalar(sid)))
                     try:
                         picked = raw if mask is None else raw.filter(mask)
                         dec = _decode_column(picked, wt).cast(t)
                     except _CAST_ERRORS:
                         continue  # not representable under the current type: unknown
                     if mask is not None:
-                        nulls = pa.nulls(n, t)  # type: ignore[call-overload]
+                        nulls = pa.nulls(count, t)  # type: ignore[call-overload]
                         dec = pc.replace_with_mask(nulls, mask, _flat(dec))
                     acc = dec if acc is None else pc.coalesce(acc, dec)
             if acc is None:
-                acc = pa.nulls(n, t)  # type: ignore[call-overload]
+                acc = pa.nulls(count, t)  # type: ignore[call-overload]
             out[f"{prefix}_{fid}"] = _signed_zeros(acc, t, low=key == "min")
         for key, prefix in (("nulls", "nl"), ("nans", "nn")):
-            name = stat_column(fid, key)
-            out[f"{prefix}_{fid}"] = m.column(name) if name in names else pa.nulls(n, pa.int64())
+            col = stat(stat_column(fid, key))
+            out[f"{prefix}_{fid}"] = pa.nulls(count, pa.int64()) if col is None else col
     return {k: _chunked(v) for k, v in out.items()}
 
 
@@ -326,19 +284,19 @@ def _partition_mask(
     joined = pc.binary_join_element_wise(part, sids, "\n")  # type: ignore[call-overload]
     keys = pc.dictionary_encode(joined)
     stats: list[Stats] = []
-    wts: list[dict[int, pa.DataType | None]] = []
+    key_sids: list[str] = []
     for key in keys.dictionary.to_pylist():
         record, sid = key.rsplit("\n", 1)
-        wt = {fid: written(sid, fid) for fid in fields}
+        known = {fid: t for fid in fields if (t := written(sid, fid)) is not None}
         # Partition values are recorded in the type the fragment was written under;
         # a one-row stand-in: the condition only asks whether rows can match.
-        stats.append(
-            partition_stats(parse_partition(record), {k: v for k, v in wt.items() if v}, 1)
-        )
-        wts.append(wt)
+        stats.append(partition_stats(parse_partition(record), known, 1))
+        key_sids.append(sid)
     if not stats:
         return None
-    allowed = run_prune(con, _dict_relation([1] * len(stats), stats, wts, fields, types), condition)
+    columns = _stats_relation([1] * len(stats), key_sids, stats, fields, types, written)
+    relation = pa.Table.from_arrays(list(columns.values()), names=list(columns))
+    allowed = run_prune(con, relation, condition)
     mask = allowed.take(keys.indices).fill_null(True)
     return mask  # type: ignore[return-value]
 

@@ -298,3 +298,15 @@ def test_a_bad_schema_id_stops_pruning_before_it_names_a_file():
     parsed = parse_manifest_data(_bytes(damaged), "_lakever/manifests/m.parquet")
     with pytest.raises(lv.CorruptMetadata, match="not 32 hex digits"):
         parsed.column("schema_id")
+
+
+def test_statistics_no_column_can_hold_are_unknown_when_pruning_and_refused_when_writing():
+    from lakever.manifests import stats_columns
+
+    odd = [{1: {"nulls": "3", "min": [1], "max": 5}}, {1: {"nulls": 0, "nans": True}}]
+    cols = stats_columns(odd, lenient=True)
+    assert cols["stats.1.max.i"].to_pylist() == [5, None]
+    assert cols["stats.1.nulls"].to_pylist() == [None, 0]
+    assert "stats.1.min.i" not in cols and "stats.1.nans" not in cols
+    with pytest.raises(ValueError, match=r"not an integer|not a number"):
+        stats_columns(odd)
