@@ -68,7 +68,7 @@ from lakever.reader import ScanPlan, read_file, read_positions
 from lakever.schema import check_names, iter_field_ids, map_type, schema_to_json
 from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, duckdb_type, quote_identifier, schema_map, translate_errors
-from lakever.sqlplan import FILE_COLUMN, POSITION_COLUMN, exact_in_duckdb, plan_sql, register_plan
+from lakever.sqlplan import FILE_COLUMN, POSITION_COLUMN, plan_sql, reads_exactly, register_plan
 
 __all__ = ["delete", "update", "upsert"]
 
@@ -132,22 +132,20 @@ def _positions_in_duckdb(
     """`_positions` with the filter inside DuckDB's Parquet scan: only the columns the
     filter reads are decoded, no row is handed to Arrow, and DuckDB returns the positions
     of the matching rows directly (``file_row_number``). The same DuckDB expression over
-    the same values (read through the schema map by field id, as `read_filtered` does
-    for filtered reads), so the same rows match as on the Arrow path.
+    the same values (read through the schema map by field id, as `read_exact` does
+    for reads), so the same rows match as on the Arrow path.
 
-    None when the plan is not one DuckDB reads exactly (see `read_filtered`), or DuckDB
+    None when the plan is not one DuckDB reads exactly (`sqlplan.reads_exactly`), or DuckDB
     fails: the Arrow path then decides, and names any damage.
     """
     import duckdb
 
-    if plan.filter is None or not plan.storage.is_local:
+    if plan.filter is None:
         return None
     if not plan.tasks:
         return []  # statistics ruled every fragment out
     names = list(plan.filter_columns)
-    if not names or any(t.row_range is not None for t in plan.tasks):
-        return None
-    if not all(exact_in_duckdb(plan.schema.field(n).type) for n in names):
+    if not names or not reads_exactly(plan, names):
         return None
     mapping = schema_map(plan.schema, partial=True)
     if mapping is None:

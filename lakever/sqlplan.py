@@ -39,6 +39,7 @@ __all__ = [
     "plan_sql",
     "read_exact",
     "read_filtered",
+    "reads_exactly",
     "register_plan",
     "relation",
 ]
@@ -164,6 +165,17 @@ def exact_in_duckdb(t: pa.DataType) -> bool:
     )
 
 
+def reads_exactly(plan: ScanPlan, names: Sequence[str]) -> bool:
+    """Whether DuckDB's Parquet scan returns the columns ``names`` of the plan's tasks
+    exactly: local files read whole (no tasks cut into row groups by `ScanPlan.split`,
+    which DuckDB would read in full), every column of an `exact_in_duckdb` type."""
+    return (
+        plan.storage.is_local
+        and not any(t.row_range is not None for t in plan.tasks)
+        and all(exact_in_duckdb(plan.schema.field(n).type) for n in names)
+    )
+
+
 def read_filtered(plan: ScanPlan) -> pa.Table | None:
     """The rows of a filtered plan read by DuckDB, with the filter in its scan (see
     `read_exact`); None for a plan without a filter, or one `read_exact` declines."""
@@ -184,12 +196,8 @@ def read_exact(plan: ScanPlan) -> pa.Table | None:
     """
     import duckdb
 
-    if not plan.columns or not plan.storage.is_local:
-        return None
-    if any(t.row_range is not None for t in plan.tasks):
-        return None  # DuckDB would read the whole file, not the task's row groups
     names = list(plan.columns) + [c for c in plan.filter_columns if c not in plan.columns]
-    if not all(exact_in_duckdb(plan.schema.field(n).type) for n in names):
+    if not plan.columns or not reads_exactly(plan, names):
         return None
     if not plan.tasks:
         return plan.output_schema.empty_table()

@@ -104,8 +104,12 @@ class LocalStorage(Storage):
             self._mkdir(path, durable=durable)
         return os.open(path, flags, 0o644)
 
-    def write_new(self, rel: str, data: bytes | memoryview) -> None:
-        path = self._p(rel)
+    def _create(self, path: str, produce: Callable[[ByteSink], None]) -> int:
+        """Create the new file ``path`` with the bytes ``produce`` writes; its open fd.
+
+        If the producer or the disk fails, no file is left and the error is raised
+        (OSError as StorageError).
+        """
         try:
             fd = self._open_new(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except FileExistsError:
@@ -113,10 +117,19 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise _storage_error("write", path, exc) from exc
         try:
-            _write_all(fd, data)
-        except OSError as exc:
+            produce(_FileSink(fd, path))
+        except BaseException as exc:
             os.close(fd)
-            raise _storage_error("write", path, exc) from exc
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                raise _storage_error("write", path, exc) from exc
+            raise
+        return fd
+
+    def write_new(self, rel: str, data: bytes | memoryview) -> None:
+        path = self._p(rel)
+        fd = self._create(path, lambda sink: sink.write(data))
         if not self._fsync:
             os.close(fd)
             return
@@ -282,28 +295,18 @@ class LocalStorage(Storage):
             raise _storage_error("delete", path, exc) from exc
 
     def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
-        # Straight into the new file, then fsync (as write_new): no whole-object buffer.
+        # Straight into the new file, then fsync: no whole-object buffer.
         path = self._p(rel)
-        self._mkdir(path)
+        fd = self._create(path, produce)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            raise
-        except OSError as exc:
-            raise _storage_error("write", path, exc) from exc
-        done = False
-        try:
-            produce(_FileSink(fd, path))
             if self._fsync:
                 os.fsync(fd)
-            done = True
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
             raise _storage_error("write", path, exc) from exc
         finally:
             os.close(fd)
-            if not done:  # the producer or the disk failed: leave no partial file
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
         if self._fsync:
             with self._lock:
                 self._dirty.add(os.path.dirname(path))
