@@ -277,9 +277,12 @@ class ManifestData:
     def _read(self, columns: list[str] | None = None, groups: list[int] | None = None) -> pa.Table:
         assert self._file is not None
         with self._lock:  # a ParquetFile is not safe to read from two threads at once
-            if groups is None:
-                return self._file.read(columns=columns, use_threads=False)
-            return self._file.read_row_groups(groups, columns=columns, use_threads=False)
+            try:
+                if groups is None:
+                    return self._file.read(columns=columns, use_threads=False)
+                return self._file.read_row_groups(groups, columns=columns, use_threads=False)
+            except (pa.ArrowException, OSError) as exc:  # pages that do not decode
+                raise _corrupt(self.rel, exc) from exc
 
     def column(self, name: str) -> pa.ChunkedArray[Any]:
         """One whole column, a chunk per row group (checked: schema ids are object ids,
