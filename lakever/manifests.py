@@ -335,17 +335,16 @@ class ManifestData:
         if self._file is None:
             part = self._in_memory().take(pa.array(rows, pa.int64()))
         else:
-            groups = sorted({bisect.bisect_right(self._starts, r) - 1 for r in rows})
-            offsets, at = {}, 0
+            assert self._file is not None
+            group_of = [bisect.bisect_right(self._starts, r) - 1 for r in rows]
+            groups = sorted(set(group_of))
+            # A row's position in the read of ``groups``: minus its group's start, plus
+            # the rows of the groups read before it.
+            shift, at = {}, 0
             for g in groups:
-                offsets[g] = at
-                nxt = self._starts[g + 1] if g + 1 < len(self._starts) else len(self)
-                at += nxt - self._starts[g]
-            local = [
-                offsets[g] + r - self._starts[g]
-                for r in rows
-                for g in (bisect.bisect_right(self._starts, r) - 1,)
-            ]
+                shift[g] = at - self._starts[g]
+                at += self._file.metadata.row_group(g).num_rows
+            local = [r + shift[g] for r, g in zip(rows, group_of, strict=True)]
             part = self._read(groups=groups).take(pa.array(local, pa.int64()))
         return _to_entries(_check_values(part, self.rel))
 
