@@ -576,11 +576,7 @@ def _read_manifest_file(storage: Storage, path: str, content_hash: str) -> Manif
 
 
 def parse_manifest(data: bytes, rel: str) -> list[FragmentEntry]:
-    """The entries of manifest ``rel`` from its bytes (their hash checked by the caller).
-
-    Raises:
-        CorruptMetadata: the bytes are not a manifest.
-    """
+    """The entries of manifest ``rel`` from its bytes (see `parse_manifest_data`)."""
     return parse_manifest_data(data, rel).entries()
 
 
@@ -603,8 +599,7 @@ def parse_manifest_data(data: bytes, rel: str) -> ManifestData:
                 "upgrade lakever",
                 path=rel,
             )
-        _check_schema(file.schema_arrow)
-        # Few distinct schema ids and partition records: decode them as dictionaries.
+        _check_schema(file.schema_arrow)  # before naming columns to decode as dictionaries
         file = pq.ParquetFile(pa.BufferReader(data), read_dictionary=list(_DICTIONARY))
         return ManifestData(rel, file=file)
     except CorruptMetadata:
