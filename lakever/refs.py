@@ -48,6 +48,8 @@ from lakever.log import Line
 from lakever.retention import (
     Retained,
     expired_error,
+    export_path,
+    list_exported,
     list_retained,
     load_retained,
     read_expiry,
@@ -168,7 +170,10 @@ def _load(storage: Storage, rel: str) -> dict[str, Any] | None:
 
 
 def record_event(
-    storage: Storage, action: str, kind: RefKind | Literal["retained"], record: dict[str, Any]
+    storage: Storage,
+    action: str,
+    kind: RefKind | Literal["retained", "export"],
+    record: dict[str, Any],
 ) -> None:
     """Add ``{"action", "kind", **record}`` to the audit trail of ref changes."""
     now = datetime.now(UTC)
@@ -493,6 +498,40 @@ def retain(storage: Storage, snap: Snapshot, *, pin: str, reason: str, author: s
     guard_new_ref(storage, snap.branch_id, snap.version, lambda: storage.delete(rel))
     record_event(storage, "create", "retained", record)
     return Retained.from_json(record, storage.full_path(rel))
+
+
+def hold_for_export(
+    storage: Storage, snap: Snapshot, *, export: str, reason: str, author: str
+) -> Retained:
+    """Keep ``snap`` through every expiry and vacuum while export ``export`` (an
+    `export_id`) references its files (idempotent); `drop_export` lets it go."""
+    record = {
+        "snapshot_id": snap.snapshot_id,
+        "branch": snap.branch_id,
+        "version": snap.version,
+        "pin": export,
+        "reason": reason,
+        "created": format_time(datetime.now(UTC)),
+        "author": author,
+    }
+    rel = export_path(export, snap.snapshot_id)
+    storage.flush()
+    if not storage.publish(rel, canonical_json(record)):
+        existing = load_retained(storage, rel)
+        if existing is not None:
+            return existing
+    guard_new_ref(storage, snap.branch_id, snap.version, lambda: storage.delete(rel))
+    return Retained.from_json(record, storage.full_path(rel))
+
+
+def drop_export(storage: Storage, export: str, *, author: str) -> list[Retained]:
+    """Stop holding every snapshot export ``export`` holds; returns what it held."""
+    held = [r for r in list_exported(storage) if r.pin == export]
+    for r in held:
+        storage.delete(export_path(export, r.snapshot_id))
+    if held:
+        record_event(storage, "delete", "export", {"export": export, "deleted_by": author})
+    return held
 
 
 def release(storage: Storage, snapshot_id: str, *, author: str) -> Retained:

@@ -22,24 +22,30 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lakever.errors import CorruptMetadata, VersionExpired
+from lakever.errors import CorruptMetadata, InvalidArgument, VersionExpired
 from lakever.format import META_DIR, canonical_json, format_time, newest_number, parse_time
 from lakever.storage import Storage
 
 __all__ = [
     "EXPIRY_DIR",
+    "EXPORTS_DIR",
     "RETAINED_DIR",
     "ExpiredRange",
     "Expiry",
     "Retained",
     "expired_error",
+    "export_id",
+    "export_path",
+    "list_exported",
     "list_retained",
     "load_retained",
     "read_expiry",
@@ -49,6 +55,9 @@ __all__ = [
 
 EXPIRY_DIR = f"{META_DIR}/expiry"
 RETAINED_DIR = f"{META_DIR}/refs/retained"
+#: Snapshots held by an export to another table format (one folder per export).
+EXPORTS_DIR = f"{META_DIR}/refs/exports"
+_EXPORT_ID = re.compile(r"^[a-z]{1,16}-[0-9a-f]{16}$")
 _HINT = f"{EXPIRY_DIR}/LATEST"
 
 
@@ -58,6 +67,21 @@ def expiry_path(seq: int) -> str:
 
 def retained_path(snapshot_id: str) -> str:
     return f"{RETAINED_DIR}/{snapshot_id}.json"
+
+
+def export_id(fmt: str, target: str) -> str:
+    """The id of the export of format ``fmt`` (e.g. "delta") to ``target`` (a URI)."""
+    out = f"{fmt}-{hashlib.sha256(target.encode()).hexdigest()[:16]}"
+    if not _EXPORT_ID.match(out):
+        raise InvalidArgument(f"export format must be 1-16 lowercase letters, got {fmt!r}")
+    return out
+
+
+def export_path(export: str, snapshot_id: str) -> str:
+    """Where export ``export`` (an `export_id`) records that it holds a snapshot."""
+    if not _EXPORT_ID.match(export):
+        raise InvalidArgument(f"{export!r} is not an export id (format-16 hex digits)")
+    return f"{EXPORTS_DIR}/{export}/{snapshot_id}.json"
 
 
 # ----------------------------------------------------------------------- expiry
@@ -307,6 +331,18 @@ def list_retained(storage: Storage) -> list[Retained]:
     for name in storage.list(RETAINED_DIR):
         if name.endswith(".json"):
             r = load_retained(storage, f"{RETAINED_DIR}/{name}")
+            if r is not None:
+                out.append(r)
+    return sorted(out, key=lambda r: (r.created, r.snapshot_id))
+
+
+def list_exported(storage: Storage) -> list[Retained]:
+    """Every snapshot an export holds (``pin`` is the export id), oldest first. Vacuum
+    and expiry keep them like retained snapshots until the export is dropped."""
+    out = []
+    for f in storage.walk(EXPORTS_DIR):
+        if f.path.endswith(".json"):
+            r = load_retained(storage, f.path)
             if r is not None:
                 out.append(r)
     return sorted(out, key=lambda r: (r.created, r.snapshot_id))

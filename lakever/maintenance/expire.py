@@ -25,7 +25,7 @@ from lakever.errors import CommitConflict, InvalidArgument
 from lakever.format import LOG_DIR, Snapshot, format_time
 from lakever.log import Line
 from lakever.merge import merge_base
-from lakever.retention import ExpiredRange, list_retained, read_expiry, write_expiry
+from lakever.retention import ExpiredRange, list_exported, list_retained, read_expiry, write_expiry
 from lakever.storage import Storage
 
 __all__ = ["ExpireReport", "ExpiredVersions", "expire", "roots"]
@@ -88,7 +88,7 @@ def roots(storage: Storage) -> dict[Key, list[str]]:
     """Every snapshot no maintenance may expire or delete, with what names it.
 
     Live branch heads (``branch:NAME``), tags (``tag:NAME``), retained pins
-    (``retained:<id12>``) and the merge base of every two live branch heads
+    (``retained:<id12>``), snapshots an export holds (``export:<export id>``) and the merge base of every two live branch heads
     (``base:A+B``). Keys are (branch id of the log holding the version, version).
     """
     out: dict[Key, list[str]] = {}
@@ -102,6 +102,8 @@ def roots(storage: Storage) -> dict[Key, list[str]]:
         out.setdefault((tag.branch_id, tag.version), []).append(f"tag:{tag.name}")
     for r in list_retained(storage):
         out.setdefault((r.branch_id, r.version), []).append(f"retained:{r.snapshot_id[:12]}")
+    for r in list_exported(storage):
+        out.setdefault((r.branch_id, r.version), []).append(f"export:{r.pin}")
     parents = _parents_fn(storage)
     for (a, ha), (b, hb) in itertools.combinations(heads, 2):
         base = merge_base(ha, hb, parents)
