@@ -39,8 +39,9 @@ from lakever.maintenance.usage import StorageReport
 from lakever.maintenance.vacuum import VacuumReport
 from lakever.merge import MergeStrategy
 from lakever.partitioning import Transform
-from lakever.retention import Retained, list_retained
+from lakever.retention import Retained, export_id, list_exported, list_retained
 from lakever.snapshot import SnapshotState
+from lakever.storage import open_storage
 from lakever.view import SnapshotView
 
 __all__ = ["Dataset"]
@@ -536,6 +537,20 @@ class Dataset(SnapshotView):
     def retained(self) -> list[Retained]:
         """Every retained snapshot of the dataset, oldest request first."""
         return list_retained(self._storage)
+
+    def exports(self) -> list[Retained]:
+        """Every snapshot an export to another format holds (``pin`` is the export id)."""
+        return list_exported(self._storage)
+
+    def drop_export(self, format: str, target: str, *, author: str | None = None) -> int:
+        """Let expiry and vacuum treat the snapshots the export of ``format`` (e.g.
+        "delta") to ``target`` (a path or URI; exports are keyed by
+        ``export_id(format, open_storage(target).uri)``) holds like any other; returns
+        how many it held. The
+        exported table is not touched (its readers may then find files gone)."""
+        export = export_id(format, open_storage(target).uri)
+        held = refs.drop_export(self._storage, export, author=author or default_author())
+        return len(held)
 
 
 def _check_flag(name: str, value: Any) -> None:

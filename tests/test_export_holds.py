@@ -58,3 +58,16 @@ def test_export_ids_are_validated(fmt: str) -> None:
         export_id(fmt, "/t")
     with pytest.raises(lv.InvalidArgument):
         export_path("../x", "abc")
+
+
+def test_dataset_lists_and_drops_an_export_by_format_and_target(tmp_path: Path) -> None:
+    ds = _lake(tmp_path)
+    target = tmp_path / "exported"
+    export = export_id("iceberg", str(target))  # targets are keyed by their normalised URI
+    for v in (1, 3):
+        s = lv.open_dataset(ds.uri, version=v)._state
+        refs.hold_for_export(s.storage, s.snap, export=export, reason="r", author="a")
+    assert sorted(r.version for r in ds.exports()) == [1, 3]
+    assert ds.drop_export("delta", str(target)) == 0  # another format: another export
+    assert ds.drop_export("iceberg", str(tmp_path / "x" / ".." / "exported")) == 2
+    assert ds.exports() == []

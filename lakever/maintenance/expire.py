@@ -88,8 +88,9 @@ def roots(storage: Storage) -> dict[Key, list[str]]:
     """Every snapshot no maintenance may expire or delete, with what names it.
 
     Live branch heads (``branch:NAME``), tags (``tag:NAME``), retained pins
-    (``retained:<id12>``), snapshots an export holds (``export:<export id>``) and the merge base of every two live branch heads
-    (``base:A+B``). Keys are (branch id of the log holding the version, version).
+    (``retained:<id12>``), snapshots an export holds (``export:<export id>``) and the
+    merge base of every two live branch heads (``base:A+B``). Keys are (branch id of
+    the log holding the version, version).
     """
     out: dict[Key, list[str]] = {}
     heads: list[tuple[str, Snapshot]] = []
