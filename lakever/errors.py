@@ -57,6 +57,7 @@ __all__ = [
     "SchemaEvolutionError",
     "SchemaMismatch",
     "StorageError",
+    "MissingDependency",
     "UnsupportedFormatVersion",
     "VersionExpired",
     "VersionNotFound",
@@ -322,3 +323,13 @@ class StorageError(LakeverError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class MissingDependency(LakeverError, ImportError):
+    """An optional engine or format (Ray, Dask, deltalake, pyiceberg...) is not installed;
+    ``extra`` is the lakever extra that installs it."""
+
+    def __init__(self, message: str, *, module: str, extra: str) -> None:
+        super().__init__(message)
+        self.module = module
+        self.extra = extra
