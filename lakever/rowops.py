@@ -88,13 +88,22 @@ def _key_names(state: SnapshotState) -> list[str]:
     return [state.fields[fid].name for fid in state.snap.primary_key]
 
 
-def _candidates(state: SnapshotState, where: str | None, columns: Sequence[str]) -> ScanPlan:
-    """A plan of the fragments ``where`` may match (all of them without one)."""
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The fragments ``where`` may match: their read plan, and their entries by path
+    (only these: a snapshot's other entries are never built for a row change)."""
+
+    plan: ScanPlan
+    entries: dict[str, FragmentEntry]
+
+
+def _candidates(state: SnapshotState, where: str | None, columns: Sequence[str]) -> _Candidates:
+    """The fragments ``where`` may match (all of them without one)."""
     if where is not None and (not isinstance(where, str) or not where.strip()):
         raise InvalidArgument(f"where must be a non-empty SQL expression, got {where!r}")
     bound = bind(state, where, what="where")
     _, kept = prune_entries(state, bound)
-    return make_plan(state, kept, columns, bound)
+    return _Candidates(make_plan(state, kept, columns, bound), {e.path: e for e in kept})
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,27 +117,25 @@ class _Hit:
     rows: pa.Table
 
 
-def _matches(state: SnapshotState, plan: ScanPlan) -> list[_Hit]:
-    """The live rows of the plan's fragments that pass its filter, per fragment, in order."""
-    by_path = {e.path: e for e in state.entries}
+def _matches(candidates: _Candidates) -> list[_Hit]:
+    """The live rows of the candidates that pass the filter, per fragment, in order."""
+    by_path = candidates.entries
     return [
         _Hit(by_path[task.path], pa.array(positions, pa.int64()), rows)
-        for task, positions, rows in read_positions(plan)
+        for task, positions, rows in read_positions(candidates.plan)
     ]
 
 
-def _positions(state: SnapshotState, plan: ScanPlan) -> list[tuple[FragmentEntry, Positions]]:
-    """The file positions of the live rows of the plan's fragments that pass its filter
-    (a delete needs no row values), per fragment, in order."""
-    found = _positions_in_duckdb(state, plan)
+def _positions(candidates: _Candidates) -> list[tuple[FragmentEntry, Positions]]:
+    """The file positions of the live rows of the candidates that pass the filter (a
+    delete needs no row values), per fragment, in order."""
+    found = _positions_in_duckdb(candidates)
     if found is None:
-        found = [(h.entry, h.positions) for h in _matches(state, plan)]
+        found = [(h.entry, h.positions) for h in _matches(candidates)]
     return found
 
 
-def _positions_in_duckdb(
-    state: SnapshotState, plan: ScanPlan
-) -> list[tuple[FragmentEntry, Positions]] | None:
+def _positions_in_duckdb(candidates: _Candidates) -> list[tuple[FragmentEntry, Positions]] | None:
     """`_positions` with the filter inside DuckDB's Parquet scan: only the columns the
     filter reads are decoded, no row is handed to Arrow, and DuckDB returns the positions
     of the matching rows directly (``file_row_number``). The same DuckDB expression over
@@ -140,6 +147,7 @@ def _positions_in_duckdb(
     """
     import duckdb
 
+    plan = candidates.plan
     if plan.filter is None:
         return None
     if not plan.tasks:
@@ -164,7 +172,7 @@ def _positions_in_duckdb(
         con.close()
     files = table.column(0).to_numpy(zero_copy_only=False)
     positions = table.column(1).to_numpy(zero_copy_only=False).astype(np.int64)
-    by_path = {e.path: e for e in state.entries}
+    by_path = candidates.entries
     out: list[tuple[FragmentEntry, Positions]] = []
     for t in plan.tasks:
         mine = np.sort(positions[files == plan.storage.full_path(t.path)])
@@ -305,7 +313,7 @@ def delete(
     if where is None:
         raise InvalidArgument("delete needs where=...; to delete every row pass where='true'")
     candidates = _candidates(state, where, [])
-    hits = _positions(state, candidates)
+    hits = _positions(candidates)
     if not hits:
         _nothing(state, f"delete where {where!r}")
         return None
@@ -313,7 +321,7 @@ def delete(
     parameters: dict[str, Any] = {
         "where": where,
         "mode": mode,
-        "fragments_scanned": len(candidates.tasks),
+        "fragments_scanned": len(candidates.plan.tasks),
     }
     how = _Commit("delete", message, author, properties)
     deleted = sum(len(positions) for _, positions in hits)
@@ -421,7 +429,7 @@ def update(
     _check_mode(mode)
     exprs = _check_set(state, values)
     candidates = _candidates(state, where, state.public.names)
-    hits = _matches(state, candidates)
+    hits = _matches(candidates)
     if not hits:
         _nothing(state, f"update where {where!r}")
         return None
@@ -460,7 +468,7 @@ def update(
         "where": where,
         "set": dict(values),
         "mode": mode,
-        "fragments_scanned": len(candidates.tasks),
+        "fragments_scanned": len(candidates.plan.tasks),
         "rows_unchanged": unchanged,
     }
     how = _Commit("update", message, author, properties)

@@ -13,10 +13,10 @@ from tests._data import events
 
 def _both(ds: lv.Dataset, where: str) -> tuple[list, list]:
     state = ds._state
-    plan = rowops._candidates(state, where, [])
-    fast = rowops._positions_in_duckdb(state, plan)
+    cands = rowops._candidates(state, where, [])
+    fast = rowops._positions_in_duckdb(cands)
     assert fast is not None, "the DuckDB path declined a plan it should read"
-    slow = [(h.entry, h.positions) for h in rowops._matches(state, plan)]
+    slow = [(h.entry, h.positions) for h in rowops._matches(cands)]
     return (
         [(e.path, p.to_pylist()) for e, p in fast],
         [(e.path, p.to_pylist()) for e, p in slow],
@@ -66,7 +66,7 @@ def test_types_duckdb_cannot_read_exactly_take_the_arrow_path(tmp_path):
         {"id": pa.array([1, 2, 3], pa.int64()), "d": pa.array([1, 2, 3], pa.duration("s"))}
     )
     ds = lv.create_dataset(str(tmp_path / "ds"), t)
-    plan = rowops._candidates(ds._state, "d > INTERVAL 1 SECOND", [])
-    assert rowops._positions_in_duckdb(ds._state, plan) is None
+    cands = rowops._candidates(ds._state, "d > INTERVAL 1 SECOND", [])
+    assert rowops._positions_in_duckdb(cands) is None
     after = ds.delete(where="d > INTERVAL 1 SECOND")
     assert after.to_arrow().column("id").to_pylist() == [1]
