@@ -231,6 +231,32 @@ class _Hashing(io.RawIOBase):
         return view.nbytes
 
 
+#: Rows sampled to decide which columns get a dictionary encoding.
+_DICTIONARY_SAMPLE = 16_384
+
+
+def dictionary_columns(table: pa.Table) -> bool | list[str]:
+    """The columns worth a dictionary encoding: those with few distinct values in a
+    sample of the first rows. Parquet writers try a dictionary on every column and fall
+    back to plain encoding once it grows too large; on mostly distinct columns (ids,
+    timestamps, measurements, free text) that attempt costs a fifth of the encoding time
+    and saves nothing. The file reads back the same either way. Nested columns keep the
+    writer's default (True for every column)."""
+    if any(pa.types.is_nested(f.type) for f in table.schema):
+        return True
+    sample = table.slice(0, _DICTIONARY_SAMPLE)
+    if sample.num_rows < 1024:
+        return True
+    half = sample.num_rows // 2
+    return [
+        name
+        for name, col in zip(sample.column_names, sample.columns, strict=True)
+        if pa.types.is_dictionary(col.type)
+        or pa.types.is_boolean(col.type)
+        or pc.count_distinct(col, mode="all").as_py() <= half
+    ]
+
+
 def _write_one(
     storage: Storage,
     table: pa.Table,
@@ -244,7 +270,10 @@ def _write_one(
     def produce(sink: ByteSink) -> None:
         out = _Hashing(sink)
         with pq.ParquetWriter(
-            pa.PythonFile(out, mode="w"), table.schema, write_page_index=True
+            pa.PythonFile(out, mode="w"),
+            table.schema,
+            write_page_index=True,
+            use_dictionary=dictionary_columns(table),  # type: ignore[arg-type]  # bool | list
         ) as writer:
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         written.append((out, writer.writer.metadata))

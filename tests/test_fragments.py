@@ -218,3 +218,31 @@ def test_footer_statistics_are_not_computed_again(monkeypatch):
     assert stats[5] == {"nulls": 0, "min": 1, "max": 9}
     assert repr(stats[7]) == "{'nulls': 0, 'nans': 0, 'min': -0.0, 'max': 1.0}"
     assert stats[8] == {"nulls": 1, "min": 2, "max": 4}
+
+
+def test_only_columns_with_few_distinct_values_get_a_dictionary(tmp_path):
+    import pyarrow.parquet as pq
+
+    from lakever.fragments import dictionary_columns
+
+    n = 50_000
+    t = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "cat": pa.array([["a", "b", "c"][i % 3] for i in range(n)]),
+            "text": pa.array([f"row {i}" for i in range(n)]),
+            "flag": pa.array([i % 2 == 0 for i in range(n)]),
+            "half": pa.array([i % 5000 for i in range(n)], pa.int32()),
+        }
+    )
+    assert dictionary_columns(t) == ["cat", "flag", "half"]
+    assert dictionary_columns(t.slice(0, 100)) is True  # too few rows to judge
+    nested = t.append_column("s", pa.array([{"x": i} for i in range(n)]))
+    assert dictionary_columns(nested) is True
+    ds = lv.create_dataset(str(tmp_path / "t"), t)
+    assert ds.to_arrow().equals(t)
+    (frag,) = ds.fragments()
+    meta = pq.ParquetFile(ds._state.storage.full_path(frag.path)).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(5)}
+    assert any("DICTIONARY" in e for e in encodings["cat"])
+    assert not any("DICTIONARY" in e for e in encodings["id"]), encodings["id"]
