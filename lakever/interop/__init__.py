@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from lakever.errors import MissingDependency
+from lakever.errors import InvalidArgument, MissingDependency
 
-__all__ = ["require"]
+if TYPE_CHECKING:
+    from lakever.storage import Storage
+
+__all__ = ["check_shared", "require"]
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -26,3 +30,12 @@ def require(module: str, extra: str) -> ModuleType:
             module=module,
             extra=extra,
         ) from exc
+
+
+def check_shared(storage: Storage, what: str) -> None:
+    """Refuse a dataset that only this process can reach (``memory://``)."""
+    if storage.protocol == "memory":
+        raise InvalidArgument(
+            f"cannot {what} {storage.uri} from Ray or Dask workers: a memory:// dataset "
+            "lives in this process only; use a local path or an object store URI"
+        )
