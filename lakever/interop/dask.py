@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakever.errors import EngineError, InvalidArgument, LakeverError
-from lakever.interop import check_shared, require
+from lakever.interop import check_shared, describe, require
 
 if TYPE_CHECKING:
     import dask.dataframe
@@ -114,9 +114,8 @@ def write(plan: WritePlan, data: Any) -> list[FragmentEntry]:
         raise
     except Exception as exc:
         raise EngineError(
-            f"the Dask computation writing to {plan.storage.uri} failed "
-            f"({type(exc).__name__}: {exc}); nothing was committed, and the fragments "
-            "written so far are removed by vacuum",
+            f"the Dask computation writing to {plan.storage.uri} failed ({describe(exc)}); "
+            "nothing was committed, and the fragments written so far are removed by vacuum",
             engine="dask",
         ) from exc
     return [e for entries in results for e in entries]

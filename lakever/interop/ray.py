@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakever.errors import EngineError, InvalidArgument, LakeverError
-from lakever.interop import check_shared, require
+from lakever.interop import check_shared, describe, require
 
 if TYPE_CHECKING:
     import ray.data
@@ -154,9 +154,8 @@ def write(plan: WritePlan, data: Any) -> list[FragmentEntry]:
         if found is not None:
             raise found from None
         raise EngineError(
-            f"the Ray job writing to {plan.storage.uri} failed ({type(exc).__name__}: "
-            f"{_first_line(exc)}); nothing was committed, and the fragments written so far "
-            "are removed by vacuum",
+            f"the Ray job writing to {plan.storage.uri} failed ({describe(exc)}); nothing "
+            "was committed, and the fragments written so far are removed by vacuum",
             engine="ray",
         ) from exc
     return [e for entries in results for e in entries]
@@ -179,8 +178,3 @@ def _lakever_cause(exc: BaseException) -> LakeverError | None:
             return e
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
