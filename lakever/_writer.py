@@ -7,6 +7,11 @@ either no new version or a complete one, plus at worst unreferenced files.
 
 Incoming rows are conformed to the schema and checked against the contract
 before they are written, so a refused write leaves the dataset unchanged.
+
+A data commit (`commit_data`) is three steps: `prepare_data` (schema, field ids,
+layout, contract, key; on this process), the write step (`lakever._writeplan.WritePlan`:
+here for local data, on Ray or Dask workers for theirs) and `commit_written` (the key
+check and one log entry for every fragment written).
 """
 
 from __future__ import annotations
