@@ -101,6 +101,7 @@ def run(rows: int, workers: list[int], repeat: int, root: Path) -> list[dict[str
     def fresh() -> str:
         return str(root / f"ds{next(counter)}")
 
+    lv.write_dataset(fresh(), table)  # warm (imports, thread pools, page cache)
     local_write = median_time(lambda: lv.write_dataset(fresh(), table), repeat)
     local_view = lv.write_dataset(fresh(), table)
     to_arrow = median_time(local_view.to_arrow, repeat)

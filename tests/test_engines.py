@@ -168,6 +168,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
 # ----------------------------------------------------------------------------- reading
 
 
+@pytest.mark.slow
 def test_round_trip_at_every_version(engine: str, history: tuple[str, int]) -> None:
     uri, last = history
     for version in range(last + 1):
@@ -199,6 +200,7 @@ FILTERS = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=8)
 @given(
     where=st.sampled_from(FILTERS),
