@@ -7,6 +7,11 @@ either no new version or a complete one, plus at worst unreferenced files.
 
 Incoming rows are conformed to the schema and checked against the contract
 before they are written, so a refused write leaves the dataset unchanged.
+
+A data commit (`commit_data`) is three steps: `prepare_data` (schema, field ids,
+layout, contract, key; on this process), the write step (`lakever._writeplan.WritePlan`:
+here for local data, on Ray or Dask workers for theirs) and `commit_written` (the key
+check and one log entry for every fragment written).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import functools
 import getpass
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -25,6 +31,7 @@ from lakever._fieldids import claim_field_ids
 from lakever._metafiles import read_contract_text, write_contract_text, write_schema
 from lakever._records import SchemaChange
 from lakever._types import SchemaMode, ValidateMode
+from lakever._writeplan import WritePlan, layout_fn
 from lakever.commit import (
     AddFragments,
     Change,
@@ -47,7 +54,7 @@ from lakever.errors import InvalidArgument, SchemaEvolutionError
 from lakever.evolution import ColumnRef, evolve, plan_write
 from lakever.field_tree import schema_changes as diff
 from lakever.format import ContractRef, FragmentEntry, Snapshot, schema_id
-from lakever.fragments import DEFAULT_MAX_ROWS_PER_FRAGMENT, Layout, write_fragments
+from lakever.fragments import DEFAULT_MAX_ROWS_PER_FRAGMENT, Layout
 from lakever.integrity import written
 from lakever.keys import KeyCheck, check_declared
 from lakever.log import Line
@@ -57,10 +64,8 @@ from lakever.partitioning import (
     PartitionField,
     SortField,
     Transform,
-    directory,
     resolve_sort,
     resolve_spec,
-    split,
 )
 from lakever.projection import conform
 from lakever.schema import (
@@ -79,6 +84,8 @@ __all__ = [
     "commit_data",
     "commit_evolve",
     "commit_partitioning",
+    "commit_written",
+    "prepare_data",
     "default_author",
 ]
 
@@ -117,23 +124,6 @@ def _check_properties(properties: Mapping[str, str] | None) -> dict[str, str]:
     return dict(properties)
 
 
-_Check = Callable[[pa.Table], None]
-
-
-def _conformed(
-    tables: Iterable[pa.Table],
-    target: pa.Schema,
-    what: str,
-    mode: SchemaMode,
-    check: _Check | None,
-) -> Iterator[pa.Table]:
-    for t in tables:
-        t = conform(t, target, what=what, mode=mode)
-        if check is not None:
-            check(t)  # before the rows are written: a violation writes nothing more
-        yield t
-
-
 def _check_message(message: Any) -> None:
     if message is not None and not isinstance(message, str):
         raise InvalidArgument(f"message must be a string, got {message!r}")
@@ -161,6 +151,25 @@ def _same_shape(base: Snapshot) -> tuple[Requirement, ...]:
     return (SchemaUnchanged(base.schema, base.last_field_id), ContractUnchanged(base.contract))
 
 
+@dataclass(frozen=True)
+class PreparedWrite:
+    """A data commit after its prepare step: the write step (`plan`) and what the commit
+    step records. Only ``plan`` travels to workers."""
+
+    plan: WritePlan
+    base: Snapshot | None
+    operation: str
+    schema_json: dict[str, Any]
+    last_id: int
+    ref: ContractRef | None
+    key: tuple[int, ...]
+    layout_json: tuple[tuple[dict[str, Any], ...] | None, tuple[dict[str, Any], ...] | None]
+    parameters: dict[str, Any]
+    message: str
+    author: str
+    properties: dict[str, str]
+
+
 def commit_data(
     storage: Storage,
     log: Line,
@@ -184,13 +193,56 @@ def commit_data(
     ``contract``, ``partition_by`` and ``primary_key`` (only when creating, ``base``
     None) are set at version 0; ``sort_by`` given when creating becomes the dataset's
     default. With a primary key, the rows are checked against it before the commit.
+    A Ray Dataset or a Dask DataFrame is written by the engine's workers
+    (`lakever.interop.write_distributed`) and committed here, in one commit.
     """
+    from lakever.interop.engines import distributed_engine, engine_schema, write_distributed
+
+    engine = distributed_engine(data)
+    if engine is not None:
+        data_schema = engine_schema(engine, storage, data)
+    else:
+        data_schema, tables = to_arrow_stream(data)
+    prepared = prepare_data(
+        storage, log, base, data_schema, operation=operation, message=message, author=author,
+        properties=properties, max_rows_per_fragment=max_rows_per_fragment,
+        schema_mode=schema_mode, validate=validate, contract=contract,
+        partition_by=partition_by, sort_by=sort_by, primary_key=primary_key,
+    )  # fmt: skip
+    if engine is not None:
+        entries = write_distributed(engine, prepared.plan, data)
+    else:
+        entries = prepared.plan.write(tables)
+        written(storage, entries)  # hashed as written: reading them back here needs no rehash
+    return commit_written(storage, log, prepared, entries)
+
+
+def prepare_data(
+    storage: Storage,
+    log: Line,
+    base: Snapshot | None,
+    data_schema: pa.Schema,
+    *,
+    operation: str,
+    message: str | None,
+    author: str | None,
+    properties: Mapping[str, str] | None,
+    max_rows_per_fragment: int | None = None,
+    schema_mode: SchemaMode = "strict",
+    validate: ValidateMode = "contract",
+    contract: Any = None,
+    partition_by: Sequence[str | Transform] | None = None,
+    sort_by: Sequence[str] | str | None = None,
+    primary_key: Sequence[str] | None = None,
+) -> PreparedWrite:
+    """The prepare step of `commit_data` for data of schema ``data_schema``: check the
+    options, plan the target schema (claiming new field ids, writing its schema file),
+    the layout, the contract and the key. Writes no data."""
     if max_rows_per_fragment is None:
         max_rows_per_fragment = DEFAULT_MAX_ROWS_PER_FRAGMENT
     _check_write_options(max_rows_per_fragment, schema_mode, validate)
     _check_message(message)
     props = _check_properties(properties)
-    data_schema, tables = to_arrow_stream(data)
     what = f"{operation} to {storage.uri}"
     current: pa.Schema | None = None
     if base is None:
@@ -226,39 +278,61 @@ def commit_data(
     else:
         sid = schema_id(schema_json)
     spec, sort, layout_json = _layout(base, target, partition_by, sort_by)
-    check: _Check | None = None
+    checked: tuple[str, str] | None = None
     if ref is not None and text is not None:
         parameters["contract_validation"] = "skipped" if validate == "skip" else "passed"
         if validate == "contract":
-            api, body = ref.api, text
-
-            def check(t: pa.Table) -> None:
-                contracts.check(api, body, t, what=what)
-
-    entries = write_fragments(
-        storage,
-        _conformed(tables, target, what, schema_mode, check),
+            checked = (ref.api, text)
+    plan = WritePlan(
+        storage=storage,
+        target=target,
         schema_id=sid,
+        what=what,
+        schema_mode=schema_mode,
         max_rows=max_rows_per_fragment,
-        layout=_layout_fn(spec, sort),
+        spec=tuple(spec),
+        sort=tuple(sort),
+        contract=checked,
     )
-    written(storage, entries)  # hashed as written: reading them back here needs no rehash
+    return PreparedWrite(
+        plan=plan,
+        base=base,
+        operation=operation,
+        schema_json=schema_json,
+        last_id=last_id,
+        ref=ref,
+        key=key,
+        layout_json=layout_json,
+        parameters=parameters,
+        message=message or "",
+        author=author if author is not None else default_author(),
+        properties=props,
+    )
+
+
+def commit_written(
+    storage: Storage, log: Line, prepared: PreparedWrite, entries: list[FragmentEntry]
+) -> Snapshot:
+    """The commit step of `commit_data`: check the primary key over the written fragments
+    (reading their key columns here) and commit them all in one log entry."""
+    p = prepared
+    base, operation = p.base, p.operation
     keys = None
-    if key:
-        keys = KeyCheck(storage, target, key, what=f"this {operation}")
+    if p.key:
+        keys = KeyCheck(storage, p.plan.target, p.key, what=f"this {operation}")
         joined = base is not None and operation != "overwrite"
         keys.check(entries, entries_of(storage, base) if base is not None and joined else [])
     updates: list[Update] = []
     requirements: list[Requirement] = []
     if base is None:
-        spec_json, sort_json = layout_json
+        spec_json, sort_json = p.layout_json
         updates += [
-            SetContract(ref),
+            SetContract(p.ref),
             SetPartitioning(spec_json or ()),
             SetSortOrder(sort_json or ()),
-            SetPrimaryKey(key),
+            SetPrimaryKey(p.key),
         ]
-        same = (schema_json, last_id, ref) if operation == "append" else None
+        same = (p.schema_json, p.last_id, p.ref) if operation == "append" else None
         requirements.append(DatasetAbsent(or_same=same))
     elif operation == "overwrite":
         updates.append(RemoveAll())
@@ -268,19 +342,19 @@ def commit_data(
             SchemaUnchanged(base.schema, base.last_field_id),
             ContractUnchanged(base.contract),
         ]
-    updates.append(SetSchema(schema_json, last_id))
+    updates.append(SetSchema(p.schema_json, p.last_id))
     if entries:
         updates.append(AddFragments(make_manifest(storage, entries, level=0)))
         if keys is not None:
             requirements.append(Check(keys.recheck(entries)))
     change = Change(
         operation=operation,
-        author=author if author is not None else default_author(),
-        message=message or "",
-        properties=props,
+        author=p.author,
+        message=p.message,
+        properties=p.properties,
         updates=tuple(updates),
         requirements=tuple(requirements),
-        parameters=parameters,
+        parameters=p.parameters,
     )
     return log.commit(base, change, io=ManifestFiles(storage))
 
@@ -322,18 +396,7 @@ def _layout(
 def layout_for(snap: Snapshot, schema: pa.Schema) -> Layout | None:
     """The partitioning and sort a write on top of ``snap`` applies to new rows."""
     spec, sort, _ = _layout(snap, schema, None, None)
-    return _layout_fn(spec, sort)
-
-
-def _layout_fn(spec: Sequence[PartitionField], sort: Sequence[SortField]) -> Layout | None:
-    if not spec and not sort:
-        return None
-
-    def layout(table: pa.Table) -> Iterator[tuple[str, Any, pa.Table]]:
-        for record, rows in split(table, spec, sort):
-            yield directory(record, spec), record, rows
-
-    return layout
+    return layout_fn(spec, sort)
 
 
 def commit_partitioning(

@@ -136,7 +136,8 @@ def create_dataset(
 
     Args:
         uri: where to create it: a local path, ``file://`` or ``memory://`` URI.
-        data: a pyarrow Table/RecordBatch/RecordBatchReader, polars or pandas DataFrame.
+        data: a pyarrow Table/RecordBatch/RecordBatchReader, polars or pandas DataFrame,
+            or a Ray Dataset / Dask DataFrame (written by its workers, docs/engines.md).
         message: commit message; ``author`` defaults to the OS user
             (``getpass.getuser()``: ``LOGNAME``, ``USER``, ``LNAME`` or ``USERNAME`` from
             the environment, else the login name).

@@ -100,6 +100,8 @@ class Dataset(SnapshotView):
         of the winner. ``schema_mode``: ``"strict"`` (default) needs the schema's columns
         and types; ``"add"`` adds new columns (nullable); ``"merge"`` also widens types
         (docs/schema-evolution.md). ``validate="skip"`` skips the contract (recorded).
+        A Ray Dataset or Dask DataFrame is written by its workers, in one commit
+        (docs/engines.md).
 
         Raises:
             SchemaMismatch, SchemaEvolutionError: the data does not fit the schema.

@@ -23,10 +23,13 @@ The tree::
     │   └── BrokenHistory             a log entry deleted or altered, or a wrong branch base
     ├── CorruptData                   a data fragment is missing, truncated or altered
     ├── UnsupportedFormatVersion      written by a newer lakever than this one
-    └── StorageError                  the storage backend failed or cannot commit safely
+    ├── StorageError                  the storage backend failed or cannot commit safely
+    ├── MissingDependency (ImportError) an optional engine or format is not installed
+    └── EngineError                   a Ray or Dask job failed (a worker died, or the input raised)
 
 Each class keeps its structured fields as attributes (``.path``, ``.version``, ...),
-so callers can act on them without parsing the message.
+so callers can act on them without parsing the message. Every error pickles with its
+fields (a Ray or Dask worker's error reaches the driver as the same class).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "CorruptMetadata",
     "DatasetExists",
     "DatasetNotFound",
+    "EngineError",
     "InvalidArgument",
     "InvalidRefName",
     "LakeverError",
@@ -66,6 +70,17 @@ __all__ = [
 
 class LakeverError(Exception):
     """Root of every error lakever raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds with cls(*args), which misses the keyword-only fields.
+        return (_rebuild, (type(self), self.args), dict(self.__dict__))
+
+
+def _rebuild(cls: type[LakeverError], args: tuple[Any, ...]) -> LakeverError:
+    """An error of class ``cls`` with ``args``, its fields set afterwards (unpickling)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 class InvalidArgument(LakeverError, ValueError):
@@ -333,3 +348,13 @@ class MissingDependency(LakeverError, ImportError):
         super().__init__(message)
         self.module = module
         self.extra = extra
+
+
+class EngineError(LakeverError):
+    """A Ray or Dask job lakever ran failed for a reason of the engine's or the input's
+    (a worker died, or computing the input data raised); ``engine`` is ``"ray"`` or
+    ``"dask"``, the engine's error is chained as ``__cause__``. Nothing was committed."""
+
+    def __init__(self, message: str, *, engine: str) -> None:
+        super().__init__(message)
+        self.engine = engine

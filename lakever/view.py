@@ -38,9 +38,11 @@ from lakever.snapshot import SnapshotState
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
+    import dask.dataframe
     import duckdb
     import pandas as pd
     import polars as pl
+    import ray.data
 
 __all__ = ["SnapshotView"]
 
@@ -268,6 +270,40 @@ class SnapshotView:
         plan = self.plan(filter=filter)
         table = read_filtered(plan)
         return to_lazy(plan) if table is None else arrow_to_polars(table).lazy()
+
+    def to_ray(
+        self,
+        *,
+        filter: str | None = None,
+        columns: Sequence[str] | None = None,
+        max_rows_per_task: int | None = None,
+    ) -> ray.data.Dataset:
+        """The snapshot as a Ray Dataset: one Ray read task per fragment (or per run of
+        row groups of at most ``max_rows_per_task`` rows), read on the workers exactly as
+        `to_arrow` reads (docs/engines.md). Rows come in `to_arrow`'s order."""
+        from lakever.interop import ray
+
+        return ray.read(self._engine_plan(filter, columns, max_rows_per_task))
+
+    def to_dask(
+        self,
+        *,
+        filter: str | None = None,
+        columns: Sequence[str] | None = None,
+        max_rows_per_task: int | None = None,
+    ) -> dask.dataframe.DataFrame:
+        """The snapshot as a Dask DataFrame: one partition per fragment (or run of row
+        groups), read on the workers exactly as `to_arrow` reads; every column a
+        ``pandas.ArrowDtype`` of its exact Arrow type (docs/engines.md)."""
+        from lakever.interop import dask
+
+        return dask.read(self._engine_plan(filter, columns, max_rows_per_task))
+
+    def _engine_plan(
+        self, filter: str | None, columns: Sequence[str] | None, max_rows: int | None
+    ) -> ScanPlan:
+        plan = self.plan(filter=filter, columns=columns)
+        return plan if max_rows is None else plan.split(max_rows)
 
     def to_duckdb(
         self, con: duckdb.DuckDBPyConnection | None = None, *, prune: str | None = None
