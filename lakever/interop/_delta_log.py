@@ -190,8 +190,8 @@ def stats_json(
     nulls: dict[str, int] = {}
     for f in schema:
         st = by_name.get(f.name)
-        if st is None:
-            continue
+        if st is None or pa.types.is_nested(f.type):
+            continue  # Delta nests a struct's statistics by field: none are exported
         if isinstance(st.get("nulls"), int):
             nulls[f.name] = st["nulls"]
         if pa.types.is_floating(f.type) and st.get("nans") != 0:
