@@ -139,6 +139,7 @@ class _Run:
         self.written: list[int] = []
         self.referenced = self.rewritten = self.bytes_rewritten = self.bytes_written = 0
         self.reasons: dict[str, int] = {}
+        self.compatible: dict[tuple[str, str], bool] = {}
 
     @property
     def config(self) -> dict[str, str]:
@@ -258,10 +259,11 @@ class _Run:
         for e in view.entries:
             key = (e.path, e.deletion.content_hash if e.deletion is not None else "")
             cur = log.live.get(key)
-            if cur is not None and reads_by_name(view.schema_of(cur.schema_id), view.schema):
+            if cur is not None and self.reads(view, cur.schema_id):
                 live[key] = cur
                 continue
-            f = self.rewrite(view, e, plan) if _needs_rewrite(view, e) else self.direct(view, e)
+            direct = e.deletion is None and self.reads(view, e.schema_id)
+            f = self.direct(view, e) if direct else self.rewrite(view, e, plan)
             live[key] = f
             adds.append(f)
         change = snap.operation != "compact"
@@ -276,6 +278,14 @@ class _Run:
         log.live = live
         log.lakever = out[0]["commitInfo"]["lakever"]
         return out
+
+    def reads(self, view: SnapshotState, schema_id: str) -> bool:
+        """Whether files written under ``schema_id`` read right by name in ``view``."""
+        key = (schema_id, view.schema_id)
+        hit = self.compatible.get(key)
+        if hit is None:
+            hit = self.compatible[key] = reads_by_name(view.schema_of(schema_id), view.schema)
+        return hit
 
     def commit_info(self, snap: Snapshot, ts: int) -> dict[str, Any]:
         return {
@@ -352,10 +362,6 @@ class _Run:
             files_rewritten=self.rewritten, bytes_rewritten=self.bytes_rewritten,
             bytes_written=self.bytes_written, rewrites=dict(self.reasons),
         )  # fmt: skip
-
-
-def _needs_rewrite(view: SnapshotState, e: FragmentEntry) -> bool:
-    return e.deletion is not None or not reads_by_name(view.schema_of(e.schema_id), view.schema)
 
 
 def _tags(e: FragmentEntry, schema_id: str) -> dict[str, str]:
