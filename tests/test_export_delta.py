@@ -506,3 +506,26 @@ def test_nested_decimal_binary_and_timestamp_columns_and_an_empty_version(tmp_pa
         got = deltalake.DeltaTable(uri, version=v).to_pyarrow_table()
         assert as_lakever(got, want.schema).equals(want), v
         assert as_lakever(pl.read_delta(uri, version=v).to_arrow(), want.schema).equals(want), v
+
+
+def test_delta_writers_cannot_change_the_export_or_delete_the_datasets_files(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path / "lake")
+    ds = lv.create_dataset(uri, rows(0, 3)).append(rows(3, 3)).compact(min_fragments=1)
+    ds.export_delta(uri)
+    before = dataset_files(Path(uri))
+    dt = deltalake.DeltaTable(uri)
+    assert dt.vacuum(dry_run=True) == []  # removed files are kept for 100 years
+    attempts = [
+        lambda: dt.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False),
+        lambda: deltalake.write_deltalake(uri, rows(9, 1), mode="append"),
+        lambda: dt.delete("id = 1"),
+        lambda: dt.optimize.compact(),
+    ]
+    for attempt in attempts:
+        with pytest.raises(Exception, match="lakeverExportReadOnly"):
+            attempt()
+    assert dataset_files(Path(uri)) == before
+    assert lv.open_dataset(uri).verify(full=True).ok
+    check_all(uri, uri, range(3))

@@ -23,6 +23,8 @@ from lakever.schema import field_id
 from lakever.storage import Storage
 
 __all__ = [
+    "READ_ONLY_FEATURE",
+    "TABLE_PROPERTIES",
     "DeltaFile",
     "LOG_DIR",
     "LogState",
@@ -115,15 +117,25 @@ def uses_ntz(t: pa.DataType) -> bool:
     return False
 
 
+#: A writer feature no Delta writer implements: writers (delta-rs, Spark) refuse to
+#: commit to the table (append, delete, OPTIMIZE, VACUUM), so none can add files lakever
+#: does not know or delete the dataset's own files; readers ignore writer features.
+READ_ONLY_FEATURE = "lakeverExportReadOnly"
+#: Table properties of every export: a Delta VACUUM that ignores the writer feature still
+#: keeps removed files (lakever's history) for 100 years.
+TABLE_PROPERTIES = {"delta.deletedFileRetentionDuration": "interval 36500 days"}
+
+
 def protocol_of(schema: pa.Schema) -> dict[str, Any]:
-    if any(uses_ntz(f.type) for f in schema):
-        return {
-            "minReaderVersion": 3,
-            "minWriterVersion": 7,
-            "readerFeatures": ["timestampNtz"],
-            "writerFeatures": ["timestampNtz"],
-        }
-    return {"minReaderVersion": 1, "minWriterVersion": 2}
+    """Reader version 3 (table features): timestampNtz when a column needs it; writer
+    version 7 with `READ_ONLY_FEATURE`."""
+    ntz = ["timestampNtz"] if any(uses_ntz(f.type) for f in schema) else []
+    return {
+        "minReaderVersion": 3,
+        "minWriterVersion": 7,
+        "readerFeatures": ntz,
+        "writerFeatures": [*ntz, READ_ONLY_FEATURE],
+    }
 
 
 def _signature(f: pa.Field[Any]) -> Any:

@@ -37,6 +37,7 @@ from lakever.errors import ExportError, VersionExpired
 from lakever.format import FragmentEntry, Snapshot
 from lakever.interop._delta_log import (
     LOG_DIR,
+    TABLE_PROPERTIES,
     DeltaFile,
     LogState,
     Unsupported,
@@ -144,6 +145,7 @@ class _Run:
     @property
     def config(self) -> dict[str, str]:
         return {
+            **TABLE_PROPERTIES,
             "lakever.root": self.root,
             "lakever.branch_id": self.state.line.branch_id,
             "lakever.dataset": self.state.storage.uri,
