@@ -529,3 +529,18 @@ def test_delta_writers_cannot_change_the_export_or_delete_the_datasets_files(
     assert dataset_files(Path(uri)) == before
     assert lv.open_dataset(uri).verify(full=True).ok
     check_all(uri, uri, range(3))
+
+
+@pytest.mark.slow
+def test_the_export_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent.parent / "benchmarks" / "export.py"
+    out = tmp_path / "export_delta.json"
+    cmd = [sys.executable, str(script), "--quick", "--output", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["meta"]["dataset"]["rewritten_bytes"] == 0
+    assert {r["workload"] for r in report["results"]} >= {"delta export, full"}
