@@ -319,6 +319,7 @@ def test_types_delta_cannot_hold_are_refused_by_name(tmp_path: Path) -> None:
         ds.export_delta(uri)
     assert err.value.reason == "unsupported"
     assert not (Path(uri) / "_delta_log").exists()
+    assert ds.exports() == []  # refused before anything was held
 
 
 def test_an_interrupted_export_leaves_only_readable_versions(
@@ -330,7 +331,7 @@ def test_an_interrupted_export_leaves_only_readable_versions(
     calls = []
 
     def failing(self: delta._Run, *args: object) -> delta.DeltaFile:
-        real(self, *args)  # type: ignore[arg-type] # the rewritten file is written, then the process dies
+        real(self, *args)  # type: ignore[arg-type]  # the file is written, then a crash
         calls.append(1)
         raise OSError("killed")
 

@@ -204,12 +204,13 @@ class _Run:
         s = self.state
         if read_expiry(s.storage).find(snap.branch_id, snap.version) is not None:
             _check(s.storage, snap, self.target.uri)
+        view = SnapshotState(s.storage, s.line, snap, s.branch_name, False)
+        schema_string = self.schema_string(view)  # refuse a type before holding anything
         refs.hold_for_export(
             s.storage, snap, export=self.export, reason=f"delta export to {self.target.uri}",
             author=self.author,
         )  # fmt: skip
-        view = SnapshotState(s.storage, s.line, snap, s.branch_name, False)
-        lines = self.actions(log, view)
+        lines = self.actions(log, view, schema_string)
         data = b"".join(json.dumps(a, sort_keys=True).encode() + b"\n" for a in lines)
         self.target.flush()
         rel = f"{LOG_DIR}/{snap.version:020d}.json"
@@ -226,19 +227,23 @@ class _Run:
         if log.first is None:
             log.first = snap.version
 
-    def actions(self, log: LogState, view: SnapshotState) -> list[dict[str, Any]]:
-        snap = view.snap
+    def schema_string(self, view: SnapshotState) -> str:
         try:
-            schema_string = delta_schema(view.schema)
+            return delta_schema(view.schema)
         except Unsupported as exc:
             raise _error(
                 self.target.uri,
                 "unsupported",
-                f"cannot export version {snap.version} of {view.uri} to Delta Lake: {exc}, "
-                "which Delta has no exact type for (supported: bool, int8-64, float32/64, "
-                "string, binary, date32, timestamp[us], decimal128 up to 38 digits, and "
-                "structs, lists and maps of them)",
+                f"cannot export version {view.snap.version} of {view.uri} to Delta Lake: "
+                f"{exc}, which Delta has no exact type for (supported: bool, int8-64, "
+                "float32/64, string, binary, date32, timestamp[us], decimal128 up to 38 "
+                "digits, and structs, lists and maps of them)",
             ) from exc
+
+    def actions(
+        self, log: LogState, view: SnapshotState, schema_string: str
+    ) -> list[dict[str, Any]]:
+        snap = view.snap
         ts = int(snap.timestamp.timestamp() * 1000)
         out: list[dict[str, Any]] = [{"commitInfo": self.commit_info(snap, ts)}]
         protocol = protocol_of(view.schema)
