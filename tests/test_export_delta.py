@@ -563,3 +563,24 @@ def test_an_export_on_an_object_store(s3_server: str, s3_bucket: str) -> None:
         assert as_lakever(got, want.schema).equals(want), v
         got_pl = pl.read_delta(uri, version=v, storage_options=options).to_arrow()
         assert as_lakever(got_pl, want.schema).equals(want), v
+
+
+def test_float_bounds_are_not_exported_for_files_holding_nan(tmp_path: Path) -> None:
+    """NaN sorts above every number in polars and DuckDB, but lakever's min/max leave NaN
+    out: exported as Delta bounds they would let a reader skip the NaN rows of `f > 100`."""
+    uri = str(tmp_path / "lake")
+    nan = float("nan")
+    ds = lv.create_dataset(uri, pa.table({"id": [1, 2, 3], "f": [1.0, nan, 2.0]}))
+    ds = ds.append(pa.table({"id": [4, 5], "f": [3.0, 4.0]}))
+    ds.export_delta(uri)
+    want = sorted(ds.to_arrow(filter="f > 100")["id"].to_pylist())
+    assert want == [2]
+    got = pl.scan_delta(uri).filter(pl.col("f") > 100).collect()["id"].sort().to_list()
+    assert got == want
+    stats = [
+        json.loads(json.loads(line)["add"]["stats"])
+        for p in sorted((Path(uri) / "_delta_log").iterdir())
+        for line in p.read_text().splitlines()
+        if '"add"' in line
+    ]
+    assert ["f" in s["maxValues"] for s in stats] == [False, True]
