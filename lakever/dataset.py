@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -43,6 +43,9 @@ from lakever.retention import Retained, export_id, list_exported, list_retained
 from lakever.snapshot import SnapshotState
 from lakever.storage import open_storage
 from lakever.view import SnapshotView
+
+if TYPE_CHECKING:
+    from lakever.interop.delta import DeltaExport
 
 __all__ = ["Dataset"]
 
@@ -543,6 +546,26 @@ class Dataset(SnapshotView):
     def exports(self) -> list[Retained]:
         """Every snapshot an export to another format holds (``pin`` is the export id)."""
         return list_exported(self._storage)
+
+    def export_delta(
+        self,
+        target: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        author: str | None = None,
+    ) -> DeltaExport:
+        """Publish this branch's history up to this snapshot as a Delta Lake table at
+        ``target`` (the dataset root or a directory above it), referencing the Parquet
+        fragments in place; again later: appends the new versions (docs/export.md).
+
+        Raises:
+            ExportError: the target holds another table, or history diverged, or a
+                column type Delta cannot hold, or a target the files are not under.
+        """
+        from lakever.interop import delta
+
+        return delta.export(self._state, target, storage_options=storage_options,
+                            author=author or default_author())  # fmt: skip
 
     def drop_export(self, format: str, target: str, *, author: str | None = None) -> int:
         """Let expiry and vacuum treat the snapshots the export of ``format`` (e.g.

@@ -19,6 +19,7 @@ The tree::
     ├── ContractViolation             data breaks the dataset's contract (pandera schema)
     ├── PrimaryKeyViolation           a commit would make the declared primary key non-unique
     ├── RemoteConflict                push/pull refused: diverged or moved refs, clashing field ids
+    ├── ExportError                   an export to Delta refused (target, history, type)
     ├── CorruptMetadata               a truncated or tampered metadata file
     │   └── BrokenHistory             a log entry deleted or altered, or a wrong branch base
     ├── CorruptData                   a data fragment is missing, truncated or altered
@@ -49,6 +50,7 @@ __all__ = [
     "DatasetExists",
     "DatasetNotFound",
     "EngineError",
+    "ExportError",
     "InvalidArgument",
     "InvalidRefName",
     "LakeverError",
@@ -272,6 +274,24 @@ class RemoteConflict(LakeverError):
         self.kind = kind
         self.source_version = source_version
         self.destination_version = destination_version
+
+
+class ExportError(LakeverError):
+    """An export to another table format (Delta Lake) was refused; nothing was published.
+
+    ``format`` is the table format (``"delta"``), ``target`` the target URI, ``reason``
+    one of ``"not_an_export"`` (the target holds something this export did not write),
+    ``"diverged"`` (the target's history is not this branch's: another dataset, branch,
+    or a rewritten history), ``"unsupported"`` (a column type the format cannot hold
+    exactly), ``"location"`` (the target cannot reference the dataset's files) or
+    ``"conflict"`` (another export wrote the same version concurrently).
+    """
+
+    def __init__(self, message: str, *, format: str, target: str, reason: str) -> None:
+        super().__init__(message)
+        self.format = format
+        self.target = target
+        self.reason = reason
 
 
 class CorruptMetadata(LakeverError):
