@@ -16,7 +16,7 @@ import traceback
 import typer
 
 import lakever
-from lakever.cli import data, maintenance, refs, remote, rows, schema, sql
+from lakever.cli import data, export, maintenance, refs, remote, rows, schema, sql
 
 app = typer.Typer(
     name="lakever",
@@ -32,6 +32,7 @@ schema.register(app)
 rows.register(app)
 remote.register(app)
 maintenance.register(app)
+export.register(app)
 
 _debug = False
 

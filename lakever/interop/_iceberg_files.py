@@ -69,7 +69,7 @@ from pyiceberg.types import (
 from lakever.deletion import positions_of
 from lakever.errors import InvalidArgument, SchemaEvolutionError
 from lakever.format import FragmentEntry
-from lakever.schema import field_id, nested_fields, timezone_key, type_name
+from lakever.schema import field_id, nested_fields, type_name
 from lakever.storage import Storage
 
 __all__ = [
@@ -95,6 +95,8 @@ _DELETE_SCHEMA = pa.schema(
 )
 #: First id of partition fields (Iceberg's convention).
 _PARTITION_FIELD_BASE = 1000
+#: Zone names Iceberg readers (pyiceberg's UTC_ALIASES) read as Iceberg's timestamptz.
+_UTC_NAMES = frozenset({"UTC", "+00:00", "Etc/UTC", "Z"})
 _MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _TRANSFORMS: dict[str, Callable[[], Transform[Any, Any]]] = {
     "identity": IdentityTransform,
@@ -145,10 +147,13 @@ def _primitive(column: str, t: pa.DataType) -> PrimitiveType:
     if pa.types.is_timestamp(t) and t.unit in _MICROS:
         if t.tz is None:
             return TimestampType()
-        if timezone_key(t.tz) == "UTC":
+        if t.tz in _UTC_NAMES:
             return TimestamptzType()
         raise _unsupported(
-            column, t, "Iceberg stores instants in UTC only (pyiceberg cannot read another zone)"
+            column,
+            t,
+            "Iceberg stores instants in UTC, and readers such as pyiceberg accept only "
+            f"the zone names {', '.join(sorted(_UTC_NAMES))}",
         )
     why = {
         "timestamp": "nanosecond timestamps need Iceberg format version 3",

@@ -349,9 +349,12 @@ def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
         "schemas": schemas.ids,
     }
     metadata = _metadata(state, out, md, existing.version, schemas, ex, snapshots, log, tags, seq)
-    out.flush()
-    out.publish(f"metadata/v{version}.lakever.json", canonical_json(new_state))
+    out.flush()  # the manifests are durable before the metadata that names them
+    sidecar = canonical_json(new_state)
+    out.publish(f"metadata/v{version}.lakever.json", sidecar)
     body = metadata.model_dump_json(by_alias=True, exclude_none=True).encode()
+    ex.bytes_written += len(sidecar) + len(body)
+    ex.files_written += 2
     if not out.publish(f"metadata/v{version}.metadata.json", body):
         raise RemoteConflict(
             f"another export wrote version {version} of the Iceberg table at {out.uri} "
