@@ -4,7 +4,8 @@ Imported by `lakever.interop.iceberg.export_iceberg` once pyiceberg is known to 
 installed. The layout at the target is a Hadoop-style Iceberg table::
 
     metadata/v<N>.metadata.json      table metadata, format version 2 (the commit point)
-    metadata/v<N>.lakever.json       what the export needs to continue incrementally
+    metadata/lakever-<hash>.json     what the export needs to continue incrementally
+                                     (named by the metadata's lakever.export-state)
     metadata/version-hint.text       N, for readers that look for it (advisory)
     metadata/*.avro                  manifest lists and manifests
     data/<32 hex>-deletes.parquet    positional delete files (lakever's deletion vectors)
@@ -56,6 +57,7 @@ from lakever.storage import Storage, open_storage
 __all__ = ["ExportResult", "export"]
 
 _METADATA = re.compile(r"^v(\d+)\.metadata\.json$")
+_STATE_FILE = re.compile(r"^metadata/lakever-[0-9a-f]{32}\.json$")
 #: Iceberg operation of each lakever operation (schema-only and layout commits change no
 #: file: "replace", which incremental readers skip, like a compaction).
 _OPERATIONS = {
@@ -69,6 +71,8 @@ _OPERATIONS = {
     "set_properties": Operation.REPLACE,
 }
 _MAIN = "main"
+#: Table property naming the file with the export's incremental state.
+_STATE = "lakever.export-state"
 
 
 def iceberg_snapshot_id(lakever_snapshot_id: str) -> int:
@@ -125,8 +129,11 @@ class _Existing:
             ) from exc
         self.metadata = parsed if isinstance(parsed, TableMetadataV2) else None
         lakever = parsed.properties.get("lakever.dataset") if self.metadata else None
+        state_rel = parsed.properties.get(_STATE, "")
         try:
-            self.state = json.loads(target.read_bytes(f"metadata/v{self.version}.lakever.json"))
+            if not _STATE_FILE.match(state_rel):
+                raise ValueError(state_rel)
+            self.state = json.loads(target.read_bytes(state_rel))
         except (FileNotFoundError, ValueError):
             lakever = None
         if lakever is None:
@@ -348,10 +355,14 @@ def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
         "current_manifests": used,
         "schemas": schemas.ids,
     }
-    metadata = _metadata(state, out, md, existing.version, schemas, ex, snapshots, log, tags, seq)
-    out.flush()  # the manifests are durable before the metadata that names them
     sidecar = canonical_json(new_state)
-    out.publish(f"metadata/v{version}.lakever.json", sidecar)
+    # Named by its content and by the metadata that uses it: a leftover of an interrupted
+    # export is never taken for this one's.
+    state_rel = f"metadata/lakever-{hashlib.sha256(sidecar).hexdigest()[:32]}.json"
+    out.publish(state_rel, sidecar)
+    metadata = _metadata(state, out, md, existing.version, schemas, ex, snapshots, log, tags, seq)
+    metadata.properties[_STATE] = state_rel
+    out.flush()  # the manifests are durable before the metadata that names them
     body = metadata.model_dump_json(by_alias=True, exclude_none=True).encode()
     ex.bytes_written += len(sidecar) + len(body)
     ex.files_written += 2
