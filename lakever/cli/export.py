@@ -29,7 +29,8 @@ def export_iceberg(
     """Write Apache Iceberg metadata over the dataset's Parquet files (incremental)."""
     if len(ref_and_target) > 2:
         raise typer.BadParameter("give at most REF and TARGET", param_hint="[REF] TARGET")
-    ref, target = (None, *ref_and_target) if len(ref_and_target) == 1 else ref_and_target
+    target = ref_and_target[-1]
+    ref = ref_and_target[0] if len(ref_and_target) == 2 else None
     ds = open_at(path, ref)
     done = ds.export_iceberg(target, author=author)
     if as_json:

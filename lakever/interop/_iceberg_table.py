@@ -281,39 +281,40 @@ def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
     existing = _Existing(out, state.storage.uri)
     todo = _to_export(state, existing.last, out.uri)
     export = export_id("iceberg", out.uri)
+    md = existing.metadata
+    kept = existing.state
+    schemas = _Schemas(md, kept.get("schemas", {}))
+    # Every refusal comes before anything is held or written.
+    per_snapshot = [schemas.of(snap) for snap in todo]
     for snap in todo:  # held before any file names its fragments
         refs.hold_for_export(
             state.storage, snap, export=export, reason=f"iceberg export to {out.uri}", author=author
         )
-    kept = existing.state
     ex = files.Exporter(
         source=state.storage,
         target=out,
         data_location=location,
         seen={k: list(v) for k, v in kept.get("seen", {}).items()},
         manifests={k: list(v) for k, v in kept.get("manifests", {}).items()},
-        files=_previous_manifests(out, existing.metadata),
+        files=_previous_manifests(out, md),
     )
-    md = existing.metadata
     if md is not None:
         for spec in md.partition_specs:
             if spec.spec_id != 0:
                 shape = tuple((f.source_id, str(f.transform)) for f in spec.fields)
                 ex.specs[spec.spec_id] = files._Spec(spec, shape)
-    schemas = _Schemas(md, kept.get("schemas", {}))
     snapshots: list[Snapshot] = list(md.snapshots) if md is not None else []
     log: list[SnapshotLogEntry] = list(md.snapshot_log) if md is not None else []
     seq = md.last_sequence_number if md is not None else 0
     parent = md.current_snapshot_id if md is not None else None
     used: list[str] = kept.get("current_manifests", [])
     ids = {s.snapshot_id for s in snapshots}
-    for snap in todo:
+    for snap, schema in zip(todo, per_snapshot, strict=True):
         seq += 1
         sid = iceberg_snapshot_id(snap.snapshot_id)
         if sid in ids:  # 60 bits of a SHA-256: never in practice
             raise InvalidArgument(f"snapshot {snap.snapshot_id} maps to a taken Iceberg id")
         ids.add(sid)
-        schema = schemas.of(snap)
         manifests: list[ManifestFile] = []
         used = []
         for m in snap.manifests:
@@ -374,7 +375,9 @@ def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
             kind="branch",
         )
     with contextlib.suppress(OSError):  # advisory: readers that use it fall back to listing
-        out.write_hint("metadata/version-hint.text", str(version).encode())
+        hint = str(version).encode()  # never shorter than the last one: N only grows
+        out.write_hint("metadata/version-hint.text", hint)
+        ex.bytes_written += len(hint)
     return _result(out, version, todo, snapshots, tags, ex, held=len(todo))
 
 
