@@ -9,7 +9,7 @@ from lakever.cli.data import AUTHOR_OPT, JSON_OPT, PATH_ARG, open_at
 
 export_app = typer.Typer(
     name="export",
-    help="Publish a dataset's history as a Delta Lake or Apache Iceberg table, no data copied.",
+    help="Publish a dataset's history as a table of another format, no data copied.",
     no_args_is_help=True,
 )
 
