@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("pyiceberg")
 
@@ -81,7 +84,7 @@ def _same(got: pa.Table, expected: pa.Table, key: str = "id") -> None:
     assert _plain(got.sort_by(key).to_pylist()) == _plain(expected.sort_by(key).to_pylist())
 
 
-def _check_all(metadata: str, uri: str) -> StaticTable:
+def _check_all(metadata: str, uri: str, lows: tuple[int, ...] = (2, 9, 12)) -> StaticTable:
     """Every snapshot of the table, whole and filtered on ``id`` (pruned by the exported
     bounds: a wrong bound drops rows), equals lakever's read of its version."""
     table = StaticTable.from_metadata(metadata)
@@ -89,7 +92,7 @@ def _check_all(metadata: str, uri: str) -> StaticTable:
         assert snap.summary is not None
         version = lv.open_dataset(uri, version=int(snap.summary["lakever.version"]))
         _same(table.scan(snapshot_id=snap.snapshot_id).to_arrow(), version.to_arrow())
-        for low in (2, 9, 12):
+        for low in lows:
             scan = table.scan(
                 snapshot_id=snap.snapshot_id, row_filter=GreaterThanOrEqual("id", low)
             )
@@ -395,6 +398,47 @@ def test_an_interrupted_export_leaves_the_current_metadata_readable(tmp_path, mo
     _check_all(done.metadata_location, uri)
 
 
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(1, 4)),
+        st.tuples(st.just("delete"), st.integers(2, 4)),
+        st.tuples(st.just("update"), st.integers(2, 4)),
+        st.tuples(st.just("compact"), st.just(0)),
+        st.tuples(st.just("export"), st.just(0)),
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=10, deadline=None)
+@given(ops=_OPS)
+def test_random_histories_exported_incrementally_read_back_exactly(ops):
+    """Random appends, deletes (DVs), updates and compactions, exported after any step:
+    the final table holds every version once, each equal to lakever's read of it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        uri, target = f"{tmp}/ds", f"{tmp}/ice"
+        ds = lv.create_dataset(uri, _rows(range(3), "eu"))
+        next_id = 3
+        for op, k in ops:
+            if op == "append":
+                ds = ds.append(_rows(range(next_id, next_id + k), "us"))
+                next_id += k
+            elif op == "delete" and ds.num_rows:
+                ds = ds.delete(f"id % {k} = 1")
+            elif op == "update" and ds.num_rows:
+                ds = ds.update({"region": "'upd'"}, where=f"id % {k} = 0")
+            elif op == "compact":
+                ds = ds.compact(min_fragments=1)
+            elif op == "export":
+                ds.export_iceberg(target)
+        done = ds.export_iceberg(target)
+        table = _check_all(done.metadata_location, uri, lows=(2,))
+        versions = [int(s.summary["lakever.version"]) for s in table.metadata.snapshots]
+        assert versions == list(range(ds.version + 1))
+
+
 runner = CliRunner()
 
 
@@ -425,3 +469,17 @@ def test_cli_refusal_is_one_error_line(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: column 'id' has type uint64")
+
+
+def test_import_lakever_does_not_load_pyiceberg():
+    code = "import sys, lakever; print('pyiceberg' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_missing_pyiceberg_names_the_extra(tmp_path, monkeypatch):
+    ds = lv.create_dataset(str(tmp_path / "ds"), _rows(range(2), "eu"))
+    monkeypatch.setitem(sys.modules, "pyiceberg.table", None)  # import raises ImportError
+    with pytest.raises(lv.MissingDependency, match=r"pip install 'lakever\[iceberg\]'"):
+        ds.export_iceberg(str(tmp_path / "ice"))
+    assert ds.exports() == []
