@@ -311,6 +311,9 @@ def test_refusals_are_named_errors_and_write_nothing(tmp_path):
     ds = lv.create_dataset(uri, _rows(range(3), "eu"))
     with pytest.raises(lv.InvalidArgument, match="inside the dataset"):
         ds.export_iceberg(str(tmp_path / "ds" / "iceberg"))
+    in_memory = lv.create_dataset(f"memory://{tmp_path.name}/ds", _rows(range(3), "eu"))
+    with pytest.raises(lv.InvalidArgument, match="Iceberg readers cannot open"):
+        in_memory.export_iceberg(str(target))
     other = lv.create_dataset(str(tmp_path / "other"), _rows(range(3), "eu"))
     other.export_iceberg(str(target))
     with pytest.raises(lv.DatasetExists, match="export of another dataset"):

@@ -74,7 +74,9 @@ from lakever.storage import Storage
 
 __all__ = [
     "DELETE_FILE_PATH_ID",
+    "PARTITION_FIELD_BASE",
     "Exporter",
+    "Spec",
     "check_promotions",
     "iceberg_schema",
     "read_bytes_file",
@@ -94,7 +96,7 @@ _DELETE_SCHEMA = pa.schema(
     ]
 )
 #: First id of partition fields (Iceberg's convention).
-_PARTITION_FIELD_BASE = 1000
+PARTITION_FIELD_BASE = 1000
 #: Zone names Iceberg readers (pyiceberg's UTC_ALIASES) read as Iceberg's timestamptz.
 _UTC_NAMES = frozenset({"UTC", "+00:00", "Etc/UTC", "Z"})
 _MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1}
@@ -337,7 +339,7 @@ class _DeleteManifestWriter(ManifestWriterV2):
 
 
 @dataclass
-class _Spec:
+class Spec:
     spec: PartitionSpec
     #: (field id, transform) per partition field, in order.
     shape: tuple[tuple[int, str], ...]
@@ -365,7 +367,7 @@ class Exporter:
     seen: dict[str, list[int]] = field(default_factory=dict)
     manifests: dict[str, list[str]] = field(default_factory=dict)
     #: Spec id -> spec; spec 0 is unpartitioned.
-    specs: dict[int, _Spec] = field(default_factory=dict)
+    specs: dict[int, Spec] = field(default_factory=dict)
     #: Manifest path -> its ManifestFile record (sequence numbers assigned).
     files: dict[str, ManifestFile] = field(default_factory=dict)
     bytes_written: int = 0
@@ -374,10 +376,12 @@ class Exporter:
 
     def __post_init__(self) -> None:
         if 0 not in self.specs:
-            self.specs[0] = _Spec(PartitionSpec(spec_id=0), ())
+            self.specs[0] = Spec(PartitionSpec(spec_id=0), ())
 
     def _write(self, rel: str, data: bytes, *, deletes: bool = False) -> None:
-        if not self.target.publish(rel, data):
+        # Durable by the flush before the metadata JSON that references it is created:
+        # names are random (manifests) or a hash of what the bytes say (delete files).
+        if not self.target.publish_content(rel, data):
             return  # a content-named delete file an interrupted run wrote already
         self.bytes_written += len(data)
         self.files_written += 1
@@ -414,7 +418,7 @@ class Exporter:
             for s in self.specs.values()
             for f in s.spec.fields
         }
-        next_id = max(existing.values(), default=_PARTITION_FIELD_BASE - 1) + 1
+        next_id = max(existing.values(), default=PARTITION_FIELD_BASE - 1) + 1
         parts = []
         for fid, tr in shape:
             transform = _TRANSFORMS[tr]()
@@ -424,7 +428,7 @@ class Exporter:
             name = fields[fid].name if tr == "identity" else f"{fields[fid].name}_{tr}"
             parts.append(PartitionField(fid, pid, transform, name))
         sid = max(self.specs) + 1
-        self.specs[sid] = _Spec(PartitionSpec(*parts, spec_id=sid), shape, source)
+        self.specs[sid] = Spec(PartitionSpec(*parts, spec_id=sid), shape, source)
         return sid, Record(*values)
 
     # ---------------------------------------------------------- data files

@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +52,7 @@ from lakever.manifests import manifests_data
 from lakever.retention import export_id, read_expiry
 from lakever.schema import schema_from_json
 from lakever.snapshot import SnapshotState
-from lakever.storage import Storage, open_storage
+from lakever.storage import LocalStorage, ObjectStorage, Storage, open_storage
 
 __all__ = ["ExportResult", "export"]
 
@@ -85,16 +85,18 @@ class ExportResult(dict[str, Any]):
     """What `export` did, as plain values (`lakever.interop.iceberg.IcebergExport` holds it)."""
 
 
-def _data_location(storage: Storage) -> Any:
-    if storage.is_local:
+def _data_location(storage: Storage) -> Callable[[str], str]:
+    """How the table names a fragment: its absolute path on local disk, its URI on an
+    object store; other storage (``memory://``, read-only fsspec) Iceberg cannot read."""
+    if isinstance(storage, LocalStorage):
         return storage.full_path
-    if storage.protocol in ("memory",) or type(storage).__name__.startswith("ReadOnly"):
-        raise InvalidArgument(
-            f"cannot export {storage.uri} to Apache Iceberg: its files are on "
-            f"{storage.protocol}://, which Iceberg readers cannot open; export a dataset on "
-            "local disk or an object store"
-        )
-    return storage.location
+    if isinstance(storage, ObjectStorage):
+        return storage.location
+    raise InvalidArgument(
+        f"cannot export {storage.uri} to Apache Iceberg: its files are on "
+        f"{storage.protocol}://, which Iceberg readers cannot open; export a dataset on "
+        "local disk or an object store"
+    )
 
 
 def _target(state: SnapshotState, target: str) -> Storage:
@@ -169,24 +171,23 @@ def _to_export(
     head = state.snap
     if last is not None:
         version, sid = last
-        mine = state.line.read(version) if version <= head.version else None
-        if version > head.version:
-            mine = state.line.read(version)
-            ahead = mine is not None and mine.snapshot_id == sid
+        mine = state.line.read(version)
+        same = mine is not None and mine.snapshot_id == sid
+        if not same:
+            found = f"snapshot {mine.snapshot_id[:12]}" if mine else "not there"
             raise RemoteConflict(
-                f"{target} already holds versions up to {version}"
-                + (f", newer than version {head.version}" if ahead else " of another line")
-                + f"; export a ref at or after version {version} of the line it was exported from",
+                f"the history at {target} diverged from {state.branch_name!r}: the table's "
+                f"version {version} is snapshot {sid[:12]}, on this line it is {found}; "
+                "export to a new location",
                 name=state.branch_name,
                 kind="branch",
                 source_version=head.version,
                 destination_version=version,
             )
-        if mine is None or mine.snapshot_id != sid:
+        if version > head.version:
             raise RemoteConflict(
-                f"the history at {target} diverged from {state.branch_name!r}: its version "
-                f"{version} is snapshot {sid[:12]}, not "
-                f"{mine.snapshot_id[:12] if mine else 'there'}; export to a new location",
+                f"{target} already holds versions up to {version}, newer than version "
+                f"{head.version}; export version {version} or a later one",
                 name=state.branch_name,
                 kind="branch",
                 source_version=head.version,
@@ -302,7 +303,7 @@ def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
         for spec in md.partition_specs:
             if spec.spec_id != 0:
                 shape = tuple((f.source_id, str(f.transform)) for f in spec.fields)
-                ex.specs[spec.spec_id] = files._Spec(spec, shape)
+                ex.specs[spec.spec_id] = files.Spec(spec, shape)
     snapshots: list[Snapshot] = list(md.snapshots) if md is not None else []
     log: list[SnapshotLogEntry] = list(md.snapshot_log) if md is not None else []
     seq = md.last_sequence_number if md is not None else 0
@@ -450,7 +451,7 @@ def _metadata(
             "default-spec-id": default_spec,
             "last-partition-id": max(
                 (f.field_id for s in specs for f in s.fields),
-                default=files._PARTITION_FIELD_BASE - 1,
+                default=files.PARTITION_FIELD_BASE - 1,
             ),
             "properties": {
                 "lakever.dataset": state.storage.uri,
