@@ -290,6 +290,9 @@ def test_held_snapshots_survive_expiry_and_vacuum_until_the_export_is_dropped(la
         _same(table.scan(snapshot_id=snap.snapshot_id).to_arrow(), rows)
 
     assert ds.drop_export("iceberg", str(target)) == ds.version + 1
+    again = ds.export_iceberg(str(target))  # exporting again holds them again
+    assert (again.versions_added, again.held, again.bytes_written) == ((), ds.version + 1, 0)
+    assert ds.drop_export("iceberg", str(target)) == ds.version + 1
     _expire_and_vacuum(lv.open_dataset(ds.uri))
     # Snapshots whose fragments lakever still keeps (the head's, the tags') stay readable;
     # the others name fragments vacuum deleted: the reader fails on the missing file.

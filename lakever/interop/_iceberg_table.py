@@ -49,7 +49,7 @@ from lakever.format import FragmentEntry, ManifestRef, canonical_json, schema_id
 from lakever.format import Snapshot as LakeverSnapshot
 from lakever.interop import _iceberg_files as files
 from lakever.manifests import manifests_data
-from lakever.retention import export_id, read_expiry
+from lakever.retention import EXPORTS_DIR, export_id, read_expiry
 from lakever.schema import schema_from_json
 from lakever.snapshot import SnapshotState
 from lakever.storage import LocalStorage, ObjectStorage, Storage, open_storage
@@ -287,10 +287,7 @@ def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
     schemas = _Schemas(md, kept.get("schemas", {}))
     # Every refusal comes before anything is held or written.
     per_snapshot = [schemas.of(snap) for snap in todo]
-    for snap in todo:  # held before any file names its fragments
-        refs.hold_for_export(
-            state.storage, snap, export=export, reason=f"iceberg export to {out.uri}", author=author
-        )
+    reheld = _hold(state, export, out.uri, author, md, todo)
     ex = files.Exporter(
         source=state.storage,
         target=out,
@@ -348,7 +345,7 @@ def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
         parent = sid
     tags = _tags(state, snapshots)
     if md is not None and not todo and dict(md.refs) == tags:
-        return _result(out, existing.version, [], snapshots, tags, ex, held=0)
+        return _result(out, existing.version, [], snapshots, tags, ex, held=reheld)
     version = existing.version + 1
     new_state = {
         "format": 1,
@@ -379,7 +376,38 @@ def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
         hint = str(version).encode()  # never shorter than the last one: N only grows
         out.write_hint("metadata/version-hint.text", hint)
         ex.bytes_written += len(hint)
-    return _result(out, version, todo, snapshots, tags, ex, held=len(todo))
+    return _result(out, version, todo, snapshots, tags, ex, held=len(todo) + reheld)
+
+
+def _hold(
+    state: SnapshotState,
+    export: str,
+    target: str,
+    author: str,
+    md: TableMetadataV2 | None,
+    todo: Sequence[LakeverSnapshot],
+) -> int:
+    """Hold the snapshots to export, before any file names their fragments, and again
+    those the table already references whose holds were dropped (``drop_export``, then
+    an export to the same target). Returns how many were held anew among the latter.
+
+    Raises:
+        VersionExpired: a version the table references was expired after its export
+            was dropped (its files may be gone): export to a new location.
+    """
+    reason = f"iceberg export to {target}"
+    held = {n.removesuffix(".json") for n in state.storage.list(f"{EXPORTS_DIR}/{export}")}
+    again = 0
+    for s in md.snapshots if md is not None else ():
+        if s.summary is None or str(s.summary["lakever.snapshot-id"]) in held:
+            continue
+        snap = state.line.must_read(int(str(s.summary["lakever.version"])))
+        # Raises VersionExpired (and holds nothing) if an expiry took it meanwhile.
+        refs.hold_for_export(state.storage, snap, export=export, reason=reason, author=author)
+        again += 1
+    for snap in todo:
+        refs.hold_for_export(state.storage, snap, export=export, reason=reason, author=author)
+    return again
 
 
 def _entries(state: SnapshotState, m: ManifestRef) -> list[FragmentEntry]:
