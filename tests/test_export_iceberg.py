@@ -489,3 +489,20 @@ def test_a_missing_pyiceberg_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(lv.MissingDependency, match=r"pip install 'lakever\[iceberg\]'"):
         ds.export_iceberg(str(tmp_path / "ice"))
     assert ds.exports() == []
+
+
+def test_a_dataset_and_a_table_on_an_object_store(s3_bucket, s3_server):
+    """Fragments and the table named by s3:// URIs; pyiceberg reads them from the store."""
+    uri, target = f"{s3_bucket}/ds", f"{s3_bucket}/ice"
+    ds = lv.create_dataset(uri, _rows(range(4), "eu")).append(_rows(range(4, 6), "us"))
+    ds = ds.delete("id = 1")
+    done = ds.export_iceberg(target)
+    assert done.metadata_location == f"{target}/metadata/v1.metadata.json"
+    io = {"s3.endpoint": s3_server, "s3.access-key-id": "lakever-test-key",
+          "s3.secret-access-key": "lakever-test-secret", "s3.region": "us-east-1"}  # fmt: skip
+    table = StaticTable.from_metadata(done.metadata_location, properties=io)
+    for snap in table.metadata.snapshots:
+        version = lv.open_dataset(uri, version=int(snap.summary["lakever.version"]))
+        files = [t.file.file_path for t in table.scan(snapshot_id=snap.snapshot_id).plan_files()]
+        assert all(f.startswith(f"{uri}/data/") for f in files)
+        _same(table.scan(snapshot_id=snap.snapshot_id).to_arrow(), version.to_arrow())
