@@ -30,6 +30,8 @@ from lakever._writer import (
 from lakever.errors import InvalidArgument, ReadOnlyDataset
 from lakever.evolution import ColumnRef
 from lakever.format import MAIN_BRANCH, Snapshot
+from lakever.interop import iceberg
+from lakever.interop.iceberg import IcebergExport
 from lakever.maintenance import auto, restore, usage
 from lakever.maintenance import compact as compaction
 from lakever.maintenance import expire as expiry
@@ -576,6 +578,11 @@ class Dataset(SnapshotView):
         export = export_id(format, open_storage(target).uri)
         held = refs.drop_export(self._storage, export, author=author or default_author())
         return len(held)
+
+    def export_iceberg(self, target: str, *, author: str | None = None) -> IcebergExport:
+        """Publish this branch's history up to this snapshot as an Apache Iceberg table at
+        ``target`` over the same Parquet files (incremental; docs/export.md)."""
+        return iceberg.export_iceberg(self._state, target, author=author or default_author())
 
 
 def _check_flag(name: str, value: Any) -> None:

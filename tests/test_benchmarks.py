@@ -34,6 +34,7 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
         "sql_pruning.py",
         "compaction.py",
         "memory.py",
+        "export_iceberg.py",
     ],
 )
 def test_benchmark_quick(script, tmp_path):

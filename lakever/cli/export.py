@@ -1,12 +1,13 @@
-"""Export commands: ``lakever export delta|list|drop`` (a sub-app; each command stands
-alone, so other formats add theirs next to them)."""
+"""Export commands: ``lakever export delta|iceberg|list|drop`` publish a dataset's history
+in another table format over the same Parquet files, and list or drop what exports hold
+(docs/export.md)."""
 
 from __future__ import annotations
 
 import typer
 
 import lakever as lv
-from lakever.cli._output import human_bytes, print_json, print_table
+from lakever.cli._output import human_bytes, print_json, print_pairs, print_table
 from lakever.cli.data import AUTHOR_OPT, BRANCH_OPT, JSON_OPT, PATH_ARG, parse_version
 
 app = typer.Typer(
@@ -55,6 +56,45 @@ def delta(
     )
 
 
+def iceberg(
+    path: str = PATH_ARG,
+    ref_target: list[str] = typer.Argument(
+        ...,
+        metavar="[REF] TARGET",
+        help="REF: version number, ISO time, tag, branch or snapshot id to export up to "
+        "(default: the head). TARGET: where the Iceberg table goes (a path or URI outside "
+        "the dataset).",
+    ),
+    branch: str | None = BRANCH_OPT,
+    author: str | None = AUTHOR_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Export the branch's history as an Apache Iceberg table over the dataset's own
+    Parquet files; run again to append the versions committed since (docs/export.md)."""
+    if len(ref_target) > 2:
+        raise lv.InvalidArgument(f"export iceberg takes [REF] TARGET, got {ref_target}")
+    ref, target = (None, ref_target[0]) if len(ref_target) == 1 else ref_target
+    ds = lv.open_dataset(path, version=parse_version(ref), branch=branch)
+    done = ds.export_iceberg(target, author=author)
+    if as_json:
+        print_json(done.to_dict())
+        return
+    added = done.versions_added
+    print_pairs(
+        f"exported {ds.uri} to {done.target} (Apache Iceberg)"
+        if added
+        else f"{done.target} is up to date (nothing to export)",
+        [
+            ("metadata", done.metadata_location),
+            ("versions added", f"{added[0]}..{added[-1]} ({len(added)})" if added else "none"),
+            ("versions in the table", f"{done.first_version}..{done.last_version}"),
+            ("tags", ", ".join(done.tags) or "none"),
+            ("written", f"{human_bytes(done.bytes_written)} in {done.files_written} files"),
+            ("of which deletes", human_bytes(done.delete_bytes_written)),
+        ],
+    )
+
+
 def list_exports(path: str = PATH_ARG, as_json: bool = JSON_OPT) -> None:
     """List the snapshots exports hold (kept by expire and vacuum until dropped)."""
     held = lv.open_dataset(path).exports()
@@ -82,6 +122,7 @@ def drop(
 
 
 app.command("delta")(delta)
+app.command("iceberg")(iceberg)
 app.command("list")(list_exports)
 app.command("drop")(drop)
 
