@@ -34,7 +34,9 @@ def delta(
     """Export the branch's history as a Delta Lake table over the dataset's own Parquet
     files; run again to append the versions committed since (docs/export.md)."""
     if len(ref_target) > 2:
-        raise lv.InvalidArgument(f"export delta takes [REF] TARGET, got {ref_target}")
+        raise typer.BadParameter(
+            f"export delta takes [REF] TARGET, got {ref_target}", param_hint="[REF] TARGET"
+        )
     ref, target = (None, ref_target[0]) if len(ref_target) == 1 else ref_target
     ds = lv.open_dataset(path, version=parse_version(ref), branch=branch)
     r = ds.export_delta(target, author=author)
@@ -72,7 +74,9 @@ def iceberg(
     """Export the branch's history as an Apache Iceberg table over the dataset's own
     Parquet files; run again to append the versions committed since (docs/export.md)."""
     if len(ref_target) > 2:
-        raise lv.InvalidArgument(f"export iceberg takes [REF] TARGET, got {ref_target}")
+        raise typer.BadParameter(
+            f"export iceberg takes [REF] TARGET, got {ref_target}", param_hint="[REF] TARGET"
+        )
     ref, target = (None, ref_target[0]) if len(ref_target) == 1 else ref_target
     ds = lv.open_dataset(path, version=parse_version(ref), branch=branch)
     done = ds.export_iceberg(target, author=author)
