@@ -19,7 +19,7 @@ The tree::
     ├── ContractViolation             data breaks the dataset's contract (pandera schema)
     ├── PrimaryKeyViolation           a commit would make the declared primary key non-unique
     ├── RemoteConflict                push/pull refused: diverged or moved refs, clashing field ids
-    ├── ExportError                   an export to Delta refused (target, history, type)
+    ├── ExportError                   an export to Delta or Iceberg refused (target, history)
     ├── CorruptMetadata               a truncated or tampered metadata file
     │   └── BrokenHistory             a log entry deleted or altered, or a wrong branch base
     ├── CorruptData                   a data fragment is missing, truncated or altered
@@ -277,10 +277,12 @@ class RemoteConflict(LakeverError):
 
 
 class ExportError(LakeverError):
-    """An export to another table format (Delta Lake) was refused; nothing was published.
+    """An export to another table format (Delta Lake, Apache Iceberg) was refused; nothing
+    was published.
 
-    ``format`` is the table format (``"delta"``), ``target`` the target URI, ``reason``
-    one of ``"not_an_export"`` (the target holds something this export did not write),
+    ``format`` is the table format (``"delta"``, ``"iceberg"``), ``target`` the target
+    URI, ``reason`` one of ``"not_an_export"`` (the target holds something this export
+    did not write),
     ``"diverged"`` (the target's history is not this branch's: another dataset, branch,
     or a rewritten history), ``"unsupported"`` (a column type the format cannot hold
     exactly), ``"location"`` (the target cannot reference the dataset's files) or

@@ -44,7 +44,7 @@ from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
 
 from lakever import refs
 from lakever._metafiles import read_schema
-from lakever.errors import CorruptMetadata, DatasetExists, InvalidArgument, RemoteConflict
+from lakever.errors import CorruptMetadata, ExportError, InvalidArgument
 from lakever.format import FragmentEntry, ManifestRef, canonical_json, schema_id
 from lakever.format import Snapshot as LakeverSnapshot
 from lakever.interop import _iceberg_files as files
@@ -92,10 +92,13 @@ def _data_location(storage: Storage) -> Callable[[str], str]:
         return storage.full_path
     if isinstance(storage, ObjectStorage):
         return storage.location
-    raise InvalidArgument(
+    raise ExportError(
         f"cannot export {storage.uri} to Apache Iceberg: its files are on "
         f"{storage.protocol}://, which Iceberg readers cannot open; export a dataset on "
-        "local disk or an object store"
+        "local disk or an object store",
+        format="iceberg",
+        target="",
+        reason="location",
     )
 
 
@@ -103,9 +106,12 @@ def _target(state: SnapshotState, target: str) -> Storage:
     out = open_storage(target)
     src = state.storage.uri.rstrip("/")
     if out.uri.rstrip("/") == src or out.uri.startswith(src + "/"):
-        raise InvalidArgument(
+        raise ExportError(
             f"export target {out.uri} is inside the dataset {src}; vacuum would delete the "
-            "table's files: choose a location outside it"
+            "table's files: choose a location outside it",
+            format="iceberg",
+            target=out.uri,
+            reason="location",
         )
     return out
 
@@ -139,16 +145,20 @@ class _Existing:
         except (FileNotFoundError, ValueError):
             lakever = None
         if lakever is None:
-            raise DatasetExists(
+            raise ExportError(
                 f"{target.uri} holds an Apache Iceberg table that lakever did not export "
                 f"({where}); export to another location, or delete it first",
-                uri=target.uri,
+                format="iceberg",
+                target=target.uri,
+                reason="not_an_export",
             )
         if lakever != source_uri:
-            raise DatasetExists(
+            raise ExportError(
                 f"{target.uri} holds the Iceberg export of another dataset ({lakever}); export "
                 "to another location, or drop that export and delete the table first",
-                uri=target.uri,
+                format="iceberg",
+                target=target.uri,
+                reason="diverged",
             )
 
     @property
@@ -175,23 +185,21 @@ def _to_export(
         same = mine is not None and mine.snapshot_id == sid
         if not same:
             found = f"snapshot {mine.snapshot_id[:12]}" if mine else "not there"
-            raise RemoteConflict(
+            raise ExportError(
                 f"the history at {target} diverged from {state.branch_name!r}: the table's "
                 f"version {version} is snapshot {sid[:12]}, on this line it is {found}; "
                 "export to a new location",
-                name=state.branch_name,
-                kind="branch",
-                source_version=head.version,
-                destination_version=version,
+                format="iceberg",
+                target=target,
+                reason="diverged",
             )
         if version > head.version:
-            raise RemoteConflict(
+            raise ExportError(
                 f"{target} already holds versions up to {version}, newer than version "
                 f"{head.version}; export version {version} or a later one",
-                name=state.branch_name,
-                kind="branch",
-                source_version=head.version,
-                destination_version=version,
+                format="iceberg",
+                target=target,
+                reason="diverged",
             )
         if version == head.version:
             return []
@@ -366,11 +374,12 @@ def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
     ex.bytes_written += len(sidecar) + len(body)
     ex.files_written += 2
     if not out.publish(f"metadata/v{version}.metadata.json", body):
-        raise RemoteConflict(
+        raise ExportError(
             f"another export wrote version {version} of the Iceberg table at {out.uri} "
             "meanwhile; run the export again",
-            name=state.branch_name,
-            kind="branch",
+            format="iceberg",
+            target=out.uri,
+            reason="conflict",
         )
     with contextlib.suppress(OSError):  # advisory: readers that use it fall back to listing
         hint = str(version).encode()  # never shorter than the last one: N only grows
