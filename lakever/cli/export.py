@@ -18,6 +18,18 @@ app = typer.Typer(
 )
 
 
+def _source_and_target(
+    fmt: str, path: str, ref_target: list[str], branch: str | None
+) -> tuple[lv.Dataset, str]:
+    """The dataset at ``[REF]`` and the TARGET of ``export FMT PATH [REF] TARGET``."""
+    if len(ref_target) > 2:
+        raise typer.BadParameter(
+            f"export {fmt} takes [REF] TARGET, got {ref_target}", param_hint="[REF] TARGET"
+        )
+    ref, target = (None, ref_target[0]) if len(ref_target) == 1 else ref_target
+    return lv.open_dataset(path, version=parse_version(ref), branch=branch), target
+
+
 def delta(
     path: str = PATH_ARG,
     ref_target: list[str] = typer.Argument(
@@ -33,12 +45,7 @@ def delta(
 ) -> None:
     """Export the branch's history as a Delta Lake table over the dataset's own Parquet
     files; run again to append the versions committed since (docs/export.md)."""
-    if len(ref_target) > 2:
-        raise typer.BadParameter(
-            f"export delta takes [REF] TARGET, got {ref_target}", param_hint="[REF] TARGET"
-        )
-    ref, target = (None, ref_target[0]) if len(ref_target) == 1 else ref_target
-    ds = lv.open_dataset(path, version=parse_version(ref), branch=branch)
+    ds, target = _source_and_target("delta", path, ref_target, branch)
     r = ds.export_delta(target, author=author)
     if as_json:
         print_json(r.to_dict())
@@ -73,12 +80,7 @@ def iceberg(
 ) -> None:
     """Export the branch's history as an Apache Iceberg table over the dataset's own
     Parquet files; run again to append the versions committed since (docs/export.md)."""
-    if len(ref_target) > 2:
-        raise typer.BadParameter(
-            f"export iceberg takes [REF] TARGET, got {ref_target}", param_hint="[REF] TARGET"
-        )
-    ref, target = (None, ref_target[0]) if len(ref_target) == 1 else ref_target
-    ds = lv.open_dataset(path, version=parse_version(ref), branch=branch)
+    ds, target = _source_and_target("iceberg", path, ref_target, branch)
     done = ds.export_iceberg(target, author=author)
     if as_json:
         print_json(done.to_dict())
