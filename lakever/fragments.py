@@ -11,6 +11,7 @@ import hashlib
 import io
 import itertools
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -207,17 +208,38 @@ def new_name(directory: str) -> str:
     return f"{directory}/{uuid.uuid4().hex}.parquet"
 
 
+#: Chunks at least this large are hashed on the hashing thread, overlapping encoding.
+_HASH_AHEAD = 1 << 20
+_HASHER: ThreadPoolExecutor | None = None
+_HASHER_PID = 0
+_HASHER_LOCK = threading.Lock()
+
+
+def _hasher() -> ThreadPoolExecutor:
+    """One thread hashing fragment bytes in the order they were queued (a new one in a
+    forked child: threads do not survive a fork)."""
+    global _HASHER, _HASHER_PID
+    with _HASHER_LOCK:
+        if _HASHER is None or os.getpid() != _HASHER_PID:
+            _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakever-hash")
+            _HASHER_PID = os.getpid()
+        return _HASHER
+
+
 class _Hashing(io.RawIOBase):
     """The Parquet writer's output: passed on to storage as it comes, hashed and counted.
 
     The hash and size are of exactly the bytes handed to storage, in order; nothing
-    holds the whole file.
+    holds the whole file. Large chunks are hashed on one background thread (SHA-256
+    releases the GIL) while the writer encodes the next ones; once a chunk went there,
+    every later chunk of the file follows it, so the bytes are hashed in order.
     """
 
     def __init__(self, sink: ByteSink) -> None:
         super().__init__()
         self._sink = sink
-        self.sha = hashlib.sha256()
+        self._sha = hashlib.sha256()
+        self._last: Future[None] | None = None
         self.size = 0
 
     def writable(self) -> bool:
@@ -225,10 +247,21 @@ class _Hashing(io.RawIOBase):
 
     def write(self, b: ReadableBuffer, /) -> int:
         view = memoryview(b)
-        self.sha.update(view)
+        if self._last is None and view.nbytes < _HASH_AHEAD:
+            self._sha.update(view)
+        else:
+            # The writer hands over immutable bytes objects: safe to hash later.
+            data = b if isinstance(b, bytes) else bytes(view)
+            self._last = _hasher().submit(self._sha.update, data)
         self._sink.write(view)
         self.size += view.nbytes
         return view.nbytes
+
+    def hexdigest(self) -> str:
+        """The SHA-256 of every byte written (waits for the hashing thread)."""
+        if self._last is not None:
+            self._last.result()
+        return self._sha.hexdigest()
 
 
 #: Rows sampled to decide which columns get a dictionary encoding.
@@ -284,7 +317,7 @@ def _write_one(
         path=rel,
         num_rows=table.num_rows,
         size_bytes=out.size,
-        content_hash=f"sha256:{out.sha.hexdigest()}",
+        content_hash=f"sha256:{out.hexdigest()}",
         stats=_stats_for(table, meta),
         schema_id=schema_id,
         partition=None if partition is None else tuple(partition),
