@@ -11,7 +11,6 @@ import hashlib
 import io
 import itertools
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakever._batching import regroup
+from lakever._threads import ForkSafePool
 from lakever.format import DATA_DIR, FragmentEntry
 from lakever.schema import FIELD_ID_KEY
 from lakever.storage import Storage
@@ -210,20 +210,8 @@ def new_name(directory: str) -> str:
 
 #: Chunks at least this large are hashed on the hashing thread, overlapping encoding.
 _HASH_AHEAD = 1 << 20
-_HASHER: ThreadPoolExecutor | None = None
-_HASHER_PID = 0
-_HASHER_LOCK = threading.Lock()
-
-
-def _hasher() -> ThreadPoolExecutor:
-    """One thread hashing fragment bytes in the order they were queued (a new one in a
-    forked child: threads do not survive a fork)."""
-    global _HASHER, _HASHER_PID
-    with _HASHER_LOCK:
-        if _HASHER is None or os.getpid() != _HASHER_PID:
-            _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakever-hash")
-            _HASHER_PID = os.getpid()
-        return _HASHER
+#: One thread hashing fragment bytes in the order they were queued.
+_HASHER = ForkSafePool(1, "lakever-hash")
 
 
 class _Hashing(io.RawIOBase):
@@ -252,7 +240,7 @@ class _Hashing(io.RawIOBase):
         else:
             # The writer hands over immutable bytes objects: safe to hash later.
             data = b if isinstance(b, bytes) else bytes(view)
-            self._last = _hasher().submit(self._sha.update, data)
+            self._last = _HASHER.get().submit(self._sha.update, data)
         self._sink.write(view)
         self.size += view.nbytes
         return view.nbytes
@@ -284,10 +272,19 @@ def dictionary_columns(table: pa.Table) -> bool | list[str]:
     return [
         name
         for name, col in zip(sample.column_names, sample.columns, strict=True)
-        if pa.types.is_dictionary(col.type)
-        or pa.types.is_boolean(col.type)
-        or pc.count_distinct(col, mode="all").as_py() <= half
+        if not _mostly_distinct(col, half)
     ]
+
+
+def _mostly_distinct(col: pa.ChunkedArray[Any], half: int) -> bool:
+    """More than ``half`` distinct values; False (the writer's default: try a dictionary)
+    for a type Arrow cannot count distinct values of (e.g. ``null``)."""
+    if pa.types.is_dictionary(col.type) or pa.types.is_boolean(col.type):
+        return False
+    try:
+        return bool(pc.count_distinct(col, mode="all").as_py() > half)
+    except pa.ArrowNotImplementedError:
+        return False
 
 
 def _write_one(

@@ -239,6 +239,8 @@ def test_only_columns_with_few_distinct_values_get_a_dictionary(tmp_path):
     assert dictionary_columns(t.slice(0, 100)) is True  # too few rows to judge
     nested = t.append_column("s", pa.array([{"x": i} for i in range(n)]))
     assert dictionary_columns(nested) is True
+    # A type Arrow cannot count distinct values of keeps the writer's default.
+    assert "none" in dictionary_columns(t.append_column("none", pa.nulls(n)))
     ds = lv.create_dataset(str(tmp_path / "t"), t)
     assert ds.to_arrow().equals(t)
     (frag,) = ds.fragments()
@@ -246,3 +248,9 @@ def test_only_columns_with_few_distinct_values_get_a_dictionary(tmp_path):
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(5)}
     assert any("DICTIONARY" in e for e in encodings["cat"])
     assert not any("DICTIONARY" in e for e in encodings["id"]), encodings["id"]
+
+
+def test_a_null_typed_column_is_written_and_read_back(tmp_path):
+    t = pa.table({"id": pa.array(range(5000), pa.int64()), "none": pa.nulls(5000)})
+    ds = lv.create_dataset(str(tmp_path / "t"), t)
+    assert ds.to_arrow().equals(t)

@@ -8,9 +8,10 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
+from lakever._threads import ForkSafePool
 from lakever.errors import StorageError
 from lakever.storage.base import ByteSink, Storage, StoredFile
 
@@ -135,7 +136,7 @@ class LocalStorage(Storage):
             return
         # The fsync runs while the writer goes on (statistics, the next file, the
         # record); `flush` waits for it before anything may reference the file.
-        synced = _pool().submit(_fsync_close, fd)
+        synced = _POOL.get().submit(_fsync_close, fd)
         with self._lock:
             self._own()
             # Fsyncs that succeeded need no waiting for: only running and failed ones are
@@ -213,7 +214,7 @@ class LocalStorage(Storage):
         def sync(fd: int) -> None:
             # The entry's bytes are synced while `flush` makes everything written
             # before durable (files and directories): both before the link.
-            synced = _pool().submit(os.fsync, fd)
+            synced = _POOL.get().submit(os.fsync, fd)
             try:
                 self.flush()
             finally:
@@ -380,19 +381,8 @@ class _FileSink:
 #: Files a storage may hold open while their fsyncs are queued or running.
 _MAX_RUNNING = 32
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = 0
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    """The threads fsyncs run on (a new pool in a forked child: threads do not survive)."""
-    global _POOL, _POOL_PID
-    with _POOL_LOCK:
-        if _POOL is None or os.getpid() != _POOL_PID:
-            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lakever-fsync")
-            _POOL_PID = os.getpid()
-        return _POOL
+#: The threads fsyncs run on.
+_POOL = ForkSafePool(4, "lakever-fsync")
 
 
 def _succeeded(f: Future[None]) -> bool:
