@@ -26,7 +26,7 @@ from lakever.errors import (
 )
 from lakever.format import MAIN_BRANCH, Snapshot, format_time
 from lakever.log import Line
-from lakever.retention import expired_error, list_exported, read_expiry, retained_path
+from lakever.retention import expired_error, held_by_export, read_expiry, retained_path
 from lakever.storage import Storage
 
 __all__ = ["PIN_PREFIX", "Located", "locate", "locate_pin", "make_pin", "pin_parts"]
@@ -373,7 +373,7 @@ def _named_by_ref(storage: Storage, snap: Snapshot) -> bool:
     creation `guard_new_ref` checks); a few small reads, on the expired path only."""
     if storage.exists(retained_path(snap.snapshot_id)):
         return True
-    if any(r.snapshot_id == snap.snapshot_id for r in list_exported(storage)):
+    if held_by_export(storage, snap.snapshot_id):
         return True
     if any(t.snapshot_id == snap.snapshot_id for t in refs.list_tags(storage)):
         return True

@@ -45,6 +45,7 @@ __all__ = [
     "expired_error",
     "export_id",
     "export_path",
+    "held_by_export",
     "list_exported",
     "list_retained",
     "load_retained",
@@ -346,3 +347,12 @@ def list_exported(storage: Storage) -> list[Retained]:
             if r is not None:
                 out.append(r)
     return sorted(out, key=lambda r: (r.created, r.snapshot_id))
+
+
+def held_by_export(storage: Storage, snapshot_id: str) -> bool:
+    """Whether some export holds the snapshot (one existence check per export)."""
+    return any(
+        storage.exists(export_path(e, snapshot_id))
+        for e in storage.list(EXPORTS_DIR)
+        if _EXPORT_ID.match(e)
+    )

@@ -71,3 +71,25 @@ def test_dataset_lists_and_drops_an_export_by_format_and_target(tmp_path: Path) 
     assert ds.drop_export("delta", str(target)) == 0  # another format: another export
     assert ds.drop_export("iceberg", str(tmp_path / "x" / ".." / "exported")) == 2
     assert ds.exports() == []
+
+
+def test_a_version_an_export_holds_stays_readable_when_an_expiry_raced_past_it(tmp_path: Path):
+    """The hold landed just after an expiry read the roots (its guard read the expiry
+    before that expiry was published): the expiry lists the version, the hold wins."""
+    from lakever.format import canonical_json
+
+    ds = _lake(tmp_path)
+    ds.expire(keep_last=1, older_than=timedelta(0), dry_run=False)
+    with pytest.raises(lv.VersionExpired):
+        lv.open_dataset(ds.uri, version=2)
+    s = ds._state
+    snap = s.line.read(2)
+    assert snap is not None
+    record = {
+        "snapshot_id": snap.snapshot_id, "branch": snap.branch_id, "version": 2,
+        "pin": export_id("delta", "/t"), "reason": "r", "created": "2026-12-02T00:00:00Z",
+        "author": "a",
+    }  # fmt: skip
+    rel = export_path(export_id("delta", "/t"), snap.snapshot_id)
+    s.storage.publish(rel, canonical_json(record))
+    assert lv.open_dataset(ds.uri, version=2).to_arrow()["id"].to_pylist() == [0, 1, 2]
