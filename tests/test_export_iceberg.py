@@ -506,3 +506,19 @@ def test_a_dataset_and_a_table_on_an_object_store(s3_bucket, s3_server):
         files = [t.file.file_path for t in table.scan(snapshot_id=snap.snapshot_id).plan_files()]
         assert all(f.startswith(f"{uri}/data/") for f in files)
         _same(table.scan(snapshot_id=snap.snapshot_id).to_arrow(), version.to_arrow())
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_damaged_manifest_list_in_the_target_is_a_named_error(tmp_path, damage):
+    uri, target = str(tmp_path / "ds"), str(tmp_path / "ice")
+    ds = lv.create_dataset(uri, _rows(range(3), "eu"))
+    done = ds.export_iceberg(target)
+    current = StaticTable.from_metadata(done.metadata_location).metadata.current_snapshot()
+    assert current is not None
+    path = Path(current.manifest_list.removeprefix("file://"))
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(lv.CorruptMetadata, match="manifest list"):
+        ds.append(_rows(range(3, 5), "eu")).export_iceberg(target)

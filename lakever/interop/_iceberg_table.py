@@ -277,10 +277,21 @@ def _previous_manifests(target: Storage, metadata: TableMetadata | None) -> dict
     if metadata is None or metadata.current_snapshot_id is None:
         return {}
     snap = metadata.snapshot_by_id(metadata.current_snapshot_id)
-    assert snap is not None
-    rel = "metadata/" + snap.manifest_list.rsplit("/", 1)[-1]
-    data = target.read_bytes(rel)
-    return {m.manifest_path: m for m in read_manifest_list(files.read_bytes_file(rel, data))}
+    rel = "metadata/" + (snap.manifest_list.rsplit("/", 1)[-1] if snap else "(none)")
+    try:
+        if snap is None:
+            raise ValueError(f"no snapshot {metadata.current_snapshot_id}")
+        data = target.read_bytes(rel)
+        listed = read_manifest_list(files.read_bytes_file(rel, data))
+        return {m.manifest_path: m for m in listed}
+    except Exception as exc:  # missing, or anything the Avro reader makes of damage
+        where = target.full_path(rel)
+        raise CorruptMetadata(
+            f"the current snapshot's manifest list of the Iceberg table at {target.uri} "
+            f"({where}) is missing or damaged ({type(exc).__name__}: {exc}); restore it, "
+            "or export to a new location",
+            path=where,
+        ) from exc
 
 
 def export(state: SnapshotState, target: str, *, author: str) -> ExportResult:
