@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from _harness import Result, format_table, median, write_json
+from _harness import Result, format_table, median, run_meta, write_json
 
 try:
     import lakever as lv
@@ -146,25 +145,23 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     versions, rows = (100, 10) if args.quick else (1000, 10)
     started = datetime.now(UTC)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     workdir = tempfile.mkdtemp(prefix="lakever-export-", dir=args.workdir)
     t0 = time.perf_counter()
     try:
         results, info = run(versions, rows, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    payload = {
-        "meta": {
-            "mode": "quick" if args.quick else "full",
-            "started_utc": started.isoformat(timespec="seconds"),
-            "elapsed_s": round(time.perf_counter() - t0, 1),
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "lakever_version": lv.__version__,
-            "dataset": info,
-            "ratio": "lakever / baseline",
-        },
-        "results": [r.to_json() for r in results],
-    }
+    meta = run_meta(
+        quick=args.quick,
+        started=started,
+        elapsed=time.perf_counter() - t0,
+        load_before=load_before,
+        versions={"lakever": lv.__version__, "pyarrow": pa.__version__},
+    )
+    meta["dataset"] = info
+    meta["ratio"] = "lakever / baseline"
+    payload = {"meta": meta, "results": [r.to_json() for r in results]}
     print(format_table(results))
     print(
         f"\n{versions:,} versions built in {info['build_s']:.1f} s; data {info['data_bytes']:,} "
