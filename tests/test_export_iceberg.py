@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -86,17 +87,20 @@ def _same(got: pa.Table, expected: pa.Table, key: str = "id") -> None:
 
 def _check_all(metadata: str, uri: str, lows: tuple[int, ...] = (2, 9, 12)) -> StaticTable:
     """Every snapshot of the table, whole and filtered on ``id`` (pruned by the exported
-    bounds: a wrong bound drops rows), equals lakever's read of its version."""
+    bounds: a wrong bound drops rows), equals lakever's unfiltered read of its version
+    (filtered by pyarrow for the filtered scans)."""
     table = StaticTable.from_metadata(metadata)
     for snap in table.metadata.snapshots:
         assert snap.summary is not None
         version = lv.open_dataset(uri, version=int(snap.summary["lakever.version"]))
-        _same(table.scan(snapshot_id=snap.snapshot_id).to_arrow(), version.to_arrow())
+        unpruned = version.to_arrow()
+        _same(table.scan(snapshot_id=snap.snapshot_id).to_arrow(), unpruned)
         for low in lows:
             scan = table.scan(
                 snapshot_id=snap.snapshot_id, row_filter=GreaterThanOrEqual("id", low)
             )
-            _same(scan.to_arrow(), version.to_arrow(filter=f"id >= {low}"))
+            # The pruned Iceberg read against a plain filter over the unpruned rows.
+            _same(scan.to_arrow(), unpruned.filter(pc.field("id") >= low))
     return table
 
 
