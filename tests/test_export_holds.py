@@ -87,7 +87,7 @@ def test_a_version_an_export_holds_stays_readable_when_an_expiry_raced_past_it(t
     assert snap is not None
     record = {
         "snapshot_id": snap.snapshot_id, "branch": snap.branch_id, "version": 2,
-        "pin": export_id("delta", "/t"), "reason": "r", "created": "2026-12-02T00:00:00Z",
+        "pin": export_id("delta", "/t"), "reason": "r", "created": "2026-12-02T00:00:00.000000Z",
         "author": "a",
     }  # fmt: skip
     rel = export_path(export_id("delta", "/t"), snap.snapshot_id)
