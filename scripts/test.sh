@@ -6,6 +6,12 @@
 # pytest with those arguments only. Tests run on every core (pytest-xdist; each test has its
 # own temporary directory). docs/testing.md, "Tiers".
 source "$(dirname "$0")/_env.sh"
+# The dataset-card tests render cards in headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+fi
 ruff check lakever tests examples benchmarks scripts
 ruff format --check lakever tests examples benchmarks scripts
 mypy
