@@ -116,7 +116,7 @@ def stats(
         nbins = 0
         if c.kind == "numeric":
             v, f = c.values(), c.finite()
-            select.append(f"count(DISTINCT {v if c.is_float else q})")
+            select.append(f"approx_count_distinct({v if c.is_float else q})")
             select += [f"min({f})", f"max({f})", f"avg({f})", f"stddev_pop({f})"]
             if c.edges is None:
                 select.append(f"quantile_disc({f}, {fractions})" if bins > 1 else "[]")

@@ -32,8 +32,11 @@ class ColumnProfile:
     """One column of one snapshot, computed in DuckDB.
 
     ``nulls`` counts nulls, ``nans`` NaN values (float columns); ``null_rate`` is
-    ``(nulls + nans) / rows`` (0 for an empty snapshot). ``distinct`` is exact: the
-    number of distinct non-missing values (None for "other" columns). ``min``, ``max``,
+    ``(nulls + nans) / rows`` (0 for an empty snapshot). ``distinct`` is the number
+    of distinct non-missing values: exact for categorical columns, approximate for
+    numeric ones (HyperLogLog, DuckDB's ``approx_count_distinct``, usually within a few
+    percent: an exact count of a million floats costs more than the rest of a
+    profile), None for "other" columns. ``min``, ``max``,
     ``mean`` and ``std`` (population) are over finite values, dates and timestamps in
     seconds since the epoch. ``edges``/``counts``: the histogram; ``counts[i]`` holds
     ``edges[i] <= v < edges[i+1]``, the first and last bins are open-ended (the outer
