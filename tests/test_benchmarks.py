@@ -35,6 +35,7 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
         "compaction.py",
         "memory.py",
         "export_iceberg.py",
+        "drift.py",
     ],
 )
 def test_benchmark_quick(script, tmp_path):
