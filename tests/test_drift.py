@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -36,14 +37,18 @@ def numeric_values(column: pa.ChunkedArray) -> np.ndarray:
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     t = arr.type
     if pa.types.is_date(t):
-        arr = arr.cast(pa.date32()).cast(pa.int32())
-        scale = 86400.0
+        days = arr.cast(pa.date32()).cast(pa.int32()).drop_null().to_numpy(zero_copy_only=False)
+        return days.astype(np.float64) * 86400
     elif pa.types.is_timestamp(t):
-        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[t.unit]
+        per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit]
         arr = arr.cast(pa.int64())
     else:
-        scale = 1.0
-    values = np.asarray(arr.drop_null().to_numpy(zero_copy_only=False), dtype=np.float64) * scale
+        per_second = 1.0
+        if pa.types.is_decimal(t) or pa.types.is_integer(t):
+            arr = arr.cast(pa.float64(), safe=False)
+    values = (
+        np.asarray(arr.drop_null().to_numpy(zero_copy_only=False), dtype=np.float64) / per_second
+    )
     return values[~np.isnan(values)]
 
 
@@ -152,6 +157,7 @@ floats = st.one_of(
     st.sampled_from([0.0, 1.0, -2.5, 1e300]),
 )
 ints = st.one_of(st.none(), st.integers(-5, 5), st.integers(-(2**40), 2**40))
+moments = st.integers(-(2**52), 2**52)  # microseconds since the epoch
 words = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d", "é", "", "a'b"]))
 
 
@@ -164,6 +170,10 @@ def tables(draw, n_max: int = 40) -> pa.Table:
             "x": pa.array(draw(st.lists(floats, min_size=n, max_size=n)), pa.float64()),
             "i": pa.array(draw(st.lists(ints, min_size=n, max_size=n)), pa.int64()),
             "s": pa.array(draw(st.lists(words, min_size=n, max_size=n)), pa.string()),
+            "ts": pa.array(
+                draw(st.lists(st.one_of(st.none(), moments), min_size=n, max_size=n)),
+                pa.timestamp("us", "UTC"),
+            ),
             "flag": pa.array(
                 draw(st.lists(st.one_of(st.none(), st.booleans()), min_size=n, max_size=n)),
                 pa.bool_(),
@@ -424,3 +434,28 @@ def test_odd_column_names_and_memory_datasets(tmp_path):
     report = lv.drift(uri, 0, 1)
     check_against_reference(report, ds.to_arrow(), ds2.to_arrow())
     assert report.column("s t").new_categories == ["z"]
+
+
+def test_decimals_nanoseconds_and_other_types(tmp_path):
+    path = new_path(tmp_path)
+
+    def table(shift: int) -> pa.Table:
+        n = 40
+        return pa.table(
+            {
+                "dec": pa.array([Decimal(i + shift) / 4 for i in range(n)], pa.decimal128(12, 2)),
+                "tns": pa.array([i * 7 + shift for i in range(n)], pa.timestamp("ns")),
+                "u64": pa.array([2**63 + i * 2**20 for i in range(n)], pa.uint64()),
+                "bin": pa.array([bytes([i % 3]) if i % 4 else None for i in range(n)]),
+                "lst": pa.array([[i] for i in range(n)], pa.list_(pa.int64())),
+            }
+        )
+
+    ds = lv.create_dataset(path, table(0))
+    ds2 = ds.overwrite(table(20))
+    report = lv.drift(path, 0, 1)
+    assert [c.kind for c in report.columns] == ["numeric"] * 3 + ["other"] * 2
+    check_against_reference(report, ds.to_arrow(), ds2.to_arrow())
+    assert report.column("tns").a.max == pytest.approx(39 * 7 / 1e9)  # not cut to microseconds
+    assert report.column("bin").a.null_rate == 0.25 and report.column("bin").psi is None
+    assert report.flagged_columns == ["dec", "tns"]

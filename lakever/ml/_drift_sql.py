@@ -5,8 +5,8 @@ live rows (`lakever.SnapshotView.to_duckdb`), runs one aggregate query and retur
 handful of numbers: no row of data reaches Python.
 
 Numeric values are compared as DOUBLE: integers and decimals cast, dates and
-timestamps as seconds since the epoch (``epoch()``, UTC), floats as they are except
-NaN, which counts as missing. Categorical values are compared as text
+timestamps as seconds since the epoch (UTC), floats as they are except NaN, which
+counts as missing. Categorical values are compared as text
 (``CAST(col AS VARCHAR)``: booleans read ``true``/``false``).
 """
 
@@ -50,8 +50,13 @@ class Column:
         q = self.quoted
         if self.is_float:
             return f"CASE WHEN isnan({q}) THEN NULL ELSE CAST({q} AS DOUBLE) END"
-        if pa.types.is_date(self.type) or pa.types.is_timestamp(self.type):
-            return f"epoch({q})"
+        # Exact integers divided once: epoch() truncates nanoseconds and rounds negative
+        # instants differently from that division.
+        if pa.types.is_timestamp(self.type):
+            unit = "ns" if self.type.unit == "ns" else "us"
+            return f"(CAST(epoch_{unit}({q}) AS DOUBLE) / {'1e9' if unit == 'ns' else '1e6'})"
+        if pa.types.is_date(self.type):
+            return f"(CAST({q} - DATE '1970-01-01' AS DOUBLE) * 86400)"
         return f"CAST({q} AS DOUBLE)"
 
     def finite(self) -> str:
