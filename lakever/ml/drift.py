@@ -332,8 +332,10 @@ def _column(
     limits: DriftThresholds,
 ) -> ColumnDrift:
     """Compare one column's two profiles; flag it against ``limits``."""
+    side = pb if pb is not None else pa_
+    assert side is not None  # a pair has at least one side
     reasons: list[str] = []
-    kind = (pb or pa_).kind if (pb or pa_) is not None else "other"  # type: ignore[union-attr]
+    kind = side.kind
     values: dict[str, Any] = {"psi": None, "ks": None, "js": None, "null_rate_delta": None}
     cats = None
     if pa_ is None or pb is None:
@@ -371,7 +373,7 @@ def _column(
             if value is not None and value > limit:
                 reasons.append(f"{stat} {value:.4f} > {limit}")
     return ColumnDrift(
-        name=(pb or pa_).name,  # type: ignore[union-attr]
+        name=side.name,
         field_id=pair.field_id,
         kind=kind,
         change=change,
