@@ -93,8 +93,13 @@ def new_path(tmp_path) -> str:
 def check_against_reference(report: DriftReport, ta: pa.Table, tb: pa.Table) -> None:
     """Every number of ``report`` equals numpy's over the two snapshots' rows."""
     assert (report.rows_a, report.rows_b) == (ta.num_rows, tb.num_rows)
+    t = report.thresholds
     for c in report.columns:
         assert c.a is not None and c.b is not None
+        both = ta.num_rows and tb.num_rows
+        assert c.null_rate_delta == (c.b.null_rate - c.a.null_rate if both else None)
+        over = [(c.psi, t.psi), (c.ks, t.ks), (c.js, t.js), (c.null_rate_delta, t.null_rate)]
+        assert c.flagged == any(v is not None and abs(v) > lim for v, lim in over)
         for prof, table in ((c.a, ta), (c.b, tb)):
             col = table.column(prof.name)
             assert prof.rows == table.num_rows
@@ -182,12 +187,13 @@ def tables(draw, n_max: int = 40) -> pa.Table:
     )
 
 
-@given(ta=tables(), tb=tables(), bins=st.integers(1, 12))
-def test_statistics_match_numpy_on_random_data(tmp_path, ta, tb, bins):
+@given(ta=tables(), tb=tables(), bins=st.integers(1, 12), codes=st.booleans())
+def test_statistics_match_numpy_on_random_data(tmp_path, ta, tb, bins, codes):
     path = new_path(tmp_path)
     ds = lv.create_dataset(path, ta)
     ds.overwrite(tb)
-    report = lv.drift(path, 0, 1, bins=bins)
+    report = lv.drift(path, 0, 1, bins=bins, categorical=["i"] if codes else None)
+    assert report.column("i").kind == ("categorical" if codes else "numeric")
     check_against_reference(report, ds.to_arrow(), lv.open_dataset(path).to_arrow())
     assert json.loads(json.dumps(report.to_dict(), allow_nan=False))["rows_b"] == tb.num_rows
 
