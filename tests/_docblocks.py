@@ -60,7 +60,7 @@ def blocks(text: str) -> list[Block]:
                 skip = s["reason"].strip()
                 if not skip:
                     raise MalformedSkip(f"line {i}: a skip marker needs a reason: {prev.strip()}")
-            found.append(Block(line=start + 1, code="\n".join(body) + "\n", skip=skip))
+            found.append(Block(line=start + 1, code="".join(f"{b}\n" for b in body), skip=skip))
         i = j + 1
     for n, ln in enumerate(lines):
         if _SKIP.match(ln) and not (n + 1 < len(lines) and _is_python_fence(lines[n + 1])):
