@@ -18,7 +18,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-_FENCE = re.compile(r"^(?P<indent>\s*)(?P<ticks>`{3,}|~{3,})\s*(?P<info>[^\s`]*)")
+# A fence (CommonMark): 3+ backticks or tildes; a backtick fence's info string has no
+# backtick (so a line starting with an inline code span such as ```` ```x ```` is text).
+_FENCE = re.compile(r"^(?P<indent>\s*)(?P<ticks>`{3,}(?=[^`]*$)|~{3,})\s*(?P<info>[^\s`]*)")
 _SKIP = re.compile(r"^\s*<!--\s*skip\b\s*:?(?P<reason>.*?)-->\s*$")
 PYTHON = {"python", "py", "python3"}
 
@@ -49,7 +51,7 @@ def blocks(text: str) -> list[Block]:
         indent, ticks, info = m["indent"], m["ticks"], m["info"].lower()
         start = i + 1
         j = start
-        while j < len(lines) and not lines[j].strip().startswith(ticks):
+        while j < len(lines) and not _closes(lines[j], ticks):
             j += 1
         if info in PYTHON:
             body = [ln[len(indent) :] if ln.startswith(indent) else ln for ln in lines[start:j]]
@@ -68,6 +70,12 @@ def blocks(text: str) -> list[Block]:
                 f"line {n + 1}: a skip marker must be the line right before a ```python fence"
             )
     return found
+
+
+def _closes(line: str, ticks: str) -> bool:
+    """Whether ``line`` closes a fence opened with ``ticks``: the same character, as many."""
+    text = line.strip()
+    return len(text) >= len(ticks) and set(text) == {ticks[0]}
 
 
 def _is_python_fence(line: str) -> bool:

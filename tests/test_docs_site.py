@@ -126,8 +126,9 @@ def test_a_failing_block_is_named_by_page_and_line(tmp_path):
 def test_pages_do_not_share_state(tmp_path):
     first, second = tmp_path / "a.md", tmp_path / "b.md"
     first.write_text("```python\nimport os\nleaked = 1\nos.environ['LEAK'] = '1'\n```\n")
-    second.write_text("```python\nimport os\nassert 'leaked' not in dir()\n"
-                      "assert 'LEAK' not in os.environ\n```\n")
+    second.write_text(
+        "```python\nimport os\nassert 'leaked' not in dir()\nassert 'LEAK' not in os.environ\n```\n"
+    )
     assert run_page(first, tmp_path).returncode == 0
     proc = run_page(second, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -144,18 +145,30 @@ def test_a_skip_marker_needs_a_reason_and_a_python_block():
         blocks("<!-- skip: no -->\n```bash\nls\n```\n")
 
 
+def test_inline_code_at_a_line_start_is_not_a_fence():
+    text = "```` ```bash ```` is not run:\n\n```python\nx = 1\n```\n\n```` ```python ````\n"
+    assert blocks(text) == [Block(line=4, code="x = 1\n", skip=None)]
+
+
+def test_a_longer_fence_holds_a_shorter_one():
+    text = '````python\ns = """\n```\n"""\n````\n'
+    assert blocks(text) == [Block(line=2, code='s = """\n```\n"""\n', skip=None)]
+
+
 def test_an_indented_block_in_a_list_is_dedented():
     text = "- item:\n\n  ```python\n  if True:\n      x = 1\n  ```\n"
     assert blocks(text) == [Block(line=4, code="if True:\n    x = 1\n", skip=None)]
 
 
-_code_line = st.text(
-    alphabet=st.sampled_from("abcxyz =+1'()#:"), min_size=0, max_size=20
-).filter(lambda s: not s.lstrip().startswith(("`", "~")))
+_code_line = st.text(alphabet=st.sampled_from("abcxyz =+1'()#:"), min_size=0, max_size=20).filter(
+    lambda s: not s.lstrip().startswith(("`", "~"))
+)
 _chunk = st.one_of(
     st.tuples(st.just("prose"), st.lists(st.sampled_from(["text", "", "| a | b |"]), max_size=3)),
-    st.tuples(st.sampled_from(["python", "py", "bash", "console", "json", ""]),
-              st.lists(_code_line, max_size=4)),
+    st.tuples(
+        st.sampled_from(["python", "py", "bash", "console", "json", ""]),
+        st.lists(_code_line, max_size=4),
+    ),
     st.tuples(st.just("skip"), st.lists(_code_line, max_size=3)),
 )
 
@@ -206,7 +219,7 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
-NAV = _nav_pages(yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=_Loader)["nav"])  # noqa: S506
+NAV = _nav_pages(yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=_Loader)["nav"])
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +247,18 @@ def site(tmp_path_factory) -> Path:
 def test_every_nav_page_is_built(site):
     missing = [p for p in NAV if not (site / p).with_suffix(".html").exists()]
     assert not missing
-    for page in ["index", "format", "cli", "benchmarks", "api/index", "api/dataset", "errors",
-                 "coming-from/dvc", "coming-from/delta", "coming-from/iceberg"]:
+    for page in [
+        "index",
+        "format",
+        "cli",
+        "benchmarks",
+        "api/index",
+        "api/dataset",
+        "errors",
+        "coming-from/dvc",
+        "coming-from/delta",
+        "coming-from/iceberg",
+    ]:
         assert f"{page}.md" in NAV, page
 
 
@@ -265,8 +288,12 @@ def test_every_public_name_is_in_the_api_reference():
     documented = set()
     for page in (ROOT / "docs" / "api").glob("*.md"):
         documented |= set(re.findall(r"^::: lakever\.(\w+)", page.read_text(), re.M))
-    errors = {n for n in lakever.__all__ if isinstance(getattr(lakever, n), type)
-              and issubclass(getattr(lakever, n), lakever.LakeverError)}
+    errors = {
+        n
+        for n in lakever.__all__
+        if isinstance(getattr(lakever, n), type)
+        and issubclass(getattr(lakever, n), lakever.LakeverError)
+    }
     missing = sorted(set(lakever.__all__) - documented - errors - {"FORMAT_VERSION"})
     assert not missing, f"add '::: lakever.NAME' for {missing} to a page under docs/api/"
 
