@@ -41,6 +41,7 @@ from lakever.storage import Storage
 
 if TYPE_CHECKING:
     import dask.dataframe
+    import datasets  # type: ignore[import-untyped]
     import duckdb
     import pandas as pd
     import polars as pl
@@ -323,6 +324,16 @@ class SnapshotView:
         from lakever.interop import dask
 
         return dask.read(self._engine_plan(filter, columns, max_rows_per_task))
+
+    def to_huggingface(
+        self, columns: Sequence[str] | None = None, *, filter: str | None = None
+    ) -> datasets.Dataset:
+        """The rows (``columns`` and ``filter`` as in `to_arrow`) as a Hugging Face
+        ``datasets.Dataset`` over the Arrow table read, not copied; its
+        ``info.description`` records the pin (docs/training.md, Hugging Face)."""
+        from lakever.interop import huggingface
+
+        return huggingface.to_dataset(self, columns, filter)
 
     def _engine_plan(
         self, filter: str | None, columns: Sequence[str] | None, max_rows: int | None
