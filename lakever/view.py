@@ -333,7 +333,7 @@ class SnapshotView:
         ``info.description`` records the pin (docs/training.md, Hugging Face)."""
         from lakever.interop import huggingface
 
-        return huggingface.to_dataset(self, columns, filter)
+        return huggingface.to_dataset(self.plan(filter=filter, columns=columns), self.pin())
 
     def _engine_plan(
         self, filter: str | None, columns: Sequence[str] | None, max_rows: int | None

@@ -106,23 +106,35 @@ def test_the_pin_is_recorded_and_reopens_the_snapshot(history):
 
 
 def test_the_arrow_buffers_are_not_copied(history, monkeypatch):
-    read: list[pa.Table] = []
-    real = lv.Dataset.to_arrow
+    import lakever.reader
+    import lakever.sqlplan
 
-    def spy(self: Any, *args: Any, **kwargs: Any) -> pa.Table:
-        table = real(self, *args, **kwargs)
-        read.append(table)
+    read: list[pa.Table] = []
+    exact, arrow = lakever.sqlplan.read_exact, lakever.reader.ScanPlan.to_arrow
+
+    def by_duckdb(plan: Any) -> pa.Table | None:
+        table = exact(plan)
+        read.extend([] if table is None else [table])
         return table
 
-    monkeypatch.setattr(lv.Dataset, "to_arrow", spy)
-    hf = history[1].to_huggingface()
-    (table,) = read
-    held = _hf_table(hf)
-    for name in table.column_names:
-        for mine, theirs in zip(table.column(name).chunks, held.column(name).chunks, strict=True):
-            assert [b.address if b else None for b in mine.buffers()] == [
-                b.address if b else None for b in theirs.buffers()
-            ], name
+    def by_arrow(plan: Any) -> pa.Table:
+        read.append(arrow(plan))
+        return read[-1]
+
+    monkeypatch.setattr(lakever.sqlplan, "read_exact", by_duckdb)
+    monkeypatch.setattr(lakever.reader.ScanPlan, "to_arrow", by_arrow)
+    # all columns (a fixed-size list: the Arrow reader), then flat ones (read by DuckDB)
+    for columns in (None, ["id", "text"]):
+        read.clear()
+        hf = history[1].to_huggingface(columns)
+        (table,) = read
+        held = _hf_table(hf)
+        for name in table.column_names:
+            pairs = zip(table.column(name).chunks, held.column(name).chunks, strict=True)
+            for mine, theirs in pairs:
+                assert [b.address if b else None for b in mine.buffers()] == [
+                    b.address if b else None for b in theirs.buffers()
+                ], name
 
 
 def test_missing_datasets_names_the_extra(history, monkeypatch):

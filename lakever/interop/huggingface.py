@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -30,7 +29,7 @@ from lakever.interop import require
 if TYPE_CHECKING:
     import datasets  # type: ignore[import-untyped]
 
-    from lakever.view import SnapshotView
+    from lakever.reader import ScanPlan
 
 __all__ = ["PIN_PREFIX", "pin_of", "to_dataset"]
 
@@ -53,24 +52,26 @@ def _check_features(hf: Any, schema: pa.Schema) -> None:
         )
 
 
-def to_dataset(
-    view: SnapshotView, columns: Sequence[str] | None, filter: str | None
-) -> datasets.Dataset:
-    """The rows of ``view`` (``columns``, ``filter`` as in `to_arrow`) as a ``datasets.Dataset``.
+def to_dataset(plan: ScanPlan, pin: str) -> datasets.Dataset:
+    """The rows ``plan`` reads (exactly `Dataset.to_arrow`'s) as a ``datasets.Dataset``;
+    ``pin`` is the pin of the plan's snapshot.
 
     Raises:
         MissingDependency: ``datasets`` is not installed (extra ``huggingface``).
-        InvalidArgument: a bad column or filter, or a column type ``datasets`` cannot hold.
+        InvalidArgument: a column type ``datasets`` cannot hold.
         CorruptData: a fragment is missing or damaged.
     """
+    from lakever import sqlplan
+
     hf = require("datasets", "huggingface")
-    _check_features(hf, view.plan(filter=filter, columns=columns).output_schema)
-    table = view.to_arrow(columns, filter=filter)
-    pin = view.pin()
-    what = {"columns": table.column_names, "filter": filter}
+    _check_features(hf, plan.output_schema)
+    table = sqlplan.read_exact(plan)
+    if table is None:
+        table = plan.to_arrow()
+    what = {"columns": list(plan.columns), "filter": plan.filter_text}
     description = f"{PIN_PREFIX}{pin}\n{json.dumps(what, sort_keys=True)}"
     fingerprint = hashlib.sha256(description.encode()).hexdigest()[:32]
-    name = view.uri.rstrip("/").rsplit("/", 1)[-1]
+    name = plan.uri.rstrip("/").rsplit("/", 1)[-1]
     info = hf.DatasetInfo(description=description, dataset_name=name)
     out: datasets.Dataset = hf.Dataset(table, info=info, fingerprint=fingerprint)
     return out
