@@ -228,8 +228,27 @@ def test_the_shuffled_order_is_pinned(tmp_path):
     assert rank1 == GOLDEN_SEED_7_RANK_1
 
 
-GOLDEN_SEED_7 = [[6, 2, 11, 8], [1, 3, 5, 0], [7, 4, 10, 9]]
-GOLDEN_SEED_7_RANK_1 = [[4, 7, 6, 11], [5, 10]]
+GOLDEN_SEED_7 = [[1, 4, 0, 10], [9, 7, 8, 11], [2, 5, 6, 3]]
+GOLDEN_SEED_7_RANK_1 = [[3, 2, 8, 9], [11, 10]]
+
+
+def test_seeds_and_epochs_never_alias(events):
+    """(seed, epoch) pairs that a plain SeedSequence([seed, epoch]) would confuse (it reads
+    ints as 32-bit words and ignores trailing zero words) give different orders."""
+
+    def order(seed: int, epoch: int, **kw: Any) -> list[int]:
+        batches = events.to_batches(200, shuffle=True, seed=seed, epoch=epoch, **kw)
+        return [i for b in batches for i in b.column("id").to_pylist()]
+
+    pairs = [(0, 0), (0, 1), (1, 0), (2**32, 0), (1, 2**32), (2**64 - 1, 2**64 - 1)]
+    orders = [order(s, e) for s, e in pairs]
+    assert len({tuple(o) for o in orders}) == len(pairs)
+    # and the generators themselves: every key its own stream
+    keys = [(1, s, e) for s, e in pairs] + [(2, s, e, 1, 0) for s, e in pairs]
+    draws = {tuple(mlb._rng(*k).integers(0, 2**62, 4)) for k in keys}
+    assert len(draws) == len(keys)
+    # the part's own generator is keyed apart from the global order's
+    assert order(3, 0, shard=(0, 1)) == order(3, 0)
 
 
 def test_more_parts_than_fragments_and_row_groups_cut_row_groups(tmp_path):
@@ -390,6 +409,7 @@ def test_numpy_refuses_records_and_maps_when_called(tmp_path):
         ({"seed": -1}, r"seed .*-1"),
         ({"seed": 1.5}, r"seed .*1.5"),
         ({"seed": None}, r"seed .*None"),
+        ({"seed": 2**64}, r"seed must be below 2\*\*64, got 18446744073709551616"),
         ({"epoch": -2}, r"epoch .*-2"),
         ({"shuffle_buffer": 0}, r"shuffle_buffer .*0"),
         ({"format": "torch"}, r"format .*'torch'"),

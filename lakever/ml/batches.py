@@ -10,7 +10,7 @@ Otherwise:
    reads the footers of files with more than one row). Their *physical* rows (deleted
    and filtered-out rows included, so the layout needs no data read) are laid end to
    end: in plan order, or with ``shuffle`` in the order of
-   ``Generator(PCG64(SeedSequence([seed, epoch]))).permutation(units)``. Every process
+   ``permutation(units)`` of a generator seeded by ``(seed, epoch)`` (`_rng`). Every process
    computes the same global order from the same snapshot, filter, seed and epoch.
 2. **Parts.** ``shard=(rank, world_size)`` and ``worker=(worker_id, num_workers)``
    compose into part ``rank * num_workers + worker_id`` of ``world_size * num_workers``.
@@ -20,7 +20,7 @@ Otherwise:
    group is read by both parts, each keeping its own rows (by file position).
 3. **Shuffle buffer.** With ``shuffle``, a part's rows are cut into consecutive blocks
    of ``shuffle_buffer`` rows and each block is permuted by the part's own generator,
-   ``Generator(PCG64(SeedSequence([seed, epoch, P, p])))``. The rows' order therefore
+   generator, seeded by ``(seed, epoch, P, p)``. The rows' order therefore
    depends on the snapshot, filter, columns, seed, epoch, part and ``shuffle_buffer``,
    never on ``batch_size`` or ``readahead``.
 4. **even.** Every part's live matching rows are counted (from the deletion vectors;
@@ -110,6 +110,13 @@ def _int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _word(name: str, value: Any) -> int:
+    """A seed or an epoch: an int in ``[0, 2**64)``."""
+    if _int(name, value, 0) >= 1 << 64:
+        raise InvalidArgument(f"{name} must be below 2**64, got {value!r}")
+    return int(value)
+
+
 def _bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidArgument(f"{name} must be True or False, got {value!r}")
@@ -185,8 +192,8 @@ def options(
         part=rank * workers + wid,
         parts=world * workers,
         shuffle=_bool("shuffle", shuffle),
-        seed=_int("seed", seed, 0),
-        epoch=_int("epoch", epoch, 0),
+        seed=_word("seed", seed),
+        epoch=_word("epoch", epoch),
         shuffle_buffer=_int("shuffle_buffer", shuffle_buffer, 1),
         drop_last=_bool("drop_last", drop_last),
         even=_bool("even", even),
@@ -231,8 +238,20 @@ def _batches(plan: ScanPlan, opts: Options) -> Iterator[Any]:
             close()  # stops the reader below it (and its read-ahead thread) at once
 
 
-def _rng(*key: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(key))))
+#: The purposes a generator is seeded for (the first word of its key).
+_ORDER, _BLOCKS = 1, 2
+
+
+def _rng(purpose: int, *key: int) -> np.random.Generator:
+    """A generator seeded by ``(purpose, *key)``, each value as two 32-bit words.
+
+    The fixed width matters: `SeedSequence` reads a list of ints as the concatenation
+    of their 32-bit words and ignores trailing zero words, so ``[2**32, 0]`` and
+    ``[0, 1]`` (or ``[7, 0]`` and ``[7]``) would seed the same stream.
+    """
+    words = [purpose] + [w for k in key for w in (k & 0xFFFFFFFF, k >> 32)]
+    entropy = np.array(words, dtype=np.uint32)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
 
 
 def layout(plan: ScanPlan, opts: Options) -> list[list[Unit]]:
@@ -241,7 +260,7 @@ def layout(plan: ScanPlan, opts: Options) -> list[list[Unit]]:
     if plan.tasks:
         tasks = list(split_tasks(plan.storage, plan.tasks, 1, snapshot=plan.snapshot_id))
     if opts.shuffle:
-        order = _rng(opts.seed, opts.epoch).permutation(len(tasks))
+        order = _rng(_ORDER, opts.seed, opts.epoch).permutation(len(tasks))
         tasks = [tasks[int(i)] for i in order]
     total = sum(t.task_rows for t in tasks)
     bounds = [p * total // opts.parts for p in range(opts.parts + 1)]
@@ -316,7 +335,7 @@ def _counts(plan: ScanPlan, parts: list[list[Unit]]) -> list[int]:
 
 def _block_shuffle(rows: Iterator[pa.RecordBatch], opts: Options) -> Iterator[pa.RecordBatch]:
     """``rows`` in blocks of ``shuffle_buffer`` rows, each block permuted."""
-    rng = _rng(opts.seed, opts.epoch, opts.parts, opts.part)
+    rng = _rng(_BLOCKS, opts.seed, opts.epoch, opts.parts, opts.part)
     for block in rebatch(rows, opts.shuffle_buffer):
         yield block.take(pa.array(rng.permutation(block.num_rows), pa.int64()))
 
