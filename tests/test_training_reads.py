@@ -295,6 +295,30 @@ def test_default_call_is_the_plan_stream(events):
     assert all(g.equals(w) for g, w in zip(one, want, strict=True))
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"shard": (1, 2)},
+        {"shuffle": True},
+        {"shard": (0, 3), "even": True, "filter": "x > 0.1"},
+        {"shard": (0, 3), "even": True},
+    ],
+)
+def test_a_damaged_fragment_is_named(events, kw):
+    """A bit flipped in a fragment's file: every training read raises CorruptData."""
+    import lakever.integrity as integrity
+
+    path = f"{events.uri}/{events.fragments()[0].path}"
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[len(data) // 2] ^= 0x01
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    integrity._VERIFIED.clear()
+    with pytest.raises(lv.CorruptData, match="damaged or replaced"):
+        list(lv.open_dataset(events.uri).to_batches(8, **kw))
+
+
 # --------------------------------------------------------------------------- PyTorch workers
 
 
