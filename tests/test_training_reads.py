@@ -473,3 +473,16 @@ def test_a_sharded_shuffled_read_streams_and_stops_its_reader(events, monkeypatc
     decoded.clear()
     assert sum(b.num_rows for b in events.to_batches(4, readahead=0, **kw)) > 40
     assert early <= 8 < sum(decoded)
+
+
+@pytest.mark.parametrize(
+    "kw", [{"shard": (0, 2), "shuffle": True, "shuffle_buffer": 4}, {"shard": (1, 2)}]
+)
+def test_closing_a_training_stream_stops_its_read_ahead_thread(events, kw):
+    import threading
+
+    stream = events.to_batches(4, readahead=2, **kw)
+    next(stream)
+    assert any(t.name == "lakever-read" for t in threading.enumerate())
+    stream.close()
+    assert not any(t.name == "lakever-read" for t in threading.enumerate())

@@ -216,11 +216,11 @@ def iter_batches(plan: ScanPlan, opts: Options) -> Iterator[Any]:
 def _batches(plan: ScanPlan, opts: Options) -> Iterator[Any]:
     size = opts.batch_size
     if opts.parts == 1 and not opts.shuffle:
-        rows: Iterator[pa.RecordBatch] = iter_plan(plan, size, opts.readahead)
+        base = rows = iter_plan(plan, size, opts.readahead)
     else:
         parts = layout(plan, opts)
         target = min(_counts(plan, parts)) if opts.even else None
-        rows = prefetch(_read_units(plan, parts[opts.part], size), opts.readahead)
+        base = rows = prefetch(_read_units(plan, parts[opts.part], size), opts.readahead)
         if opts.shuffle:
             rows = _block_shuffle(rows, opts)
         if target is not None:
@@ -233,9 +233,12 @@ def _batches(plan: ScanPlan, opts: Options) -> Iterator[Any]:
                 return
             yield convert(batch)
     finally:
-        close = getattr(out, "close", None)
-        if close is not None:
-            close()  # stops the reader below it (and its read-ahead thread) at once
+        # Stopping early (drop_last, even, or the caller closing this generator) stops
+        # the reader and its read-ahead thread now, not when the garbage is collected.
+        for it in (out, rows, base):
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
 
 
 #: The purposes a generator is seeded for (the first word of its key).
