@@ -193,3 +193,14 @@ def test_random_round_trips_equal_a_plain_filter(tmp_path_factory, rows, cut):
     want = ds.to_arrow()
     want = want.filter(pc.greater(want["k"], cut * 2**38))
     _same(ds.to_huggingface(filter=f"k > {cut * 2**38}"), want)
+
+
+def test_import_lakever_loads_neither_datasets_nor_torch():
+    import subprocess
+
+    code = (
+        "import sys, lakever, lakever.ml.batches, lakever.interop.huggingface; "
+        "print([m for m in ('datasets', 'torch', 'jax') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
