@@ -31,7 +31,7 @@ from lakever.format import Snapshot
 from lakever.log import Line
 from lakever.maintenance.pins import merkle_root
 from lakever.maintenance.verify import VerifyReport, verify_dataset
-from lakever.ml import batches
+from lakever.ml import batches as ml_batches
 from lakever.ml.batches import SHUFFLE_BUFFER
 from lakever.partitioning import Transform
 from lakever.planner import bind, plan_scan
@@ -265,12 +265,12 @@ class SnapshotView:
             InvalidArgument: a bad argument, named with its value.
             CorruptData: a fragment is missing or damaged (checked before any batch).
         """
-        opts = batches.options(
+        opts = ml_batches.options(
             batch_size, readahead=readahead, shard=shard, worker=worker, shuffle=shuffle,
             seed=seed, epoch=epoch, shuffle_buffer=shuffle_buffer, drop_last=drop_last,
             even=even, format=format,
         )  # fmt: skip
-        return batches.iter_batches(self.plan(filter=filter, columns=columns), opts)
+        return ml_batches.iter_batches(self.plan(filter=filter, columns=columns), opts)
 
     def to_polars(
         self, columns: Sequence[str] | None = None, *, filter: str | None = None
