@@ -111,13 +111,17 @@ def bucket_sql(schema: pa.Schema, key: Sequence[str], seed: int) -> str:
             )
         text = _canonical(name, schema.field(name).type)
         value = f"CAST(strlen({text}) AS VARCHAR) || '=' || {text}"
-        parts.append(f"CASE WHEN {quote_identifier(name)} IS NULL THEN ':N' ELSE ':' || {value} END")
+        parts.append(
+            f"CASE WHEN {quote_identifier(name)} IS NULL THEN ':N' ELSE ':' || {value} END"
+        )
     return f"CAST('0x' || substr(sha256({' || '.join(parts)}), 1, 16) AS UBIGINT)"
 
 
 def range_sql(bucket: str, lo: int, hi: int) -> str:
     """The SQL condition ``lo <= bucket < hi`` (bounds at 0 and 2**64 left out)."""
-    conds = ([f"{bucket} >= {lo}"] if lo > 0 else []) + ([f"{bucket} < {hi}"] if hi < BUCKETS else [])
+    conds = ([f"{bucket} >= {lo}"] if lo > 0 else []) + (
+        [f"{bucket} < {hi}"] if hi < BUCKETS else []
+    )
     return " AND ".join(conds) if conds else "TRUE"
 
 
@@ -278,7 +282,9 @@ class Subset:
         """What reading the subset touches (fragments, rows, bytes; reads none)."""
         return self.view.explain(self._with(filter))
 
-    def to_arrow(self, columns: Sequence[str] | None = None, *, filter: str | None = None) -> pa.Table:
+    def to_arrow(
+        self, columns: Sequence[str] | None = None, *, filter: str | None = None
+    ) -> pa.Table:
         """The subset's rows as a pyarrow Table, in the snapshot's order."""
         return self.view.to_arrow(columns, filter=self._with(filter))
 
