@@ -11,27 +11,25 @@ if TYPE_CHECKING:
 
     from lakever._sqlrewrite import Reference
     from lakever.snapshot import SnapshotState
-    from lakever.view import SnapshotView
 
 __all__ = ["run"]
 
 
 def run(
-    view: SnapshotView,
+    state: SnapshotState,
     where: str,
     query: str,
     *,
     con: duckdb.DuckDBPyConnection | None,
     trusted: bool,
 ) -> duckdb.DuckDBPyRelation:
-    """Run ``query`` with ``self`` bound to the rows of ``view`` for which ``where`` holds."""
+    """Run ``query`` with ``self`` bound to the rows of ``state`` for which ``where`` holds."""
     from lakever.query import SqlRunner
 
     if not isinstance(query, str) or not query.strip():
         raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
     if not isinstance(trusted, bool):
         raise InvalidArgument(f"trusted must be a bool, got {trusted!r}")
-    state: SnapshotState = view._state
 
     def not_found(name: str) -> DatasetNotFound:
         return DatasetNotFound(

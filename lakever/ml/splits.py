@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import ray.data
 
     from lakever.reader import ExplainReport, ScanPlan
-    from lakever.view import SnapshotView
+    from lakever.snapshot import SnapshotState
 
 __all__ = ["BUCKETS", "Subset", "bucket_sql", "make_sample", "make_splits", "range_sql"]
 
@@ -44,6 +44,58 @@ BUCKETS = 1 << 64
 #: A sum of fractions this close to 1 covers every row (float sums such as 3 * (1/3)).
 TOLERANCE = Fraction(1, 10**9)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+
+
+class Readable(Protocol):
+    """What a subset reads through, `lakever.Dataset` (named structurally, so this
+    module does not import the view that imports it)."""
+
+    _state: SnapshotState
+
+    @property
+    def uri(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def schema(self) -> pa.Schema: ...
+    @property
+    def primary_key(self) -> list[str] | None: ...
+    def plan(
+        self, *, filter: str | None = None, columns: Sequence[str] | None = None
+    ) -> ScanPlan: ...
+    def explain(self, filter: str) -> ExplainReport: ...
+    def to_arrow(
+        self, columns: Sequence[str] | None = None, *, filter: str | None = None
+    ) -> pa.Table: ...
+    def to_batches(
+        self,
+        batch_size: int = ...,
+        *,
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+        readahead: int = ...,
+    ) -> Iterator[pa.RecordBatch]: ...
+    def to_polars(
+        self, columns: Sequence[str] | None = None, *, filter: str | None = None
+    ) -> pl.DataFrame: ...
+    def to_pandas(
+        self, columns: Sequence[str] | None = None, *, filter: str | None = None
+    ) -> pd.DataFrame: ...
+    def scan(self, *, filter: str | None = None) -> pl.LazyFrame: ...
+    def to_ray(
+        self,
+        *,
+        filter: str | None = None,
+        columns: Sequence[str] | None = None,
+        max_rows_per_task: int | None = None,
+    ) -> ray.data.Dataset: ...
+    def to_dask(
+        self,
+        *,
+        filter: str | None = None,
+        columns: Sequence[str] | None = None,
+        max_rows_per_task: int | None = None,
+    ) -> dask.dataframe.DataFrame: ...
 
 
 # ----------------------------------------------------------------- the hash (one definition)
@@ -144,7 +196,7 @@ def _check_seed(seed: Any) -> int:
     return seed
 
 
-def _key_of(view: SnapshotView, key: str | Sequence[str] | None) -> tuple[str, ...]:
+def _key_of(view: Readable, key: str | Sequence[str] | None) -> tuple[str, ...]:
     if key is None:
         pk = view.primary_key
         if not pk:
@@ -166,7 +218,7 @@ def _bound(cum: Fraction) -> int:
 
 
 def make_splits(
-    view: SnapshotView,
+    view: Readable,
     fractions: Mapping[str, float],
     *,
     key: str | Sequence[str] | None,
@@ -203,7 +255,7 @@ def make_splits(
 
 
 def make_sample(
-    view: SnapshotView, frac: float, *, key: str | Sequence[str] | None, seed: int
+    view: Readable, frac: float, *, key: str | Sequence[str] | None, seed: int
 ) -> Subset:
     """The rows whose bucket is below ``frac * 2**64``."""
     f = _exact(frac, "frac")
@@ -223,7 +275,7 @@ class Subset:
     """
 
     #: The snapshot the rows come from.
-    view: SnapshotView
+    view: Readable
     #: The split's name ("sample" for a sample).
     name: str
     #: The key columns (names in this snapshot).
@@ -353,4 +405,4 @@ class Subset:
         (`Dataset.sql`; time travel is refused: split another version instead)."""
         from lakever.ml._subset_sql import run
 
-        return run(self.view, self.filter, query, con=con, trusted=trusted)
+        return run(self.view._state, self.filter, query, con=con, trusted=trusted)
