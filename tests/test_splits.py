@@ -36,7 +36,7 @@ def _texts(col: pa.ChunkedArray) -> list[str | None]:
         return [None if v is None else str(v * per) for v in ints]
     if pa.types.is_date(t):
         days = col.cast(pa.date32()).cast(pa.int32()).to_pylist()
-        return [None if v is None else str(v) for v in days]
+        return [None if v is None else str(v * 86_400 * 10**9) for v in days]
     out: list[str | None] = []
     for v in col.to_pylist():
         if v is None:
@@ -131,7 +131,7 @@ def test_golden_buckets_never_change(tmp_path):
     assert got == {
         "id": [5610570894309503618, 8593240241829642410, 3446335511105860906, NULL],
         "s": [8580565032602084266, 10305120677956011973, 3893173511506643131, NULL],
-        "d": [5610570894309503618, 8593240241829642410, 13964971662688353928, NULL],
+        "d": [5610570894309503618, 1126455662134026003, 14831117937235626818, NULL],
         "ts": [5610570894309503618, 13674144660905088991, 6931045091215891231, NULL],
         "dec": [1786846167048832814, 15283102883901397681, 14684843761612455692, NULL],
         "b": [8580565032602084266, 12546850252964070074, 6476566772121859655, NULL],
@@ -366,6 +366,17 @@ def test_rename_and_widening_of_the_key_keep_the_splits(tmp_path):
     with pytest.raises(lv.InvalidArgument, match="after a rename, use the new name"):
         ds.split(fr, key="uid")
     after = {n: s.to_arrow()["v"].to_pylist() for n, s in ds.split(fr, key="user_id").items()}
+    assert after == before
+
+
+def test_a_date_key_widened_to_a_timestamp_keeps_the_splits(tmp_path):
+    days = [dt.date(2000, 1, 1) + dt.timedelta(days=i) for i in range(300)]
+    ds = lv.create_dataset(str(tmp_path / "e"), pa.table({"day": days, "v": range(300)}))
+    fr = {"a": 0.3, "b": 0.3, "c": 0.4}
+    before = {n: s.to_arrow()["v"].to_pylist() for n, s in ds.split(fr, key="day").items()}
+    ds = ds.evolve(widen={"day": pa.timestamp("us")})
+    assert ds.schema.field("day").type == pa.timestamp("us")
+    after = {n: s.to_arrow()["v"].to_pylist() for n, s in ds.split(fr, key="day").items()}
     assert after == before
 
 

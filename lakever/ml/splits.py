@@ -115,7 +115,9 @@ def _canonical(column: str, t: pa.DataType) -> str:
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
         return f"lower(hex({c}))"
     if pa.types.is_date(t):
-        return f"CAST(({c} - DATE '1970-01-01') AS VARCHAR)"  # days since the epoch
+        # Nanoseconds since the epoch of the day's midnight: a date widened to a
+        # timestamp (lakever.evolution allows it) keeps its text, hence its split.
+        return f"CAST(CAST(({c} - DATE '1970-01-01') AS HUGEINT) * 86400000000000 AS VARCHAR)"
     if pa.types.is_timestamp(t):
         # Nanoseconds since the epoch (UTC for zoned values), whatever the unit.
         if t.unit == "ns":
