@@ -50,6 +50,7 @@ from lakever.maintenance.vacuum import Usage, VacuumFile, VacuumReport
 from lakever.maintenance.verify import Problem, VerifyReport
 from lakever.ml.drift import ColumnDrift, ColumnProfile, DriftReport, DriftThresholds
 from lakever.ml.drift import drift_between as drift
+from lakever.ml.splits import Subset
 from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ScanPlan
 from lakever.refs import Tag
@@ -105,6 +106,7 @@ __all__ = [
     "SchemaVersion",
     "StorageError",
     "StorageReport",
+    "Subset",
     "SyncResult",
     "Tag",
     "Transform",
