@@ -417,7 +417,13 @@ def drift_between(
         a: the reference: an int version (on ``branch``, default main), an aware
             datetime, a tag, a branch, a snapshot id or a pin.
         b: the snapshot compared with it, likewise.
-        columns, bins, thresholds, top_k, categorical: as in `lakever.ml.drift.drift`.
+        columns: only these columns (names in either snapshot; default all).
+        bins: quantile bins of ``a``'s range per numeric column (default 10).
+        thresholds: when a column is flagged (default `DriftThresholds()`).
+        top_k: most frequent values listed in each categorical profile.
+        categorical: integer columns to compare as categories.
+        branch: the branch int versions and datetimes are on (default main).
+        storage_options: passed to fsspec for remote storage.
 
     Example:
         ``report = lv.drift("lake/events", "train-v1", "main"); report.flagged``
