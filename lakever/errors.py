@@ -380,3 +380,13 @@ class EngineError(LakeverError):
     def __init__(self, message: str, *, engine: str) -> None:
         super().__init__(message)
         self.engine = engine
+
+
+class TrackingError(LakeverError):
+    """An experiment tracker (MLflow) failed or refused: the run cannot be fetched, the
+    tracking server is unreachable, or it refused the input; ``run_id`` names the run
+    (None when unknown). The tracker's error is chained as ``__cause__``."""
+
+    def __init__(self, message: str, *, run_id: str | None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
