@@ -169,7 +169,7 @@ class SnapshotView:
     def lineage_record(self) -> dict[str, Any]:
         """This snapshot as a plain-JSON dict for any tracker (keys: docs/tracking.md);
         ``lakever.open_dataset(record["pin"])`` reopens it."""
-        return lineage.lineage_record(self)
+        return lineage.lineage_record(self._state)
 
     def verify(self, *, full: bool = True, all_refs: bool = False) -> VerifyReport:
         """Check every file the snapshots reference and the log chain; never raises on damage.

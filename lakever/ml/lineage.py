@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import copy
 import shlex
+import sys
 from typing import TYPE_CHECKING, Any
 
 from lakever import refs
-from lakever._resolve import pin_parts
+from lakever._resolve import make_pin
 from lakever.format import FORMAT_VERSION
+from lakever.maintenance.pins import merkle_root
 
 if TYPE_CHECKING:
-    from lakever.view import SnapshotView
+    from lakever.snapshot import SnapshotState
 
 __all__ = ["RECORD_VERSION", "dataset_name", "lineage_record"]
 
@@ -30,28 +32,32 @@ def dataset_name(uri: str) -> str:
     return tail.rsplit(":", 1)[-1] or uri
 
 
-def lineage_record(view: SnapshotView) -> dict[str, Any]:
-    """The lineage record of ``view``'s snapshot (keys: docs/tracking.md)."""
-    from lakever import __version__
+def _version() -> str:
+    # The package root defines it; importing the root from a submodule would be a cycle,
+    # and the root is always loaded before any of its submodules.
+    return str(getattr(sys.modules.get("lakever"), "__version__", "unknown"))
 
-    s = view._state
+
+def lineage_record(s: SnapshotState) -> dict[str, Any]:
+    """The lineage record of the snapshot ``s`` shows (keys: docs/tracking.md)."""
     snap = s.snap
-    pin = view.pin()
-    merkle = pin_parts(pin)[1].get("merkle")
+    merkle = merkle_root(snap.schema, snap.contract, s.entries)
+    pin = make_pin(s.storage.uri, snap, s.branch_name, merkle=merkle)
     tags = sorted(t.name for t in refs.list_tags(s.storage) if t.snapshot_id == snap.snapshot_id)
     columns = [
         {"name": f.name, "type": str(f.type), "nullable": f.nullable, "field_id": fid}
-        for fid, f in ((view.field_ids[f.name], f) for f in view.schema)
+        for fid, f in ((s.field_ids[f.name], f) for f in s.public)
     ]
+    key = [s.fields[fid].name for fid in snap.primary_key] if snap.primary_key else None
     return {
         "record_version": RECORD_VERSION,
-        "lakever_version": __version__,
+        "lakever_version": _version(),
         "format_version": snap.format_version,
         "reader_format_version": FORMAT_VERSION,
         "pin": pin,
-        "uri": view.uri,
-        "name": dataset_name(view.uri),
-        "branch": view.branch_name,
+        "uri": s.storage.uri,
+        "name": dataset_name(s.storage.uri),
+        "branch": s.branch_name,
         "version": snap.version,
         "snapshot_id": snap.snapshot_id,
         "parent_snapshot_id": snap.parent_id,
@@ -61,7 +67,7 @@ def lineage_record(view: SnapshotView) -> dict[str, Any]:
         "tags": tags,
         "columns": columns,
         "schema": copy.deepcopy(snap.schema),
-        "primary_key": view.primary_key,
+        "primary_key": key,
         "num_rows": snap.summary.total_rows,
         "num_fragments": snap.summary.total_fragments,
         "size_bytes": snap.summary.total_bytes,
