@@ -49,6 +49,7 @@ from lakever.maintenance.expire import ExpiredVersions, ExpireReport
 from lakever.maintenance.usage import StorageReport
 from lakever.maintenance.vacuum import Usage, VacuumFile, VacuumReport
 from lakever.maintenance.verify import Problem, VerifyReport
+from lakever.ml.splits import Subset
 from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ScanPlan
 from lakever.refs import Tag
@@ -100,6 +101,7 @@ __all__ = [
     "SchemaVersion",
     "StorageError",
     "StorageReport",
+    "Subset",
     "SyncResult",
     "Tag",
     "TrackingError",

@@ -9,7 +9,7 @@ of its family, which takes the view's `lakever.snapshot.SnapshotState`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
@@ -31,7 +31,8 @@ from lakever.format import Snapshot
 from lakever.log import Line
 from lakever.maintenance.pins import merkle_root
 from lakever.maintenance.verify import VerifyReport, verify_dataset
-from lakever.ml import lineage
+from lakever.ml import lineage, splits
+from lakever.ml.splits import Subset
 from lakever.partitioning import Transform
 from lakever.planner import bind, plan_scan
 from lakever.reader import READAHEAD, ExplainReport, ScanPlan, check_readahead, to_lazy
@@ -334,6 +335,25 @@ class SnapshotView:
         if not isinstance(filter, str) or not filter.strip():
             raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
         return self.plan(filter=filter).explain()
+
+    def split(
+        self,
+        fractions: Mapping[str, float],
+        *,
+        key: str | Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> dict[str, Subset]:
+        """Split the rows by a hash of their ``key`` (default: the primary key), e.g.
+        ``ds.split({"train": .8, "val": .1, "test": .1}, key="id", seed=7)``: a row keeps
+        its split across versions, branches and engines (docs/splits.md)."""
+        return splits.make_splits(self, fractions, key=key, seed=seed)
+
+    def sample(
+        self, frac: float, *, key: str | Sequence[str] | None = None, seed: int = 0
+    ) -> Subset:
+        """A stable sample of about ``frac`` of the rows, by a hash of their ``key``; with
+        one seed a smaller ``frac`` gives a subset of a larger one (docs/splits.md)."""
+        return splits.make_sample(self, frac, key=key, seed=seed)
 
     def sql(
         self,
