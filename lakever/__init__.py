@@ -49,6 +49,8 @@ from lakever.maintenance.expire import ExpiredVersions, ExpireReport
 from lakever.maintenance.usage import StorageReport
 from lakever.maintenance.vacuum import Usage, VacuumFile, VacuumReport
 from lakever.maintenance.verify import Problem, VerifyReport
+from lakever.ml.drift import ColumnDrift, ColumnProfile, DriftReport, DriftThresholds
+from lakever.ml.drift import drift_between as drift
 from lakever.ml.splits import Subset
 from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ScanPlan
@@ -62,6 +64,8 @@ __version__ = "0.2.0"
 __all__ = [
     "Branch",
     "BrokenHistory",
+    "ColumnDrift",
+    "ColumnProfile",
     "Commit",
     "CommitConflict",
     "ContractViolation",
@@ -72,6 +76,8 @@ __all__ = [
     "DatasetNotFound",
     "EngineError",
     "Diff",
+    "DriftReport",
+    "DriftThresholds",
     "DiffSummary",
     "ExpireReport",
     "ExpiredVersions",
@@ -118,6 +124,7 @@ __all__ = [
     "create_dataset",
     "day",
     "diff",
+    "drift",
     "hour",
     "identity",
     "load_contract",
