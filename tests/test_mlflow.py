@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from lakever.integrations.mlflow import (  # noqa: E402
     PIN_TAG,
     SNAPSHOT_TAG,
+    SPLIT_TAG,
     input_pins,
     load_inputs,
     log_input,
@@ -296,6 +297,49 @@ def test_reopened_inputs_equal_a_plain_read_of_what_was_logged(tmp_path_factory,
         back = open_input(run.info.run_id, context)
         assert back.to_arrow().equals(expected)
         assert back.num_rows == expected.num_rows
+
+
+def test_splits_are_logged_with_their_definition_and_reopen_as_the_same_rows(tmp_path, client):
+    uri = str(tmp_path / "events")
+    ds = lv.create_dataset(uri, events(0, 300))
+    parts = ds.split({"train": 0.7, "test": 0.3}, key="id", seed=3)
+    sample = ds.sample(0.1, key="id", seed=3)
+    expected = {k: v.to_arrow() for k, v in parts.items()}
+    with mlflow.start_run() as run:
+        log_input(parts["train"], "training")
+        log_input(parts["test"], "evaluation")
+        log_input(sample, "smoke")
+    rid = run.info.run_id
+    items = {i.dataset.name: i for i in _inputs(client, rid)}
+    assert set(items) == {"events.train", "events.test", "events.sample"}
+    digests = {i.dataset.digest for i in items.values()}
+    assert len(digests) == 3 and ds.snapshot_id not in digests  # one per split definition
+    train = items["events.train"]
+    split = json.loads(_tags(train)[SPLIT_TAG])
+    assert split == {
+        "name": "train",
+        "key": ["id"],
+        "seed": 3,
+        "lo": "0",
+        "hi": str(parts["train"].hi),
+    }
+    assert json.loads(train.dataset.source)["split"] == split
+    assert json.loads(train.dataset.profile)["num_rows"] == expected["train"].num_rows
+    assert _tags(train)[SNAPSHOT_TAG] == ds.snapshot_id
+    # The dataset moves on: the logged splits are those of the logged snapshot.
+    ds.append(events(300, 100)).delete("id < 50")
+    back_train = open_input(rid, "training")
+    assert isinstance(back_train, lv.Subset)
+    assert back_train.to_arrow().equals(expected["train"])
+    assert open_input(rid, "evaluation").to_arrow().equals(expected["test"])
+    assert open_input(rid, "smoke").to_arrow().equals(sample.to_arrow())
+    assert mlflow.data.get_source(train).load().to_arrow().equals(expected["train"])
+    # Differential: the two splits partition the logged snapshot's rows (plain pyarrow).
+    ids = sorted(expected["train"]["id"].to_pylist() + expected["test"]["id"].to_pylist())
+    assert ids == sorted(events(0, 300)["id"].to_pylist())
+    assert sorted(sample.to_arrow()["id"].to_pylist()) == sorted(
+        set(sample.to_arrow()["id"].to_pylist()) & set(expected["train"]["id"].to_pylist())
+    )
 
 
 def test_mlflow_missing_names_the_extra(tmp_path, monkeypatch):

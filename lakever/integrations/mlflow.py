@@ -8,10 +8,19 @@ The public import path of `lakever.interop.mlflow` (see docs/tracking.md)::
 from lakever.interop.mlflow import (
     PIN_TAG,
     SNAPSHOT_TAG,
+    SPLIT_TAG,
     input_pins,
     load_inputs,
     log_input,
     open_input,
 )
 
-__all__ = ["PIN_TAG", "SNAPSHOT_TAG", "input_pins", "load_inputs", "log_input", "open_input"]
+__all__ = [
+    "PIN_TAG",
+    "SNAPSHOT_TAG",
+    "SPLIT_TAG",
+    "input_pins",
+    "load_inputs",
+    "log_input",
+    "open_input",
+]

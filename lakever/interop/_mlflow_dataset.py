@@ -8,6 +8,7 @@ reopens the logged snapshot.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,16 @@ from lakever.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from lakever.dataset import Dataset
+    from lakever.ml.splits import Subset
 
-__all__ = ["SOURCE_TYPE", "LakeverDataset", "LakeverDatasetSource", "colspec"]
+__all__ = [
+    "SOURCE_TYPE",
+    "LakeverDataset",
+    "LakeverDatasetSource",
+    "colspec",
+    "split_of",
+    "subset_of",
+]
 
 #: The ``source_type`` MLflow records for a lakever input.
 SOURCE_TYPE = "lakever"
@@ -77,12 +86,19 @@ def colspec(schema: pa.Schema) -> Schema | None:
 
 
 class LakeverDatasetSource(DatasetSource):
-    """Where a lakever input lives: its pin (``lakever:URI?...``); `load` reopens it."""
+    """Where a lakever input lives: its pin (``lakever:URI?...``) and, for a split or a
+    sample, its definition (``split``); `load` reopens it."""
 
-    def __init__(self, pin: str) -> None:
+    def __init__(self, pin: str, split: dict[str, Any] | None = None) -> None:
         if not isinstance(pin, str) or not pin.startswith(PIN_PREFIX):
             raise InvalidArgument(f"a lakever source needs a pin ('lakever:URI?...'), got {pin!r}")
         self._pin = pin
+        self._split = split
+
+    @property
+    def split(self) -> dict[str, Any] | None:
+        """The split's definition: ``name``, ``key``, ``seed``, ``lo``, ``hi`` (or None)."""
+        return self._split
 
     @property
     def pin(self) -> str:
@@ -93,11 +109,12 @@ class LakeverDatasetSource(DatasetSource):
     def _get_source_type() -> str:
         return SOURCE_TYPE
 
-    def load(self) -> Dataset:
-        """Reopen exactly the logged snapshot (read-only)."""
+    def load(self) -> Dataset | Subset:
+        """Reopen exactly the logged snapshot (read-only), or the logged split of it."""
         from lakever.api import open_dataset
 
-        return open_dataset(self._pin)
+        view = open_dataset(self._pin)
+        return view if self._split is None else subset_of(view, self._split)
 
     @staticmethod
     def _can_resolve(raw_source: Any) -> bool:
@@ -109,29 +126,70 @@ class LakeverDatasetSource(DatasetSource):
 
     def to_dict(self) -> dict[str, Any]:
         uri, params = pin_parts(self._pin)
-        return {"pin": self._pin, "uri": uri, **params}
+        split = {} if self._split is None else {"split": self._split}
+        return {"pin": self._pin, "uri": uri, **params, **split}
 
     @classmethod
     def from_dict(cls, source_dict: dict[Any, Any]) -> LakeverDatasetSource:
         pin = source_dict.get("pin") if isinstance(source_dict, dict) else None
         if not isinstance(pin, str):
             raise InvalidArgument(f"a lakever source record needs a 'pin', got {source_dict!r}")
-        return cls(pin)
+        split = source_dict.get("split")
+        return cls(pin, split if isinstance(split, dict) else None)
+
+
+def split_of(subset: Subset) -> dict[str, Any]:
+    """The definition of a split or sample, as JSON (bounds as decimal strings: they
+    reach 2**64, beyond what JSON readers in other languages hold exactly)."""
+    return {
+        "name": subset.name,
+        "key": list(subset.key),
+        "seed": subset.seed,
+        "lo": str(subset.lo),
+        "hi": str(subset.hi),
+    }
+
+
+def subset_of(view: Dataset, split: dict[str, Any]) -> Subset:
+    """The split ``split`` (from `split_of`) of the snapshot ``view`` shows."""
+    from lakever.ml.splits import Subset, bucket_sql
+
+    try:
+        key = tuple(str(k) for k in split["key"])
+        seed, lo, hi = int(split["seed"]), int(split["lo"]), int(split["hi"])
+        name = str(split["name"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"malformed lakever split record {split!r}: {exc}") from exc
+    return Subset(view, name, key, seed, lo, hi, bucket_sql(view.schema, key, seed))
 
 
 class LakeverDataset(MlflowDataset):
-    """One lakever snapshot as an MLflow dataset: digest = snapshot id, source = pin."""
+    """One lakever snapshot (or a split of it) as an MLflow dataset: source = the pin.
 
-    def __init__(self, record: dict[str, Any], arrow_schema: pa.Schema, name: str) -> None:
+    The digest is the snapshot id (32 hex digits; MLflow stores up to 36); for a split,
+    the first 32 hex digits of the SHA-256 of the snapshot id and the split's definition,
+    since MLflow keeps one dataset per name and digest in an experiment.
+    """
+
+    def __init__(
+        self,
+        record: dict[str, Any],
+        arrow_schema: pa.Schema,
+        name: str,
+        split: dict[str, Any] | None = None,
+    ) -> None:
         self._record = record
         self._arrow_schema = arrow_schema
-        # Snapshot ids are 32 hex digits; MLflow stores digests of up to 36 characters.
-        super().__init__(
-            LakeverDatasetSource(record["pin"]), name=name, digest=record["snapshot_id"]
-        )
+        self._split = split
+        source = LakeverDatasetSource(record["pin"], split)
+        super().__init__(source, name=name, digest=self._compute_digest())
 
     def _compute_digest(self) -> str:
-        return str(self._record["snapshot_id"])
+        snapshot_id = str(self._record["snapshot_id"])
+        if self._split is None:
+            return snapshot_id
+        text = json.dumps([snapshot_id, self._split], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @property
     def source(self) -> LakeverDatasetSource:
@@ -144,7 +202,10 @@ class LakeverDataset(MlflowDataset):
         r = self._record
         keys = ("num_rows", "num_fragments", "size_bytes", "branch", "version", "snapshot_id")
         more = ("timestamp", "tags", "merkle_root", "contract_digest", "lakever_version")
-        return {k: r[k] for k in keys + more}
+        out = {k: r[k] for k in keys + more}
+        if self._split is not None:
+            out["split"] = self._split
+        return out
 
     @property
     def schema(self) -> Schema | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakever._resolve import PIN_PREFIX
@@ -28,14 +29,25 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from lakever.dataset import Dataset
+    from lakever.ml.splits import Subset
     from lakever.view import SnapshotView
 
-__all__ = ["PIN_TAG", "SNAPSHOT_TAG", "input_pins", "load_inputs", "log_input", "open_input"]
+__all__ = [
+    "PIN_TAG",
+    "SNAPSHOT_TAG",
+    "SPLIT_TAG",
+    "input_pins",
+    "load_inputs",
+    "log_input",
+    "open_input",
+]
 
 #: Input tag holding the full pin of the logged snapshot.
 PIN_TAG = "lakever.pin"
 #: Input tag holding the full snapshot id.
 SNAPSHOT_TAG = "lakever.snapshot_id"
+#: Input tag holding a split's definition (JSON: name, key, seed, lo, hi), for subsets.
+SPLIT_TAG = "lakever.split"
 _CONTEXT_TAG = "mlflow.data.context"  # mlflow.utils.mlflow_tags.MLFLOW_DATASET_CONTEXT
 _MAX_TAG_VALUE = 500  # MLflow's limit on an input tag's value (mlflow.utils.validation)
 
@@ -79,7 +91,7 @@ def _get_run(client: MlflowClient, run: Any) -> Run:
 
 
 def log_input(
-    ds: SnapshotView,
+    ds: SnapshotView | Subset,
     context: str = "training",
     *,
     name: str | None = None,
@@ -90,9 +102,11 @@ def log_input(
 
     Args:
         ds: the `lakever.Dataset` whose snapshot the run reads (a branch head, a tag, a
-            version: whatever it shows is what is logged).
+            version: whatever it shows is what is logged), or a `lakever.Subset` of one
+            (``ds.split(...)["train"]``, ``ds.sample(...)``): its definition is logged too.
         context: what the run used it for ("training", "evaluation", ...).
-        name: the dataset name MLflow shows (default: the dataset's last path segment).
+        name: the dataset name MLflow shows (default: the dataset's last path segment,
+            then ``.`` and the split's name for a subset, e.g. ``"events.train"``).
         tags: more input tags (str -> str).
         run_id: log to this run instead of the active one.
 
@@ -106,21 +120,26 @@ def log_input(
         TrackingError: MLflow refused the input or could not be reached.
         MissingDependency: MLflow is not installed.
     """
+    from lakever.ml.splits import Subset
     from lakever.view import SnapshotView
 
-    if not isinstance(ds, SnapshotView):
-        raise InvalidArgument(f"log_input needs a lakever.Dataset, got {type(ds).__name__}")
+    subset = ds if isinstance(ds, Subset) else None
+    view = subset.view if subset is not None else ds
+    if not isinstance(view, SnapshotView):
+        raise InvalidArgument(
+            f"log_input needs a lakever.Dataset or Subset, got {type(ds).__name__}"
+        )
     if not isinstance(context, str) or not context:
         raise InvalidArgument(f"context must be a non-empty string, got {context!r}")
     extra = dict(tags or {})
     bad = {k: v for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)}
     if bad or (tags is not None and not isinstance(tags, Mapping)):
         raise InvalidArgument(f"tags must map str to str, got {bad or tags!r}")
-    reserved = sorted(k for k in extra if k in (PIN_TAG, SNAPSHOT_TAG, _CONTEXT_TAG))
+    reserved = sorted(k for k in extra if k in (PIN_TAG, SNAPSHOT_TAG, SPLIT_TAG, _CONTEXT_TAG))
     if reserved:
         raise InvalidArgument(f"tags {reserved} are set by log_input; use other keys")
     if name is None:
-        name = dataset_name(ds.uri)
+        name = dataset_name(view.uri) + ("" if subset is None else f".{subset.name}")
     if not isinstance(name, str) or not name or len(name) > 500:
         raise InvalidArgument(
             f"name must be a non-empty string of at most 500 characters: {name!r}"
@@ -130,7 +149,7 @@ def log_input(
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.exceptions import MlflowException
 
-    from lakever.interop._mlflow_dataset import LakeverDataset
+    from lakever.interop._mlflow_dataset import LakeverDataset, split_of
 
     if run_id is None:
         active = mlflow.active_run()
@@ -140,20 +159,25 @@ def log_input(
                 "or pass run_id="
             )
         run_id = active.info.run_id
-    record = ds.lineage_record()
-    dataset = LakeverDataset(record, ds.schema, name)
+    record = view.lineage_record()
+    split = None if subset is None else split_of(subset)
+    if subset is not None:
+        record["num_rows"] = subset.count()
+    dataset = LakeverDataset(record, view.schema, name, split)
     run = _get_run(client, run_id)
     for old in run.inputs.dataset_inputs if run.inputs else []:
         same = old.dataset.name == name and old.dataset.digest == dataset.digest
         old_context = _tags(old).get(_CONTEXT_TAG)
         if same and old_context != context:
             raise InvalidArgument(
-                f"run {run_id} already has snapshot {ds.snapshot_id[:12]} as {name!r} in context "
+                f"run {run_id} already has snapshot {view.snapshot_id[:12]} as {name!r} in context "
                 f"{old_context!r}; MLflow keeps one input per name and snapshot per run, so "
                 f"pass another name, e.g. name={name + '-' + context!r}"
             )
     pin: str = record["pin"]
-    input_tags = {_CONTEXT_TAG: context, SNAPSHOT_TAG: ds.snapshot_id, **extra}
+    input_tags = {_CONTEXT_TAG: context, SNAPSHOT_TAG: view.snapshot_id, **extra}
+    if split is not None:
+        input_tags[SPLIT_TAG] = json.dumps(split, separators=(",", ":"))
     if len(pin) <= _MAX_TAG_VALUE:  # else the dataset's source still holds it
         input_tags[PIN_TAG] = pin
     entity = dataset._to_mlflow_entity()
@@ -169,69 +193,92 @@ def _tags(item: DatasetInput) -> dict[str, str]:
     return {t.key: t.value for t in item.tags}
 
 
-def _pin_of(item: DatasetInput) -> str | None:
-    """The pin of a lakever input (None for other inputs)."""
+@dataclass(frozen=True)
+class _Logged:
+    name: str
+    context: str
+    pin: str
+    split: dict[str, Any] | None
+
+    def open(self) -> Dataset | Subset:
+        from lakever.api import open_dataset
+        from lakever.interop._mlflow_dataset import subset_of
+
+        view = open_dataset(self.pin)
+        return view if self.split is None else subset_of(view, self.split)
+
+
+def _logged(item: DatasetInput) -> _Logged | None:
+    """A lakever input's name, context, pin and split (None for other inputs)."""
     if item.dataset.source_type != "lakever":
         return None
-    pin = _tags(item).get(PIN_TAG)
-    if pin is None:
-        try:
-            pin = json.loads(item.dataset.source).get("pin")
-        except (ValueError, AttributeError):
-            pin = None
+    tags = _tags(item)
+    try:
+        source = json.loads(item.dataset.source)
+    except ValueError:
+        source = None
+    source = source if isinstance(source, dict) else {}
+    pin = tags.get(PIN_TAG, source.get("pin"))
     if not isinstance(pin, str) or not pin.startswith(PIN_PREFIX):
         raise TrackingError(
             f"the lakever input {item.dataset.name!r} has no readable pin in its tags or "
             f"source ({item.dataset.source[:200]!r}); it was not logged by lakever",
             run_id=None,
         )
-    return pin
+    split = source.get("split")
+    if split is None and SPLIT_TAG in tags:
+        try:
+            split = json.loads(tags[SPLIT_TAG])
+        except ValueError:
+            split = None
+    split = split if isinstance(split, dict) else None
+    return _Logged(item.dataset.name, tags.get(_CONTEXT_TAG, ""), pin, split)
+
+
+def _inputs(run: str | Run) -> list[_Logged]:
+    r = _get_run(_client(), run)
+    found = (_logged(item) for item in (r.inputs.dataset_inputs if r.inputs else []))
+    return [x for x in found if x is not None]
 
 
 def input_pins(run: str | Run, context: str | None = None) -> list[tuple[str, str, str]]:
     """The lakever inputs of ``run`` as ``(name, context, pin)``, in MLflow's order;
     only those logged in ``context`` if given."""
-    r = _get_run(_client(), run)
-    out = []
-    for item in r.inputs.dataset_inputs if r.inputs else []:
-        pin = _pin_of(item)
-        ctx = _tags(item).get(_CONTEXT_TAG, "")
-        if pin is not None and (context is None or ctx == context):
-            out.append((item.dataset.name, ctx, pin))
-    return out
+    return [(x.name, x.context, x.pin) for x in _inputs(run) if context in (None, x.context)]
 
 
-def load_inputs(run: str | Run, context: str | None = None) -> list[Dataset]:
-    """Reopen every lakever snapshot ``run`` logged (in ``context`` if given), read-only.
+def load_inputs(run: str | Run, context: str | None = None) -> list[Dataset | Subset]:
+    """Reopen every lakever input ``run`` logged (in ``context`` if given), read-only: a
+    snapshot as a `lakever.Dataset`, a split or sample as the same `lakever.Subset`.
 
     Raises:
         TrackingError: the run cannot be fetched.
         VersionNotFound, DatasetNotFound: a logged snapshot is gone (expired or deleted).
     """
-    from lakever.api import open_dataset
-
-    return [open_dataset(pin) for _, _, pin in input_pins(run, context)]
+    return [x.open() for x in _inputs(run) if context in (None, x.context)]
 
 
-def open_input(run: str | Run, context: str = "training", *, name: str | None = None) -> Dataset:
-    """Reopen exactly the snapshot ``run`` logged in ``context`` (and ``name``), read-only.
+def open_input(
+    run: str | Run, context: str = "training", *, name: str | None = None
+) -> Dataset | Subset:
+    """Reopen exactly what ``run`` logged in ``context`` (and ``name``), read-only: the
+    snapshot as a `lakever.Dataset`, or, for a logged split or sample, the same
+    `lakever.Subset` of it.
 
     Raises:
         InvalidArgument: the run has no lakever input there, or several (pass ``name``).
         TrackingError: the run cannot be fetched.
         VersionNotFound, DatasetNotFound: the logged snapshot is gone (expired or deleted).
     """
-    from lakever.api import open_dataset
-
-    everything = input_pins(run, None)
-    found = [p for p in everything if p[1] == context and (name is None or p[0] == name)]
+    everything = _inputs(run)
+    found = [x for x in everything if x.context == context and name in (None, x.name)]
     run_id = run if isinstance(run, str) else run.info.run_id
     if len(found) != 1:
-        logged = [f"{n!r} ({c})" for n, c, _ in everything] or ["none"]
+        logged = [f"{x.name!r} ({x.context})" for x in everything] or ["none"]
         wanted = f"context {context!r}" + (f" and name {name!r}" if name is not None else "")
         advice = "pass name= to choose one" if found else "check context= and name="
         raise InvalidArgument(
             f"run {run_id} has {len(found) or 'no'} lakever input(s) in {wanted}; lakever "
             f"inputs logged: {', '.join(logged)}; {advice}"
         )
-    return open_dataset(found[0][2])
+    return found[0].open()
