@@ -203,6 +203,27 @@ def test_run_id_without_active_run_and_errors(tmp_path, client):
         log_input(ds, "", run_id=run.info.run_id)
 
 
+def test_mlflow_refusals_are_tracking_errors(tmp_path):
+    ds = lv.create_dataset(str(tmp_path / "e"), events(0, 4))
+    # MLflow limits an input tag's value to 500 characters.
+    refused = pytest.raises(lv.TrackingError, match=r"could not log the input 'e'")
+    with mlflow.start_run() as run, refused as info:
+        log_input(ds, tags={"note": "x" * 600})
+    assert info.value.run_id == run.info.run_id
+    assert isinstance(info.value.__cause__, mlflow.exceptions.MlflowException)
+    assert input_pins(run.info.run_id) == []  # nothing was logged
+
+
+def test_a_pin_resolves_to_lakevers_source_in_mlflows_registry(tmp_path):
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    ds = lv.create_dataset(str(tmp_path / "e"), events(0, 4))
+    source = resolve_dataset_source(ds.pin())
+    assert source._get_source_type() == "lakever"
+    assert source.load().to_arrow().equals(ds.to_arrow())
+    assert type(source).from_json(source.to_json()).to_dict() == source.to_dict()
+
+
 def test_same_snapshot_in_two_contexts_needs_two_names(tmp_path):
     ds = lv.create_dataset(str(tmp_path / "e"), events(0, 4))
     with mlflow.start_run() as run:
