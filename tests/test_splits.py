@@ -155,6 +155,47 @@ def test_golden_buckets_never_change(tmp_path):
 
 # ----------------------------------------------------------------- differential, every path
 
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC", "Asia/Kolkata"])
+def test_timestamps_hash_by_instant_across_their_whole_range(tmp_path, unit, tz):
+    """DuckDB casts seconds and milliseconds to microseconds through nanoseconds when
+    the cast is implicit (failing outside 1677-2262): the whole range must work."""
+    limit = {"s": 10**11, "ms": 10**14, "us": 2**63 - 2, "ns": 2**63 - 2}[unit]
+    values = [0, -1, 1, limit, -limit, limit // 3, None]
+    rows = pa.table({"id": range(7), "t": pa.array(values, pa.timestamp(unit, tz=tz))})
+    ds = lv.create_dataset(str(tmp_path / "t"), rows)
+    fr = {"a": 0.5, "b": 0.5}
+    want = expected_ids(ds, fr, "t", 3)
+    for name, subset in ds.split(fr, key="t", seed=3).items():
+        paths = _read_paths(subset)
+        assert all(got == want[name] for got in paths.values()), paths
+    # The same instant in another unit is the same key.
+    if unit != "ns":
+        wider = rows.set_column(1, "t", rows["t"].cast(pa.timestamp("ns", tz=tz), safe=False))
+        in_ns = ref_buckets(wider.slice(0, 3), ["t"], 3)
+        assert ref_buckets(rows.slice(0, 3), ["t"], 3) == in_ns
+
+
+@pytest.mark.parametrize("unit", ["us", "ns"])
+def test_infinite_timestamps_are_refused_not_dropped(tmp_path, unit):
+    """DuckDB reads the int64 extremes as +-infinity: reading the split raises, rather
+    than leaving those rows out of every split."""
+    rows = pa.table({"id": [0, 1], "t": pa.array([5, 2**63 - 1], pa.timestamp(unit))})
+    ds = lv.create_dataset(str(tmp_path / "t"), rows)
+    train = ds.split({"train": 0.5, "test": 0.5}, key="t")["train"]
+    for read in (train.to_arrow, train.to_polars, lambda: list(train.to_batches(1))):
+        with pytest.raises(lv.InvalidArgument, match="holds a timestamp DuckDB reads as infinite"):
+            read()
+    # Dates have no such limit: DuckDB's infinite dates still subtract to their day count.
+    days = pa.table({"id": [0, 1, 2], "d": pa.array([2**31 - 1, -(2**31) + 1, 7], pa.date32())})
+    ds = lv.create_dataset(str(tmp_path / "d"), days)
+    parts = ds.split({"a": 0.5, "b": 0.5}, key="d", seed=1)
+    assert {n: ids_of(s.to_arrow()) for n, s in parts.items()} == expected_ids(
+        ds, {"a": 0.5, "b": 0.5}, "d", 1
+    )
+
+
 _TYPES = {
     "int32": (pa.int32(), st.integers(-(2**31), 2**31 - 1)),
     "uint64": (pa.uint64(), st.integers(0, 2**64 - 1)),
@@ -165,6 +206,11 @@ _TYPES = {
     "ts_s": (pa.timestamp("s"), st.integers(-(10**10), 10**10)),
     "ts_us_utc": (pa.timestamp("us", tz="UTC"), st.integers(-(10**15), 10**15)),
     "ts_ns": (pa.timestamp("ns"), st.integers(-(2**62), 2**62)),
+    "ts_ns_zoned": (pa.timestamp("ns", tz="Europe/Paris"), st.integers(-(2**62), 2**62)),
+    "ts_ms": (pa.timestamp("ms"), st.integers(-(10**13), 10**13)),
+    "date64": (pa.date64(), st.integers(-(10**6), 10**6).map(lambda d: d * 86_400_000)),
+    "fixed_binary": (pa.binary(3), st.binary(min_size=3, max_size=3)),
+    "int8": (pa.int8(), st.integers(-128, 127)),
     "decimal": (
         pa.decimal128(12, 3),
         st.decimals(min_value=-(10**8), max_value=10**8, places=3, allow_nan=False),
@@ -434,3 +480,16 @@ def test_fractions_summing_to_one_up_to_rounding_cover_every_row(tmp_path):
     assert sum(p.count() for p in parts.values()) == 2000
     assert "lakever.Subset 'a'" in repr(parts["a"])
     assert abs(parts["b"].fraction - third) < 1e-12
+
+
+def test_dask_reads_the_split(tmp_path):
+    pytest.importorskip("dask.dataframe")
+    ds = lv.create_dataset(str(tmp_path / "e"), table(3000))
+    ds = ds.append(table(1000, start=3000))
+    val = ds.split({"train": 0.8, "val": 0.2}, key=["user", "id"], seed=11)["val"]
+    frame = val.to_dask(columns=["id"], max_rows_per_task=700).compute(scheduler="synchronous")
+    assert frame["id"].tolist() == ids_of(val.to_arrow())
+    assert (
+        frame["id"].tolist()
+        == expected_ids(ds, {"train": 0.8, "val": 0.2}, ["user", "id"], 11)["val"]
+    )

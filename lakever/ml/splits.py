@@ -119,8 +119,20 @@ def _canonical(column: str, t: pa.DataType) -> str:
     if pa.types.is_timestamp(t):
         # Nanoseconds since the epoch (UTC for zoned values), whatever the unit.
         if t.unit == "ns":
-            return f"CAST(epoch_ns({c}) AS VARCHAR)"
-        return f"CAST(CAST(epoch_us({c}) AS HUGEINT) * 1000 AS VARCHAR)"
+            ns = f"CAST(epoch_ns({c}) AS VARCHAR)"
+        else:
+            # DuckDB's implicit cast of TIMESTAMP_S/_MS to TIMESTAMP fails outside the
+            # nanosecond range (years 1677-2262); the explicit one does not.
+            us = f"epoch_us({c})" if t.tz is not None else f"epoch_us(CAST({c} AS TIMESTAMP))"
+            ns = f"CAST(CAST({us} AS HUGEINT) * 1000 AS VARCHAR)"
+        # DuckDB reads the two extreme int64 values as +-infinity, which have no epoch:
+        # a row must never silently fall out of every split.
+        infinite = quote_literal(
+            f"split key column {column!r} holds a timestamp DuckDB reads as infinite (the "
+            "largest or smallest int64); such rows cannot be assigned to a split: fix or "
+            "delete them, or use another key"
+        )
+        return f"coalesce({ns}, error({infinite}))"
     if pa.types.is_decimal(t):
         if t.precision > 38:
             raise InvalidArgument(
