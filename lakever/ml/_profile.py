@@ -32,8 +32,11 @@ class ColumnProfile:
     """One column of one snapshot, computed in DuckDB.
 
     ``nulls`` counts nulls, ``nans`` NaN values (float columns); ``null_rate`` is
-    ``(nulls + nans) / rows`` (0 for an empty snapshot). ``distinct`` is exact: the
-    number of distinct non-missing values (None for "other" columns). ``min``, ``max``,
+    ``(nulls + nans) / rows`` (0 for an empty snapshot). ``distinct`` is the number
+    of distinct non-missing values: exact for categorical columns, approximate for
+    numeric ones (HyperLogLog, DuckDB's ``approx_count_distinct``, usually within a few
+    percent: an exact count of a million floats costs more than the rest of a
+    profile), None for "other" columns. ``min``, ``max``,
     ``mean`` and ``std`` (population) are over finite values, dates and timestamps in
     seconds since the epoch. ``edges``/``counts``: the histogram; ``counts[i]`` holds
     ``edges[i] <= v < edges[i+1]``, the first and last bins are open-ended (the outer
@@ -59,13 +62,18 @@ class ColumnProfile:
     nans: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (infinite edges as the strings ``"-inf"``/``"inf"``)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        """Return a JSON-ready dict: infinite edges (and a ``std`` that overflowed) as the
+        strings ``"-inf"``/``"inf"``, which ``float()`` reads back."""
+        out = {f.name: _json(getattr(self, f.name)) for f in fields(self)}
         if self.edges is not None:
-            out["edges"] = [e if math.isfinite(e) else str(e) for e in self.edges]
+            out["edges"] = [_json(e) for e in self.edges]
         if self.top is not None:
             out["top"] = [list(t) for t in self.top]
         return out
+
+
+def _json(x: Any) -> Any:
+    return str(x) if isinstance(x, float) and not math.isfinite(x) else x
 
 
 def _kind(t: pa.DataType, name: str, forced: set[str]) -> str:
@@ -104,7 +112,8 @@ def _own_edges(s: Stats, rows: int) -> list[float] | None:
         return None
     if s.min is None or s.max is None:  # only infinities
         return [-math.inf, math.inf]
-    cuts = sorted({s.min, *(s.quantiles or []), math.nextafter(s.max, math.inf)})
+    above = math.nextafter(s.max, math.inf)  # inf when max is the largest double
+    cuts = sorted({s.min, *(s.quantiles or []), above if math.isfinite(above) else s.max})
     return [-math.inf, *cuts, math.inf]
 
 
