@@ -26,7 +26,8 @@ The tree::
     ├── UnsupportedFormatVersion      written by a newer lakever than this one
     ├── StorageError                  the storage backend failed or cannot commit safely
     ├── MissingDependency (ImportError) an optional engine or format is not installed
-    └── EngineError                   a Ray or Dask job failed (a worker died, or the input raised)
+    ├── EngineError                   a Ray or Dask job failed (a worker died, or the input raised)
+    └── TrackingError                 an experiment tracker (MLflow) failed or refused
 
 Each class keeps its structured fields as attributes (``.path``, ``.version``, ...),
 so callers can act on them without parsing the message. Every error pickles with its
@@ -67,6 +68,7 @@ __all__ = [
     "UnsupportedFormatVersion",
     "VersionExpired",
     "VersionNotFound",
+    "TrackingError",
 ]
 
 
@@ -380,3 +382,13 @@ class EngineError(LakeverError):
     def __init__(self, message: str, *, engine: str) -> None:
         super().__init__(message)
         self.engine = engine
+
+
+class TrackingError(LakeverError):
+    """An experiment tracker (MLflow) failed or refused: the run cannot be fetched, the
+    tracking server is unreachable, or it refused the input; ``run_id`` names the run
+    (None when unknown). The tracker's error is chained as ``__cause__``."""
+
+    def __init__(self, message: str, *, run_id: str | None) -> None:
+        super().__init__(message)
+        self.run_id = run_id

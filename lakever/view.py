@@ -32,7 +32,7 @@ from lakever.log import Line
 from lakever.maintenance.pins import merkle_root
 from lakever.maintenance.verify import VerifyReport, verify_dataset
 from lakever.ml import batches as ml_batches
-from lakever.ml import splits
+from lakever.ml import lineage, splits
 from lakever.ml.batches import SHUFFLE_BUFFER
 from lakever.ml.splits import Subset
 from lakever.partitioning import Transform
@@ -169,6 +169,11 @@ class SnapshotView:
         s = self._state
         root = merkle_root(s.snap.schema, s.snap.contract, s.entries)
         return make_pin(self.uri, s.snap, self.branch_name, merkle=root)
+
+    def lineage_record(self) -> dict[str, Any]:
+        """This snapshot as a plain-JSON dict for any tracker (keys: docs/tracking.md);
+        ``lakever.open_dataset(record["pin"])`` reopens it."""
+        return lineage.lineage_record(self._state)
 
     def verify(self, *, full: bool = True, all_refs: bool = False) -> VerifyReport:
         """Check every file the snapshots reference and the log chain; never raises on damage.
