@@ -48,6 +48,7 @@ from lakever.maintenance.expire import ExpiredVersions, ExpireReport
 from lakever.maintenance.usage import StorageReport
 from lakever.maintenance.vacuum import Usage, VacuumFile, VacuumReport
 from lakever.maintenance.verify import Problem, VerifyReport
+from lakever.ml.card import card
 from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ScanPlan
 from lakever.refs import Tag
@@ -109,6 +110,7 @@ __all__ = [
     "VerifyReport",
     "VersionExpired",
     "VersionNotFound",
+    "card",
     "clone",
     "connect",
     "create_dataset",

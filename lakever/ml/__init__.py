@@ -1,0 +1,1 @@
+"""Machine-learning workflow: training reads, splits, drift and dataset cards."""
