@@ -34,7 +34,9 @@ def card(
         "--against",
         help="Measure drift against this snapshot (default: the previous tag on REF's history).",
     ),
-    bins: int = typer.Option(10, "--bins", help="Histogram bins per numeric column."),
+    bins: int = typer.Option(
+        10, "--bins", min=1, max=100, help="Histogram bins per numeric column."
+    ),
     branch: str | None = BRANCH_OPT,
 ) -> None:
     """Render a dataset card: schema, contract, lineage, size, column summaries, drift."""

@@ -15,12 +15,18 @@ __all__ = ["markdown"]
 
 
 def _md(text: object) -> str:
-    """Text for a Markdown table cell: no line breaks, pipes and markup characters escaped,
-    and no raw HTML (a README renderer would pass it through)."""
+    """Text for Markdown (also a table cell): one line, ``& < >`` as entities so no raw
+    HTML reaches a README renderer (which would pass it through), markup escaped."""
     out = " ".join(str(text).split())
-    for ch in "\\`*_[]<>|#":
+    out = out.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for ch in "\\`*_[]|#":
         out = out.replace(ch, "\\" + ch)
     return out
+
+
+def _code(text: object) -> str:
+    """``text`` as a code span (escapes do not work inside one: backticks are replaced)."""
+    return "`" + " ".join(str(text).replace("`", "'").split()).replace("|", "\\|") + "`"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -46,11 +52,11 @@ def markdown(data: CardData) -> str:
     out = [
         f"# Dataset card: {_md(data.name)}",
         "",
-        f"`{_md(data.uri)}` at **{_md(data.ref)}**: version {data.version} of branch "
+        f"{_code(data.uri)} at **{_md(data.ref)}**: version {data.version} of branch "
         f"{_md(data.branch)}, snapshot `{data.snapshot_id}`, committed {_when(data.timestamp)} "
         "UTC.",
         "",
-        f"Pin: `{_md(data.pin)}`",
+        f"Pin: {_code(data.pin)}",
         "",
         "## Size",
         "",
