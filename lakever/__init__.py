@@ -49,6 +49,8 @@ from lakever.maintenance.usage import StorageReport
 from lakever.maintenance.vacuum import Usage, VacuumFile, VacuumReport
 from lakever.maintenance.verify import Problem, VerifyReport
 from lakever.ml.card import card
+from lakever.ml.drift import ColumnDrift, ColumnProfile, DriftReport, DriftThresholds
+from lakever.ml.drift import drift_between as drift
 from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ScanPlan
 from lakever.refs import Tag
@@ -61,6 +63,8 @@ __version__ = "0.2.0"
 __all__ = [
     "Branch",
     "BrokenHistory",
+    "ColumnDrift",
+    "ColumnProfile",
     "Commit",
     "CommitConflict",
     "ContractViolation",
@@ -71,6 +75,8 @@ __all__ = [
     "DatasetNotFound",
     "EngineError",
     "Diff",
+    "DriftReport",
+    "DriftThresholds",
     "DiffSummary",
     "ExpireReport",
     "ExpiredVersions",
@@ -116,6 +122,7 @@ __all__ = [
     "create_dataset",
     "day",
     "diff",
+    "drift",
     "hour",
     "identity",
     "load_contract",
