@@ -36,6 +36,7 @@ from typer.testing import CliRunner
 import lakever as lv
 from lakever.cli import app
 from lakever.ml import drift as drifts
+from lakever.ml import drift as drifts
 from lakever.ml.card import previous_tag
 
 # ------------------------------------------------------------------ a tiny DOM
@@ -150,7 +151,8 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Demo:
-    """v1 (tag) -> a hostile commit that shifts age and adds cities -> v2 (tag, REF)."""
+    """v1 (tag) -> a hostile commit, tagged with a hostile name -> a commit that shifts age
+    and adds cities -> v2 (tag, REF; its previous tag is the hostile one)."""
     root = tmp_path_factory.mktemp("card")
     uri = str(root / "lake" / "users")
     ds = lv.create_dataset(
@@ -158,12 +160,12 @@ def demo(tmp_path_factory) -> Demo:
     )
     ds.tag("v1", message="training set v1")
     ds = ds.append(
-        _batch(600, 2, 25, ["Paris", "Lille", HOSTILE_CATEGORY]),
-        message=HOSTILE_MESSAGE,
-        author=HOSTILE_AUTHOR,
+        _batch(300, 2, 0, ["Paris", "Lyon"]), message=HOSTILE_MESSAGE, author=HOSTILE_AUTHOR
     )
     ds.tag(HOSTILE_TAG, message=HOSTILE_MESSAGE)
-    ds = ds.append(_batch(100, 3, 25, ["Paris"]), message="third", author="ana")
+    ds = ds.append(
+        _batch(400, 3, 25, ["Paris", "Lille", HOSTILE_CATEGORY]), message="third", author="ana"
+    )
     ds.tag("v2")
     html = lv.card(uri, "v2")
     path = root / "card.html"
@@ -223,7 +225,7 @@ def test_lineage_lists_every_commit_with_its_tags(demo):
     assert badges == {0: ["v1"], 1: [HOSTILE_TAG], 2: ["v2"]}
     cells = [td.text() for td in by_version[1].find_all("td")]
     assert cells[2] == HOSTILE_AUTHOR and HOSTILE_MESSAGE in cells[4]
-    assert cells[5] == "+600 / -0"
+    assert cells[5] == "+300 / -0"
 
 
 def test_tags_section_lists_every_tag(demo):
@@ -232,11 +234,24 @@ def test_tags_section_lists_every_tag(demo):
 
 
 def _plain_counts(values: pa.ChunkedArray, edges: list[float]) -> list[int]:
-    """Histogram by plain comparisons: [lo, hi) per bin, the last bin closed."""
+    """Histogram by plain comparisons: bin i holds edges[i] <= v < edges[i+1], the outer
+    bins open-ended (the first holds everything below edges[1], the last everything at or
+    above edges[-2]); NaN and null in none."""
+    n = len(edges) - 1
     counts = []
-    for i in range(len(edges) - 1):
-        upper = pc.less_equal if i == len(edges) - 2 else pc.less
-        mask = pc.and_(pc.greater_equal(values, edges[i]), upper(values, edges[i + 1]))
+    for i in range(n):
+        parts = []
+        if i > 0:
+            parts.append(pc.greater_equal(values, edges[i]))
+        if i < n - 1:
+            parts.append(pc.less(values, edges[i + 1]))
+        mask = parts[0] if len(parts) == 1 else pc.and_(*parts)
+        if not parts:  # one bin: every value that is a number
+            mask = (
+                pc.invert(pc.is_nan(values))
+                if pa.types.is_floating(values.type)
+                else pc.is_valid(values)
+            )
         counts.append(pc.sum(pc.cast(pc.fill_null(mask, False), pa.int64())).as_py() or 0)
     return counts
 
@@ -248,7 +263,8 @@ def _check_histogram(svg: Node, series: str, values: pa.ChunkedArray) -> list[in
     edges = [float(b.attrs["data-lo"]) for b in bars] + [float(bars[-1].attrs["data-hi"])]
     counts = [int(b.attrs["data-count"]) for b in bars]
     assert counts == _plain_counts(values, edges)
-    assert sum(counts) == len(values) - values.null_count
+    nans = pc.sum(pc.is_nan(values)).as_py() if pa.types.is_floating(values.type) else 0
+    assert sum(counts) == len(values) - values.null_count - (nans or 0)
     return counts
 
 
@@ -289,6 +305,60 @@ def test_column_charts_match_plain_counts(demo):
             _check_heights(svg, _check_histogram(svg, "v2", table[name]))
         meta = article.find_all("div", "meta")[0].text()
         assert meta.startswith(f"{table[name].null_count:,} nulls")
+
+
+def _check_drift_section(doc: Node, a: lv.Dataset, b: lv.Dataset, names: tuple[str, str]) -> None:
+    """The drift section of a card of ``b`` against ``a``: flags as `drift` reports them,
+    every bar of both sides as plain pyarrow counts them."""
+    report = drifts.drift(a, b)
+    section = _section(doc, "drift")
+    flagged = {c.name for c in report.columns if c.flagged}
+    rows = section.find_all("tr", "drift")
+    assert {r.attrs["data-column"] for r in rows} == {c.name for c in report.columns}
+    assert {r.attrs["data-column"] for r in rows if "flagged" in r.classes} == flagged
+    articles = section.find_all("article", "drift")
+    assert {x.attrs["data-column"] for x in articles if "flagged" in x.classes} == flagged
+    metrics = section.find_all("rect", "metric")
+    assert {m.attrs["data-column"] for m in metrics if "flagged" in m.classes} == flagged
+    if flagged:
+        assert "Drift flagged" in section.find_all("p", "verdict")[0].text()
+    ta, tb = a.to_arrow(), b.to_arrow()
+    checked: Counter[str] = Counter()
+    for article in articles:
+        name = article.attrs["data-column"]
+        svgs = article.find_all("svg")
+        if not svgs or name not in ta.column_names or name not in tb.column_names:
+            continue
+        (svg,) = svgs
+        if article.find_all("p", "note") and "quantiles" in article.text():
+            for side, table in zip(names, (ta, tb), strict=True):
+                counts = _check_histogram(svg, side, table[name])
+                shares = [float(r.attrs["data-share"]) for r in svg.find_all("rect", "bar")
+                          if r.attrs["data-series"] == side]  # fmt: skip
+                total = sum(counts)
+                assert shares == pytest.approx([c / total for c in counts], abs=1e-6)
+            checked["numeric"] += 1
+        else:
+            for side, table in zip(names, (ta, tb), strict=True):
+                truth = Counter(pc.cast(table[name], pa.string()).to_pylist())
+                bars = [r for r in svg.find_all("rect", "bar") if r.attrs["data-series"] == side]
+                for bar in bars:
+                    assert int(bar.attrs["data-count"]) == truth[bar.attrs["data-value"]]
+            checked["categorical"] += 1
+    compared = Counter(c.kind for c in report.columns if c.a is not None and c.b is not None)
+    assert checked == +Counter({k: compared[k] for k in ("numeric", "categorical")})
+
+
+def test_drift_section_matches_drift_and_plain_counts(demo):
+    previous = lv.open_dataset(demo.uri, version=1)
+    _check_drift_section(demo.doc, previous, demo.ds, (HOSTILE_TAG, "v2"))
+    section = _section(demo.doc, "drift")
+    # The shifted age and the new cities are flagged; the card says what it compared.
+    assert {"age", HOSTILE_COLUMN} <= {
+        r.attrs["data-column"] for r in section.find_all("tr", "flagged")
+    }
+    assert f"the previous tag ({HOSTILE_TAG!r}, version 1)" in section.text()
+    assert HOSTILE_CATEGORY in section.text()  # listed as a new category, literally
 
 
 # ------------------------------------------------------------------ safety
@@ -453,7 +523,9 @@ def test_cli_errors_are_one_line(demo, args, message):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(message), proc.stderr
 
 
-@pytest.mark.parametrize(("args", "word"), [(["--format", "pdf"], "pdf"), (["--bins", "0"], "0")])
+@pytest.mark.parametrize(
+    ("args", "word"), [(["--format", "pdf"], "pdf"), (["--bins", "0"], "--bins")]
+)
 def test_cli_usage_errors_exit_2(demo, args, word):
     proc = _lakever("card", demo.uri, *args)
     assert proc.returncode == 2 and word in proc.stderr, proc.stderr
@@ -507,7 +579,9 @@ def rendered(demo, tmp_path_factory) -> Rendered:
     work = tmp_path_factory.mktemp("chromium")
     png = work / "card.png"
     url = demo.path.as_uri()
-    proc = _run_chromium(binary, work / "p1", f"--screenshot={png}", f"--window-size={WIDTH},{HEIGHT}", url)
+    proc = _run_chromium(
+        binary, work / "p1", f"--screenshot={png}", f"--window-size={WIDTH},{HEIGHT}", url
+    )
     assert png.exists(), proc.stderr.decode(errors="replace")[-2000:]
     width, height, pixels = read_png(png.read_bytes())
     proc = _run_chromium(binary, work / "p2", "--dump-dom", url)

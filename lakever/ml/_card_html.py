@@ -7,12 +7,14 @@ string slipped through unescaped. Every dataset-controlled string goes through `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from lakever.ml._card_data import CardData
 from lakever.ml._svg import (
     BLUE,
     ORANGE,
+    Metric,
     Series,
     category_bars,
     esc,
@@ -20,7 +22,7 @@ from lakever.ml._svg import (
     metric_bars,
     num,
 )
-from lakever.ml.drift import ColumnDrift, ColumnProfile
+from lakever.ml.drift import ColumnDrift, ColumnProfile, DriftThresholds
 
 __all__ = ["html"]
 
@@ -48,7 +50,7 @@ code { font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; backgroun
 table { border-collapse:collapse; width:100%; background:var(--card); font-size:14px; }
 th, td { text-align:left; padding:6px 10px; border-bottom:1px solid var(--line);
   vertical-align:top; overflow-wrap:anywhere; }
-th { background:#eef1f4; font-weight:600; }
+th { background:#eef1f4; font-weight:600; white-space:nowrap; }
 td.n, th.n { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
 .stats { display:flex; gap:16px; flex-wrap:wrap; }
 .stat { background:var(--card); border:1px solid var(--line); border-radius:8px;
@@ -161,25 +163,58 @@ def _schema(d: CardData) -> str:
     )
 
 
+def _fmt(p: ColumnProfile) -> Callable[[float], str]:
+    """How a numeric column's values read: dates and times as such (profiles hold them as
+    seconds since the epoch), numbers as numbers."""
+    if p.type.startswith("date"):
+        return lambda x: _epoch(x, "%Y-%m-%d")
+    if p.type.startswith("timestamp"):
+        return lambda x: _epoch(x, "%Y-%m-%d %H:%M")
+    return num
+
+
+def _epoch(seconds: float, pattern: str) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime(pattern)
+    except (OverflowError, OSError, ValueError):
+        return num(seconds)
+
+
+def _opt(fmt: Callable[[float], str], value: float | None) -> str:
+    return "-" if value is None else fmt(value)
+
+
 def _profile_meta(p: ColumnProfile) -> str:
-    parts = [f"{num(p.nulls)} nulls ({p.null_rate:.1%})"]
+    parts = [f"{num(p.nulls)} nulls"]
+    if p.nans:
+        parts.append(f"{num(p.nans)} NaN")
+    parts[-1] += f" ({p.null_rate:.1%} missing)"
     if p.distinct is not None:
         parts.append(f"{num(p.distinct)} distinct")
     if p.kind == "numeric":
-        parts.append(f"min {num(p.min)} · mean {num(p.mean)} · max {num(p.max)}")
-        if p.std is not None:
+        fmt = _fmt(p)
+        parts.append(f"min {_opt(fmt, p.min)} · mean {_opt(fmt, p.mean)} · max {_opt(fmt, p.max)}")
+        if p.std is not None and fmt is num:
             parts.append(f"std {num(p.std)}")
     return " · ".join(parts)
 
 
+def _present(p: ColumnProfile) -> int:
+    """Rows with a value (neither null nor NaN): what category shares are of."""
+    return p.rows - p.nulls - p.nans
+
+
 def _chart(p: ColumnProfile, label: str) -> str:
     if p.kind == "numeric" and p.edges is not None and p.counts is not None:
-        return histogram(p.edges, [Series(label, p.counts, BLUE)], label=f"{p.name}: histogram")
-    if p.top is not None:
+        series = [Series(label, p.counts, BLUE)]
+        return histogram(p.edges, series, label=f"{p.name}: histogram", fmt=_fmt(p))
+    if p.top is not None and p.top:
         values = [v for v, _ in p.top]
-        counts = [c for _, c in p.top]
-        return category_bars(values, [Series(label, counts, BLUE)], label=f"{p.name}: top values")
-    return '<p class="note">No chart for this type.</p>'
+        series = [Series(label, [c for _, c in p.top], BLUE, total=_present(p))]
+        return category_bars(values, series, label=f"{p.name}: most frequent values")
+    if p.kind in ("numeric", "categorical"):
+        return '<p class="note">No values to chart.</p>'
+    return '<p class="note">No chart for this type (row and null counts only).</p>'
 
 
 def _columns(d: CardData) -> str:
@@ -198,58 +233,94 @@ def _metric(value: float | None) -> str:
     return "-" if value is None else num(value, 3)
 
 
+def _known(p: ColumnProfile, value: str) -> int | None:
+    """``value``'s count in ``p``: from its top values, 0 when they list every value,
+    else unknown (it may be just below the listed ones)."""
+    top = dict(p.top or [])
+    if value in top:
+        return top[value]
+    complete = p.distinct is not None and len(top) >= p.distinct
+    return 0 if complete else None
+
+
 def _drift_chart(c: ColumnDrift, a: str, b: str) -> str:
     pa, pb = c.a, c.b
     if pa is None or pb is None:
         side = "only in " + (b if pa is None else a)
         return f'<p class="note">{esc(c.change)}: {esc(side)}; not compared.</p>'
     if pa.edges is not None and pa.counts is not None and pb.counts is not None:
-        series = [Series(a, pa.counts, BLUE), Series(b, pb.counts, ORANGE)]
-        return histogram(pa.edges, series, label=f"{c.name}: {a} vs {b}")
+        # Outer bins (values outside a's range) are drawn only when they hold something;
+        # the bins kept are contiguous (the inner ones always are).
+        n = len(pa.counts)
+        keep = [i for i in range(n) if pa.counts[i] or pb.counts[i] or 0 < i < n - 1]
+        keep = keep or list(range(n))
+        edges = [pa.edges[i] for i in keep] + [pa.edges[keep[-1] + 1]]
+        series = [
+            Series(a, [pa.counts[i] for i in keep], BLUE),
+            Series(b, [pb.counts[i] for i in keep], ORANGE),
+        ]
+        chart = histogram(edges, series, label=f"{c.name}: {a} vs {b}", fmt=_fmt(pa))
+        return chart + f'<p class="note">Bins: quantiles of {esc(a)}; bars: share of rows.</p>'
     if pa.top is not None and pb.top is not None:
-        ca, cb = dict(pa.top), dict(pb.top)
         values = list(dict.fromkeys([v for v, _ in pb.top] + [v for v, _ in pa.top]))
         series = [
-            Series(a, [ca.get(v, 0) for v in values], BLUE),
-            Series(b, [cb.get(v, 0) for v in values], ORANGE),
+            Series(a, [_known(pa, v) for v in values], BLUE, total=_present(pa)),
+            Series(b, [_known(pb, v) for v in values], ORANGE, total=_present(pb)),
         ]
         return category_bars(values, series, label=f"{c.name}: {a} vs {b}", limit=8)
-    return '<p class="note">No chart for this type.</p>'
+    return '<p class="note">No chart for this type (row and null counts only).</p>'
+
+
+def _metric_row(c: ColumnDrift, t: DriftThresholds) -> Metric:
+    """The statistic that speaks for a column in the chart: the one furthest past (or
+    closest to) its threshold among those its kind has."""
+    options = [
+        Metric(c.name, "PSI", c.psi, t.psi, c.flagged),
+        Metric(c.name, "KS", c.ks, t.ks, c.flagged),
+        Metric(c.name, "JS", c.js, t.js, c.flagged),
+    ]
+    measured = [m for m in options if m.ratio is not None]
+    if measured:
+        return max(measured, key=lambda m: m.ratio or 0.0)
+    value = None if c.null_rate_delta is None else abs(c.null_rate_delta)
+    return Metric(c.name, "Δ null rate", value, t.null_rate, c.flagged)
 
 
 def _drift(d: CardData) -> str:
     r = d.report
     if r is None:
-        return (
-            f'<section id="drift"><h2>Drift</h2><p class="note">{esc(d.against_note)}</p></section>'
-        )
+        note = esc(d.against_note)
+        return f'<section id="drift"><h2>Drift</h2><p class="note">{note}</p></section>'
     a, b = str(d.against), d.label
     t = r.thresholds
     flagged = [c for c in r.columns if c.flagged]
-    verdict = (
-        f'<p class="verdict flag">Drift flagged in {len(flagged)} of {len(r.columns)} columns: '
-        f"{esc(', '.join(c.name for c in flagged))}</p>"
-        if flagged
-        else f'<p class="verdict">No column drifted past the thresholds ({len(r.columns)} '
-        "compared).</p>"
-    )
+    if flagged or r.reasons:
+        names = ", ".join([c.name for c in flagged] + r.reasons)
+        verdict = (
+            f'<p class="verdict flag">Drift flagged in {len(flagged)} of {len(r.columns)} '
+            f"columns: {esc(names)}</p>"
+        )
+    else:
+        verdict = (
+            f'<p class="verdict">No column drifted past the thresholds ({len(r.columns)} '
+            "compared).</p>"
+        )
     intro = (
-        f"<p>Compared with <b>{esc(a)}</b>: {esc(d.against_note)}, snapshot "
+        f"<p>Compared with <b>{esc(a)}</b> ({esc(d.against_note)}), pin "
         f"<code>{esc(r.a)}</code>. Rows {num(r.rows_a)} → {num(r.rows_b)}. Thresholds: PSI "
         f"{num(t.psi)}, KS {num(t.ks)}, JS {num(t.js)}, null rate ± {num(t.null_rate)}.</p>"
     )
     changes = "".join(f"<li>{esc(line)}</li>" for line in r.schema_changes)
     changes = f"<p>Schema changes:</p><ul>{changes}</ul>" if changes else ""
-    chart = metric_bars(
-        [(c.name, c.psi, c.flagged) for c in r.columns], threshold=t.psi, metric="PSI"
-    )
+    chart = metric_bars([_metric_row(c, t) for c in r.columns])
     rows = []
     for c in r.columns:
         cats = []
         if c.new_categories:
-            cats.append("new: " + ", ".join(c.new_categories))
+            cats.append(f"new ({c.new_category_count}): " + ", ".join(c.new_categories))
         if c.vanished_categories:
-            cats.append("vanished: " + ", ".join(c.vanished_categories))
+            gone = ", ".join(c.vanished_categories)
+            cats.append(f"vanished ({c.vanished_category_count}): {gone}")
         mark = '<span class="badge flag">drift</span>' if c.flagged else ""
         rows.append(
             f'<tr class="drift{" flagged" if c.flagged else ""}" data-column="{esc(c.name)}">'
@@ -259,24 +330,16 @@ def _drift(d: CardData) -> str:
             f"{_td('; '.join(cats))}{_td('; '.join(c.reasons))}</tr>"
         )
     head = _thead(
-        "column",
-        "change",
-        "PSI",
-        "KS",
-        "JS",
-        "Δ null rate",
-        "categories",
-        "why",
+        "column", "change", "PSI", "KS", "JS", "Δ null rate", "categories", "why",
         numeric=(2, 3, 4, 5),
-    )
+    )  # fmt: skip
     cards = []
     for c in sorted(r.columns, key=lambda c: not c.flagged):  # flagged first
         mark = '<span class="badge flag">drift</span>' if c.flagged else ""
         cards.append(
             f'<article class="col drift{" flagged" if c.flagged else ""}" '
             f'data-column="{esc(c.name)}"><h3><code>{esc(c.name)}</code>{mark}</h3>'
-            f'<div class="meta">PSI {esc(_metric(c.psi))} · KS {esc(_metric(c.ks))} · JS '
-            f"{esc(_metric(c.js))}</div>{_drift_chart(c, a, b)}</article>"
+            f'<div class="meta">{esc(_metric_text(c))}</div>{_drift_chart(c, a, b)}</article>'
         )
     return (
         f'<section id="drift"><h2>Drift</h2>{verdict}{intro}{changes}{chart}'
@@ -284,6 +347,12 @@ def _drift(d: CardData) -> str:
         f'<h3 style="margin:18px 0 8px">Distributions, {esc(a)} vs {esc(b)}</h3>'
         f'<div class="grid">{"".join(cards)}</div></section>'
     )
+
+
+def _metric_text(c: ColumnDrift) -> str:
+    parts = [f"{name} {_metric(v)}" for name, v in (("PSI", c.psi), ("KS", c.ks), ("JS", c.js))]
+    parts = [p for p in parts if not p.endswith(" -")] or [c.change]
+    return " · ".join(parts + (["why: " + "; ".join(c.reasons)] if c.reasons else []))
 
 
 def _lineage(d: CardData) -> str:

@@ -14,7 +14,7 @@ orange for the newer side, vermillion for what is flagged.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -23,6 +23,7 @@ __all__ = [
     "FLAG",
     "GREY",
     "ORANGE",
+    "Metric",
     "Series",
     "category_bars",
     "esc",
@@ -76,11 +77,21 @@ def _short(text: str, limit: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One set of counts to draw: a label for the legend, the counts, a colour."""
+    """One set of counts to draw: a label for the legend, the counts, a colour.
+
+    A count of None is unknown (a category outside a side's listed top values): no bar.
+    ``total`` is what shares are of (default: the sum of the counts).
+    """
 
     label: str
-    counts: Sequence[int]
+    counts: Sequence[int | None]
     color: str
+    total: int | None = None
+
+    def shares(self) -> list[float | None]:
+        """Each count as a share of ``total``."""
+        total = self.total if self.total is not None else sum(c or 0 for c in self.counts)
+        return [None if c is None else (c / total if total else 0.0) for c in self.counts]
 
 
 def _svg(width: int, height: int, label: str, body: list[str]) -> str:
@@ -107,11 +118,6 @@ def _legend(series: Sequence[Series], x: float, y: float) -> list[str]:
     return out
 
 
-def _shares(counts: Sequence[int]) -> list[float]:
-    total = sum(counts)
-    return [c / total if total else 0.0 for c in counts]
-
-
 def histogram(
     edges: Sequence[float],
     series: Sequence[Series],
@@ -119,6 +125,7 @@ def histogram(
     label: str,
     width: int = 340,
     height: int = 150,
+    fmt: Callable[[float], str] = num,
 ) -> str:
     """A histogram over ``edges`` (len = bins + 1) of one or more series.
 
@@ -132,8 +139,8 @@ def histogram(
     legend = len(series) > 1
     top, bottom, left, right = (18 if legend else 6), 20, 4, 4
     plot_w, plot_h = width - left - right, height - top - bottom
-    values = [list(map(float, s.counts)) if not legend else _shares(s.counts) for s in series]
-    peak = max((v for vs in values for v in vs), default=0.0) or 1.0
+    values = [_values(s, shares=legend) for s in series]
+    peak = max((v for vs in values for v in vs if v is not None), default=0.0) or 1.0
     slot = plot_w / bins
     bar_w = (slot - 2) / len(series)
     body = [f"<title>{esc(label)}</title>"]
@@ -143,12 +150,10 @@ def histogram(
     for i in range(bins):
         lo, hi = edges[i], edges[i + 1]
         for j, s in enumerate(series):
-            count = s.counts[i]
-            share = _shares(s.counts)[i]
-            h = plot_h * values[j][i] / peak
+            count, share = s.counts[i] or 0, s.shares()[i] or 0.0
+            h = plot_h * (values[j][i] or 0.0) / peak
             x = left + i * slot + 1 + j * bar_w
-            closing = "]" if i == bins - 1 else ")"
-            tip = f"{s.label}: [{num(lo)}, {num(hi)}{closing} {num(count)} rows ({share:.1%})"
+            tip = f"{s.label}: [{fmt(lo)}, {fmt(hi)}) {num(count)} rows ({share:.1%})"
             body.append(
                 f'<rect class="bar" x="{_f(x)}" y="{_f(base - h)}" width="{_f(bar_w)}" '
                 f'height="{_f(h)}" fill="{s.color}" data-series="{esc(s.label)}" '
@@ -159,8 +164,10 @@ def histogram(
         f'<line x1="{left}" y1="{_f(base)}" x2="{width - right}" y2="{_f(base)}" '
         f'stroke="{GREY}" stroke-width="1"/>'
     )
-    body.append(_text(left, height - 5, num(edges[0])))
-    body.append(_text(width - right, height - 5, num(edges[-1]), anchor="end"))
+    finite = [e for e in edges if math.isfinite(e)]
+    if finite:
+        body.append(_text(left, height - 5, fmt(finite[0])))
+        body.append(_text(width - right, height - 5, fmt(finite[-1]), anchor="end"))
     return _svg(width, height, label, body)
 
 
@@ -183,8 +190,9 @@ def category_bars(
     height = top + row_h * max(len(shown), 1) + 4
     label_w, count_w = 110, 56
     plot_w = width - label_w - count_w
-    values = [list(map(float, s.counts)) if not legend else _shares(s.counts) for s in series]
-    peak = max((v for vs in values for v in vs[: len(shown)]), default=0.0) or 1.0
+    values = [_values(s, shares=legend) for s in series]
+    peak = max((v for vs in values for v in vs[: len(shown)] if v is not None), default=0.0)
+    peak = peak or 1.0
     body = [f"<title>{esc(label)}</title>"]
     if legend:
         body += _legend(series, 4, 11)
@@ -192,10 +200,13 @@ def category_bars(
         y = top + i * row_h
         body.append(_text(label_w - 6, y + row_h / 2 + 3, _short(value, 16), anchor="end"))
         for j, s in enumerate(series):
-            count = s.counts[i]
-            share = _shares(s.counts)[i]
-            w = plot_w * values[j][i] / peak
+            count, share, value_j = s.counts[i], s.shares()[i], values[j][i]
             by = y + 4 + j * 10
+            if count is None or share is None or value_j is None:
+                note = f"{s.label}: not among its most frequent values"
+                body.append(_text(label_w + 4, by + 8, note, size=10))
+                continue
+            w = plot_w * value_j / peak
             tip = f"{s.label}: {value!r}: {num(count)} rows ({share:.1%})"
             body.append(
                 f'<rect class="bar" x="{label_w}" y="{_f(by)}" width="{_f(w)}" height="9" '
@@ -209,45 +220,69 @@ def category_bars(
     return _svg(width, height, label, body)
 
 
-def metric_bars(
-    rows: Sequence[tuple[str, float | None, bool]],
-    *,
-    threshold: float,
-    metric: str,
-    width: int = 720,
-) -> str:
-    """One horizontal bar per column: ``(name, value, flagged)``; a dashed line at
-    ``threshold``; flagged columns in vermillion. A None value (not comparable) is a gap."""
-    row_h, top, label_w, value_w = 22, 22, 180, 70
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One column's row in `metric_bars`: its statistic, the statistic's threshold."""
+
+    column: str
+    metric: str
+    value: float | None
+    threshold: float
+    flagged: bool
+
+    @property
+    def ratio(self) -> float | None:
+        """The value as a multiple of the threshold (inf for any value over a 0 threshold)."""
+        if self.value is None:
+            return None
+        if self.threshold > 0:
+            return self.value / self.threshold
+        return math.inf if self.value > 0 else 0.0
+
+
+def metric_bars(rows: Sequence[Metric], *, width: int = 760) -> str:
+    """One horizontal bar per column: its statistic as a multiple of its threshold, a
+    dashed line at the threshold, flagged columns in vermillion; a None value (nothing
+    to compare) gets a note instead of a bar."""
+    row_h, top, label_w, value_w = 22, 24, 180, 190
     height = top + row_h * max(len(rows), 1) + 8
     plot_w = width - label_w - value_w
-    peak = max([threshold * 1.25] + [v for _, v, _ in rows if v is not None and math.isfinite(v)])
-    body = [f"<title>{esc(metric)} per column</title>"]
-    tx = label_w + plot_w * threshold / peak
-    body.append(_text(label_w, 12, f"{metric} (dashed line: threshold {num(threshold)})"))
-    for i, (name, value, flagged) in enumerate(rows):
+    finite = [r.ratio for r in rows if r.ratio is not None and math.isfinite(r.ratio)]
+    peak = max([1.25, *finite])
+    tx = label_w + plot_w / peak
+    body = [
+        "<title>drift statistic per column, as a multiple of its threshold</title>",
+        _text(label_w, 12, "statistic ÷ threshold (dashed line: the threshold)"),
+    ]
+    for i, r in enumerate(rows):
         y = top + i * row_h
-        body.append(_text(label_w - 8, y + 14, _short(name, 26), anchor="end"))
-        if value is None:
+        body.append(_text(label_w - 8, y + 14, _short(r.column, 26), anchor="end"))
+        ratio = r.ratio
+        if ratio is None or r.value is None:
             body.append(_text(label_w + 4, y + 14, "not compared"))
             continue
-        shown = min(value, peak) if math.isfinite(value) else peak
-        w = max(plot_w * shown / peak, 1.0)
-        color = FLAG if flagged else BLUE
-        mark = " (flagged)" if flagged else ""
+        w = max(plot_w * min(ratio, peak) / peak, 1.0)
+        color = FLAG if r.flagged else BLUE
+        caption = f"{r.metric} {num(r.value, 3)} (threshold {num(r.threshold)})"
+        flag = " flagged" if r.flagged else ""
         body.append(
-            f'<rect class="metric{" flagged" if flagged else ""}" x="{label_w}" y="{_f(y + 3)}" '
-            f'width="{_f(w)}" height="15" fill="{color}" data-column="{esc(name)}" '
-            f'data-value="{value!r}"><title>{esc(f"{name}: {metric} {num(value)}{mark}")}'
-            "</title></rect>"
+            f'<rect class="metric{flag}" x="{label_w}" y="{_f(y + 3)}" width="{_f(w)}" '
+            f'height="15" fill="{color}" data-column="{esc(r.column)}" '
+            f'data-metric="{esc(r.metric)}" data-value="{r.value!r}">'
+            f"<title>{esc(f'{r.column}: {caption}{flag}')}</title></rect>"
         )
-        # The value right of both the bar and the threshold line, so the line never crosses it.
-        body.append(_text(label_w + max(w, tx - label_w) + 5, y + 14, num(value, 3)))
+        # Right of both the bar and the threshold line, so the line never crosses it.
+        body.append(_text(label_w + max(w, tx - label_w) + 5, y + 14, caption))
     body.append(
         f'<line x1="{_f(tx)}" y1="{top - 4}" x2="{_f(tx)}" y2="{height - 4}" stroke="{INK}" '
         'stroke-width="1" stroke-dasharray="4 3"/>'
     )
-    return _svg(width, height, f"{metric} per column", body)
+    return _svg(width, height, "drift statistic per column", body)
+
+
+def _values(s: Series, *, shares: bool) -> list[float | None]:
+    """What bar sizes follow: counts, or (comparing series) shares."""
+    return s.shares() if shares else [None if c is None else float(c) for c in s.counts]
 
 
 _BLOCKS = "▁▂▃▄▅▆▇█"

@@ -25,7 +25,7 @@ from lakever.errors import InvalidArgument
 from lakever.ml._card_data import CardData, SchemaRow
 from lakever.ml._card_html import html
 from lakever.ml._card_md import markdown
-from lakever.ml.drift import drift, profile
+from lakever.ml.drift import ColumnProfile, drift, profile
 from lakever.refs import Tag
 from lakever.view import SnapshotView
 
@@ -166,11 +166,38 @@ def gather(view: SnapshotView, ref: str, *, against: RefLike | None, bins: int) 
         older_commits=max(len(commits) - LINEAGE_LIMIT, 0),
         tags=tags,
         tags_by_snapshot=tags_by_snapshot,
-        profiles=profile(view, bins=bins),
+        profiles=_profiles(view, bins),
         against=against_text,
         against_note=note,
         report=report,
     )
+
+
+def _profiles(view: SnapshotView, bins: int) -> dict[str, ColumnProfile]:
+    """Every column's profile; numeric histograms on ``bins`` equal-width bins from the
+    column's minimum to its maximum (what people expect of a histogram; drift's own
+    edges are quantiles). Two scans: the first finds the ranges."""
+    first = profile(view, bins=bins)
+    edges = {n: e for n, p in first.items() if (e := even_edges(p, bins)) is not None}
+    if not edges:
+        return first
+    second = profile(view, columns=list(edges), edges=edges)
+    return {n: second.get(n, p) for n, p in first.items()}
+
+
+def even_edges(p: ColumnProfile, bins: int) -> list[float] | None:
+    """``bins`` equal-width edges over ``p``'s range (an integer column with fewer values
+    than bins: one bin per integer; a constant column: one bin around it)."""
+    if p.kind != "numeric" or p.min is None or p.max is None:
+        return None
+    lo, hi = p.min, p.max
+    if p.type.startswith(("int", "uint")) and hi - lo + 1 <= bins:
+        return [lo + i for i in range(int(hi - lo) + 2)]
+    edges = sorted({lo + (hi - lo) * i / bins for i in range(bins)} | {hi})
+    if len(edges) < 2:
+        pad = max(abs(lo) * 1e-9, 0.5)
+        return [lo - pad, lo + pad]
+    return edges
 
 
 def _against(
