@@ -29,13 +29,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import lakever as lv
 from lakever.cli import app
-from lakever.ml import drift as drifts
 from lakever.ml import drift as drifts
 from lakever.ml.card import previous_tag
 
@@ -245,13 +244,11 @@ def _plain_counts(values: pa.ChunkedArray, edges: list[float]) -> list[int]:
             parts.append(pc.greater_equal(values, edges[i]))
         if i < n - 1:
             parts.append(pc.less(values, edges[i + 1]))
-        mask = parts[0] if len(parts) == 1 else pc.and_(*parts)
         if not parts:  # one bin: every value that is a number
-            mask = (
-                pc.invert(pc.is_nan(values))
-                if pa.types.is_floating(values.type)
-                else pc.is_valid(values)
-            )
+            floating = pa.types.is_floating(values.type)
+            mask = pc.invert(pc.is_nan(values)) if floating else pc.is_valid(values)
+        else:
+            mask = parts[0] if len(parts) == 1 else pc.and_(*parts)
         counts.append(pc.sum(pc.cast(pc.fill_null(mask, False), pa.int64())).as_py() or 0)
     return counts
 
@@ -307,10 +304,12 @@ def test_column_charts_match_plain_counts(demo):
         assert meta.startswith(f"{table[name].null_count:,} nulls")
 
 
-def _check_drift_section(doc: Node, a: lv.Dataset, b: lv.Dataset, names: tuple[str, str]) -> None:
+def _check_drift_section(
+    doc: Node, a: lv.Dataset, b: lv.Dataset, names: tuple[str, str], bins: int = 10
+) -> None:
     """The drift section of a card of ``b`` against ``a``: flags as `drift` reports them,
     every bar of both sides as plain pyarrow counts them."""
-    report = drifts.drift(a, b)
+    report = drifts.drift(a, b, bins=bins)
     section = _section(doc, "drift")
     flagged = {c.name for c in report.columns if c.flagged}
     rows = section.find_all("tr", "drift")
@@ -345,8 +344,16 @@ def _check_drift_section(doc: Node, a: lv.Dataset, b: lv.Dataset, names: tuple[s
                 for bar in bars:
                     assert int(bar.attrs["data-count"]) == truth[bar.attrs["data-value"]]
             checked["categorical"] += 1
-    compared = Counter(c.kind for c in report.columns if c.a is not None and c.b is not None)
-    assert checked == +Counter({k: compared[k] for k in ("numeric", "categorical")})
+    # Every compared column with values on the reference side has its chart, checked above.
+    charted = Counter(
+        c.kind
+        for c in report.columns
+        if c.a is not None
+        and c.b is not None
+        and c.a.kind == c.b.kind
+        and (c.a.edges is not None or c.a.top is not None)
+    )
+    assert checked == +Counter({k: charted[k] for k in ("numeric", "categorical")})
 
 
 def test_drift_section_matches_drift_and_plain_counts(demo):
@@ -359,6 +366,64 @@ def test_drift_section_matches_drift_and_plain_counts(demo):
     }
     assert f"the previous tag ({HOSTILE_TAG!r}, version 1)" in section.text()
     assert HOSTILE_CATEGORY in section.text()  # listed as a new category, literally
+
+
+_TEXT = st.sampled_from(["a", "b", "<b>", "x&y", '"q"', "ü", ""])
+
+
+@st.composite
+def tables(draw: st.DrawFn, rows: int | None = None) -> pa.Table:
+    n = draw(st.integers(1, 40)) if rows is None else rows
+    ints = st.one_of(st.none(), st.integers(-(2**53), 2**53))
+    small = st.one_of(st.none(), st.integers(-3, 3))
+    # Not the largest doubles: drift's own quantile edges put a bin "just above the maximum",
+    # which overflows to inf there (InvalidArgument from profile(); reported to its owner).
+    numbers = st.floats(-1e300, 1e300) | st.sampled_from([math.inf, -math.inf, math.nan])
+    floats = st.one_of(st.none(), numbers)
+    f = draw(st.lists(floats, min_size=n, max_size=n))
+    # A float column with no value at all makes drift's profile() raise a TypeError (its
+    # isnan count is NULL); reported to the drift module's owner, left out here until fixed.
+    f[0] = draw(numbers)
+    return pa.table(
+        {
+            "i": pa.array(draw(st.lists(ints, min_size=n, max_size=n)), pa.int64()),
+            "k": pa.array(draw(st.lists(small, min_size=n, max_size=n)), pa.int32()),
+            "f": pa.array(f, pa.float64()),
+            "s": pa.array(draw(st.lists(st.none() | _TEXT, min_size=n, max_size=n)), pa.string()),
+            "b": pa.array(
+                draw(st.lists(st.none() | st.booleans(), min_size=n, max_size=n)), pa.bool_()
+            ),
+        }
+    )
+
+
+@settings(max_examples=20)
+@given(first=tables(), second=tables(), bins=st.integers(1, 12))
+def test_random_cards_match_plain_counts(tmp_path, first, second, bins):
+    uri = str(tmp_path / uuid.uuid4().hex)
+    base = lv.create_dataset(uri, first)
+    base.tag("base")
+    head = base.append(second)
+    doc = parse(lv.card(uri, bins=bins))
+    table = head.to_arrow()
+    for article in _section(doc, "columns").find_all("article", "col"):
+        name = article.attrs["data-column"]
+        values = table[name]
+        svgs = article.find_all("svg")
+        present = len(values) - values.null_count
+        if name == "f":
+            present -= pc.sum(pc.is_nan(values)).as_py() or 0
+        assert bool(svgs) == (present > 0), name
+        if not svgs:
+            continue
+        if name in ("s", "b"):
+            _check_categories(svgs[0], "main", values)
+        else:
+            counts = _check_histogram(svgs[0], "main", values)
+            assert len(counts) <= max(bins, 1) + (name == "k")
+            _check_heights(svgs[0], counts)
+    base = lv.open_dataset(uri, version="base")
+    _check_drift_section(doc, base, head, ("base", "main"), bins)
 
 
 # ------------------------------------------------------------------ safety

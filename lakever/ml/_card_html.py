@@ -268,6 +268,8 @@ def _drift_chart(c: ColumnDrift, a: str, b: str) -> str:
             Series(b, [_known(pb, v) for v in values], ORANGE, total=_present(pb)),
         ]
         return category_bars(values, series, label=f"{c.name}: {a} vs {b}", limit=8)
+    if c.kind in ("numeric", "categorical"):
+        return f'<p class="note">{esc(a)} has no values in this column to compare with.</p>'
     return '<p class="note">No chart for this type (row and null counts only).</p>'
 
 
