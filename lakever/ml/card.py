@@ -23,8 +23,6 @@ from lakever.api import open_dataset
 from lakever.dataset import Dataset
 from lakever.errors import InvalidArgument
 from lakever.ml._card_data import CardData, SchemaRow
-from lakever.ml._card_html import html
-from lakever.ml._card_md import markdown
 from lakever.ml.drift import ColumnProfile, drift, profile
 from lakever.refs import Tag
 from lakever.view import SnapshotView
@@ -78,8 +76,13 @@ def card(
         raise InvalidArgument(f"bins must be an int from 1 to 100, got {bins!r}")
     view = _open(source, ref, branch, storage_options)
     data = gather(view, _ref_text(ref, view), against=against, bins=bins)
+    # The renderers are imported here: `import lakever` does not pay for them.
     if format == "markdown":
+        from lakever.ml._card_md import markdown
+
         return markdown(data)
+    from lakever.ml._card_html import html
+
     return html(data)
 
 
