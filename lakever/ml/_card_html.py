@@ -18,6 +18,7 @@ from lakever.ml._svg import (
     Series,
     category_bars,
     esc,
+    formatter,
     histogram,
     metric_bars,
     num,
@@ -164,20 +165,7 @@ def _schema(d: CardData) -> str:
 
 
 def _fmt(p: ColumnProfile) -> Callable[[float], str]:
-    """How a numeric column's values read: dates and times as such (profiles hold them as
-    seconds since the epoch), numbers as numbers."""
-    if p.type.startswith("date"):
-        return lambda x: _epoch(x, "%Y-%m-%d")
-    if p.type.startswith("timestamp"):
-        return lambda x: _epoch(x, "%Y-%m-%d %H:%M")
-    return num
-
-
-def _epoch(seconds: float, pattern: str) -> str:
-    try:
-        return datetime.fromtimestamp(seconds, UTC).strftime(pattern)
-    except (OverflowError, OSError, ValueError):
-        return num(seconds)
+    return formatter(p.type)
 
 
 def _opt(fmt: Callable[[float], str], value: float | None) -> str:

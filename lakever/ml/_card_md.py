@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from lakever.ml._card_data import CardData
-from lakever.ml._svg import num, sparkline
+from lakever.ml._svg import formatter, num, sparkline
 from lakever.ml.drift import ColumnProfile
 
 __all__ = ["markdown"]
@@ -40,6 +40,10 @@ def _profile_cell(p: ColumnProfile) -> str:
     if p.top:
         return ", ".join(f"{_md(v)} ({num(c)})" for v, c in p.top[:5])
     return ""
+
+
+def _value(p: ColumnProfile, value: float | None) -> str:
+    return "-" if value is None else _md(formatter(p.type)(value))
 
 
 def _when(t: datetime) -> str:
@@ -96,9 +100,9 @@ def markdown(data: CardData) -> str:
                 p.kind,
                 f"{num(p.nulls)} ({p.null_rate:.1%})",
                 num(p.distinct),
-                num(p.min),
-                num(p.mean),
-                num(p.max),
+                _value(p, p.min),
+                _value(p, p.mean),
+                _value(p, p.max),
                 _profile_cell(p),
             ]
             for p in data.profiles.values()

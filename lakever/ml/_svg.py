@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html import escape
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Series",
     "category_bars",
     "esc",
+    "formatter",
     "histogram",
     "metric_bars",
     "num",
@@ -64,6 +66,23 @@ def num(value: float | int | None, digits: int = 4) -> str:
         return f"{int(value):,}"
     text = f"{value:.{digits}g}"
     return text.replace("e+", "e")
+
+
+def formatter(arrow_type: str) -> Callable[[float], str]:
+    """How values of a numeric column read: dates and times as such (profiles hold them as
+    seconds since the epoch, UTC), other numbers with `num`."""
+    if arrow_type.startswith("date"):
+        return lambda x: _epoch(x, "%Y-%m-%d")
+    if arrow_type.startswith("timestamp"):
+        return lambda x: _epoch(x, "%Y-%m-%d %H:%M:%S")
+    return num
+
+
+def _epoch(seconds: float, pattern: str) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime(pattern)
+    except (OverflowError, OSError, ValueError):
+        return num(seconds)
 
 
 def _f(x: float) -> str:

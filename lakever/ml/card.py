@@ -197,11 +197,10 @@ def even_edges(p: ColumnProfile, bins: int) -> list[float] | None:
     if p.type.startswith(("int", "uint")) and hi - lo + 1 <= bins:
         return [lo + i for i in range(int(hi - lo) + 2)]
     # lo*(1-t) + hi*t, not lo + (hi-lo)*t: hi - lo may overflow (-1e308 .. 1e308).
-    edges = sorted({lo * (1 - i / bins) + hi * (i / bins) for i in range(bins)} | {hi})
-    if len(edges) < 2:
+    if hi <= lo:
         pad = max(abs(lo) * 1e-9, 0.5)
         return [lo - pad, lo + pad]
-    return edges
+    return sorted({lo * (1 - i / bins) + hi * (i / bins) for i in range(bins)} | {hi})
 
 
 def _against(
