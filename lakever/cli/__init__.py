@@ -16,7 +16,7 @@ import traceback
 import typer
 
 import lakever
-from lakever.cli import card, data, export, maintenance, refs, remote, rows, schema, sql
+from lakever.cli import card, data, drift, export, maintenance, refs, remote, rows, schema, sql
 
 app = typer.Typer(
     name="lakever",
@@ -33,6 +33,7 @@ rows.register(app)
 remote.register(app)
 maintenance.register(app)
 export.register(app)
+drift.register(app)
 card.register(app)
 
 _debug = False

@@ -131,23 +131,23 @@ def stats(
     rows = int(row[0])
     out: dict[str, Stats] = {}
     for c, i, nbins in layout:
-        nulls, nans = rows - int(row[i]), int(row[i + 1])
+        nulls, nans = rows - int(row[i] or 0), int(row[i + 1] or 0)
         if c.kind == "numeric":
             lo, hi, mean, std = (_float(x) for x in row[i + 3 : i + 7])
             rest = row[i + 7 : i + 7 + max(nbins, 1)]
             out[c.name] = Stats(
                 nulls,
                 nans,
-                int(row[i + 2]),
+                int(row[i + 2] or 0),
                 lo,
                 hi,
                 mean,
                 std,
                 quantiles=[float(x) for x in rest[0] or [] if x is not None] if not nbins else None,
-                counts=[int(x) for x in rest] if nbins else None,
+                counts=[int(x or 0) for x in rest] if nbins else None,
             )
         elif c.kind == "categorical":
-            out[c.name] = Stats(nulls, nans, int(row[i + 2]))
+            out[c.name] = Stats(nulls, nans, int(row[i + 2] or 0))
         else:
             out[c.name] = Stats(nulls, nans, None)
     return rows, out
@@ -167,7 +167,7 @@ def bin_counts(
     if not select:
         return {}
     row = _one(con, f"SELECT {', '.join(select)} FROM {quote_identifier(view)}")
-    return {name: [int(x) for x in row[i : i + n]] for name, i, n in spans}
+    return {name: [int(x or 0) for x in row[i : i + n]] for name, i, n in spans}
 
 
 def top_values(

@@ -59,13 +59,18 @@ class ColumnProfile:
     nans: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (infinite edges as the strings ``"-inf"``/``"inf"``)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        """Return a JSON-ready dict: infinite edges (and a ``std`` that overflowed) as the
+        strings ``"-inf"``/``"inf"``, which ``float()`` reads back."""
+        out = {f.name: _json(getattr(self, f.name)) for f in fields(self)}
         if self.edges is not None:
-            out["edges"] = [e if math.isfinite(e) else str(e) for e in self.edges]
+            out["edges"] = [_json(e) for e in self.edges]
         if self.top is not None:
             out["top"] = [list(t) for t in self.top]
         return out
+
+
+def _json(x: Any) -> Any:
+    return str(x) if isinstance(x, float) and not math.isfinite(x) else x
 
 
 def _kind(t: pa.DataType, name: str, forced: set[str]) -> str:
@@ -104,7 +109,8 @@ def _own_edges(s: Stats, rows: int) -> list[float] | None:
         return None
     if s.min is None or s.max is None:  # only infinities
         return [-math.inf, math.inf]
-    cuts = sorted({s.min, *(s.quantiles or []), math.nextafter(s.max, math.inf)})
+    above = math.nextafter(s.max, math.inf)  # inf when max is the largest double
+    cuts = sorted({s.min, *(s.quantiles or []), above if math.isfinite(above) else s.max})
     return [-math.inf, *cuts, math.inf]
 
 

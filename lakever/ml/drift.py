@@ -234,7 +234,9 @@ class _Pair:
     b: str | None
 
 
-def _pairs(a: SnapshotView, b: SnapshotView, columns: Sequence[str] | None) -> list[_Pair]:
+def _pairs(
+    a: SnapshotView, b: SnapshotView, columns: Sequence[str] | None, what: str = "columns"
+) -> list[_Pair]:
     ids_a, ids_b = a.field_ids, b.field_ids
     name_a = {fid: n for n, fid in ids_a.items()}
     pairs = [_Pair(ids_b[n], name_a.get(ids_b[n]), n) for n in b.schema.names]
@@ -243,13 +245,11 @@ def _pairs(a: SnapshotView, b: SnapshotView, columns: Sequence[str] | None) -> l
     if columns is None:
         return pairs
     if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
-        raise InvalidArgument(f"columns must be a list of column names, got {columns!r}")
+        raise InvalidArgument(f"{what} must be a list of column names, got {columns!r}")
     known = {n for p in pairs for n in (p.a, p.b) if n is not None}
     unknown = [c for c in columns if c not in known]
     if unknown:
-        raise InvalidArgument(
-            f"columns {unknown} are in neither snapshot; columns: {sorted(known)}"
-        )
+        raise InvalidArgument(f"{what} {unknown} are in neither snapshot; columns: {sorted(known)}")
     return [p for p in pairs if p.a in columns or p.b in columns]
 
 
@@ -289,7 +289,7 @@ def drift(
     if not isinstance(limits, DriftThresholds):
         raise InvalidArgument(f"thresholds must be a DriftThresholds, got {thresholds!r}")
     pairs = _pairs(a, b, columns)
-    forced = set(_pairs(a, b, categorical) if categorical is not None else [])
+    forced = set(_pairs(a, b, categorical, "categorical") if categorical is not None else [])
     cat_a = [p.a for p in forced if p.a is not None]
     cat_b = [p.b for p in forced if p.b is not None]
     names_a = [p.a for p in pairs if p.a is not None]
@@ -307,9 +307,10 @@ def drift(
             for p in pairs
         ]
     reasons = []
-    if limits.rows is not None and rows_a and abs(rows_b - rows_a) / rows_a > limits.rows:
-        change = (rows_b - rows_a) / rows_a
-        reasons.append(f"rows {rows_a} -> {rows_b} ({change:+.1%}, threshold {limits.rows:.1%})")
+    if limits.rows is not None and rows_a != rows_b:
+        change = (rows_b - rows_a) / rows_a if rows_a else math.inf
+        if abs(change) > limits.rows:
+            reasons.append(f"rows {rows_a} -> {rows_b} ({change:+.1%} > {limits.rows:.1%})")
     return DriftReport(
         a=a.pin(),
         b=b.pin(),
