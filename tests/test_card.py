@@ -10,7 +10,6 @@ PNG reader; Pillow is not a dependency) and must show the charts' colours.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import struct
@@ -373,17 +372,11 @@ _TEXT = st.sampled_from(["a", "b", "<b>", "x&y", '"q"', "ü", ""])
 
 @st.composite
 def tables(draw: st.DrawFn, rows: int | None = None) -> pa.Table:
-    n = draw(st.integers(1, 40)) if rows is None else rows
+    n = draw(st.integers(0, 40)) if rows is None else rows
     ints = st.one_of(st.none(), st.integers(-(2**53), 2**53))
     small = st.one_of(st.none(), st.integers(-3, 3))
-    # Not the largest doubles: drift's own quantile edges put a bin "just above the maximum",
-    # which overflows to inf there (InvalidArgument from profile(); reported to its owner).
-    numbers = st.floats(-1e300, 1e300) | st.sampled_from([math.inf, -math.inf, math.nan])
-    floats = st.one_of(st.none(), numbers)
+    floats = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
     f = draw(st.lists(floats, min_size=n, max_size=n))
-    # A float column with no value at all makes drift's profile() raise a TypeError (its
-    # isnan count is NULL); reported to the drift module's owner, left out here until fixed.
-    f[0] = draw(numbers)
     return pa.table(
         {
             "i": pa.array(draw(st.lists(ints, min_size=n, max_size=n)), pa.int64()),
