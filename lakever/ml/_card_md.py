@@ -164,11 +164,12 @@ def _md_drift(data: CardData) -> list[str]:
         f"KS {num(t.ks)}, JS {num(t.js)}, null rate ± {num(t.null_rate)}.",
         "",
     ]
-    out += [f"- {_md(line)}" for line in report.schema_changes]
-    if report.schema_changes:
+    out += [f"- {_md(line)}" for line in [*report.reasons, *report.schema_changes]]
+    if report.reasons or report.schema_changes:
         out.append("")
+    sides = [_md(data.against), _md(data.label)]
     out += _table(
-        ["column", "change", "PSI", "KS", "JS", "Δ null rate", "flagged", "a", "b"],
+        ["column", "change", "PSI", "KS", "JS", "Δ null rate", "flagged", *sides],
         [
             [
                 _md(d.name),

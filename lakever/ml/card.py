@@ -180,7 +180,7 @@ def _profiles(view: SnapshotView, bins: int) -> dict[str, ColumnProfile]:
     """Every column's profile; numeric histograms on ``bins`` equal-width bins from the
     column's minimum to its maximum (what people expect of a histogram; drift's own
     edges are quantiles). Two scans: the first finds the ranges."""
-    first = profile(view, bins=bins)
+    first = profile(view, bins=1)  # 1: no quantiles (a sort per column) just for ranges
     edges = {n: e for n, p in first.items() if (e := even_edges(p, bins)) is not None}
     if not edges:
         return first
