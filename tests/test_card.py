@@ -452,6 +452,20 @@ def test_without_a_previous_tag_the_drift_section_says_so(tmp_path):
     assert drift.find_all("table", "drift") and "chosen with against=" in drift.text()
 
 
+def test_expired_versions_are_marked_and_refused_as_against(tmp_path):
+    uri = str(tmp_path / "d")
+    ds = lv.create_dataset(uri, _batch(10, 1, 0, ["a"]))
+    for i in range(3):
+        ds = ds.append(_batch(10, i + 2, 0, ["a"]))
+    ds.expire(keep_last=2, dry_run=False)
+    rows = _section(parse(lv.card(uri)), "lineage").find_all("tr", "commit")
+    expired = {int(r.attrs["data-version"]) for r in rows if "expired" in r.text()}
+    assert expired == {c.version for c in ds.history() if c.expired} == {0, 1}
+    assert "| 0 | " in (md := lv.card(uri, format="markdown")) and md.count("(expired)") == 2
+    with pytest.raises(lv.VersionExpired):
+        lv.card(uri, against=0)
+
+
 def test_bad_arguments_are_lakever_errors(demo):
     with pytest.raises(lv.VersionNotFound):
         lv.card(demo.uri, "no-such-tag")

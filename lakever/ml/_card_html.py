@@ -352,6 +352,8 @@ def _lineage(d: CardData) -> str:
             f'<span class="badge tag">{esc(t)}</span>'
             for t in d.tags_by_snapshot.get(k.snapshot_id, [])
         )
+        if k.expired:  # listed in the history, its rows no longer readable
+            tags += '<span class="badge">expired</span>'
         rows.append(
             f'<tr class="commit" data-version="{k.version}" data-snapshot="{esc(k.snapshot_id)}">'
             f"{_td(k.version, numeric=True)}{_td(_when(k.timestamp))}{_td(k.author)}"

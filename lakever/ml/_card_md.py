@@ -119,7 +119,7 @@ def markdown(data: CardData) -> str:
                 _when(k.timestamp),
                 _md(k.author),
                 _md(k.operation),
-                _md(k.message),
+                _md(k.message) + (" (expired)" if k.expired else ""),
                 f"+{num(k.rows_added)} / -{num(k.rows_removed)}",
                 _md(", ".join(data.tags_by_snapshot.get(k.snapshot_id, []))),
             ]
