@@ -6,8 +6,11 @@ time is the write, not building the input), are written with one
 ``lv.write_dataset(uri, engine_data)`` (one commit), against a single local
 ``lv.write_dataset(uri, table)`` of the same rows measured in the same run. Then a
 full scan of the written dataset through the engine (``to_ray()`` gathered as Arrow,
-``to_dask().compute()``) against ``to_arrow()``. Each number is the median of
-``--repeat`` runs; the engine's start-up is not timed.
+``to_dask().compute()``) against ``to_arrow()``, and the same read left on the workers
+(``to_ray().materialize()``, ``to_dask().map_partitions(len).compute()``), which tells
+the engine's read from the cost of gathering every row into one process. Each number
+is the median of ``--repeat`` runs; the engine's start-up is not timed; the JSON's
+``meta`` records the load average before and after.
 
 Usage: python benchmarks/engines.py [--rows N] [--workers 1,2,4] [--repeat K]
 Prints a table and writes benchmarks/results/engines.json.
@@ -24,11 +27,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from _harness import make_table, write_json
+from _harness import make_table, run_meta, write_json
 
 import lakever as lv
 
@@ -94,6 +98,12 @@ def scan(engine: str, view: lv.Dataset) -> pa.Table:
     return pa.Table.from_pandas(view.to_dask().compute(), preserve_index=False)
 
 
+def read_on_workers(engine: str, view: lv.Dataset) -> int:
+    if engine == "ray":
+        return int(view.to_ray().materialize().count())
+    return int(sum(view.to_dask().map_partitions(len).compute()))
+
+
 def run(rows: int, workers: list[int], repeat: int, root: Path) -> list[dict[str, Any]]:
     table = make_table(rows)
     counter = iter(range(1_000_000))
@@ -118,6 +128,10 @@ def run(rows: int, workers: list[int], repeat: int, root: Path) -> list[dict[str
                 scan(engine, view)  # warm
                 read = median_time(lambda view=view, engine=engine: scan(engine, view), repeat)
                 assert scan(engine, view).num_rows == rows
+                assert read_on_workers(engine, view) == rows
+                on_workers = median_time(
+                    lambda view=view, engine=engine: read_on_workers(engine, view), repeat
+                )
             out.append(
                 {
                     "engine": engine,
@@ -130,6 +144,8 @@ def run(rows: int, workers: list[int], repeat: int, root: Path) -> list[dict[str
                     "scan_seconds": read,
                     "to_arrow_seconds": to_arrow,
                     "scan_ratio": read / to_arrow,
+                    "read_on_workers_seconds": on_workers,
+                    "read_on_workers_ratio": on_workers / to_arrow,
                 }
             )
             print(_row(out[-1]), flush=True)
@@ -138,7 +154,7 @@ def run(rows: int, workers: list[int], repeat: int, root: Path) -> list[dict[str
 
 _HEADER = (
     f"{'engine':<6} {'workers':>7} {'write s':>9} {'local s':>9} {'ratio':>7} "
-    f"{'scan s':>9} {'to_arrow s':>10} {'ratio':>7}"
+    f"{'scan s':>9} {'to_arrow s':>10} {'ratio':>7} {'workers s':>9} {'ratio':>7}"
 )
 
 
@@ -146,7 +162,8 @@ def _row(r: dict[str, Any]) -> str:
     return (
         f"{r['engine']:<6} {r['workers']:>7} {r['write_seconds']:>9.3f} "
         f"{r['local_write_seconds']:>9.3f} {r['write_ratio']:>7.2f} {r['scan_seconds']:>9.3f} "
-        f"{r['to_arrow_seconds']:>10.3f} {r['scan_ratio']:>7.2f}"
+        f"{r['to_arrow_seconds']:>10.3f} {r['scan_ratio']:>7.2f} "
+        f"{r['read_on_workers_seconds']:>9.3f} {r['read_on_workers_ratio']:>7.2f}"
     )
 
 
@@ -161,6 +178,11 @@ def main() -> None:
     print(f"{args.rows} rows, {os.cpu_count()} CPUs; medians of {args.repeat} runs")
     print(_HEADER, flush=True)
     root = Path(tempfile.mkdtemp(prefix="lakever-engines-"))
+    started, load_before, t0 = (
+        datetime.now(UTC),
+        [round(x, 2) for x in os.getloadavg()],
+        time.time(),
+    )
     try:
         results = run(args.rows, workers, args.repeat, root)
     finally:
@@ -174,6 +196,13 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "machine": platform.machine(),
+            "meta": run_meta(
+                quick=False,
+                started=started,
+                elapsed=time.time() - t0,
+                load_before=load_before,
+                versions={"lakever": lv.__version__, "pyarrow": pa.__version__},
+            ),
             "results": results,
         },
     )

@@ -51,6 +51,7 @@ from lakever.maintenance.verify import Problem, VerifyReport
 from lakever.ml.card import card
 from lakever.ml.drift import ColumnDrift, ColumnProfile, DriftReport, DriftThresholds
 from lakever.ml.drift import drift_between as drift
+from lakever.ml.splits import Subset
 from lakever.partitioning import Transform, day, hour, identity, month, year
 from lakever.reader import ExplainReport, ScanPlan
 from lakever.refs import Tag
@@ -106,6 +107,7 @@ __all__ = [
     "SchemaVersion",
     "StorageError",
     "StorageReport",
+    "Subset",
     "SyncResult",
     "Tag",
     "Transform",

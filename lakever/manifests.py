@@ -502,7 +502,6 @@ def _ref(
 
 
 #: Process-wide LRU of parsed manifests, weighed by fragments.
-#:
 #: Manifests are immutable and verified by content hash, so a parsed copy can be
 #: reused by every later snapshot (and by manifest merges) without re-reading.
 _CACHE: Lru[tuple[str, str], ManifestData] = Lru(4_000_000, weight=len, keep_first=True)
@@ -587,20 +586,22 @@ def parse_manifest_data(data: bytes, rel: str) -> ManifestData:
         CorruptMetadata: the bytes are not a manifest.
     """
     try:
-        file = pq.ParquetFile(pa.BufferReader(data))
+        try:  # one footer parse: version 2 decodes these columns as dictionaries
+            file = pq.ParquetFile(pa.BufferReader(data), read_dictionary=list(_DICTIONARY))
+        except KeyError:  # no such column: version 1, or damage `_check_schema` names
+            file = pq.ParquetFile(pa.BufferReader(data))
         version = (file.schema_arrow.metadata or {}).get(_VERSION_KEY)
-        if version is None:
-            entries = parse_v1(file.read())
+        if version is None:  # version 1 reads its columns plain
+            entries = parse_v1(pq.ParquetFile(pa.BufferReader(data)).read())
             return ManifestData(rel, table=manifest_table(entries), entries=entries)
         if version != str(MANIFEST_VERSION).encode():
+            shown = version.decode(errors="replace")
             raise CorruptMetadata(
-                f"manifest {rel} has manifest version {version.decode(errors='replace')!r}, "
-                f"which this lakever does not read (it reads 1 and {MANIFEST_VERSION}); "
-                "upgrade lakever",
+                f"manifest {rel} has manifest version {shown!r}, which this lakever does not "
+                f"read (it reads 1 and {MANIFEST_VERSION}); upgrade lakever",
                 path=rel,
             )
-        _check_schema(file.schema_arrow)  # before naming columns to decode as dictionaries
-        file = pq.ParquetFile(pa.BufferReader(data), read_dictionary=list(_DICTIONARY))
+        _check_schema(file.schema_arrow)  # raises when a dictionary column was missing
         return ManifestData(rel, file=file)
     except CorruptMetadata:
         raise

@@ -64,12 +64,20 @@ def _data_dirs(plans: Iterable[ScanPlan]) -> set[str]:
     return {p.storage.full_path("data").rstrip("/") + "/" for p in plans if p.storage.is_local}
 
 
-def _view_sql(con: duckdb.DuckDBPyConnection, name: str, plan: ScanPlan) -> None:
-    """Make ``name`` a temporary view of ``con`` over the plan's live rows."""
+def _view_sql(
+    con: duckdb.DuckDBPyConnection, name: str, plan: ScanPlan, where: str | None = None
+) -> None:
+    """Make ``name`` a temporary view of ``con`` over the plan's live rows (those for
+    which ``where``, a SQL condition, holds)."""
     sql = duck_sql(con, plan) if plan.tasks else None
     if sql is None:
-        con.register(name, read_plan(plan))
-        return
+        if where is None:
+            con.register(name, read_plan(plan))
+            return
+        con.register(name + "__rows", read_plan(plan))
+        sql = f"SELECT * FROM {quote_identifier(name + '__rows')}"
+    if where is not None:
+        sql = f"SELECT * FROM ({sql}) WHERE ({where})"
     con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_identifier(name)} AS {sql}")
 
 
@@ -110,6 +118,8 @@ class SqlRunner:
     not_found: Callable[[str], Exception] | None = None
     #: Run on this connection (the caller's) instead of a locked or private one.
     connection: duckdb.DuckDBPyConnection | None = None
+    #: A SQL condition every dataset's rows are filtered by (a split's, `lakever.ml.splits`).
+    row_filter: str | None = None
     _private: duckdb.DuckDBPyConnection | None = None
 
     def run(self, query: str) -> duckdb.DuckDBPyRelation:
@@ -137,7 +147,7 @@ class SqlRunner:
         )
         con = self._connection([p for _, p in views])
         for name, plan in views:
-            _view_sql(con, name, plan)
+            _view_sql(con, name, plan, self.row_filter)
         return run_query(con, text, None)
 
     def _connection(self, plans: list[ScanPlan]) -> duckdb.DuckDBPyConnection:

@@ -297,8 +297,8 @@ class Retained:
         }
 
     @staticmethod
-    def from_json(j: Any, path: str) -> Retained:
-        """A retained pin record; ``path`` names the file in the error."""
+    def from_json(j: Any, path: str, what: str = "retained pin") -> Retained:
+        """A retained pin (or export hold) record; the error names ``what`` and ``path``."""
         try:
             return Retained(
                 snapshot_id=str(j["snapshot_id"]),
@@ -310,10 +310,10 @@ class Retained:
                 author=str(j["author"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise CorruptMetadata(f"retained pin {path} is malformed ({exc!r})", path=path) from exc
+            raise CorruptMetadata(f"{what} {path} is malformed ({exc!r})", path=path) from exc
 
 
-def load_retained(storage: Storage, rel: str) -> Retained | None:
+def load_retained(storage: Storage, rel: str, what: str = "retained pin") -> Retained | None:
     try:
         data = storage.read_bytes(rel)
     except FileNotFoundError:
@@ -322,8 +322,8 @@ def load_retained(storage: Storage, rel: str) -> Retained | None:
     try:
         j = json.loads(data)
     except ValueError as exc:
-        raise CorruptMetadata(f"retained pin {path} is not JSON ({exc})", path=path) from exc
-    return Retained.from_json(j, path)
+        raise CorruptMetadata(f"{what} {path} is not JSON ({exc})", path=path) from exc
+    return Retained.from_json(j, path, what)
 
 
 def list_retained(storage: Storage) -> list[Retained]:
@@ -343,7 +343,7 @@ def list_exported(storage: Storage) -> list[Retained]:
     out = []
     for f in storage.walk(EXPORTS_DIR):
         if f.path.endswith(".json"):
-            r = load_retained(storage, f.path)
+            r = load_retained(storage, f.path, "export hold")
             if r is not None:
                 out.append(r)
     return sorted(out, key=lambda r: (r.created, r.snapshot_id))

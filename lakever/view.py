@@ -9,9 +9,9 @@ of its family, which takes the view's `lakever.snapshot.SnapshotState`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import pyarrow as pa
 
@@ -31,14 +31,19 @@ from lakever.format import Snapshot
 from lakever.log import Line
 from lakever.maintenance.pins import merkle_root
 from lakever.maintenance.verify import VerifyReport, verify_dataset
+from lakever.ml import batches as ml_batches
+from lakever.ml import splits
+from lakever.ml.batches import SHUFFLE_BUFFER
+from lakever.ml.splits import Subset
 from lakever.partitioning import Transform
 from lakever.planner import bind, plan_scan
-from lakever.reader import READAHEAD, ExplainReport, ScanPlan, check_readahead, to_lazy
+from lakever.reader import READAHEAD, ExplainReport, ScanPlan, to_lazy
 from lakever.snapshot import SnapshotState
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
     import dask.dataframe
+    import datasets  # type: ignore[import-untyped]
     import duckdb
     import pandas as pd
     import polars as pl
@@ -224,27 +229,50 @@ class SnapshotView:
         columns: Sequence[str] | None = None,
         filter: str | None = None,
         readahead: int = READAHEAD,
-    ) -> Iterator[pa.RecordBatch]:
-        """Iterate in record batches of exactly ``batch_size`` rows (the last may be shorter),
-        in the same order on every call.
+        shard: tuple[int, int] | None = None,
+        worker: tuple[int, int] | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        shuffle_buffer: int = SHUFFLE_BUFFER,
+        drop_last: bool = False,
+        even: bool = False,
+        format: Literal["arrow", "numpy", "dict"] = "arrow",
+    ) -> Iterator[Any]:
+        """Iterate in batches of exactly ``batch_size`` rows (the last may be shorter).
 
-        Fragments are streamed by the Parquet reader, one file at a time, while a
-        background thread decodes at most ``readahead`` batches ahead of the one you
-        hold. Peak memory is about one row group's column chunks (lakever writes row
-        groups of up to 1Mi rows) plus ``readahead + 2`` batches, whatever the size of
-        the snapshot (docs/index.md, streaming). ``readahead=0`` decodes each batch only
-        when you ask for the next (least memory, no overlap of decoding with your work).
+        With only ``columns``, ``filter`` and ``readahead``: record batches of the snapshot's
+        rows in the same order on every call, streamed by the Parquet reader one file at a
+        time while a background thread decodes at most ``readahead`` batches ahead of the
+        one you hold. Peak memory is about one row group's column chunks plus
+        ``readahead + 2`` batches (docs/index.md, streaming; ``readahead=0``: decode on
+        demand).
+
+        For training (docs/training.md, the contract):
+
+        Args:
+            shard: ``(rank, world_size)``: read only this rank's disjoint part; the parts
+                of all ranks hold every row exactly once.
+            worker: ``(worker_id, num_workers)`` within a rank; default: a PyTorch
+                DataLoader worker's own when torch is imported (never imports torch).
+            shuffle: permute the row groups and each block of ``shuffle_buffer`` rows,
+                reproducibly from ``seed`` and ``epoch`` (and the shard).
+            drop_last: drop the part's final short batch.
+            even: every part yields the same number of rows (the fewest any part has;
+                the others' last rows are left out), so DDP ranks never wait.
+            format: ``"arrow"`` (RecordBatch), ``"numpy"`` (dict of column -> ndarray)
+                or ``"dict"`` (dict of column -> list).
 
         Raises:
-            InvalidArgument: ``batch_size`` is not a positive int, or ``readahead`` is
-                not a non-negative int.
+            InvalidArgument: a bad argument, named with its value.
             CorruptData: a fragment is missing or damaged (checked before any batch).
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise InvalidArgument(f"batch_size must be a positive int, got {batch_size!r}")
-        check_readahead(readahead)
-        plan = self.plan(filter=filter, columns=columns)
-        return plan.to_batches(batch_size, readahead=readahead)
+        opts = ml_batches.options(
+            batch_size, readahead=readahead, shard=shard, worker=worker, shuffle=shuffle,
+            seed=seed, epoch=epoch, shuffle_buffer=shuffle_buffer, drop_last=drop_last,
+            even=even, format=format,
+        )  # fmt: skip
+        return ml_batches.iter_batches(self.plan(filter=filter, columns=columns), opts)
 
     def to_polars(
         self, columns: Sequence[str] | None = None, *, filter: str | None = None
@@ -299,6 +327,16 @@ class SnapshotView:
 
         return dask.read(self._engine_plan(filter, columns, max_rows_per_task))
 
+    def to_huggingface(
+        self, columns: Sequence[str] | None = None, *, filter: str | None = None
+    ) -> datasets.Dataset:
+        """The rows (``columns`` and ``filter`` as in `to_arrow`) as a Hugging Face
+        ``datasets.Dataset`` over the Arrow table read, not copied; its
+        ``info.description`` records the pin (docs/training.md, Hugging Face)."""
+        from lakever.interop import huggingface
+
+        return huggingface.to_dataset(self.plan(filter=filter, columns=columns), self.pin())
+
     def _engine_plan(
         self, filter: str | None, columns: Sequence[str] | None, max_rows: int | None
     ) -> ScanPlan:
@@ -328,6 +366,25 @@ class SnapshotView:
         if not isinstance(filter, str) or not filter.strip():
             raise InvalidArgument(f"filter must be a non-empty SQL expression, got {filter!r}")
         return self.plan(filter=filter).explain()
+
+    def split(
+        self,
+        fractions: Mapping[str, float],
+        *,
+        key: str | Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> dict[str, Subset]:
+        """Split the rows by a hash of their ``key`` (default: the primary key), e.g.
+        ``ds.split({"train": .8, "val": .1, "test": .1}, key="id", seed=7)``: a row keeps
+        its split across versions, branches and engines (docs/splits.md)."""
+        return splits.make_splits(self, fractions, key=key, seed=seed)
+
+    def sample(
+        self, frac: float, *, key: str | Sequence[str] | None = None, seed: int = 0
+    ) -> Subset:
+        """A stable sample of about ``frac`` of the rows, by a hash of their ``key``; with
+        one seed a smaller ``frac`` gives a subset of a larger one (docs/splits.md)."""
+        return splits.make_sample(self, frac, key=key, seed=seed)
 
     def sql(
         self,

@@ -34,6 +34,6 @@ def test_readme_starts_with_the_two_commands():
 def test_docs_link_targets_exist():
     import re
 
-    for md in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for md in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         for target in re.findall(r"\]\(([^)#:]+\.md)\)", md.read_text()):
             assert (md.parent / target).exists(), f"{md.name} links to missing {target}"

@@ -93,3 +93,15 @@ def test_a_version_an_export_holds_stays_readable_when_an_expiry_raced_past_it(t
     rel = export_path(export_id("delta", "/t"), snap.snapshot_id)
     s.storage.publish(rel, canonical_json(record))
     assert lv.open_dataset(ds.uri, version=2).to_arrow()["id"].to_pylist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("content", "says"), [(b"{not json", "not JSON"), (b"{}", "malformed")])
+def test_a_damaged_export_hold_is_named_as_one(tmp_path: Path, content: bytes, says: str) -> None:
+    ds = _lake(tmp_path)
+    s = ds._state
+    export = export_id("iceberg", "/elsewhere")
+    refs.hold_for_export(s.storage, s.snap, export=export, reason="x", author="me")
+    (tmp_path / "t" / export_path(export, s.snap.snapshot_id)).write_bytes(content)
+    with pytest.raises(lv.CorruptMetadata, match=f"export hold .* {says}") as info:
+        list_exported(s.storage)
+    assert export in str(info.value.path)

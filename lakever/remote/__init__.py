@@ -153,10 +153,11 @@ def clone(
 ) -> SyncResult:
     """Copy a dataset: every branch and tag, or only ``ref``'s history, into a new ``local``.
 
+    Besides the errors below, it raises what `pull` raises.
+
     Raises:
         DatasetExists: ``local`` already holds a dataset.
         RefNotFound: ``ref`` is not a branch or tag of ``remote``.
-        (and what `pull` raises)
     """
     src = open_storage(remote, remote_options)
     dst = open_storage(local, storage_options)
