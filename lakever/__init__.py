@@ -49,6 +49,7 @@ from lakever.maintenance.expire import ExpiredVersions, ExpireReport
 from lakever.maintenance.usage import StorageReport
 from lakever.maintenance.vacuum import Usage, VacuumFile, VacuumReport
 from lakever.maintenance.verify import Problem, VerifyReport
+from lakever.ml.card import card
 from lakever.ml.drift import ColumnDrift, ColumnProfile, DriftReport, DriftThresholds
 from lakever.ml.drift import drift_between as drift
 from lakever.ml.splits import Subset
@@ -119,6 +120,7 @@ __all__ = [
     "VerifyReport",
     "VersionExpired",
     "VersionNotFound",
+    "card",
     "clone",
     "connect",
     "create_dataset",

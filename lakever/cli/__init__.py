@@ -16,7 +16,7 @@ import traceback
 import typer
 
 import lakever
-from lakever.cli import data, drift, export, maintenance, refs, remote, rows, schema, sql
+from lakever.cli import card, data, drift, export, maintenance, refs, remote, rows, schema, sql
 
 app = typer.Typer(
     name="lakever",
@@ -34,6 +34,7 @@ remote.register(app)
 maintenance.register(app)
 export.register(app)
 drift.register(app)
+card.register(app)
 
 _debug = False
 
