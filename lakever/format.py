@@ -121,10 +121,15 @@ def newest_number(exists: Callable[[int], bool], start: int) -> int:
     return lo
 
 
+#: One encoder for every `canonical_json` call: ``json.dumps`` with options other than
+#: the defaults builds a new encoder per call, a third of the cost of encoding a key.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(obj: Any) -> bytes:
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    return _CANONICAL.encode(obj).encode()
 
 
 def sha256_hex(data: bytes | memoryview) -> str:

@@ -287,6 +287,23 @@ def _mostly_distinct(col: pa.ChunkedArray[Any], half: int) -> bool:
         return False
 
 
+#: Rows of at most this many bytes in memory are encoded to a buffer, then written.
+_BUFFERED_MAX = 1 << 20
+
+
+def _encode(table: pa.Table, out: pa.NativeFile) -> pq.FileMetaData:
+    """Write ``table`` as one Parquet file to ``out``; the file's footer metadata."""
+    with pq.ParquetWriter(
+        out,
+        table.schema,
+        write_page_index=True,
+        use_dictionary=dictionary_columns(table),  # type: ignore[arg-type]  # bool | list
+    ) as writer:
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    metadata: pq.FileMetaData = writer.writer.metadata
+    return metadata
+
+
 def _write_one(
     storage: Storage,
     table: pa.Table,
@@ -295,26 +312,30 @@ def _write_one(
     partition: Sequence[dict[str, Any]] | None = None,
 ) -> FragmentEntry:
     rel = new_name(f"{DATA_DIR}/{subdir}" if subdir else DATA_DIR)
-    written: list[tuple[_Hashing, pq.FileMetaData]] = []
+    if table.nbytes <= _BUFFERED_MAX:
+        # Small rows: encode in memory and hand storage one buffer (one write, its fsync
+        # in the background until the commit's flush) instead of streaming each of the
+        # writer's small chunks through Python. The bytes are the same.
+        buffer = pa.BufferOutputStream()
+        meta = _encode(table, buffer)
+        data = memoryview(buffer.getvalue())
+        storage.write_new(rel, data)
+        size, digest = data.nbytes, hashlib.sha256(data).hexdigest()
+    else:
+        written: list[tuple[_Hashing, pq.FileMetaData]] = []
 
-    def produce(sink: ByteSink) -> None:
-        out = _Hashing(sink)
-        with pq.ParquetWriter(
-            pa.PythonFile(out, mode="w"),
-            table.schema,
-            write_page_index=True,
-            use_dictionary=dictionary_columns(table),  # type: ignore[arg-type]  # bool | list
-        ) as writer:
-            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-        written.append((out, writer.writer.metadata))
+        def produce(sink: ByteSink) -> None:
+            out = _Hashing(sink)
+            written.append((out, _encode(table, pa.PythonFile(out, mode="w"))))
 
-    storage.write_new_stream(rel, produce)
-    ((out, meta),) = written
+        storage.write_new_stream(rel, produce)
+        ((out, meta),) = written
+        size, digest = out.size, out.hexdigest()
     return FragmentEntry(
         path=rel,
         num_rows=table.num_rows,
-        size_bytes=out.size,
-        content_hash=f"sha256:{out.hexdigest()}",
+        size_bytes=size,
+        content_hash=f"sha256:{digest}",
         stats=_stats_for(table, meta),
         schema_id=schema_id,
         partition=None if partition is None else tuple(partition),

@@ -1,0 +1,192 @@
+"""The shortcuts that make a small commit cheaper store exactly what the long way does.
+
+Each test compares a fast path with the plain computation it replaces, on random
+inputs: a small fragment encoded in memory and written in one piece against the
+streamed write, the shared JSON encoder against ``json.dumps``, and the name check
+that skips an unchanged schema against the full check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lakever as lv
+from lakever import fragments
+from lakever.format import canonical_json
+from lakever.schema import assign_field_ids, check_names, name_problems
+from lakever.storage import open_storage
+from tests._data import events
+
+_SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+# ----------------------------------------------------------------- small fragments
+
+_values = st.one_of(st.none(), st.integers(-(2**40), 2**40))
+_floats = st.one_of(st.none(), st.floats(allow_nan=True, width=64))
+_texts = st.one_of(st.none(), st.text(max_size=12))
+
+
+@st.composite
+def _tables(draw: st.DrawFn) -> pa.Table:
+    n = draw(st.integers(1, 40))
+    table = pa.table(
+        {
+            "id": pa.array(draw(st.lists(_values, min_size=n, max_size=n)), pa.int64()),
+            "x": pa.array(draw(st.lists(_floats, min_size=n, max_size=n)), pa.float64()),
+            "s": pa.array(draw(st.lists(_texts, min_size=n, max_size=n)), pa.string()),
+        }
+    )
+    schema, _ = assign_field_ids(table.schema)  # statistics are keyed by field id
+    return table.cast(schema)
+
+
+def _fragment_bytes(tmp: str, table: pa.Table, *, buffered: bool) -> tuple[Any, bytes]:
+    """Write ``table`` as one fragment through the small (buffered) or streamed path."""
+    store = open_storage(tmp)
+    saved = fragments._BUFFERED_MAX
+    fragments._BUFFERED_MAX = (1 << 40) if buffered else -1
+    try:
+        (entry,) = fragments.write_fragments(store, [table], schema_id="s" * 32)
+    finally:
+        fragments._BUFFERED_MAX = saved
+    store.flush()
+    with open(os.path.join(tmp, entry.path), "rb") as f:
+        return entry, f.read()
+
+
+def _rows(table: pa.Table) -> list[list[Any]]:
+    """The values column by column, NaN made comparable."""
+    return [[repr(v) for v in c.to_pylist()] for c in table.columns]
+
+
+@_SETTINGS
+@given(table=_tables())
+def test_a_small_fragment_is_the_streamed_fragment_byte_for_byte(tmp_path_factory, table):
+    fast, fast_bytes = _fragment_bytes(str(tmp_path_factory.mktemp("a")), table, buffered=True)
+    slow, slow_bytes = _fragment_bytes(str(tmp_path_factory.mktemp("b")), table, buffered=False)
+    assert fast_bytes == slow_bytes
+    for entry, data in ((fast, fast_bytes), (slow, slow_bytes)):
+        assert entry.size_bytes == len(data)
+        assert entry.content_hash == "sha256:" + hashlib.sha256(data).hexdigest()
+        assert _rows(pq.read_table(pa.BufferReader(data))) == _rows(table)
+    assert fast.stats == slow.stats
+    assert sorted(fast.stats) == [1, 2, 3]
+    nulls = {fid: s["nulls"] for fid, s in fast.stats.items()}
+    assert nulls == {i + 1: c.null_count for i, c in enumerate(table.columns)}
+    assert fast.num_rows == slow.num_rows == table.num_rows
+
+
+def test_a_large_fragment_is_still_streamed(tmp_path, monkeypatch):
+    """Rows above the threshold never build the whole file in memory."""
+    buffered: list[int] = []
+    real = pa.BufferOutputStream
+
+    def spy() -> pa.BufferOutputStream:
+        buffered.append(1)
+        return real()
+
+    monkeypatch.setattr(fragments.pa, "BufferOutputStream", spy)
+    monkeypatch.setattr(fragments, "_BUFFERED_MAX", 1000)
+    store = open_storage(str(tmp_path))
+    (big,) = fragments.write_fragments(store, [events(0, 500)], schema_id="s" * 32)
+    assert buffered == []
+    (small,) = fragments.write_fragments(store, [events(0, 5)], schema_id="s" * 32)
+    assert buffered == [1]
+    store.flush()
+    for entry in (big, small):
+        data = (tmp_path / entry.path).read_bytes()
+        assert entry.content_hash == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_a_run_of_small_appends_reads_back_and_verifies(tmp_path):
+    ds = lv.create_dataset(str(tmp_path / "ds"), events(0, 10))
+    for i in range(1, 30):
+        ds = ds.append(events(10 * i, 10))
+    again = lv.open_dataset(str(tmp_path / "ds"))
+    assert again.version == 29
+    got = again.to_arrow().sort_by("id")
+    assert got.column("id").to_pylist() == list(range(300))
+    report = again.verify()  # every fragment's bytes match the recorded hash
+    assert report.problems == () and report.snapshots == 30
+
+
+# ----------------------------------------------------------------- canonical JSON
+
+_json = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=8),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json)
+def test_canonical_json_is_json_dumps_with_the_canonical_options(value):
+    expected = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+    assert canonical_json(value) == expected
+
+
+def test_canonical_json_still_refuses_nan():
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        canonical_json({"x": float("nan")})
+
+
+# ----------------------------------------------------------------- name checks
+
+_names = st.one_of(
+    st.sampled_from(["a", "A", "b", "", "x\n", "__lakever_x", "id", "ID"]), st.text(max_size=4)
+)
+
+
+@st.composite
+def _schemas(draw: st.DrawFn) -> pa.Schema:
+    names = draw(st.lists(_names, min_size=1, max_size=4))
+    fields = []
+    for name in names:
+        if draw(st.booleans()):
+            inner = draw(st.lists(_names, min_size=0, max_size=3))
+            t: pa.DataType = pa.struct([pa.field(n, pa.int64()) for n in inner])
+        else:
+            t = draw(st.sampled_from([pa.int64(), pa.string(), pa.float64()]))
+        fields.append(pa.field(name, t))
+    return pa.schema(fields)
+
+
+def _refused(schema: pa.Schema, before: pa.Schema | None) -> bool:
+    try:
+        check_names(schema, before=before, what="test")
+    except lv.InvalidArgument:
+        return True
+    return False
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=_schemas(), after=_schemas())
+def test_the_name_check_refuses_exactly_the_new_problems(before, after):
+    # The plain rule: refuse iff the new schema has a problem the old one had not.
+    new = set(name_problems(after)) - set(name_problems(before))
+    assert _refused(after, before) == bool(new)
+    assert _refused(before, before) is False
+    assert _refused(after, None) == bool(name_problems(after))
