@@ -120,3 +120,22 @@ def fragment_reads(monkeypatch) -> list[str]:
     seen: list[str] = []
     monkeypatch.setattr(integrity, "_note", lambda refs: seen.extend(r.path for r in refs))
     return seen
+
+
+@pytest.fixture(autouse=True)
+def _forget_memory_objects() -> Iterator[None]:
+    """Drop the ``memory://`` objects a test created when it ends.
+
+    fsspec's memory filesystem is one dict per process, and listing a prefix scans all of
+    it: without this, every ``memory://`` listing gets slower as a worker runs more tests
+    (an expiry/vacuum fault test went from ~1 min to over 10 late in a full run). Objects
+    made by wider-scoped fixtures exist before this runs and are kept.
+    """
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    store, dirs = MemoryFileSystem.store, MemoryFileSystem.pseudo_dirs
+    before, before_dirs = set(store), set(dirs)
+    yield
+    for key in set(store) - before:
+        store.pop(key, None)
+    dirs[:] = [d for d in dirs if d in before_dirs]
