@@ -7,6 +7,7 @@ Each test here failed before the fix it names; the oracle is always a plain engi
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,3 +47,24 @@ def test_a_split_is_sharded_and_shuffled_like_a_snapshot(
         for r in range(world)
     ]
     assert len(set(even)) == 1
+
+
+# ----------------------------------------------------------------- drift's DuckDB is closed
+
+
+def test_drift_runs_on_a_locked_database_that_reads_only_the_datasets_files(tmp_path):
+    import duckdb
+
+    from lakever.ml._profile import session
+
+    outside = tmp_path / "secret.csv"
+    outside.write_text("k\nsecret\n")
+    ds = lv.create_dataset(str(tmp_path / "lake" / "ds"), pa.table({"x": [1, 2, 3]}))
+    with session(ds, ds) as (con, names):
+        assert con.execute(f"SELECT count(*) FROM {names[1]}").fetchall() == [(3,)]
+        with pytest.raises(duckdb.Error, match=r"(?i)permission|disabled|access"):
+            con.sql(f"SELECT * FROM read_csv('{outside}')").fetchall()
+        with pytest.raises(duckdb.Error):
+            con.execute("SET enable_external_access = true")
+    report = lv.drift(str(tmp_path / "lake" / "ds"), 0, 0)
+    assert report.rows_a == report.rows_b == 3 and not report.flagged

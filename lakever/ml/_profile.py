@@ -151,17 +151,23 @@ def _check_int(name: str, value: Any, low: int) -> int:
 
 @contextmanager
 def session(*views: SnapshotView) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[str]]]:
-    """A private DuckDB connection on which ``__drift_<i>`` is each view's live rows."""
+    """A private DuckDB cursor on which ``__drift_<i>`` is each view's live rows.
+
+    The cursor is on a locked database (`lakever.sql.connect_locked`, as for caller
+    SQL): it can read the views' data directories and nothing else, whatever a
+    manifest says.
+    """
     import duckdb
 
-    from lakever.sql import connect
+    from lakever.query import data_dirs, locked_cursor
 
-    con = connect()
+    plans = [view.plan() for view in views]
+    con = locked_cursor(data_dirs(plans))
     try:
         names = []
         for i, view in enumerate(views):
             names.append(f"__drift_{i}")
-            view.to_duckdb(con).create_view(names[-1])
+            con.register(names[-1], view.to_duckdb(con))
         yield con, names
     except duckdb.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
