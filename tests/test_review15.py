@@ -68,3 +68,36 @@ def test_drift_runs_on_a_locked_database_that_reads_only_the_datasets_files(tmp_
             con.execute("SET enable_external_access = true")
     report = lv.drift(str(tmp_path / "lake" / "ds"), 0, 0)
     assert report.rows_a == report.rows_b == 3 and not report.flagged
+
+
+# ----------------------------------------------------------------- a run's split record is checked
+
+_GOOD = {"name": "train", "key": ["id"], "seed": 3, "lo": "0", "hi": str(1 << 63)}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lo": "-5"},  # below the bucket range
+        {"hi": str((1 << 64) + 1)},  # above it
+        {"lo": str(1 << 63), "hi": "5"},  # lo > hi
+        {"key": "id"},  # a string, not a list (was read as the columns 'i', 'd')
+        {"key": []},
+        {"seed": 1.7},  # was truncated to 1: other rows
+        {"seed": True},
+        {"lo": 0},  # bounds are logged as decimal strings
+        {"name": None},
+    ],
+)
+def test_a_crafted_split_record_is_refused_not_reopened(tmp_path, change):
+    pytest.importorskip("mlflow")
+    from lakever.interop._mlflow_dataset import LakeverDatasetSource, split_of
+
+    ds = lv.create_dataset(str(tmp_path / "ds"), pa.table({"id": list(range(50))}))
+    good = LakeverDatasetSource.from_dict({"pin": ds.pin(), "split": _GOOD}).load()
+    assert isinstance(good, lv.Subset) and split_of(good) == _GOOD
+    expected = ds.split({"train": 0.5, "test": 0.5}, key="id", seed=3)["train"]
+    assert good.to_arrow() == expected.to_arrow()
+    source = LakeverDatasetSource.from_dict({"pin": ds.pin(), "split": {**_GOOD, **change}})
+    with pytest.raises(lv.InvalidArgument, match="malformed lakever split record"):
+        source.load()
