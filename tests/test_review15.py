@@ -101,3 +101,31 @@ def test_a_crafted_split_record_is_refused_not_reopened(tmp_path, change):
     source = LakeverDatasetSource.from_dict({"pin": ds.pin(), "split": {**_GOOD, **change}})
     with pytest.raises(lv.InvalidArgument, match="malformed lakever split record"):
         source.load()
+
+
+# ----------------------------------------------------------------- drift on far timestamps
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC"])
+def test_drift_and_card_read_timestamps_outside_the_nanosecond_range(tmp_path, unit, tz):
+    import datetime as dt
+
+    far = unit != "ns"  # ns timestamps cannot hold years 1 or 9999
+    years = [1, 1500, 2020, 3000, 9999] if far else [1700, 2020, 2200]
+    values = [dt.datetime(y, 3, 4, 5, 6, 7) for y in years] + [None]
+    table = pa.table({"ts": pa.array(values, pa.timestamp(unit, tz))})
+    uri = str(tmp_path / "ds")
+    ds = lv.create_dataset(uri, table)
+    ds = ds.append(table.slice(0, 2))
+    report = lv.drift(uri, 0, 1)
+    col = report.column("ts")
+    # Oracle: pyarrow's own epoch seconds of the unpruned rows.
+    seconds = [v for v in ds.to_arrow()["ts"].cast(pa.int64()).to_pylist() if v is not None]
+    per = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    assert col.b is not None
+    assert col.b.min == pytest.approx(min(seconds) / per)
+    assert col.b.max == pytest.approx(max(seconds) / per)
+    assert col.b.nulls == 1 and col.b.rows == len(values) + 2
+    assert sum(col.b.counts or []) == len(seconds)
+    assert "ts" in lv.card(uri, 1, format="markdown")
