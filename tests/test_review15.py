@@ -129,3 +129,28 @@ def test_drift_and_card_read_timestamps_outside_the_nanosecond_range(tmp_path, u
     assert col.b.nulls == 1 and col.b.rows == len(values) + 2
     assert sum(col.b.counts or []) == len(seconds)
     assert "ts" in lv.card(uri, 1, format="markdown")
+
+
+# ----------------------------------------------------------------- the card takes pins like drift
+
+
+def test_card_ref_and_against_accept_a_pin_like_drift(tmp_path):
+    uri = str(tmp_path / "ds")
+    ds = lv.create_dataset(uri, pa.table({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]}))
+    trained = ds.pin()  # what an MLflow run logged
+    ds = ds.append(pa.table({"x": [50.0, 60.0], "c": ["z", "z"]}))
+    by_version = lv.card(uri, "main", against=0, format="markdown")
+    by_pin = lv.card(uri, "main", against=trained, format="markdown")
+
+    # The same per-column drift rows (the "against" label is the ref as given).
+    def rows(card: str) -> list[str]:
+        return [line for line in card.splitlines() if line.startswith(("| x | same", "| c | same"))]
+
+    assert len(rows(by_pin)) == 2 and "drift flagged" in by_pin
+    assert rows(by_pin) == rows(by_version)
+    old = lv.open_dataset(trained).snapshot_id
+    assert f"version 0 of branch main, snapshot `{old}`" in lv.card(uri, trained, format="markdown")
+    assert "psi" in lv.drift(uri, trained, "main").to_dict()["columns"][0]
+    other = lv.create_dataset(str(tmp_path / "other"), pa.table({"x": [1.0]}))
+    with pytest.raises(lv.VersionNotFound):
+        lv.card(uri, "main", against=other.pin())
