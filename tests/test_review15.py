@@ -154,3 +154,25 @@ def test_card_ref_and_against_accept_a_pin_like_drift(tmp_path):
     other = lv.create_dataset(str(tmp_path / "other"), pa.table({"x": [1.0]}))
     with pytest.raises(lv.VersionNotFound):
         lv.card(uri, "main", against=other.pin())
+
+
+# ----------------------------------------------------------------- drift on wide decimals
+
+
+def test_drift_and_card_profile_decimals_wider_than_duckdb(tmp_path):
+    from decimal import Decimal
+
+    values = [Decimal("1.500"), None, Decimal("12345678901234567890123456789012345678901.25")]
+    table = pa.table({"d": pa.array(values, pa.decimal256(50, 3)), "k": ["a", "b", None]})
+    uri = str(tmp_path / "ds")
+    ds = lv.create_dataset(uri, table)
+    ds = ds.append(pa.table({"d": pa.array([Decimal("-7")], pa.decimal256(50, 3)), "k": ["a"]}))
+    col = lv.drift(uri, 0, 1).column("d")
+    # Oracle: the unpruned rows, through Python's decimals.
+    live = [float(v) for v in ds.to_arrow()["d"].to_pylist() if v is not None]
+    assert col.b is not None and col.b.kind == "numeric"
+    assert (col.b.min, col.b.max) == (min(live), max(live))
+    assert col.b.mean == pytest.approx(sum(live) / len(live))
+    assert col.b.nulls == 1 and sum(col.b.counts or []) == len(live)
+    assert lv.drift(uri, 0, 1).column("k").js is not None
+    assert "decimal256(50, 3)" in lv.card(uri, format="markdown")

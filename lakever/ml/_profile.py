@@ -149,6 +149,10 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return value
 
 
+def _wide_decimal(t: pa.DataType) -> bool:
+    return bool(pa.types.is_decimal(t) and t.precision > 38)
+
+
 @contextmanager
 def session(*views: SnapshotView) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[str]]]:
     """A private DuckDB cursor on which ``__drift_<i>`` is each view's live rows.
@@ -167,7 +171,18 @@ def session(*views: SnapshotView) -> Iterator[tuple[duckdb.DuckDBPyConnection, l
         names = []
         for i, view in enumerate(views):
             names.append(f"__drift_{i}")
-            con.register(names[-1], view.to_duckdb(con))
+            wide = [f.name for f in view.schema if _wide_decimal(f.type)]
+            if wide:
+                # DuckDB holds no decimal of more than 38 digits: such a snapshot is read
+                # through Arrow anyway (`SnapshotView.to_duckdb`), so read it here with
+                # those columns as their exact text, which DuckDB casts to DOUBLE.
+                table = view.to_arrow()
+                for n in wide:
+                    j = table.schema.get_field_index(n)
+                    table = table.set_column(j, n, table.column(n).cast(pa.string()))
+                con.register(names[-1], table)
+            else:
+                con.register(names[-1], view.to_duckdb(con))
         yield con, names
     except duckdb.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
