@@ -60,7 +60,7 @@ def locked_cursor(directories: Iterable[str]) -> duckdb.DuckDBPyConnection:
         return con.cursor()
 
 
-def _data_dirs(plans: Iterable[ScanPlan]) -> set[str]:
+def data_dirs(plans: Iterable[ScanPlan]) -> set[str]:
     return {p.storage.full_path("data").rstrip("/") + "/" for p in plans if p.storage.is_local}
 
 
@@ -83,7 +83,7 @@ def _view_sql(
 
 def snapshot_relation(plan: ScanPlan) -> duckdb.DuckDBPyRelation:
     """The plan's live rows as a relation on a fresh cursor of a locked database."""
-    con = locked_cursor(_data_dirs([plan]))
+    con = locked_cursor(data_dirs([plan]))
     name = "__lakever_" + hashlib.sha256(plan.snapshot_id.encode()).hexdigest()[:16]
     _view_sql(con, name, plan)
     return con.table(name)
@@ -154,7 +154,7 @@ class SqlRunner:
         if self.connection is not None:
             return self.connection
         if not self.trusted:
-            return locked_cursor(_data_dirs(plans))
+            return locked_cursor(data_dirs(plans))
         if self._private is None:
             self._private = connect()
         return self._private.cursor()

@@ -21,7 +21,7 @@ class CardFormat(StrEnum):
 def card(
     path: str = PATH_ARG,
     ref: str | None = typer.Argument(
-        None, help="Snapshot to describe: version, time, tag, branch or id (default: head)."
+        None, help="Snapshot to describe: version, time, tag, branch, id or pin (default: head)."
     ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the card to this file (default: standard output)."

@@ -152,15 +152,35 @@ def split_of(subset: Subset) -> dict[str, Any]:
 
 def subset_of(view: Dataset, split: dict[str, Any]) -> Subset:
     """The split ``split`` (from `split_of`) of the snapshot ``view`` shows."""
-    from lakever.ml.splits import Subset, bucket_sql
+    from lakever.ml.splits import BUCKETS, Subset, bucket_sql
 
-    try:
-        key = tuple(str(k) for k in split["key"])
-        seed, lo, hi = int(split["seed"]), int(split["lo"]), int(split["hi"])
-        name = str(split["name"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidArgument(f"malformed lakever split record {split!r}: {exc}") from exc
-    return Subset(view, name, key, seed, lo, hi, bucket_sql(view.schema, key, seed))
+    # A run record is outside lakever's control: take exactly what `split_of` writes,
+    # so a crafted or damaged record is refused instead of reopening other rows.
+    key, seed, name = split.get("key"), split.get("seed"), split.get("name")
+    lo, hi = (_bound(split.get(b)) for b in ("lo", "hi"))
+    if (
+        not isinstance(key, list)
+        or not key
+        or not all(isinstance(k, str) for k in key)
+        or not isinstance(seed, int)
+        or isinstance(seed, bool)
+        or not isinstance(name, str)
+        or lo is None
+        or hi is None
+        or not lo <= hi <= BUCKETS
+    ):
+        raise InvalidArgument(
+            f"malformed lakever split record {split!r}: expected name (text), key (a list of "
+            "column names), seed (an int) and lo <= hi (decimal strings in [0, 2**64]) as "
+            "lakever logs them; the run's record was not written by lakever or was altered"
+        )
+    return Subset(view, name, tuple(key), seed, lo, hi, bucket_sql(view.schema, key, seed))
+
+
+def _bound(text: Any) -> int | None:
+    """A split bound as `split_of` writes it (decimal digits, at most 20), else None."""
+    ok = isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 20
+    return int(text) if ok else None
 
 
 class LakeverDataset(MlflowDataset):

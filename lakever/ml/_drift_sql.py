@@ -53,8 +53,12 @@ class Column:
         # Exact integers divided once: epoch() truncates nanoseconds and rounds negative
         # instants differently from that division.
         if pa.types.is_timestamp(self.type):
-            unit = "ns" if self.type.unit == "ns" else "us"
-            return f"(CAST(epoch_{unit}({q}) AS DOUBLE) / {'1e9' if unit == 'ns' else '1e6'})"
+            if self.type.unit == "ns":
+                return f"(CAST(epoch_ns({q}) AS DOUBLE) / 1e9)"
+            # DuckDB's implicit cast of a naive TIMESTAMP_S/_MS fails outside the
+            # nanosecond range (years 1677-2262); the explicit one does not.
+            us = q if self.type.tz is not None else f"CAST({q} AS TIMESTAMP)"
+            return f"(CAST(epoch_us({us}) AS DOUBLE) / 1e6)"
         if pa.types.is_date(self.type):
             return f"(CAST({q} - DATE '1970-01-01' AS DOUBLE) * 86400)"
         return f"CAST({q} AS DOUBLE)"

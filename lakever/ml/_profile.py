@@ -149,19 +149,40 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return value
 
 
+def _wide_decimal(t: pa.DataType) -> bool:
+    return bool(pa.types.is_decimal(t) and t.precision > 38)
+
+
 @contextmanager
 def session(*views: SnapshotView) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[str]]]:
-    """A private DuckDB connection on which ``__drift_<i>`` is each view's live rows."""
+    """A private DuckDB cursor on which ``__drift_<i>`` is each view's live rows.
+
+    The cursor is on a locked database (`lakever.sql.connect_locked`, as for caller
+    SQL): it can read the views' data directories and nothing else, whatever a
+    manifest says.
+    """
     import duckdb
 
-    from lakever.sql import connect
+    from lakever.query import data_dirs, locked_cursor
 
-    con = connect()
+    plans = [view.plan() for view in views]
+    con = locked_cursor(data_dirs(plans))
     try:
         names = []
         for i, view in enumerate(views):
             names.append(f"__drift_{i}")
-            view.to_duckdb(con).create_view(names[-1])
+            wide = [f.name for f in view.schema if _wide_decimal(f.type)]
+            if wide:
+                # DuckDB holds no decimal of more than 38 digits: such a snapshot is read
+                # through Arrow anyway (`SnapshotView.to_duckdb`), so read it here with
+                # those columns as their exact text, which DuckDB casts to DOUBLE.
+                table = view.to_arrow()
+                for n in wide:
+                    j = table.schema.get_field_index(n)
+                    table = table.set_column(j, n, table.column(n).cast(pa.string()))
+                con.register(names[-1], table)
+            else:
+                con.register(names[-1], view.to_duckdb(con))
         yield con, names
     except duckdb.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from lakever._resolve import locate
+from lakever._resolve import PIN_PREFIX, locate, locate_pin
 from lakever.api import open_dataset
 from lakever.dataset import Dataset
 from lakever.errors import InvalidArgument
@@ -51,8 +51,8 @@ def card(
     Args:
         source: a dataset URI, a pin, or an open `Dataset`.
         ref: the snapshot to describe: an int version (on ``branch``), an aware datetime, a
-            tag, branch or snapshot id (default: the head of ``branch``, or the Dataset
-            given as ``source``).
+            tag, branch, snapshot id or pin of this dataset (default: the head of
+            ``branch``, or the Dataset given as ``source``).
         format: ``"html"`` (inline CSS and SVG charts; nothing fetched, no script) or
             ``"markdown"`` (tables, numbers and sparklines).
         against: the snapshot to measure drift against, a ref like ``ref`` (default: the
@@ -100,11 +100,19 @@ def _open(
         return _at(source, ref, branch)
     if not isinstance(source, str):
         raise InvalidArgument(f"source must be a dataset URI or a Dataset, got {source!r}")
+    if isinstance(ref, str) and ref.startswith(PIN_PREFIX):
+        return _at(open_dataset(source, storage_options=storage_options), ref, branch)
     return open_dataset(source, version=ref, branch=branch, storage_options=storage_options)
 
 
 def _at(view: SnapshotView, ref: RefLike | None, branch: str | None = None) -> SnapshotView:
-    """``ref`` on ``view``'s dataset; an int or datetime is on ``branch`` (default: the view's)."""
+    """``ref`` on ``view``'s dataset; an int or datetime is on ``branch`` (default: the
+    view's); a pin names its snapshot, looked up (and verified by id) in this dataset."""
+    if isinstance(ref, str) and ref.startswith(PIN_PREFIX):
+        if branch is not None:
+            raise InvalidArgument("a pin names one snapshot already; do not also pass branch=")
+        storage = view._storage
+        return Dataset._at(storage, locate_pin(ref, lambda _uri: storage)[1])
     if isinstance(ref, str):
         branch = None
     elif branch is None:

@@ -20,11 +20,13 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pyarrow as pa
 
 from lakever.errors import InvalidArgument
+from lakever.ml.batches import SHUFFLE_BUFFER
+from lakever.reader import READAHEAD
 from lakever.sql import quote_identifier, quote_literal
 
 if TYPE_CHECKING:
@@ -74,7 +76,16 @@ class Readable(Protocol):
         columns: Sequence[str] | None = None,
         filter: str | None = None,
         readahead: int = ...,
-    ) -> Iterator[pa.RecordBatch]: ...
+        shard: tuple[int, int] | None = None,
+        worker: tuple[int, int] | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        shuffle_buffer: int = ...,
+        drop_last: bool = False,
+        even: bool = False,
+        format: Literal["arrow", "numpy", "dict"] = "arrow",
+    ) -> Iterator[Any]: ...
     def to_polars(
         self, columns: Sequence[str] | None = None, *, filter: str | None = None
     ) -> pl.DataFrame: ...
@@ -360,11 +371,24 @@ class Subset:
         *,
         columns: Sequence[str] | None = None,
         filter: str | None = None,
-        readahead: int | None = None,
-    ) -> Iterator[pa.RecordBatch]:
-        """The subset's rows in record batches of ``batch_size`` rows (`Dataset.to_batches`)."""
-        extra = {} if readahead is None else {"readahead": readahead}
-        return self.view.to_batches(batch_size, columns=columns, filter=self._with(filter), **extra)
+        readahead: int = READAHEAD,
+        shard: tuple[int, int] | None = None,
+        worker: tuple[int, int] | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        shuffle_buffer: int = SHUFFLE_BUFFER,
+        drop_last: bool = False,
+        even: bool = False,
+        format: Literal["arrow", "numpy", "dict"] = "arrow",
+    ) -> Iterator[Any]:
+        """The subset's rows in batches, with the training options of `Dataset.to_batches`
+        (shards, workers, shuffling, ``drop_last``, ``even``, output formats)."""
+        return self.view.to_batches(
+            batch_size, columns=columns, filter=self._with(filter), readahead=readahead,
+            shard=shard, worker=worker, shuffle=shuffle, seed=seed, epoch=epoch,
+            shuffle_buffer=shuffle_buffer, drop_last=drop_last, even=even, format=format,
+        )  # fmt: skip
 
     def to_polars(
         self, columns: Sequence[str] | None = None, *, filter: str | None = None
