@@ -407,14 +407,14 @@ def test_cli_exit_codes_and_json(tmp_path):
     assert same.exit_code == 0, same.output
     assert json.loads(same.output)["flagged"] is False
     shifted = runner.invoke(app, ["drift", path, "0", "1", "--json"])
-    assert shifted.exit_code == 1
+    assert shifted.exit_code == 3  # drifted: not an error's 1
     body = json.loads(shifted.output)
     assert body["flagged"] is True and body["flagged_columns"] == ["x"]
     assert body["thresholds"]["psi"] == 0.2
     loose = runner.invoke(app, ["drift", path, "0", "1", "--psi", "100", "--ks", "1"])
     assert loose.exit_code == 0 and "no drift" in loose.output
     human = runner.invoke(app, ["drift", path, "0", "1"])
-    assert human.exit_code == 1 and "drift: 1 column(s) flagged: x" in human.output
+    assert human.exit_code == 3 and "drift: 1 column(s) flagged: x" in human.output
     usage = runner.invoke(app, ["drift", path, "0", "1", "--bins", "0"])
     assert usage.exit_code == 2
 

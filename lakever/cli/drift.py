@@ -14,6 +14,11 @@ _DEFAULT = lv.DriftThresholds()
 _REF_HELP = "version number, ISO time, tag, branch, snapshot id or pin"
 
 
+#: The exit code of a comparison that flagged drift: distinct from an error's 1, so a
+#: retraining trigger never fires on a typo or an unreadable file.
+DRIFTED = 3
+
+
 def drift(
     path: str = PATH_ARG,
     a: str = typer.Argument(..., help=f"The reference snapshot: {_REF_HELP}."),
@@ -44,8 +49,8 @@ def drift(
 ) -> None:
     """Compare the columns of snapshot B with the reference A (PSI, KS, JS, null rates).
 
-    Exit code 0 when nothing drifted, 1 when a column or the row count drifted past
-    its threshold (or on an error, with a message on stderr), 2 on a usage error.
+    Exit code 0 when nothing drifted, 3 when a column or the row count drifted past
+    its threshold, 1 on an error (one line on stderr), 2 on a usage error.
     """
     limits = lv.DriftThresholds(
         psi=psi, ks=ks, js=js, null_rate=null_rate, schema=not ignore_schema, rows=rows
@@ -65,7 +70,7 @@ def drift(
     else:
         _print(report)
     if report.flagged:
-        raise typer.Exit(1)
+        raise typer.Exit(DRIFTED)
 
 
 def _ref(text: str) -> int | str | datetime:
