@@ -277,6 +277,23 @@ def test_parts_are_balanced_by_physical_rows(events):
     assert sum(sizes) == sum(f.num_rows for f in events.fragments())
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_one_part_is_laid_out_alone_exactly_as_in_the_whole_layout(events, shuffle):
+    """A reader lays out only its own part (cost independent of the number of parts)."""
+    plan = events.plan()
+    for parts in (1, 3, 7, 50):
+        opts = mlb.options(8, shard=(0, parts), shuffle=shuffle, seed=5)
+        tasks, total = mlb._ordered_tasks(plan, opts)
+        whole = mlb.layout(plan, opts)
+        assert [mlb._units_of(tasks, total, parts, p) for p in range(parts)] == whole
+
+
+def test_a_huge_world_size_costs_nothing_for_one_reader(events):
+    rows = [i for b in events.to_batches(4, shard=(3, 10**12)) for i in b.column("id").to_pylist()]
+    assert rows == []
+    assert list(events.to_batches(4, shard=(3, 10**12), even=True)) == []
+
+
 def test_an_empty_snapshot_and_a_filter_matching_nothing(tmp_path):
     ds = lv.create_dataset(str(tmp_path / "e"), _table(0, 0, 0))
     assert _parts(ds, 3, 2, batch_size=4, shuffle=True, even=True) == [[]] * 6

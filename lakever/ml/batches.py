@@ -218,9 +218,16 @@ def _batches(plan: ScanPlan, opts: Options) -> Iterator[Any]:
     if opts.parts == 1 and not opts.shuffle:
         base = rows = iter_plan(plan, size, opts.readahead)
     else:
-        parts = layout(plan, opts)
-        target = min(_counts(plan, parts)) if opts.even else None
-        base = rows = prefetch(_read_units(plan, parts[opts.part], size), opts.readahead)
+        tasks, total = _ordered_tasks(plan, opts)
+        target: int | None = None
+        if not opts.even:
+            units = _units_of(tasks, total, opts.parts, opts.part)  # this part only: O(tasks)
+        elif opts.parts > total:
+            units, target = [], 0  # some part holds no stored row, so none yields any
+        else:
+            parts = layout(plan, opts)
+            units, target = parts[opts.part], min(_counts(plan, parts))
+        base = rows = prefetch(_read_units(plan, units, size), opts.readahead)
         if opts.shuffle:
             rows = _block_shuffle(rows, opts)
         if target is not None:
@@ -257,15 +264,33 @@ def _rng(purpose: int, *key: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
 
 
-def layout(plan: ScanPlan, opts: Options) -> list[list[Unit]]:
-    """The units of every part, in the order each part reads them (module doc, 1-2)."""
+def _ordered_tasks(plan: ScanPlan, opts: Options) -> tuple[list[ReadTask], int]:
+    """The plan's row-group tasks in read order (permuted when shuffling), and their rows."""
     tasks: list[ReadTask] = []
     if plan.tasks:
         tasks = list(split_tasks(plan.storage, plan.tasks, 1, snapshot=plan.snapshot_id))
     if opts.shuffle:
         order = _rng(_ORDER, opts.seed, opts.epoch).permutation(len(tasks))
         tasks = [tasks[int(i)] for i in order]
-    total = sum(t.task_rows for t in tasks)
+    return tasks, sum(t.task_rows for t in tasks)
+
+
+def _units_of(tasks: list[ReadTask], total: int, parts: int, part: int) -> list[Unit]:
+    """The units of one part: the rows ``[part * total // parts, (part + 1) * total //
+    parts)`` of the tasks laid end to end (what `layout` gives that part)."""
+    lo, hi = part * total // parts, (part + 1) * total // parts
+    out, start = [], 0
+    for t in tasks:
+        stop = start + t.task_rows
+        if min(stop, hi) > max(start, lo):
+            out.append(Unit(t, max(start, lo) - start, min(stop, hi) - start))
+        start = stop
+    return out
+
+
+def layout(plan: ScanPlan, opts: Options) -> list[list[Unit]]:
+    """The units of every part, in the order each part reads them (module doc, 1-2)."""
+    tasks, total = _ordered_tasks(plan, opts)
     bounds = [p * total // opts.parts for p in range(opts.parts + 1)]
     out: list[list[Unit]] = [[] for _ in range(opts.parts)]
     start, p = 0, 0
