@@ -129,13 +129,17 @@ def _forget_memory_objects() -> Iterator[None]:
     fsspec's memory filesystem is one dict per process, and listing a prefix scans all of
     it: without this, every ``memory://`` listing gets slower as a worker runs more tests
     (an expiry/vacuum fault test went from ~1 min to over 10 late in a full run). Objects
-    made by wider-scoped fixtures exist before this runs and are kept.
+    made by wider-scoped fixtures exist before this runs and are kept, and so are those
+    under a location a test module names with `_memory.keep`.
     """
+    from _memory import KEPT
     from fsspec.implementations.memory import MemoryFileSystem
 
     store, dirs = MemoryFileSystem.store, MemoryFileSystem.pseudo_dirs
     before, before_dirs = set(store), set(dirs)
     yield
+    kept = tuple(KEPT)
     for key in set(store) - before:
-        store.pop(key, None)
-    dirs[:] = [d for d in dirs if d in before_dirs]
+        if not key.startswith(kept):
+            store.pop(key, None)
+    dirs[:] = [d for d in dirs if d in before_dirs or (d + "/").startswith(kept)]

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pytest
 from _data import events
 from _faults import WRITES, Crash, FaultPlan, FaultyStorage, Mode, forget_caches, inject
+from _memory import keep
 from _s3 import make_bucket
 
 import lakever as lv
@@ -161,6 +162,8 @@ _EXPECTED: dict[tuple[str, str], Expected] = {}
 def _template(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Template:
     if storage not in _TEMPLATES:
         uri = STORAGE_KINDS[storage](tmp_path_factory.mktemp("template"))
+        if storage == "memory":
+            keep(uri)  # the template serves every later test of the module
         _TEMPLATES[storage] = Template(uri, _setup(uri))
     return _TEMPLATES[storage]
 

@@ -94,14 +94,22 @@ def test_fragment_bytes_are_streamed_not_buffered(tmp_path):
     assert entry.content_hash == f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
-def test_a_failed_fragment_write_leaves_no_file(tmp_path, monkeypatch):
-    """An error in the middle of encoding reaches the caller as a LakeverError and the
-    partial file is removed."""
+@pytest.mark.parametrize(
+    ("rows", "fail_at"),
+    [
+        (5_000, 0),  # <= 1 MiB: encoded in memory, written in one call; that call fails
+        (100_000, 2),  # > 1 MiB: streamed; a write in the middle of the stream fails
+    ],
+)
+def test_a_failed_fragment_write_leaves_no_file(tmp_path, monkeypatch, rows, fail_at):
+    """An error while writing a fragment (in one piece or in the middle of a stream)
+    reaches the caller as a LakeverError and the partial file is removed."""
+    assert (events(10, rows).nbytes > fragments._BUFFERED_MAX) == (fail_at > 0)
     real_write = os.write
     calls = iter(range(10**9))
 
     def failing(fd, data):
-        if next(calls) == 2:
+        if next(calls) == fail_at:
             raise OSError(28, "No space left on device")
         return real_write(fd, data)
 
@@ -109,7 +117,7 @@ def test_a_failed_fragment_write_leaves_no_file(tmp_path, monkeypatch):
     before = sorted(os.listdir(tmp_path / "ds" / "data"))
     monkeypatch.setattr(os, "write", failing)
     with pytest.raises(lv.StorageError, match="No space left on device"):
-        ds.append(events(10, 5000))
+        ds.append(events(10, rows))
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path / "ds" / "data")) == before
     assert lv.open_dataset(str(tmp_path / "ds")).num_rows == 10
