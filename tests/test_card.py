@@ -158,6 +158,19 @@ def test_lineage_lists_every_commit_with_its_tags(demo):
     assert cells[5] == "+300 / -0"
 
 
+def test_a_long_history_lists_the_newest_commits_and_counts_the_rest(tmp_path):
+    from lakever.ml.card import LINEAGE_LIMIT
+
+    ds = lv.create_dataset(str(tmp_path / "long"), pa.table({"id": [0]}))
+    for i in range(1, LINEAGE_LIMIT + 5):
+        ds = ds.append(pa.table({"id": [i]}), message=f"batch {i}")
+    text = lv.card(str(tmp_path / "long"), format="markdown")
+    listed = [v for v in range(1, LINEAGE_LIMIT + 5) if f"| batch {v} |" in text]
+    assert listed == list(range(5, LINEAGE_LIMIT + 5))  # the newest 30: versions 5..34
+    assert "5 older commits not listed." in text
+    assert len(ds.history()) == ds.version + 1 == LINEAGE_LIMIT + 5
+
+
 def test_tags_section_lists_every_tag(demo):
     rows = _section(demo.doc, "tags").find_all("tr", "tag")
     assert {r.attrs["data-tag"] for r in rows} == {t.name for t in demo.ds.tags()}

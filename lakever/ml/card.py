@@ -149,7 +149,7 @@ def gather(view: SnapshotView, ref: str, *, against: RefLike | None, bins: int) 
     tags_by_snapshot: dict[str, list[str]] = {}
     for tag in tags:
         tags_by_snapshot.setdefault(tag.snapshot_id, []).append(tag.name)
-    commits = view.history()
+    commits = view.history(LINEAGE_LIMIT)  # a version's history holds version + 1 commits
     other, against_text, note = _against(view, against)
     report = None if other is None else drift(other, view, bins=bins)
     contract_name, rules, per_column = _contract(view.contract)
@@ -173,8 +173,8 @@ def gather(view: SnapshotView, ref: str, *, against: RefLike | None, bins: int) 
         contract_name=contract_name,
         contract_rules=rules,
         primary_key=view.primary_key,
-        commits=commits[:LINEAGE_LIMIT],
-        older_commits=max(len(commits) - LINEAGE_LIMIT, 0),
+        commits=commits,
+        older_commits=max(view.version + 1 - LINEAGE_LIMIT, 0),
         tags=tags,
         tags_by_snapshot=tags_by_snapshot,
         profiles=_profiles(view, bins),
