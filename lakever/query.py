@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from lakever.snapshot import SnapshotState
 
-__all__ = ["SqlRunner", "snapshot_relation"]
+__all__ = ["SqlRunner", "run_on_self", "snapshot_relation"]
 
 _POOL_SIZE = 8
 _pool: OrderedDict[frozenset[str], duckdb.DuckDBPyConnection] = OrderedDict()
@@ -158,3 +158,35 @@ class SqlRunner:
         if self._private is None:
             self._private = connect()
         return self._private.cursor()
+
+
+def run_on_self(
+    state: SnapshotState,
+    query: str,
+    *,
+    at: Callable[[Reference], SnapshotState],
+    not_found: Callable[[str], Exception],
+    trusted: bool,
+    connection: duckdb.DuckDBPyConnection | None,
+    row_filter: str | None = None,
+) -> duckdb.DuckDBPyRelation:
+    """Run ``query`` with one table, ``self``: ``state``, or ``at(ref)`` for a reference
+    with a version (``self VERSION AS OF ...``); any other table name raises
+    ``not_found(name)`` (`Dataset.sql`, a split's ``sql``)."""
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
+
+    def resolve(ref: Reference) -> SnapshotState:
+        if ref.name != "self":
+            raise not_found(ref.name)
+        return state if ref.version is None else at(ref)
+
+    return SqlRunner(
+        is_dataset=lambda n: n == "self",
+        all_datasets=lambda: ["self"],
+        resolve=resolve,
+        trusted=trusted,
+        connection=connection,
+        not_found=not_found,
+        row_filter=row_filter,
+    ).run(query)

@@ -408,10 +408,8 @@ class SnapshotView:
             InvalidArgument: not one read-only query, or DuckDB refuses it.
             DatasetNotFound: the query names a table other than ``self``.
         """
-        from lakever.query import SqlRunner
+        from lakever.query import run_on_self
 
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
         state = self._state
 
         def not_found(name: str) -> DatasetNotFound:
@@ -421,22 +419,13 @@ class SnapshotView:
                 uri=name,
             )
 
-        def resolve(ref: Reference) -> SnapshotState:
-            if ref.name != "self":
-                raise not_found(ref.name)
-            if ref.version is None:
-                return state
+        def at(ref: Reference) -> SnapshotState:
             where = locate(state.storage, version=ref.version, branch=None)
             return SnapshotState(state.storage, where.log, where.snap, where.branch_name, False)
 
-        return SqlRunner(
-            is_dataset=lambda n: n == "self",
-            all_datasets=lambda: ["self"],
-            resolve=resolve,
-            trusted=trusted,
-            connection=con,
-            not_found=not_found,
-        ).run(query)
+        return run_on_self(
+            state, query, at=at, not_found=not_found, trusted=trusted, connection=con
+        )
 
     @property
     def partitioning(self) -> list[Transform]:

@@ -24,10 +24,8 @@ def run(
     trusted: bool,
 ) -> duckdb.DuckDBPyRelation:
     """Run ``query`` with ``self`` bound to the rows of ``state`` for which ``where`` holds."""
-    from lakever.query import SqlRunner
+    from lakever.query import run_on_self
 
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidArgument(f"query must be a non-empty SQL string, got {query!r}")
     if not isinstance(trusted, bool):
         raise InvalidArgument(f"trusted must be a bool, got {trusted!r}")
 
@@ -38,23 +36,13 @@ def run(
             uri=name,
         )
 
-    def resolve(ref: Reference) -> SnapshotState:
-        if ref.name != "self":
-            raise not_found(ref.name)
-        if ref.version is not None:
-            raise InvalidArgument(
-                f"a split reads one snapshot (version {state.snap.version}); for "
-                f"'self' at {ref.version!r}, split that version: "
-                "lakever.open_dataset(uri, version=...).split(...)"
-            )
-        return state
+    def at(ref: Reference) -> SnapshotState:
+        raise InvalidArgument(
+            f"a split reads one snapshot (version {state.snap.version}); for "
+            f"'self' at {ref.version!r}, split that version: "
+            "lakever.open_dataset(uri, version=...).split(...)"
+        )
 
-    return SqlRunner(
-        is_dataset=lambda n: n == "self",
-        all_datasets=lambda: ["self"],
-        resolve=resolve,
-        trusted=trusted,
-        connection=con,
-        not_found=not_found,
-        row_filter=where,
-    ).run(query)
+    return run_on_self(
+        state, query, at=at, not_found=not_found, trusted=trusted, connection=con, row_filter=where
+    )
