@@ -28,6 +28,7 @@ import pyarrow as pa
 from lakever import contract as contracts
 from lakever._convert import to_arrow_stream
 from lakever._fieldids import claim_field_ids
+from lakever._lru import Lru
 from lakever._metafiles import read_contract_text, write_contract_text, write_schema
 from lakever._records import SchemaChange
 from lakever._types import SchemaMode, ValidateMode
@@ -245,6 +246,7 @@ def prepare_data(
     props = _check_properties(properties)
     what = f"{operation} to {storage.uri}"
     current: pa.Schema | None = None
+    current_id: str | None = None
     if base is None:
         target, last_id = assign_field_ids(data_schema)
         check_names(target, what=what)
@@ -252,11 +254,11 @@ def prepare_data(
         attached = _fitting_contract(storage, contract, strip_field_ids(target), what_schema)
         ref, text = attached if attached is not None else (None, None)
     else:
-        current = schema_from_json(base.schema)
+        current, current_id = _parsed(base.schema)
         target, last_id = plan_write(current, base.last_field_id, data_schema, schema_mode)
         check_names(target, before=current, what=what)
         # Check the schema before writing any byte, so a mismatch costs nothing.
-        conform(data_schema.empty_table(), target, what=what, mode=schema_mode)
+        _check_fits(data_schema, target, what=what, mode=schema_mode)
         cur = current
         target, last_id = _claimed(
             storage,
@@ -268,15 +270,20 @@ def prepare_data(
         ref = base.contract
         text = None if ref is None else read_contract_text(storage, ref.id)
     key = _key_of(base, target, primary_key)
-    schema_json = schema_to_json(target)
+    # The base's own schema record when the write keeps it (the usual append): the next
+    # commit then finds it parsed (`_parsed`), and the record is not rebuilt.
+    if base is not None and target is current and current_id is not None:
+        schema_json = base.schema
+    else:
+        schema_json = schema_to_json(target)
     parameters: dict[str, Any] = {}
-    if base is None or schema_json != base.schema:
+    if base is None or schema_json != base.schema or current_id is None:
         sid = write_schema(storage, target)
         if current is not None:
             parameters["schema_mode"] = schema_mode
             parameters["schema_changes"] = [c.to_dict() for c in diff(current, target)]
     else:
-        sid = schema_id(schema_json)
+        sid = current_id
     spec, sort, layout_json = _layout(base, target, partition_by, sort_by)
     checked: tuple[str, str] | None = None
     if ref is not None and text is not None:
@@ -530,6 +537,43 @@ def commit_evolve(
         parameters=parameters,
     )
     return log.commit(base, change, io=ManifestFiles(storage))
+
+
+#: Recent snapshots' schema records, parsed, with their schema ids, by identity of the
+#: record (kept, so its id is not reused while remembered). Schema records are never
+#: changed once read or made; consecutive commits through one Dataset share theirs.
+_PARSED: Lru[int, tuple[dict[str, Any], pa.Schema, str | None]] = Lru(64)
+
+
+def _parsed(schema_json: dict[str, Any]) -> tuple[pa.Schema, str | None]:
+    """``schema_json`` as an Arrow schema (field ids in its metadata), and its schema id;
+    None instead of the id when the record is not what `schema_to_json` makes of the
+    schema (a record written by an older version), which is then written anew."""
+    hit = _PARSED.get(id(schema_json))
+    if hit is not None and hit[0] is schema_json:
+        return hit[1], hit[2]
+    schema = schema_from_json(schema_json)
+    sid = schema_id(schema_json) if schema_to_json(schema) == schema_json else None
+    _PARSED.put(id(schema_json), (schema_json, schema, sid))
+    return schema, sid
+
+
+#: Data schemas `conform` accepted for a target schema and mode: (target, data schema).
+_FITS: Lru[tuple[int, str, int], tuple[pa.Schema, pa.Schema]] = Lru(64)
+
+
+def _check_fits(data_schema: pa.Schema, target: pa.Schema, *, what: str, mode: SchemaMode) -> None:
+    """Raise what `conform` raises for rows of ``data_schema`` written under ``target``.
+
+    The answer depends on the two schemas only (metadata included); an accepted pair is
+    remembered, so a stream of small appends checks its schema once.
+    """
+    key = (id(target), mode, hash(data_schema))
+    hit = _FITS.get(key)
+    if hit is not None and hit[0] is target and hit[1].equals(data_schema, check_metadata=True):
+        return
+    conform(data_schema.empty_table(), target, what=what, mode=mode)
+    _FITS.put(key, (target, data_schema))
 
 
 def _claimed(

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from lakever._lru import Lru
 from lakever.errors import CorruptMetadata, UnsupportedFormatVersion
 
 __all__ = [
@@ -433,6 +434,9 @@ class Snapshot:
 
     def body(self) -> dict[str, Any]:
         """The hashed content: everything but ``snapshot_id``."""
+        return self._body([m.to_json() for m in self.manifests])
+
+    def _body(self, manifests: Any) -> dict[str, Any]:
         out: dict[str, Any] = {
             "format_version": self.format_version,
             "parent_id": self.parent_id,
@@ -446,7 +450,7 @@ class Snapshot:
             "properties": self.properties,
             "schema": self.schema,
             "last_field_id": self.last_field_id,
-            "manifests": [m.to_json() for m in self.manifests],
+            "manifests": manifests,
             "summary": self.summary.to_json(),
             "contract": None if self.contract is None else self.contract.to_json(),
         }
@@ -481,14 +485,55 @@ def seal_snapshot(snap: Snapshot) -> tuple[Snapshot, bytes]:
     Each top-level value is serialized once and the two objects -- the body, whose
     hash is the id, and the record, the body plus ``snapshot_id`` -- are assembled
     from the same pieces, exactly as `canonical_json` lays out a dict (keys sorted,
-    ``key:value`` joined by commas).
+    ``key:value`` joined by commas). The manifest list is laid out the same way from
+    each manifest's own encoding, which is remembered for the manifests a commit
+    carries over from its parent (`_manifest_json`).
     """
-    body = snap.body()
-    pieces = {k: canonical_json(k) + b":" + canonical_json(v) for k, v in body.items()}
+    body = snap._body(_Encoded(b"[" + b",".join(_manifest_json(m) for m in snap.manifests) + b"]"))
+    pieces = {
+        k: _key_json(k) + (v.data if isinstance(v, _Encoded) else canonical_json(v))
+        for k, v in body.items()
+    }
     snapshot_id = sha256_hex(b"{" + b",".join(pieces[k] for k in sorted(pieces)) + b"}")[:32]
-    pieces["snapshot_id"] = b'"snapshot_id":' + canonical_json(snapshot_id)
+    pieces["snapshot_id"] = _key_json("snapshot_id") + canonical_json(snapshot_id)
     record = b"{" + b",".join(pieces[k] for k in sorted(pieces)) + b"}"
     return replace(snap, snapshot_id=snapshot_id), record
+
+
+class _Encoded:
+    """A value already serialized as canonical JSON (a piece `seal_snapshot` assembles)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+#: ``"key":`` of each record key seen (a handful of fixed names).
+_KEYS: dict[str, bytes] = {}
+
+
+def _key_json(key: str) -> bytes:
+    found = _KEYS.get(key)
+    if found is None:
+        found = _KEYS[key] = canonical_json(key) + b":"
+    return found
+
+
+#: Canonical JSON of recently sealed manifests, by identity (the object is kept, so its
+#: id is not reused while remembered). Manifests are frozen and their entries are never
+#: changed after they are made; a small commit carries its parent's inline manifests
+#: over, and re-encoding them was most of the cost of sealing.
+_MANIFEST_JSON: Lru[int, tuple[ManifestRef, bytes]] = Lru(256)
+
+
+def _manifest_json(m: ManifestRef) -> bytes:
+    hit = _MANIFEST_JSON.get(id(m))
+    if hit is not None and hit[0] is m:
+        return hit[1]
+    data = canonical_json(m.to_json())
+    _MANIFEST_JSON.put(id(m), (m, data))
+    return data
 
 
 _KNOWN = {

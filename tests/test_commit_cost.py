@@ -261,6 +261,27 @@ def test_sealed_record_is_the_encoded_record(tmp_path, properties):
     assert record == encode_snapshot(snap) == store.read_bytes(log_path("main", 1))
 
 
+def test_records_sealed_on_carried_manifests_are_the_encoded_records(tmp_path):
+    """A small commit carries its parent's inline manifests over and seals them from
+    their remembered encoding: every stored record must still be exactly the canonical
+    encoding of its own content (through level merges, deletes and an evolution)."""
+    uri = str(tmp_path / "ds")
+    ds = lv.create_dataset(uri, events(0, 3))
+    for i in range(1, 20):
+        ds = ds.append(events(i * 3, 3), properties={"i": str(i)})
+        if i == 9:
+            ds = ds.delete(where="id = 4")
+    ds = ds.evolve(add={"extra": pa.int64()})
+    for i in range(3):
+        ds = ds.append(events(100 + 2 * i, 2).append_column("extra", pa.array([i, None])))
+    store = open_storage(uri)
+    for v in range(ds.version + 1):
+        data = store.read_bytes(log_path("main", v))
+        snap = decode_snapshot(data, path=f"v{v}")
+        assert encode_snapshot(snap) == data
+        assert seal_snapshot(snap) == (snap, data)
+
+
 def test_written_fragments_are_not_hashed_again_but_changes_are_found(tmp_path, monkeypatch):
     hashed: list[str] = []
     real = integrity._hash_file
