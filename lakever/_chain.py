@@ -54,6 +54,8 @@ class Line(Protocol):
 
     def must_read(self, version: int) -> Snapshot: ...
 
+    def remembered(self, version: int, data: bytes) -> Snapshot | None: ...
+
     def exists(self, version: int) -> bool: ...
 
     def listed_after(self, version: int, limit: int) -> list[int] | None: ...
@@ -218,6 +220,9 @@ def claimed(log: Line, version: int, *, optional: bool = False) -> Entry | None:
         if optional:
             return None
         raise missing(log, version) from None
+    known = owner.remembered(version, data)
+    if known is not None:
+        return known
     try:
         j = json.loads(data)
         entry = Claimed(version, j["snapshot_id"], j["parent_id"])

@@ -486,10 +486,12 @@ def seal_snapshot(snap: Snapshot) -> tuple[Snapshot, bytes]:
     hash is the id, and the record, the body plus ``snapshot_id`` -- are assembled
     from the same pieces, exactly as `canonical_json` lays out a dict (keys sorted,
     ``key:value`` joined by commas). The manifest list is laid out the same way from
-    each manifest's own encoding, which is remembered for the manifests a commit
-    carries over from its parent (`_manifest_json`).
+    each manifest's own encoding; the encodings of the manifests and the schema a
+    commit carries over from its parent are remembered (`_remembered_json`).
     """
-    body = snap._body(_Encoded(b"[" + b",".join(_manifest_json(m) for m in snap.manifests) + b"]"))
+    manifests = b",".join(_remembered_json(m, m.to_json) for m in snap.manifests)
+    body = snap._body(_Encoded(b"[" + manifests + b"]"))
+    body["schema"] = _Encoded(_remembered_json(snap.schema, lambda: snap.schema))
     pieces = {
         k: _key_json(k) + (v.data if isinstance(v, _Encoded) else canonical_json(v))
         for k, v in body.items()
@@ -520,19 +522,20 @@ def _key_json(key: str) -> bytes:
     return found
 
 
-#: Canonical JSON of recently sealed manifests, by identity (the object is kept, so its
-#: id is not reused while remembered). Manifests are frozen and their entries are never
-#: changed after they are made; a small commit carries its parent's inline manifests
-#: over, and re-encoding them was most of the cost of sealing.
-_MANIFEST_JSON: Lru[int, tuple[ManifestRef, bytes]] = Lru(256)
+#: Canonical JSON of recently sealed manifests and schema records, by identity (the
+#: object is kept, so its id is not reused while remembered). Manifests are frozen, and
+#: neither their entries nor schema records are changed once made or read: a small commit
+#: carries its parent's inline manifests and schema over, and re-encoding them was most
+#: of the cost of sealing.
+_ENCODED: Lru[int, tuple[Any, bytes]] = Lru(512)
 
 
-def _manifest_json(m: ManifestRef) -> bytes:
-    hit = _MANIFEST_JSON.get(id(m))
-    if hit is not None and hit[0] is m:
+def _remembered_json(obj: Any, to_json: Callable[[], Any]) -> bytes:
+    hit = _ENCODED.get(id(obj))
+    if hit is not None and hit[0] is obj:
         return hit[1]
-    data = canonical_json(m.to_json())
-    _MANIFEST_JSON.put(id(m), (m, data))
+    data = canonical_json(to_json())
+    _ENCODED.put(id(obj), (obj, data))
     return data
 
 

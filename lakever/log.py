@@ -95,10 +95,9 @@ class Line:
             data = self.storage.read_bytes(rel)
         except FileNotFoundError:
             return None
-        key = (self.storage.uri, rel)
-        hit = _DECODED.get(key)
-        if hit is not None and hit[0] == data:  # the same bytes decode to the same record
-            return hit[1]
+        known = self.remembered(version, data)
+        if known is not None:  # the same bytes decode to the same record
+            return known
         snap = decode_snapshot(data, path=self.storage.full_path(rel))
         if snap.version != version or snap.branch_id != self.branch_id:
             raise CorruptMetadata(
@@ -106,8 +105,14 @@ class Line:
                 f"{snap.version} of branch {snap.branch_id!r}; it was moved or copied",
                 path=self.storage.full_path(rel),
             )
-        _DECODED.put(key, (data, snap))
+        _DECODED.put((self.storage.uri, rel), (data, snap))
         return snap
+
+    def remembered(self, version: int, data: bytes) -> Snapshot | None:
+        """The snapshot this process decoded (or committed) from exactly ``data`` as
+        ``version`` of this line's own log; None if it has not."""
+        hit = _DECODED.get((self.storage.uri, log_path(self.branch_id, version)))
+        return hit[1] if hit is not None and hit[0] == data else None
 
     def owner(self, version: int) -> Line:
         """The line whose own log holds ``version``."""
