@@ -558,22 +558,24 @@ def _parsed(schema_json: dict[str, Any]) -> tuple[pa.Schema, str | None]:
     return schema, sid
 
 
-#: Data schemas `conform` accepted for a target schema and mode: (target, data schema).
-_FITS: Lru[tuple[int, str, int], tuple[pa.Schema, pa.Schema]] = Lru(64)
+#: Data schemas `conform` accepted for a target schema and mode, by the target's identity.
+_FITS: Lru[tuple[int, str], tuple[pa.Schema, tuple[pa.Schema, ...]]] = Lru(64)
 
 
 def _check_fits(data_schema: pa.Schema, target: pa.Schema, *, what: str, mode: SchemaMode) -> None:
     """Raise what `conform` raises for rows of ``data_schema`` written under ``target``.
 
-    The answer depends on the two schemas only (metadata included); an accepted pair is
-    remembered, so a stream of small appends checks its schema once.
+    The answer depends on the two schemas only (metadata included); accepted pairs are
+    remembered, so a stream of small appends checks its schema once. (Comparing schemas
+    is cheap; hashing one is not.)
     """
-    key = (id(target), mode, hash(data_schema))
+    key = (id(target), mode)
     hit = _FITS.get(key)
-    if hit is not None and hit[0] is target and hit[1].equals(data_schema, check_metadata=True):
+    known = hit[1] if hit is not None and hit[0] is target else ()
+    if any(s.equals(data_schema, check_metadata=True) for s in known):
         return
     conform(data_schema.empty_table(), target, what=what, mode=mode)
-    _FITS.put(key, (target, data_schema))
+    _FITS.put(key, (target, (data_schema, *known[:7])))
 
 
 def _claimed(

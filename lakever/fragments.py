@@ -15,13 +15,14 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakever._batching import regroup
+from lakever._lru import Lru
 from lakever._threads import ForkSafePool
 from lakever.format import DATA_DIR, FragmentEntry
 from lakever.schema import FIELD_ID_KEY
@@ -115,43 +116,79 @@ def _footer_kind(t: pa.DataType) -> _Kind | None:
     return None
 
 
-def _footer_bounds(
-    meta: pq.FileMetaData | None, wanted: dict[str, _Kind]
-) -> dict[str, tuple[Any, Any]]:
-    """min/max over every row group, from the Parquet footer (free to read), of the
-    top-level columns in ``wanted`` (name -> how to read its bounds, `_footer_kind`).
+class _ColumnPlan(NamedTuple):
+    """How `_stats_for` records one top-level column of a schema."""
 
-    A column is left out when a row group holding values has no min/max (the writer
-    drops them for very long strings and all-NaN floats) or the footer's values are not
-    of the expected type.
-    """
-    out: dict[str, tuple[Any, Any]] = {}
-    if meta is None or not wanted:
-        return out
-    for j in range(meta.num_columns):
-        name = meta.schema.column(j).path
-        if name not in wanted:
+    column: int
+    field_id: int
+    #: A float column: NaNs are counted, and a zero bound is computed (see below).
+    floating: bool
+    #: Dates, times and timestamps: bounds computed from the rows are cast to ``ptype``.
+    temporal: bool
+    #: The type bounds are recorded in (temporal columns: integer ticks); None: no bounds.
+    ptype: pa.DataType | None
+    #: The Parquet column whose footer min/max is exactly the bound (-1: compute it), and
+    #: how to read it (`_footer_kind`).
+    leaf: int
+    kind: _Kind | None
+
+
+#: Plans by schema (the schemas of one dataset's writes repeat): (schema, had a footer, plan).
+_PLANS: Lru[tuple[str, ...], tuple[pa.Schema, bool, tuple[_ColumnPlan, ...]]] = Lru(64)
+
+
+def _plan(schema: pa.Schema, meta: pq.FileMetaData | None) -> tuple[_ColumnPlan, ...]:
+    key = tuple(schema.names)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[1] == (meta is not None) and hit[0].equals(schema, True):
+        return hit[2]
+    leaves: dict[str, int] = {}
+    if meta is not None:
+        for j in range(meta.num_columns):
+            leaves.setdefault(meta.schema.column(j).path, j)
+    plan: list[_ColumnPlan] = []
+    for i, f in enumerate(schema):
+        raw = (f.metadata or {}).get(FIELD_ID_KEY)
+        if raw is None:
             continue
-        kind, raw = wanted[name]
-        lo: Any = None
-        hi: Any = None
-        for g in range(meta.num_row_groups):
-            col = meta.row_group(g).column(j)
-            st = col.statistics
-            if st is None or not st.has_min_max:
-                if st is not None and st.null_count == col.num_values:
-                    continue  # only nulls here
-                lo = hi = None
-                break
-            a, b = (st.min_raw, st.max_raw) if raw else (st.min, st.max)
-            if type(a) is not kind or type(b) is not kind:
-                lo = hi = None
-                break
-            lo = a if lo is None or a < lo else lo
-            hi = b if hi is None or b > hi else hi
-        if lo is not None:
-            out[name] = (lo, hi)
+        t = f.type
+        ptype: pa.DataType | None = None
+        if bounded(t):
+            ptype = t
+            if pa.types.is_temporal(t):  # dates, times and timestamps: their integer ticks
+                ptype = pa.int32() if t.bit_width == 32 else pa.int64()
+        kind = _footer_kind(t)
+        # A dotted name is ambiguous in the footer (a nested field's path looks the same).
+        leaf = leaves.get(f.name, -1) if kind is not None and "." not in f.name else -1
+        floating = pa.types.is_floating(t) and not pa.types.is_float16(t)
+        temporal = pa.types.is_temporal(t)
+        plan.append(_ColumnPlan(i, int(raw), floating, temporal, ptype, leaf, kind))
+    out = tuple(plan)
+    _PLANS.put(key, (schema, meta is not None, out))
     return out
+
+
+def _footer_bound(meta: pq.FileMetaData, leaf: int, kind: _Kind) -> tuple[Any, Any] | None:
+    """min/max over every row group of Parquet column ``leaf``, from the footer (free to
+    read), read as ``kind`` (`_footer_kind`); None when a row group holding values has no
+    min/max (the writer drops them for very long strings and all-NaN floats) or the
+    footer's values are not of the expected type."""
+    expected, raw = kind
+    lo: Any = None
+    hi: Any = None
+    for g in range(meta.num_row_groups):
+        col = meta.row_group(g).column(leaf)
+        st = col.statistics
+        if st is None or not st.has_min_max:
+            if st is not None and st.null_count == col.num_values:
+                continue  # only nulls here
+            return None
+        a, b = (st.min_raw, st.max_raw) if raw else (st.min, st.max)
+        if type(a) is not expected or type(b) is not expected:
+            return None
+        lo = a if lo is None or a < lo else lo
+        hi = b if hi is None or b > hi else hi
+    return None if lo is None else (lo, hi)
 
 
 def _stats_for(table: pa.Table, meta: pq.FileMetaData | None = None) -> dict[int, dict[str, Any]]:
@@ -161,29 +198,21 @@ def _stats_for(table: pa.Table, meta: pq.FileMetaData | None = None) -> dict[int
     them from the rows gives (`_footer_kind`); otherwise (and without ``meta``) they
     are computed.
     """
-    wanted: dict[str, _Kind] = {}
-    for f in table.schema:
-        kind = _footer_kind(f.type)
-        if kind is not None and "." not in f.name:  # a dotted name is ambiguous in the footer
-            wanted[f.name] = kind
-    footer = _footer_bounds(meta, wanted)
     out: dict[int, dict[str, Any]] = {}
-    for f, col in zip(table.schema, table.columns, strict=True):
-        raw = (f.metadata or {}).get(FIELD_ID_KEY)
-        if raw is None:
-            continue
-        t = f.type
-        entry: dict[str, Any] = {"nulls": col.null_count}
-        if pa.types.is_floating(t) and not pa.types.is_float16(t):
+    columns = table.columns
+    for c in _plan(table.schema, meta):
+        col = columns[c.column]
+        nulls = col.null_count
+        entry: dict[str, Any] = {"nulls": nulls}
+        if c.floating:
             nans = pc.sum(pc.is_nan(col))  # type: ignore[type-var]  # it counts booleans
             entry["nans"] = nans.as_py() or 0
-        if bounded(t) and col.null_count < len(col):
-            # Dates, times and timestamps are recorded as their integer ticks.
-            ptype = t
-            if pa.types.is_temporal(t):
-                ptype = pa.int32() if t.bit_width == 32 else pa.int64()
-            found = footer.get(f.name)
-            if found is not None and pa.types.is_floating(t) and 0 in found:
+        ptype = c.ptype
+        if ptype is not None and nulls < len(col):
+            found = None
+            if meta is not None and c.leaf >= 0 and c.kind is not None:
+                found = _footer_bound(meta, c.leaf, c.kind)
+            if found is not None and c.floating and 0 in found:
                 # The footer records a zero bound as -0.0 (min) / 0.0 (max); computing
                 # it gives the sign of a zero in the rows: compute, to record the same.
                 found = None
@@ -192,12 +221,12 @@ def _stats_for(table: pa.Table, meta: pq.FileMetaData | None = None) -> dict[int
             else:
                 mm = pc.min_max(col)
                 lo_s, hi_s = mm["min"], mm["max"]
-                if pa.types.is_temporal(t):
+                if c.temporal:
                     lo_s, hi_s = lo_s.cast(ptype), hi_s.cast(ptype)
                 lo, hi = _stat_value(lo_s.as_py(), ptype), _stat_value(hi_s.as_py(), ptype)
             if lo is not None and hi is not None:
                 entry["min"], entry["max"] = lo, hi
-        out[int(raw)] = entry
+        out[c.field_id] = entry
     return out
 
 
