@@ -281,6 +281,8 @@ class _Hashing(io.RawIOBase):
         return self._sha.hexdigest()
 
 
+#: Fewer rows than this are written without dictionaries.
+_DICTIONARY_MIN_ROWS = 128
 #: Rows sampled to decide which columns get a dictionary encoding.
 _DICTIONARY_SAMPLE = 16_384
 
@@ -295,6 +297,10 @@ def dictionary_columns(table: pa.Table) -> bool | list[str]:
     if any(pa.types.is_nested(f.type) for f in table.schema):
         return True
     sample = table.slice(0, _DICTIONARY_SAMPLE)
+    if sample.num_rows < _DICTIONARY_MIN_ROWS:
+        # A small commit's few rows: a dictionary saves a few bytes at most and costs
+        # a sixth of encoding them (100 rows x 5 columns: 0.25 ms -> 0.21 ms).
+        return False
     if sample.num_rows < 1024:
         return True
     half = sample.num_rows // 2
