@@ -8,6 +8,8 @@ import uuid
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lakever as lv
 from lakever.format import check_relative
@@ -555,3 +557,30 @@ def test_read_only_storage_refuses_a_stream_before_producing(tmp_path):
     with pytest.raises(lv.StorageError, match="not supported"):
         ro.write_new_stream("data/f", lambda sink: called.append(True))
     assert called == []
+
+
+@given(data=st.binary(max_size=200_000))
+@settings(max_examples=40, deadline=None)
+def test_local_read_returns_every_byte(tmp_path_factory, data):
+    """The local read (one stat, reads up to the end) returns the file exactly, empty
+    files and files longer than its read size included."""
+    root = tmp_path_factory.mktemp("r")
+    (root / "f").write_bytes(data)
+    assert open_storage(str(root)).read_bytes("f") == data
+
+
+def test_local_read_of_a_file_that_grows_after_the_stat(tmp_path, monkeypatch):
+    """Bytes appended between the stat and the reads are read too (no silent truncation)."""
+    from lakever.storage import local as local_mod
+
+    (tmp_path / "f").write_bytes(b"x" * 10)
+    real = os.fstat
+
+    def fstat(fd):
+        result = real(fd)
+        with open(tmp_path / "f", "ab") as f:  # grows once the size was taken
+            f.write(b"y" * 70_000)
+        return result
+
+    monkeypatch.setattr(local_mod.os, "fstat", fstat)
+    assert open_storage(str(tmp_path)).read_bytes("f") == b"x" * 10 + b"y" * 70_000

@@ -60,8 +60,7 @@ class LocalStorage(Storage):
     def read_bytes(self, rel: str) -> bytes:
         path = self._p(rel)
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            return _read_all(path)
         except FileNotFoundError:
             raise
         except NotADirectoryError as exc:
@@ -354,6 +353,19 @@ def _link(tmp: str, path: str) -> bool:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return True
+
+
+def _read_all(path: str) -> bytes:
+    """The bytes of the file ``path``: an open, a stat and two reads (the second sees the
+    end), where ``open(path, "rb").read()`` makes twice as many system calls."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        chunks = [os.read(fd, os.fstat(fd).st_size + 1)]
+        while chunks[-1]:  # a file that grew or a short read: read on to the end
+            chunks.append(os.read(fd, 1 << 16))
+        return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
