@@ -3,7 +3,9 @@
 Each test compares a fast path with the plain computation it replaces, on random
 inputs: a small fragment encoded in memory and written in one piece against the
 streamed write, the shared JSON encoder against ``json.dumps``, and the name check
-that skips an unchanged schema against the full check.
+that skips an unchanged schema against the full check. The last tests count the work
+a chain of appends no longer repeats (parsing the schema, checking an accepted data
+schema, re-encoding carried manifests) and check the faster time formatting.
 """
 
 from __future__ import annotations
@@ -190,3 +192,63 @@ def test_the_name_check_refuses_exactly_the_new_problems(before, after):
     assert _refused(after, before) == bool(new)
     assert _refused(before, before) is False
     assert _refused(after, None) == bool(name_problems(after))
+
+
+# ------------------------------------------------- work a chain of appends repeats
+
+
+def test_appends_through_a_dataset_reuse_the_parsed_schema_and_carried_encodings(
+    tmp_path, monkeypatch
+):
+    """Appends through the Dataset the previous append returned neither parse the schema
+    record again, nor check an already accepted data schema again, nor re-encode the
+    manifests and schema they carry over: each commit encodes only its own new manifest."""
+    from lakever import _writer, format
+
+    ds = lv.create_dataset(str(tmp_path / "ds"), events(0, 3)).append(events(3, 3))
+    calls: dict[str, int] = {"parse": 0, "conform": 0, "encode": 0}
+
+    def counting(name: str, real: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(_writer, "schema_from_json", counting("parse", _writer.schema_from_json))
+    monkeypatch.setattr(_writer, "conform", counting("conform", _writer.conform))
+    real_to_json = format.ManifestRef.to_json
+    monkeypatch.setattr(format.ManifestRef, "to_json", counting("encode", real_to_json))
+    merges = 0
+    for i in range(2, 12):
+        before = len(ds._state.snap.manifests)
+        ds = ds.append(events(3 * i, 3))
+        merges += len(ds._state.snap.manifests) <= before  # a level merge made a manifest
+    assert calls["parse"] == 0 and calls["conform"] == 0
+    assert merges >= 1
+    # One new manifest per commit: its own inline one, or the level merge that took it in.
+    assert calls["encode"] == 10
+    assert lv.open_dataset(str(tmp_path / "ds")).to_arrow().equals(events(0, 36))
+
+
+def test_a_different_data_schema_is_still_checked(tmp_path):
+    """The remembered acceptance is per data schema: another one is checked (and refused)."""
+    ds = lv.create_dataset(str(tmp_path / "ds"), events(0, 3)).append(events(3, 3))
+    bad = events(6, 3).set_column(0, "id", pa.array(["a", "b", "c"]))
+    with pytest.raises(lv.SchemaMismatch):
+        ds.append(bad)
+    with_metadata = events(6, 3).replace_schema_metadata({"k": "v"})
+    assert ds.append(with_metadata).to_arrow().num_rows == 9
+
+
+@given(stamp=st.datetimes(timezones=st.timezones()))
+@_SETTINGS
+def test_snapshot_times_format_as_strftime_does(stamp):
+    from datetime import UTC
+
+    from lakever.format import format_time, parse_time
+
+    text = format_time(stamp)
+    assert text == stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if stamp.astimezone(UTC).year >= 1000:  # strftime does not pad earlier years
+        assert parse_time(text) == stamp.astimezone(UTC)
