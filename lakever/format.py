@@ -92,6 +92,12 @@ def snapshot_index_path(snapshot_id: str) -> str:
     return f"{META_DIR}/snapshots/{snapshot_id[:2]}/{snapshot_id}.json"
 
 
+def snapshot_index_log_path(snapshot_id: str) -> str:
+    """The appended index shard of ``snapshot_id``: one JSON line per snapshot whose id
+    starts like it (where storage appends in place; else `snapshot_index_path`)."""
+    return f"{META_DIR}/snapshots/{snapshot_id[:2]}.jsonl"
+
+
 def latest_hint_path(branch_id: str) -> str:
     return f"{LOG_DIR}/{branch_id}/LATEST"
 

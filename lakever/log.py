@@ -40,6 +40,7 @@ from lakever.format import (
     log_path,
     newest_number,
     seal_snapshot,
+    snapshot_index_log_path,
     snapshot_index_path,
 )
 from lakever.manifest_list import ManifestIO, merge_levels
@@ -340,11 +341,14 @@ class Line:
 
     def _index(self, snap: Snapshot) -> None:
         # Advisory, like the hint: lets a snapshot id be found without a scan. Verified on use.
+        # Appended to its shard where storage appends in place (no new file per commit);
+        # each record starts a line of its own, so a torn tail never swallows it.
+        sid = snap.snapshot_id
         with contextlib.suppress(OSError, StorageError):
-            self.storage.write_hint(
-                snapshot_index_path(snap.snapshot_id),
-                canonical_json({"branch": snap.branch_id, "version": snap.version}),
-            )
+            record = {"branch": snap.branch_id, "version": snap.version}
+            line = b"\n" + canonical_json({"id": sid, **record}) + b"\n"
+            if not self.storage.append_hint(snapshot_index_log_path(sid), line):
+                self.storage.write_hint(snapshot_index_path(sid), canonical_json(record))
 
     def _write_hint(self, version: int) -> None:
         # The hint is advisory: readers probe forward from any older value.

@@ -42,6 +42,7 @@ from lakever.format import (
     canonical_json,
     format_time,
     parse_time,
+    snapshot_index_log_path,
     snapshot_index_path,
 )
 from lakever.log import Line
@@ -399,30 +400,54 @@ def _read_verified(
     return snap if snap is not None and snap.snapshot_id == snapshot_id else None
 
 
+def _indexed(storage: Storage, prefix: str) -> dict[str, tuple[str, int]]:
+    """The advisory index's entries for snapshot ids starting with ``prefix``: id ->
+    (branch id, version), from both layouts (docs/format.md §1): the appended shard
+    ``_lakever/snapshots/<id[:2]>.jsonl`` and one file per snapshot under
+    ``_lakever/snapshots/<id[:2]>/``. A torn or garbled record is skipped (a miss)."""
+    out: dict[str, tuple[str, int]] = {}
+    try:
+        lines = storage.read_bytes(snapshot_index_log_path(prefix)).split(b"\n")
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            j = json.loads(line)
+            sid, where = j["id"], (str(j["branch"]), int(j["version"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if isinstance(sid, str) and sid.startswith(prefix):
+            out[sid] = where
+    shard = snapshot_index_path(prefix).rsplit("/", 1)[0]
+    for fname in storage.list(shard):
+        sid = fname.removesuffix(".json")
+        if not sid.startswith(prefix) or sid in out:
+            continue
+        try:
+            j = _load(storage, f"{shard}/{fname}")
+            if j is None:
+                continue
+            out[sid] = (str(j["branch"]), int(j["version"]))
+        except (CorruptMetadata, KeyError, TypeError, ValueError):
+            continue  # the index is advisory: a torn entry is a miss, the log scan decides
+    return out
+
+
 def find_snapshot(storage: Storage, prefix: str) -> list[Snapshot]:
     """Committed snapshots whose id starts with ``prefix`` (at least 8 hex digits).
 
-    Uses the advisory index ``_lakever/snapshots/<id[:2]>/<id>.json`` (verified
-    against the log). A writer killed right after committing may not have indexed
-    its commit, so on a miss the newest versions of every branch are also checked.
+    Uses the advisory index (`_indexed`, verified against the log). A writer killed
+    right after committing may not have indexed its commit, so on a miss the newest
+    versions of every branch are also checked.
 
     Raises:
         BrokenHistory: nothing matched and a branch's history is broken (the snapshot
             may have been in the part that was lost).
     """
     found: dict[str, Snapshot] = {}
-    shard = snapshot_index_path(prefix).rsplit("/", 1)[0]
-    for fname in storage.list(shard):
-        sid = fname.removesuffix(".json")
-        if not sid.startswith(prefix):
-            continue
-        try:
-            j = _load(storage, f"{shard}/{fname}")
-            if j is None:
-                continue
-            branch_id, version = str(j["branch"]), int(j["version"])
-        except (CorruptMetadata, KeyError, TypeError, ValueError):
-            continue  # the index is advisory: a torn entry is a miss, the log scan below decides
+    for sid, (branch_id, version) in _indexed(storage, prefix).items():
         snap = _read_verified(storage, branch_id, version, sid)
         if snap is not None:
             found[sid] = snap

@@ -326,14 +326,48 @@ def test_torn_latest_hint_is_ignored(local_location: str, content: bytes) -> Non
     assert lv.open_dataset(local_location).to_arrow().equals(events(0, 6))
 
 
-def test_torn_snapshot_index_falls_back_to_the_log(local_location: str) -> None:
+def test_torn_snapshot_index_falls_back_to_the_log(location: str) -> None:
+    """Where storage appends (local disk) the index is one appended shard per id prefix;
+    elsewhere one small file per snapshot. Either, torn, is a miss the log scan covers."""
     from lakever import format as fmt
+    from lakever.storage import open_storage
 
-    lv.create_dataset(local_location, events(0, 2))
-    ds = lv.open_dataset(local_location).append(events(2, 2))
-    index = Path(local_location, fmt.snapshot_index_path(ds.snapshot_id))
-    assert index.exists()
-    index.write_bytes(b"")  # what a kill between creating and writing the file leaves
-    assert lv.open_dataset(local_location, version=ds.snapshot_id).version == 1
-    index.write_text('{"branch": "main", "version": "x"}')  # garbled, not just empty
-    assert lv.open_dataset(local_location, version=ds.snapshot_id[:8]).version == 1
+    lv.create_dataset(location, events(0, 2))
+    ds = lv.open_dataset(location).append(events(2, 2))
+    store = open_storage(location)
+    sid = ds.snapshot_id
+    shard, single = fmt.snapshot_index_log_path(sid), fmt.snapshot_index_path(sid)
+    rel = shard if store.exists(shard) else single
+    assert (rel == shard) == (location.startswith("/"))  # only local disk appends
+    assert sid.encode() in store.read_bytes(rel) or rel == single
+    store.write_hint(rel, b"")  # what a kill between creating and writing the file leaves
+    assert lv.open_dataset(location, version=sid).version == 1
+    store.write_hint(rel, b'{"branch": "main", "version": "x", "id": "' + sid.encode() + b'"}')
+    assert lv.open_dataset(location, version=sid[:8]).version == 1
+
+
+def test_the_appended_index_finds_old_snapshots_past_a_torn_record(local_location: str) -> None:
+    """A snapshot older than the newest versions the fallback scans is found through the
+    appended index, also when its record comes after a torn one (a power loss's zero
+    tail without a newline) and garbage lines in its shard."""
+    from lakever import format as fmt
+    from lakever.storage import open_storage
+
+    ds = lv.create_dataset(local_location, events(0, 1))
+    ids = [ds.snapshot_id]
+    for i in range(1, 70):
+        ds = ds.append(events(i, 1))
+        ids.append(ds.snapshot_id)
+    rel = fmt.snapshot_index_log_path(ids[1])
+    assert not Path(local_location, fmt.snapshot_index_path(ids[1])).exists()
+    shard = Path(local_location, rel)
+    assert shard.read_bytes().startswith(b"\n{")  # each record starts a line of its own
+    lines = shard.read_bytes().split(b"\n")
+    mine = next(line for line in lines if ids[1].encode() in line)
+    others = [line for line in lines if line and line != mine]
+    shard.write_bytes(b"\n".join([*others, b"not json", b'{"id": 5}']) + b"\x00" * 17)
+    open_storage(local_location).append_hint(rel, b"\n" + mine + b"\n")  # as a writer does
+    assert lv.open_dataset(local_location, version=ids[1]).version == 1
+    assert lv.open_dataset(local_location, version=ids[1][:8]).version == 1
+    for v in (0, 2, 3):  # other shards and other records are untouched
+        assert lv.open_dataset(local_location, version=ids[v]).version == v

@@ -181,6 +181,14 @@ class Atomic(ABC):
         A failure raises ``OSError`` (or `StorageError`); writers of hints ignore both.
         """
 
+    def append_hint(self, rel: str, data: bytes) -> bool:
+        """Append ``data`` to an advisory object in one atomic write, creating it if
+        missing; False when this backend cannot append (callers then write one object
+        per record with `write_hint`). Advisory like `write_hint`: not durable, and a
+        crash may leave a torn tail, which readers skip.
+        """
+        return False
+
 
 class Engines(ABC):
     """Engine hand-off: where pyarrow, DuckDB and polars find the files."""

@@ -318,6 +318,9 @@ class CacheView(Storage):
     def write_hint(self, rel: str, data: bytes) -> None:
         self.origin.write_hint(rel, data)
 
+    def append_hint(self, rel: str, data: bytes) -> bool:
+        return self.origin.append_hint(rel, data)
+
     def full_path(self, rel: str) -> str:
         return self.cache.path(rel)
 

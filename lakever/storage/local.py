@@ -251,6 +251,18 @@ class LocalStorage(Storage):
         finally:
             os.close(fd)
 
+    def append_hint(self, rel: str, data: bytes) -> bool:
+        # One write to a file opened with O_APPEND: POSIX places it at the end whatever
+        # other writers append meanwhile, and a file system does not interleave two
+        # writes to one file. Creating a file costs far more than appending to one (a
+        # new inode: 0.03-1 ms here, more while many files were just deleted).
+        fd = self._open_new(self._p(rel), os.O_WRONLY | os.O_CREAT | os.O_APPEND, durable=False)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return True
+
     def exists(self, rel: str) -> bool:
         return os.path.exists(self._p(rel))
 
