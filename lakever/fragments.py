@@ -247,9 +247,11 @@ class _Hashing(io.RawIOBase):
     """The Parquet writer's output: passed on to storage as it comes, hashed and counted.
 
     The hash and size are of exactly the bytes handed to storage, in order; nothing
-    holds the whole file. Large chunks are hashed on one background thread (SHA-256
-    releases the GIL) while the writer encodes the next ones; once a chunk went there,
-    every later chunk of the file follows it, so the bytes are hashed in order.
+    holds the whole file. The first MiB is hashed as it comes; after that, chunks are
+    gathered into batches of at least a MiB, hashed on one background thread (SHA-256
+    releases the GIL) while the writer encodes the next ones. Batches go to that one
+    thread in order, and nothing is hashed here once one went, so the bytes are hashed
+    in order.
     """
 
     def __init__(self, sink: ByteSink) -> None:
@@ -257,6 +259,8 @@ class _Hashing(io.RawIOBase):
         self._sink = sink
         self._sha = hashlib.sha256()
         self._last: Future[None] | None = None
+        self._batch: list[bytes] = []
+        self._batched = 0
         self.size = 0
 
     def writable(self) -> bool:
@@ -264,21 +268,34 @@ class _Hashing(io.RawIOBase):
 
     def write(self, b: ReadableBuffer, /) -> int:
         view = memoryview(b)
-        if self._last is None and view.nbytes < _HASH_AHEAD:
+        if self._last is None and self.size + view.nbytes < _HASH_AHEAD:
             self._sha.update(view)
         else:
             # The writer hands over immutable bytes objects: safe to hash later.
-            data = b if isinstance(b, bytes) else bytes(view)
-            self._last = _HASHER.get().submit(self._sha.update, data)
+            self._batch.append(b if isinstance(b, bytes) else bytes(view))
+            self._batched += view.nbytes
+            if self._batched >= _HASH_AHEAD:
+                self._submit()
         self._sink.write(view)
         self.size += view.nbytes
         return view.nbytes
 
+    def _submit(self) -> None:
+        batch, self._batch, self._batched = self._batch, [], 0
+        self._last = _HASHER.get().submit(_update_all, self._sha, batch)
+
     def hexdigest(self) -> str:
         """The SHA-256 of every byte written (waits for the hashing thread)."""
+        if self._batch:
+            self._submit()
         if self._last is not None:
             self._last.result()
         return self._sha.hexdigest()
+
+
+def _update_all(sha: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        sha.update(chunk)
 
 
 #: Fewer rows than this are written without dictionaries.

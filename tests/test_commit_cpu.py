@@ -252,3 +252,20 @@ def test_snapshot_times_format_as_strftime_does(stamp):
     assert text == stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if stamp.astimezone(UTC).year >= 1000:  # strftime does not pad earlier years
         assert parse_time(text) == stamp.astimezone(UTC)
+
+
+@given(ahead=st.integers(1, 20_000), rows=st.integers(1, 3000))
+@_SETTINGS
+def test_streamed_fragments_hash_every_byte_in_order(tmp_path_factory, ahead, rows):
+    """Hashing moves to a background thread in batches once the file passes a size:
+    wherever that happens, the recorded hash is the file's."""
+    root = tmp_path_factory.mktemp("h")
+    store = open_storage(str(root))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fragments, "_HASH_AHEAD", ahead)
+        mp.setattr(fragments, "_BUFFERED_MAX", 0)  # stream every fragment
+        (entry,) = fragments.write_fragments(store, [events(0, rows)], schema_id="s" * 32)
+    store.flush()
+    data = (root / entry.path).read_bytes()
+    assert entry.size_bytes == len(data)
+    assert entry.content_hash == "sha256:" + hashlib.sha256(data).hexdigest()
