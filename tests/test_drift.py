@@ -465,3 +465,15 @@ def test_decimals_nanoseconds_and_other_types(tmp_path):
     assert report.column("tns").a.max == pytest.approx(39 * 7 / 1e9)  # not cut to microseconds
     assert report.column("bin").a.null_rate == 0.25 and report.column("bin").psi is None
     assert report.flagged_columns == ["dec", "tns"]
+
+
+def test_a_query_duckdb_refuses_is_not_reported_as_damage(tmp_path):
+    """Damaged files are caught before DuckDB reads them; any other DuckDB error while
+    profiling is lakever's, and must not send the user to look for damaged files."""
+    from lakever.ml._profile import session
+
+    ds = lv.create_dataset(str(tmp_path / "ds"), pa.table({"x": [1, 2, 3]}))
+    with pytest.raises(lv.LakeverError) as info, session(ds) as (con, names):
+        con.sql(f"SELECT no_such_column FROM {names[0]}").fetchall()
+    assert not isinstance(info.value, lv.StorageError)
+    assert "verify" not in str(info.value) and "no_such_column" in str(info.value)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakever.errors import InvalidArgument, StorageError
+from lakever.errors import InvalidArgument, LakeverError, StorageError
 from lakever.ml._drift_sql import Column, Stats, bin_counts, stats, top_values
 
 if TYPE_CHECKING:
@@ -153,6 +153,14 @@ def _wide_decimal(t: pa.DataType) -> bool:
     return bool(pa.types.is_decimal(t) and t.precision > 38)
 
 
+def _uris(views: Sequence[SnapshotView]) -> str:
+    return " and ".join(sorted({v.uri for v in views}))
+
+
+def _first(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 @contextmanager
 def session(*views: SnapshotView) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[str]]]:
     """A private DuckDB cursor on which ``__drift_<i>`` is each view's live rows.
@@ -184,13 +192,19 @@ def session(*views: SnapshotView) -> Iterator[tuple[duckdb.DuckDBPyConnection, l
             else:
                 con.register(names[-1], view.to_duckdb(con))
         yield con, names
-    except duckdb.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        uris = " and ".join(sorted({v.uri for v in views}))
+    except duckdb.IOException as exc:
         raise StorageError(
-            f"reading snapshots of {uris} in DuckDB failed: {first}; run 'lakever verify' "
-            "on the dataset to look for damaged files",
+            f"reading snapshots of {_uris(views)} in DuckDB failed: {_first(exc)}; run "
+            "'lakever verify' on the dataset to look for damaged files",
             path=views[0].uri,
+        ) from exc
+    except duckdb.Error as exc:
+        # Damaged files are found before DuckDB reads them (their hashes are checked), so
+        # anything else is a query lakever built that DuckDB refused: not the data's fault.
+        raise LakeverError(
+            f"profiling snapshots of {_uris(views)} in DuckDB failed: {_first(exc)}. The "
+            "files passed their checks; this is a limitation of lakever's profiling of "
+            "these column types: report it with the command that raised it"
         ) from exc
     finally:
         con.close()
