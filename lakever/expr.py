@@ -22,6 +22,7 @@ matching row.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -561,19 +562,33 @@ def _calls_volatile(value: str, volatile: frozenset[str]) -> bool:
     return any(n.startswith(("current", "now", "today", "get_current", "localtime")) for n in names)
 
 
+#: A plain decimal number literal; of at most 18 digits DuckDB types it INTEGER, BIGINT or
+#: DECIMAL (the "number" family either way); group 1 is its fractional part.
+_NUMBER = re.compile(r"-?\s*\d+(\.\d+)?")
+
+
 def _value_types(values: list[str]) -> dict[str, str]:
     """DuckDB's type for each column-free value (values it cannot evaluate are left out)."""
     import duckdb
 
     from lakever.sql import cursor
 
-    distinct = list(dict.fromkeys(values))
-    con = cursor()
     out: dict[str, str] = {}
+    distinct = []
+    for v in dict.fromkeys(values):
+        literal = _NUMBER.fullmatch(v)
+        if literal is None or sum(c.isdigit() for c in v) > 18:  # BIGNUM, DOUBLE: ask
+            distinct.append(v)
+        else:  # a plain number: no DuckDB round trip for what its family is
+            out[v] = "DECIMAL" if literal.group(1) else "INTEGER"
+    if not distinct:
+        return out
+    con = cursor()
     try:
         try:
             row = con.sql("SELECT " + ", ".join(f"typeof(({v}))" for v in distinct)).fetchall()[0]
-            return dict(zip(distinct, (str(t) for t in row), strict=True))
+            out.update(zip(distinct, (str(t) for t in row), strict=True))
+            return out
         except duckdb.Error:
             pass
         for v in distinct:  # one fails: find which ones evaluate

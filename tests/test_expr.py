@@ -11,6 +11,8 @@ import re
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lakever as lv
 from lakever.expr import (
@@ -186,3 +188,22 @@ def test_columns_resolve_case_insensitively_unless_ambiguous():
 
 def test_parse_expression_returns_one_tree():
     assert parse_expression("a + 1", what="x").sql() == "a + 1"
+
+
+@given(
+    number=st.one_of(
+        st.integers(-(10**40), 10**40).map(str),
+        st.decimals(-(10**12), 10**12, places=4, allow_nan=False, allow_infinity=False).map(str),
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_number_literals_are_typed_in_the_family_duckdb_gives_them(number):
+    """Plain number literals skip the DuckDB round trip that types compared values; the
+    family they get (what decides whether bounds may prune) is DuckDB's own."""
+    import duckdb
+
+    from lakever import expr
+
+    fast = expr._value_types([number])[number]
+    duck = duckdb.sql(f"SELECT typeof(({number}))").fetchall()[0][0]
+    assert expr._family(fast) == expr._family(str(duck))
