@@ -400,12 +400,13 @@ def _read_verified(
     return snap if snap is not None and snap.snapshot_id == snapshot_id else None
 
 
-def _indexed(storage: Storage, prefix: str) -> dict[str, tuple[str, int]]:
+def _indexed(storage: Storage, prefix: str) -> dict[str, list[tuple[str, int]]]:
     """The advisory index's entries for snapshot ids starting with ``prefix``: id ->
-    (branch id, version), from both layouts (docs/format.md §1): the appended shard
-    ``_lakever/snapshots/<id[:2]>.jsonl`` and one file per snapshot under
-    ``_lakever/snapshots/<id[:2]>/``. A torn or garbled record is skipped (a miss)."""
-    out: dict[str, tuple[str, int]] = {}
+    every (branch id, version) recorded for it (each is verified), from both layouts
+    (docs/format.md §1): the appended shard ``_lakever/snapshots/<id[:2]>.jsonl`` and
+    one file per snapshot under ``_lakever/snapshots/<id[:2]>/``. A torn or garbled
+    record is skipped (a miss)."""
+    out: dict[str, list[tuple[str, int]]] = {}
     try:
         lines = storage.read_bytes(snapshot_index_log_path(prefix)).split(b"\n")
     except FileNotFoundError:
@@ -418,8 +419,8 @@ def _indexed(storage: Storage, prefix: str) -> dict[str, tuple[str, int]]:
             sid, where = j["id"], (str(j["branch"]), int(j["version"]))
         except (KeyError, TypeError, ValueError):
             continue
-        if isinstance(sid, str) and sid.startswith(prefix):
-            out[sid] = where
+        if isinstance(sid, str) and sid.startswith(prefix) and where not in out.get(sid, []):
+            out.setdefault(sid, []).append(where)
     shard = snapshot_index_path(prefix).rsplit("/", 1)[0]
     for fname in storage.list(shard):
         sid = fname.removesuffix(".json")
@@ -429,7 +430,7 @@ def _indexed(storage: Storage, prefix: str) -> dict[str, tuple[str, int]]:
             j = _load(storage, f"{shard}/{fname}")
             if j is None:
                 continue
-            out[sid] = (str(j["branch"]), int(j["version"]))
+            out[sid] = [(str(j["branch"]), int(j["version"]))]
         except (CorruptMetadata, KeyError, TypeError, ValueError):
             continue  # the index is advisory: a torn entry is a miss, the log scan decides
     return out
@@ -447,10 +448,12 @@ def find_snapshot(storage: Storage, prefix: str) -> list[Snapshot]:
             may have been in the part that was lost).
     """
     found: dict[str, Snapshot] = {}
-    for sid, (branch_id, version) in _indexed(storage, prefix).items():
-        snap = _read_verified(storage, branch_id, version, sid)
-        if snap is not None:
-            found[sid] = snap
+    for sid, places in _indexed(storage, prefix).items():
+        for branch_id, version in places:
+            snap = _read_verified(storage, branch_id, version, sid)
+            if snap is not None:
+                found[sid] = snap
+                break
     if found:
         return list(found.values())
     damage: BrokenHistory | None = None

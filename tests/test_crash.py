@@ -367,6 +367,9 @@ def test_the_appended_index_finds_old_snapshots_past_a_torn_record(local_locatio
     others = [line for line in lines if line and line != mine]
     shard.write_bytes(b"\n".join([*others, b"not json", b'{"id": 5}']) + b"\x00" * 17)
     open_storage(local_location).append_hint(rel, b"\n" + mine + b"\n")  # as a writer does
+    wrong = mine.replace(b'"version":1', b'"version":50')  # a stray record for the same id
+    assert wrong != mine
+    open_storage(local_location).append_hint(rel, b"\n" + wrong + b"\n")
     assert lv.open_dataset(local_location, version=ids[1]).version == 1
     assert lv.open_dataset(local_location, version=ids[1][:8]).version == 1
     for v in (0, 2, 3):  # other shards and other records are untouched
