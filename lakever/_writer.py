@@ -28,7 +28,6 @@ import pyarrow as pa
 from lakever import contract as contracts
 from lakever._convert import to_arrow_stream
 from lakever._fieldids import claim_field_ids
-from lakever._lru import Lru
 from lakever._metafiles import read_contract_text, write_contract_text, write_schema
 from lakever._records import SchemaChange
 from lakever._types import SchemaMode, ValidateMode
@@ -54,7 +53,7 @@ from lakever.commit import (
 from lakever.errors import InvalidArgument, SchemaEvolutionError
 from lakever.evolution import ColumnRef, evolve, plan_write
 from lakever.field_tree import schema_changes as diff
-from lakever.format import ContractRef, FragmentEntry, Snapshot, schema_id
+from lakever.format import ContractRef, FragmentEntry, Snapshot
 from lakever.fragments import DEFAULT_MAX_ROWS_PER_FRAGMENT, Layout
 from lakever.integrity import written
 from lakever.keys import KeyCheck, check_declared
@@ -68,11 +67,12 @@ from lakever.partitioning import (
     resolve_sort,
     resolve_spec,
 )
-from lakever.projection import conform
+from lakever.projection import check_fits
 from lakever.schema import (
     assign_field_ids,
     check_names,
     iter_field_ids,
+    remembered_schema,
     schema_from_json,
     schema_to_json,
     strip_field_ids,
@@ -254,11 +254,11 @@ def prepare_data(
         attached = _fitting_contract(storage, contract, strip_field_ids(target), what_schema)
         ref, text = attached if attached is not None else (None, None)
     else:
-        current, current_id = _parsed(base.schema)
+        current, current_id = remembered_schema(base.schema)
         target, last_id = plan_write(current, base.last_field_id, data_schema, schema_mode)
         check_names(target, before=current, what=what)
         # Check the schema before writing any byte, so a mismatch costs nothing.
-        _check_fits(data_schema, target, what=what, mode=schema_mode)
+        check_fits(data_schema, target, what=what, mode=schema_mode)
         cur = current
         target, last_id = _claimed(
             storage,
@@ -271,7 +271,7 @@ def prepare_data(
         text = None if ref is None else read_contract_text(storage, ref.id)
     key = _key_of(base, target, primary_key)
     # The base's own schema record when the write keeps it (the usual append): the next
-    # commit then finds it parsed (`_parsed`), and the record is not rebuilt.
+    # commit then finds it parsed (`remembered_schema`), and the record is not rebuilt.
     if base is not None and target is current and current_id is not None:
         schema_json = base.schema
     else:
@@ -537,45 +537,6 @@ def commit_evolve(
         parameters=parameters,
     )
     return log.commit(base, change, io=ManifestFiles(storage))
-
-
-#: Recent snapshots' schema records, parsed, with their schema ids, by identity of the
-#: record (kept, so its id is not reused while remembered). Schema records are never
-#: changed once read or made; consecutive commits through one Dataset share theirs.
-_PARSED: Lru[int, tuple[dict[str, Any], pa.Schema, str | None]] = Lru(64)
-
-
-def _parsed(schema_json: dict[str, Any]) -> tuple[pa.Schema, str | None]:
-    """``schema_json`` as an Arrow schema (field ids in its metadata), and its schema id;
-    None instead of the id when the record is not what `schema_to_json` makes of the
-    schema (a record written by an older version), which is then written anew."""
-    hit = _PARSED.get(id(schema_json))
-    if hit is not None and hit[0] is schema_json:
-        return hit[1], hit[2]
-    schema = schema_from_json(schema_json)
-    sid = schema_id(schema_json) if schema_to_json(schema) == schema_json else None
-    _PARSED.put(id(schema_json), (schema_json, schema, sid))
-    return schema, sid
-
-
-#: Data schemas `conform` accepted for a target schema and mode, by the target's identity.
-_FITS: Lru[tuple[int, str], tuple[pa.Schema, tuple[pa.Schema, ...]]] = Lru(64)
-
-
-def _check_fits(data_schema: pa.Schema, target: pa.Schema, *, what: str, mode: SchemaMode) -> None:
-    """Raise what `conform` raises for rows of ``data_schema`` written under ``target``.
-
-    The answer depends on the two schemas only (metadata included); accepted pairs are
-    remembered, so a stream of small appends checks its schema once. (Comparing schemas
-    is cheap; hashing one is not.)
-    """
-    key = (id(target), mode)
-    hit = _FITS.get(key)
-    known = hit[1] if hit is not None and hit[0] is target else ()
-    if any(s.equals(data_schema, check_metadata=True) for s in known):
-        return
-    conform(data_schema.empty_table(), target, what=what, mode=mode)
-    _FITS.put(key, (target, (data_schema, *known[:7])))
 
 
 def _claimed(

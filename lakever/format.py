@@ -498,26 +498,19 @@ def seal_snapshot(snap: Snapshot) -> tuple[Snapshot, bytes]:
     each manifest's own encoding; the encodings of the manifests and the schema a
     commit carries over from its parent are remembered (`_remembered_json`).
     """
-    manifests = b",".join(_remembered_json(m, m.to_json) for m in snap.manifests)
-    body = snap._body(_Encoded(b"[" + manifests + b"]"))
-    body["schema"] = _Encoded(_remembered_json(snap.schema, lambda: snap.schema))
-    pieces = {
-        k: _key_json(k) + (v.data if isinstance(v, _Encoded) else canonical_json(v))
-        for k, v in body.items()
+    # The manifests and the schema are laid out from their remembered encodings.
+    body = snap._body(None)
+    encoded = {
+        "manifests": b"["
+        + b",".join(_remembered_json(m, m.to_json) for m in snap.manifests)
+        + b"]",
+        "schema": _remembered_json(snap.schema, lambda: snap.schema),
     }
+    pieces = {k: _key_json(k) + (encoded.get(k) or canonical_json(v)) for k, v in body.items()}
     snapshot_id = sha256_hex(b"{" + b",".join(pieces[k] for k in sorted(pieces)) + b"}")[:32]
     pieces["snapshot_id"] = _key_json("snapshot_id") + canonical_json(snapshot_id)
     record = b"{" + b",".join(pieces[k] for k in sorted(pieces)) + b"}"
     return replace(snap, snapshot_id=snapshot_id), record
-
-
-class _Encoded:
-    """A value already serialized as canonical JSON (a piece `seal_snapshot` assembles)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
 
 
 #: ``"key":`` of each record key seen (a handful of fixed names).

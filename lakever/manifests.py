@@ -180,18 +180,15 @@ def manifest_table(entries: Sequence[FragmentEntry]) -> pa.Table:
         ],
         [None if e.deletion is None else e.deletion.to_json() for e in entries],
     )
-    columns: list[pa.Array[Any]] = [
-        pa.array(v, f.type) for f, v in zip(_BASE_FIELDS, values, strict=True)
-    ]
-    fields = list(_BASE_FIELDS)
-    for name, arr in stats_columns([e.stats for e in entries]).items():
-        fields.append(pa.field(name, arr.type))
-        columns.append(arr)
+    cols = [pa.array(v, f.type) for f, v in zip(_BASE_FIELDS, values, strict=True)]
+    stats = stats_columns([e.stats for e in entries])
+    fields = [*_BASE_FIELDS, *(pa.field(name, arr.type) for name, arr in stats.items())]
     schema = pa.schema(fields, metadata={_VERSION_KEY: str(MANIFEST_VERSION).encode()})
-    return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays([*cols, *stats.values()], schema=schema)
 
 
-#: Manifests of at least this many entries are written with zstd (else snappy).
+#: Manifests this large get zstd; smaller ones snappy (zstd's set-up per column costs more
+#: than it saves on them: docs/benchmarks.md "Small commits, second pass").
 _ZSTD_MIN_ENTRIES = 4096
 
 #: Rows per row group of a manifest file: a read of a few fragments decodes few groups.
@@ -471,9 +468,6 @@ def write_manifest(
     """Write one manifest listing ``entries``; return its reference for the manifest list."""
     table = manifest_table(entries)
     sink = pa.BufferOutputStream()
-    # zstd pays off on large manifests; on small ones its per-column set-up (a context
-    # per column chunk) costs more than the bytes it saves: 8 entries, 23 columns:
-    # zstd 0.96 ms / 9.9 KB, snappy 0.53 ms / 9.9 KB.
     codec: Literal["zstd", "snappy"] = "zstd" if len(entries) >= _ZSTD_MIN_ENTRIES else "snappy"
     pq.write_table(table, sink, compression=codec, row_group_size=MANIFEST_ROW_GROUP)
     data = sink.getvalue().to_pybytes()

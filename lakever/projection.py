@@ -22,12 +22,13 @@ from typing import Any, Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lakever._lru import Lru
 from lakever._types import SchemaMode
 from lakever.errors import SchemaMismatch
 from lakever.evolution import fits
 from lakever.schema import field_id, normalize_type, same_logical, strip_field, type_name
 
-__all__ = ["Plan", "cast_exact", "conform", "plan", "project"]
+__all__ = ["Plan", "cast_exact", "check_fits", "conform", "plan", "project"]
 
 _Data = TypeVar("_Data", pa.Table, pa.RecordBatch)
 
@@ -410,3 +411,23 @@ def _show(arr: Any, i: int, *, raw: bool = False) -> str:
         return str(one.cast(pa.string())[0].as_py())
     text = repr(one[0].as_py())
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+#: Data schemas `conform` accepted for a target schema and mode, by the target's identity.
+_FITS: Lru[tuple[int, str], tuple[pa.Schema, tuple[pa.Schema, ...]]] = Lru(64)
+
+
+def check_fits(data_schema: pa.Schema, target: pa.Schema, *, what: str, mode: SchemaMode) -> None:
+    """Raise what `conform` raises for rows of ``data_schema`` written under ``target``.
+
+    The answer depends on the two schemas only (metadata included); accepted pairs are
+    remembered, so a stream of small appends checks its schema once. (Comparing schemas
+    is cheap; hashing one is not.)
+    """
+    key = (id(target), mode)
+    hit = _FITS.get(key)
+    known = hit[1] if hit is not None and hit[0] is target else ()
+    if any(s.equals(data_schema, check_metadata=True) for s in known):
+        return
+    conform(data_schema.empty_table(), target, what=what, mode=mode)
+    _FITS.put(key, (target, (data_schema, *known[:7])))

@@ -203,7 +203,7 @@ def test_appends_through_a_dataset_reuse_the_parsed_schema_and_carried_encodings
     """Appends through the Dataset the previous append returned neither parse the schema
     record again, nor check an already accepted data schema again, nor re-encode the
     manifests and schema they carry over: each commit encodes only its own new manifest."""
-    from lakever import _writer, format
+    from lakever import format, projection, schema
 
     ds = lv.create_dataset(str(tmp_path / "ds"), events(0, 3)).append(events(3, 3))
     calls: dict[str, int] = {"parse": 0, "conform": 0, "encode": 0}
@@ -215,8 +215,8 @@ def test_appends_through_a_dataset_reuse_the_parsed_schema_and_carried_encodings
 
         return wrapper
 
-    monkeypatch.setattr(_writer, "schema_from_json", counting("parse", _writer.schema_from_json))
-    monkeypatch.setattr(_writer, "conform", counting("conform", _writer.conform))
+    monkeypatch.setattr(schema, "schema_from_json", counting("parse", schema.schema_from_json))
+    monkeypatch.setattr(projection, "conform", counting("conform", projection.conform))
     real_to_json = format.ManifestRef.to_json
     monkeypatch.setattr(format.ManifestRef, "to_json", counting("encode", real_to_json))
     merges = 0

@@ -302,6 +302,10 @@ def test_times_are_stored_in_utc_with_microseconds():
     assert format_time(ts) == "2026-11-27T12:00:00.000005Z"
     assert parse_time("2026-11-27T12:00:00.000005Z") == ts
     assert parse_time(format_time(ts)).tzinfo == UTC
+    # Years before 1000 keep strftime's spelling (the fast path covers the others).
+    early = datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert format_time(early) == early.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert format_time(early).endswith("-01-02T03:04:05.000006Z")
 
 
 def test_partition_records_are_validated():
@@ -388,9 +392,11 @@ def test_every_optional_field_round_trips_and_is_hashed():
         primary_key=(1,),
         parameters={"mode": "append"},
         summary=Summary(rows_added=2, total_rows=5, fragments_added=1),
+        table_properties={"compaction.auto": "true"},
     )
     back = decode_snapshot(encode_snapshot(full), path="p")
     assert back == full
+    assert back.table_properties == {"compaction.auto": "true"}
     record = json.loads(encode_snapshot(full))
     assert record["merge_parent"]["branch"] == "b" and record["sort_by"][0]["descending"]
     plain = json.loads(encode_snapshot(_snap()))
