@@ -7,12 +7,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-__all__ = ["Lru"]
+__all__ = ["Lru", "by_identity"]
 
 
 class Lru(Generic[K, V]):
@@ -66,3 +66,15 @@ class Lru(Generic[K, V]):
         with self._lock:
             self._items.clear()
             self._size = 0
+
+
+def by_identity(cache: Lru[int, tuple[Any, V]], obj: Any, make: Callable[[], V]) -> V:
+    """``make()``, remembered in ``cache`` for the object ``obj`` itself (not for an equal
+    one). The entry keeps ``obj``, so its id is not reused while remembered. Only for
+    objects nobody changes once made (frozen records, schema and manifest records)."""
+    hit = cache.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    value = make()
+    cache.put(id(obj), (obj, value))
+    return value

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from lakever._lru import Lru
+from lakever._lru import Lru, by_identity
 from lakever.errors import CorruptMetadata, UnsupportedFormatVersion
 
 __all__ = [
@@ -533,12 +533,7 @@ _ENCODED: Lru[int, tuple[Any, bytes]] = Lru(512)
 
 
 def _remembered_json(obj: Any, to_json: Callable[[], Any]) -> bytes:
-    hit = _ENCODED.get(id(obj))
-    if hit is not None and hit[0] is obj:
-        return hit[1]
-    data = canonical_json(to_json())
-    _ENCODED.put(id(obj), (obj, data))
-    return data
+    return by_identity(_ENCODED, obj, lambda: canonical_json(to_json()))
 
 
 _KNOWN = {

@@ -28,13 +28,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from lakever._lru import Lru
+from lakever._lru import Lru, by_identity
 from lakever.errors import CorruptMetadata, InvalidArgument
 from lakever.format import schema_id
 
 __all__ = [
     "FIELD_ID_KEY",
-    "remembered_schema",
     "assign_field_ids",
     "check_names",
     "field_id",
@@ -42,6 +41,7 @@ __all__ = [
     "name_problems",
     "nested_fields",
     "normalize_type",
+    "remembered_schema",
     "same_logical",
     "schema_from_json",
     "schema_to_json",
@@ -525,17 +525,16 @@ def _zone_rules(name: str) -> bytes | None:
 #: Recent snapshots' schema records, parsed, with their schema ids, by identity of the
 #: record (kept, so its id is not reused while remembered). Schema records are never
 #: changed once read or made; consecutive commits through one Dataset share theirs.
-_RECORDS: Lru[int, tuple[dict[str, Any], pa.Schema, str | None]] = Lru(64)
+_RECORDS: Lru[int, tuple[Any, tuple[pa.Schema, str | None]]] = Lru(64)
 
 
 def remembered_schema(schema_json: dict[str, Any]) -> tuple[pa.Schema, str | None]:
     """``schema_json`` as an Arrow schema (field ids in its metadata), and its schema id;
     None instead of the id when the record is not what `schema_to_json` makes of the
     schema (a record written by an older version), which is then written anew."""
-    hit = _RECORDS.get(id(schema_json))
-    if hit is not None and hit[0] is schema_json:
-        return hit[1], hit[2]
-    schema = schema_from_json(schema_json)
-    sid = schema_id(schema_json) if schema_to_json(schema) == schema_json else None
-    _RECORDS.put(id(schema_json), (schema_json, schema, sid))
-    return schema, sid
+
+    def make() -> tuple[pa.Schema, str | None]:
+        schema = schema_from_json(schema_json)
+        return schema, schema_id(schema_json) if schema_to_json(schema) == schema_json else None
+
+    return by_identity(_RECORDS, schema_json, make)
