@@ -281,6 +281,10 @@ class _Hashing(io.RawIOBase):
         return view.nbytes
 
     def _submit(self) -> None:
+        # One batch hashing while the next is gathered: memory stays within two batches
+        # even if hashing were slower than encoding (it is several times faster).
+        if self._last is not None:
+            self._last.result()
         batch, self._batch, self._batched = self._batch, [], 0
         self._last = _HASHER.get().submit(_update_all, self._sha, batch)
 

@@ -269,3 +269,38 @@ def test_streamed_fragments_hash_every_byte_in_order(tmp_path_factory, ahead, ro
     data = (root / entry.path).read_bytes()
     assert entry.size_bytes == len(data)
     assert entry.content_hash == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_streamed_hashing_keeps_at_most_one_batch_in_flight(tmp_path, monkeypatch):
+    """A batch goes to the hashing thread only once the one before it is hashed, so a
+    slow hash never makes the whole file wait in memory."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = open_storage(str(tmp_path))
+    in_flight: list[int] = []
+    running = [0]
+    real = fragments._update_all
+
+    def slow(sha: Any, chunks: list[bytes]) -> None:
+        running[0] += 1
+        time.sleep(0.01)
+        real(sha, chunks)
+        running[0] -= 1
+
+    class Pool:
+        pool = ThreadPoolExecutor(1)
+
+        def get(self) -> ThreadPoolExecutor:
+            in_flight.append(running[0])
+            return self.pool
+
+    monkeypatch.setattr(fragments, "_update_all", slow)
+    monkeypatch.setattr(fragments, "_HASHER", Pool())
+    monkeypatch.setattr(fragments, "_HASH_AHEAD", 500)
+    monkeypatch.setattr(fragments, "_BUFFERED_MAX", 0)
+    (entry,) = fragments.write_fragments(store, [events(0, 20_000)], schema_id="s" * 32)
+    store.flush()
+    assert len(in_flight) > 3 and max(in_flight) == 0  # the previous batch was done
+    data = (tmp_path / entry.path).read_bytes()
+    assert entry.content_hash == "sha256:" + hashlib.sha256(data).hexdigest()
