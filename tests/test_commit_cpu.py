@@ -231,14 +231,30 @@ def test_appends_through_a_dataset_reuse_the_parsed_schema_and_carried_encodings
     assert lv.open_dataset(str(tmp_path / "ds")).to_arrow().equals(events(0, 36))
 
 
-def test_a_different_data_schema_is_still_checked(tmp_path):
-    """The remembered acceptance is per data schema: another one is checked (and refused)."""
+def test_a_different_data_schema_is_still_checked(tmp_path, monkeypatch):
+    """The remembered acceptance is per data schema: another one is checked before any
+    byte is written (and refused when it does not fit)."""
+    from lakever import projection
+
     ds = lv.create_dataset(str(tmp_path / "ds"), events(0, 3)).append(events(3, 3))
-    bad = events(6, 3).set_column(0, "id", pa.array(["a", "b", "c"]))
+    checked: list[pa.Schema] = []
+    real = projection.conform
+
+    def counting(table: pa.Table, *args: Any, **kwargs: Any) -> pa.Table:
+        checked.append(table.schema)
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(projection, "conform", counting)
+    ds = ds.append(events(6, 3))
+    assert checked == []  # accepted before
+    reordered = events(9, 3).select(["category", "value", "id"])
+    ds = ds.append(reordered)
+    assert len(checked) == 1 and checked[0].names == ["category", "value", "id"]
+    bad = events(12, 3).set_column(0, "id", pa.array(["a", "b", "c"]))
     with pytest.raises(lv.SchemaMismatch):
         ds.append(bad)
-    with_metadata = events(6, 3).replace_schema_metadata({"k": "v"})
-    assert ds.append(with_metadata).to_arrow().num_rows == 9
+    assert len(checked) == 2 and checked[1].field("id").type == pa.string()
+    assert ds.to_arrow().num_rows == 12
 
 
 @given(stamp=st.datetimes(timezones=st.timezones()))
