@@ -289,7 +289,8 @@ class Storage(Objects, Atomic, Engines):
 
 
 #: Method -> (what the message says it could not do, the OSError that is a signal, not
-#: a failure). ``write_hint`` is left out: its failures are ``OSError`` by contract.
+#: a failure). ``write_hint`` and ``append_hint`` are left out: their failures are ``OSError``
+#: by contract (callers of advisory writes ignore them).
 _TRANSLATED: dict[str, tuple[str, type[OSError] | None]] = {
     "read_bytes": ("read", FileNotFoundError),
     "read_object": ("read", FileNotFoundError),
