@@ -5,8 +5,11 @@ a statistics relation holds one row per fragment: its row count and, per field,
 min/max in the column's current type, null and NaN counts. The condition of
 `lakever.expr.may_match_sql` is evaluated over it by DuckDB in one vectorised
 query, so a bound is compared with the filter's value exactly as DuckDB compares
-a row's value (same type, same cast, same rounding). A fragment is dropped only
-when the condition is false; a missing statistic is NULL, which keeps it.
+a row's value (same type, same cast, same rounding). Conditions that compare integer
+columns with integer literals only are computed by Arrow instead (`may_match_arrow`:
+both engines compare those exactly), which spares a small delete or read the query.
+A fragment is dropped only when the condition is false; a missing statistic is NULL,
+which keeps it.
 
 Two sources of statistics are used, in order: the partition values a fragment
 records (partition pruning), then the min/max/null/NaN counts of its manifest
@@ -16,6 +19,7 @@ the current one (every widening lakever allows is order-preserving).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -34,7 +38,7 @@ from lakever.sql import cursor, duckdb_type
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["Pruned", "may_match_sql", "prune", "prune_columns", "run_prune"]
+__all__ = ["Pruned", "may_match_arrow", "may_match_sql", "prune", "prune_columns", "run_prune"]
 
 #: A fragment's statistics by field id (``{"min", "max", "nulls", "nans"}``).
 Stats = Mapping[int, Mapping[str, Any]]
@@ -238,13 +242,13 @@ def prune(
         )
     con = cursor()
     try:
-        by_partition = _partition_mask(con, manifests, fields, types, condition, written)
+        by_partition = _partition_mask(con, manifests, fields, types, node, written)
         parts = [_manifest_relation(m, fields, types, written) for m in manifests]
         relation = pa.Table.from_arrays(
             [pa.chunked_array([c for p in parts for c in p[k].chunks]) for k in parts[0]],
             names=list(parts[0]),
         )
-        mask = run_prune(con, relation, condition)
+        mask = _evaluate(con, relation, node, types, condition)
     except duckdb.Error:
         # A value DuckDB cannot evaluate (e.g. an out-of-range cast): prune nothing, so
         # evaluating the filter on the rows reports the error exactly as DuckDB would.
@@ -269,7 +273,7 @@ def _partition_mask(
     manifests: Sequence[ManifestData],
     fields: Sequence[int],
     types: Mapping[int, pa.DataType],
-    condition: str,
+    node: PruneNode,
     written: WrittenType,
 ) -> pa.BooleanArray | None:
     """Which fragments their partition values allow (None: no fragment is partitioned).
@@ -296,7 +300,7 @@ def _partition_mask(
         return None
     columns = _stats_relation([1] * len(stats), key_sids, stats, fields, types, written)
     relation = pa.Table.from_arrays(list(columns.values()), names=list(columns))
-    allowed = run_prune(con, relation, condition)
+    allowed = _evaluate(con, relation, node, types, may_match_sql(node, types))
     mask = allowed.take(keys.indices).fill_null(True)
     return mask  # type: ignore[return-value]
 
@@ -352,6 +356,95 @@ def may_match_sql(node: PruneNode, types: Mapping[int, pa.DataType]) -> str:
             f" OR (coalesce(nn_{f} > 0, TRUE) AND coalesce(CAST('NaN' AS {t}) {node.op} {v}, TRUE))"
         )
     return f"({out})"
+
+
+#: A plain integer literal that fits in a BIGINT with room to spare (DuckDB and Arrow
+#: both compare it with an integer column exactly).
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+def _exact_integer(t: pa.DataType) -> bool:
+    """An integer column whose every value an int64 holds (not uint64)."""
+    return pa.types.is_integer(t) and t != pa.uint64()
+
+
+def may_match_arrow(
+    node: PruneNode, types: Mapping[int, pa.DataType], stats: pa.Table
+) -> pa.BooleanArray | None:
+    """`may_match_sql`'s condition over ``stats`` computed by Arrow, without a DuckDB
+    query (~3 ms, which a one-fragment delete would otherwise spend on pruning), for the
+    trees where the two engines agree by construction: every comparison is between an
+    integer column (not uint64) and a plain integer literal, and null and NaN checks,
+    which compare counts only. None for any other tree: DuckDB evaluates it
+    (`run_prune`), so a value is still compared exactly as DuckDB compares a row's.
+    """
+    try:
+        mask = _arrow_condition(node, types, stats)
+    except pa.ArrowInvalid:  # an overflow in the counts: let DuckDB decide
+        return None
+    if mask is None:
+        return None
+    out: pa.BooleanArray = _flat(mask)  # type: ignore[assignment]
+    return out
+
+
+def _arrow_condition(node: PruneNode, types: Mapping[int, pa.DataType], stats: pa.Table) -> Any:
+    """`may_match_arrow`'s mask (a boolean column without nulls), or None."""
+    if isinstance(node, Conj):
+        kids = [_arrow_condition(k, types, stats) for k in node.children]
+        if any(k is None for k in kids):
+            return None
+        out = kids[0]
+        for k in kids[1:]:
+            out = pc.and_(out, k) if node.and_ else pc.or_(out, k)
+        return out
+    n: Any = stats.column("n")
+    if isinstance(node, Always):
+        return pc.is_valid(n)  # n (a row count) is never null
+    f = node.field_id
+    nulls: Any = stats.column(f"nl_{f}")
+    nans: Any = stats.column(f"nn_{f}")
+    zero = pa.scalar(0, pa.int64())
+    some = pc.greater(
+        pc.subtract_checked(pc.subtract_checked(n, nulls.fill_null(0)), nans.fill_null(0)), zero
+    )
+    if isinstance(node, NullCheck):
+        if node.kind == "null":
+            known = pc.less(nulls, n) if node.negated else pc.greater(nulls, zero)
+            return known.fill_null(True)
+        if node.negated:
+            return some
+        if pa.types.is_floating(types[f]):
+            return pc.greater(nans, zero).fill_null(True)
+        return pc.is_valid(n)
+    if not _exact_integer(types[f]) or not _INTEGER.fullmatch(node.value):
+        return None
+    v = pa.scalar(int(node.value), pa.int64())
+    lo: Any = stats.column(f"lo_{f}")
+    hi: Any = stats.column(f"hi_{f}")
+    # SQL's three-valued AND/NOT, as in the condition's text; unknown keeps the fragment.
+    ranges = {
+        "=": lambda: pc.and_kleene(pc.less_equal(lo, v), pc.greater_equal(hi, v)),
+        "<>": lambda: pc.invert(pc.and_kleene(pc.equal(lo, v), pc.equal(hi, v))),
+        "<": lambda: pc.less(lo, v),
+        "<=": lambda: pc.less_equal(lo, v),
+        ">": lambda: pc.greater(hi, v),
+        ">=": lambda: pc.greater_equal(hi, v),
+    }
+    return pc.and_(some, ranges[node.op]().fill_null(True))
+
+
+def _evaluate(
+    con: duckdb.DuckDBPyConnection,
+    stats: pa.Table,
+    node: PruneNode,
+    types: Mapping[int, pa.DataType],
+    condition: str,
+) -> pa.BooleanArray:
+    """``condition`` (`may_match_sql` of ``node``) over ``stats``: by Arrow where it
+    compares exactly as DuckDB does (`may_match_arrow`), else by DuckDB."""
+    mask = may_match_arrow(node, types, stats)
+    return run_prune(con, stats, condition) if mask is None else mask
 
 
 def run_prune(con: duckdb.DuckDBPyConnection, stats: pa.Table, condition: str) -> pa.BooleanArray:

@@ -163,19 +163,26 @@ def _positions_in_duckdb(candidates: _Candidates) -> list[tuple[FragmentEntry, P
     try:
         register_plan(con, plan)  # deleted rows are not live: they never match again
         rows = plan_sql(plan, names, mapping, positions=True)
+        one = len(plan.tasks) == 1  # then the rows carry no file name (`plan_sql`)
         table = con.sql(
-            f"SELECT {FILE_COLUMN}, {POSITION_COLUMN} FROM ({rows}) WHERE ({plan.filter})"
+            f"SELECT {'' if one else FILE_COLUMN + ', '}{POSITION_COLUMN} FROM ({rows}) "
+            f"WHERE ({plan.filter})"
         ).to_arrow_table()
     except (duckdb.Error, pa.ArrowException):
         return None
     finally:
         con.close()
-    files = table.column(0).to_numpy(zero_copy_only=False)
-    positions = table.column(1).to_numpy(zero_copy_only=False).astype(np.int64)
+    positions = table.column(POSITION_COLUMN).to_numpy(zero_copy_only=False).astype(np.int64)
     by_path = candidates.entries
     out: list[tuple[FragmentEntry, Positions]] = []
+    if one:
+        files = None
+    else:
+        files = table.column(FILE_COLUMN).to_numpy(zero_copy_only=False)
     for t in plan.tasks:
-        mine = np.sort(positions[files == plan.storage.full_path(t.path)])
+        mine = np.sort(
+            positions if files is None else positions[files == plan.storage.full_path(t.path)]
+        )
         if len(mine):
             out.append((by_path[t.path], pa.array(mine, pa.int64())))
     return out

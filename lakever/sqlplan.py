@@ -79,23 +79,28 @@ def plan_sql(
     Consecutive fragments without deleted rows are read by one ``read_parquet``; a
     fragment with deleted rows alone, filtered by its deletion vector, which must be
     registered on the connection (`register_plan`). With ``positions`` the rows also
-    carry `FILE_COLUMN` and `POSITION_COLUMN`. ``can_have_nan`` keeps DuckDB from
-    skipping row groups by min/max that leave NaN out (duckdb/duckdb#25521).
+    carry `POSITION_COLUMN`, and `FILE_COLUMN` when there is more than one task (one
+    task's rows need no file name: DuckDB would make a string per row). ``can_have_nan``
+    keeps DuckDB from skipping row groups by min/max that leave NaN out
+    (duckdb/duckdb#25521).
     """
     storage = plan.storage
     tasks = plan.tasks if tasks is None else tasks
     columns = [quote_identifier(n) for n in names]
     parts = []
+    named = positions and len(tasks) > 1
     for has_deletes, run in groupby(tasks, key=lambda t: t.deletion is not None):
         group = list(run)
         for chunk in [[t] for t in group] if has_deletes else [group]:
             files = "[" + ", ".join(quote_literal(storage.full_path(t.path)) for t in chunk) + "]"
             select, options, where = list(columns), ", can_have_nan=true", ""
-            if positions:
+            if named:
                 file = FILE_COLUMN if not has_deletes else files[1:-1]
-                select += [f"{file} AS {FILE_COLUMN}", f"file_row_number AS {POSITION_COLUMN}"]
+                select.append(f"{file} AS {FILE_COLUMN}")
                 if not has_deletes:
                     options += f", filename={quote_literal(FILE_COLUMN)}"
+            if positions:
+                select.append(f"file_row_number AS {POSITION_COLUMN}")
             if positions or has_deletes:
                 options += ", file_row_number=true"
             if has_deletes:
