@@ -86,6 +86,7 @@ def _instructions(tree: Path, appends: int) -> int:
             capture_output=True,
             text=True,
             env=env,
+            cwd=work,  # not the caller's directory: a checkout there would shadow ``tree``
             check=True,
         )
         found = re.search(r"Collected\s*:\s*(\d+)", out.stderr)

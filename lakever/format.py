@@ -92,10 +92,24 @@ def snapshot_index_path(snapshot_id: str) -> str:
     return f"{META_DIR}/snapshots/{snapshot_id[:2]}/{snapshot_id}.json"
 
 
-def snapshot_index_log_path(snapshot_id: str) -> str:
-    """The appended index shard of ``snapshot_id``: one JSON line per snapshot whose id
-    starts like it (where storage appends in place; else `snapshot_index_path`)."""
-    return f"{META_DIR}/snapshots/{snapshot_id[:2]}.jsonl"
+#: (versions below, hex digits): a snapshot's appended index record goes to the shard of
+#: the first 1, 2, then 3 hex digits of its id as its version grows, so a short history
+#: appends to few files (creating one costs far more than appending) and a shard of a long
+#: one holds a few hundred records per level.
+INDEX_LEVELS = ((4096, 1), (65536, 2), (None, 3))
+
+
+def snapshot_index_log_path(snapshot_id: str, version: int) -> str:
+    """The appended index shard a snapshot's record goes to: one JSON line per snapshot
+    (where storage appends in place; else `snapshot_index_path`)."""
+    digits = next(k for below, k in INDEX_LEVELS if below is None or version < below)
+    return f"{META_DIR}/snapshots/{snapshot_id[:digits]}.jsonl"
+
+
+def snapshot_index_log_paths(prefix: str) -> list[str]:
+    """Every appended index shard that may hold a snapshot id starting with ``prefix``
+    (of at least 3 hex digits)."""
+    return [f"{META_DIR}/snapshots/{prefix[:k]}.jsonl" for _, k in INDEX_LEVELS]
 
 
 def latest_hint_path(branch_id: str) -> str:

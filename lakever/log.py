@@ -347,7 +347,7 @@ class Line:
         with contextlib.suppress(OSError, StorageError):
             record = {"branch": snap.branch_id, "version": snap.version}
             line = b"\n" + canonical_json({"id": sid, **record}) + b"\n"
-            if not self.storage.append_hint(snapshot_index_log_path(sid), line):
+            if not self.storage.append_hint(snapshot_index_log_path(sid, snap.version), line):
                 self.storage.write_hint(snapshot_index_path(sid), canonical_json(record))
 
     def _write_hint(self, version: int) -> None:

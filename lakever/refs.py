@@ -16,6 +16,7 @@ versions 0..5 in common with main, and its first own commit is version 6.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -42,7 +43,7 @@ from lakever.format import (
     canonical_json,
     format_time,
     parse_time,
-    snapshot_index_log_path,
+    snapshot_index_log_paths,
     snapshot_index_path,
 )
 from lakever.log import Line
@@ -403,14 +404,14 @@ def _read_verified(
 def _indexed(storage: Storage, prefix: str) -> dict[str, list[tuple[str, int]]]:
     """The advisory index's entries for snapshot ids starting with ``prefix``: id ->
     every (branch id, version) recorded for it (each is verified), from both layouts
-    (docs/format.md §1): the appended shard ``_lakever/snapshots/<id[:2]>.jsonl`` and
-    one file per snapshot under ``_lakever/snapshots/<id[:2]>/``. A torn or garbled
-    record is skipped (a miss)."""
+    (docs/format.md §1): the appended shards ``_lakever/snapshots/<id[:k]>.jsonl``
+    (k = 1, 2, 3) and one file per snapshot under ``_lakever/snapshots/<id[:2]>/``. A
+    torn or garbled record is skipped (a miss)."""
     out: dict[str, list[tuple[str, int]]] = {}
-    try:
-        lines = storage.read_bytes(snapshot_index_log_path(prefix)).split(b"\n")
-    except FileNotFoundError:
-        lines = []
+    lines: list[bytes] = []
+    for rel in snapshot_index_log_paths(prefix):
+        with contextlib.suppress(FileNotFoundError):
+            lines += storage.read_bytes(rel).split(b"\n")
     for line in lines:
         if not line.strip():
             continue

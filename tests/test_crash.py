@@ -336,7 +336,7 @@ def test_torn_snapshot_index_falls_back_to_the_log(location: str) -> None:
     ds = lv.open_dataset(location).append(events(2, 2))
     store = open_storage(location)
     sid = ds.snapshot_id
-    shard, single = fmt.snapshot_index_log_path(sid), fmt.snapshot_index_path(sid)
+    shard, single = fmt.snapshot_index_log_path(sid, 1), fmt.snapshot_index_path(sid)
     rel = shard if store.exists(shard) else single
     assert (rel == shard) == (location.startswith("/"))  # only local disk appends
     assert sid.encode() in store.read_bytes(rel) or rel == single
@@ -358,7 +358,7 @@ def test_the_appended_index_finds_old_snapshots_past_a_torn_record(local_locatio
     for i in range(1, 70):
         ds = ds.append(events(i, 1))
         ids.append(ds.snapshot_id)
-    rel = fmt.snapshot_index_log_path(ids[1])
+    rel = fmt.snapshot_index_log_path(ids[1], 1)
     assert not Path(local_location, fmt.snapshot_index_path(ids[1])).exists()
     shard = Path(local_location, rel)
     assert shard.read_bytes().startswith(b"\n{")  # each record starts a line of its own
@@ -374,3 +374,33 @@ def test_the_appended_index_finds_old_snapshots_past_a_torn_record(local_locatio
     assert lv.open_dataset(local_location, version=ids[1][:8]).version == 1
     for v in (0, 2, 3):  # other shards and other records are untouched
         assert lv.open_dataset(local_location, version=ids[v]).version == v
+
+
+def test_the_appended_index_shards_by_more_digits_as_history_grows(
+    local_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record goes to the shard of the first 1, 2, then 3 hex digits of its id as
+    versions grow (here after 2 and 4 versions instead of 4,096 and 65,536); every
+    level is read, and so is a record where lakever 0.3 put every one (2 digits)."""
+    from lakever import format as fmt
+
+    monkeypatch.setattr(fmt, "INDEX_LEVELS", ((2, 1), (4, 2), (None, 3)))
+    ds = lv.create_dataset(local_location, events(0, 1))
+    ids = [ds.snapshot_id]
+    for i in range(1, 70):  # the fallback scans the newest 64: versions 0-5 need the index
+        ds = ds.append(events(i, 1))
+        ids.append(ds.snapshot_id)
+    root = Path(local_location, "_lakever", "snapshots")
+    for v, digits in [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (69, 3)]:
+        shard = root / f"{ids[v][:digits]}.jsonl"
+        assert f'"id":"{ids[v]}"'.encode() in shard.read_bytes(), v
+    for v in range(6):
+        assert lv.open_dataset(local_location, version=ids[v]).version == v
+        assert lv.open_dataset(local_location, version=ids[v][:8]).version == v
+    # As lakever 0.3 wrote it: version 1's record in the shard of two digits only.
+    one = root / f"{ids[1][:1]}.jsonl"
+    mine = next(x for x in one.read_bytes().split(b"\n") if ids[1].encode() in x)
+    one.write_bytes(one.read_bytes().replace(mine, b""))
+    with (root / f"{ids[1][:2]}.jsonl").open("ab") as f:
+        f.write(b"\n" + mine + b"\n")
+    assert lv.open_dataset(local_location, version=ids[1]).version == 1
