@@ -92,10 +92,8 @@ def snapshot_index_path(snapshot_id: str) -> str:
     return f"{META_DIR}/snapshots/{snapshot_id[:2]}/{snapshot_id}.json"
 
 
-#: (versions below, hex digits): a snapshot's appended index record goes to the shard of
-#: the first 1, 2, then 3 hex digits of its id as its version grows, so a short history
-#: appends to few files (creating one costs far more than appending) and a shard of a long
-#: one holds a few hundred records per level.
+#: (versions below, id digits) of the appended index shards (docs/format.md section 1):
+#: few files for a short history, a few hundred records per shard for a long one.
 INDEX_LEVELS = ((4096, 1), (65536, 2), (None, 3))
 
 
@@ -107,8 +105,7 @@ def snapshot_index_log_path(snapshot_id: str, version: int) -> str:
 
 
 def snapshot_index_log_paths(prefix: str) -> list[str]:
-    """Every appended index shard that may hold a snapshot id starting with ``prefix``
-    (of at least 3 hex digits)."""
+    """The appended index shards that may hold an id starting with ``prefix`` (3+ digits)."""
     return [f"{META_DIR}/snapshots/{prefix[:k]}.jsonl" for _, k in INDEX_LEVELS]
 
 
