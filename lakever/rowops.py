@@ -175,10 +175,7 @@ def _positions_in_duckdb(candidates: _Candidates) -> list[tuple[FragmentEntry, P
     positions = table.column(POSITION_COLUMN).to_numpy(zero_copy_only=False).astype(np.int64)
     by_path = candidates.entries
     out: list[tuple[FragmentEntry, Positions]] = []
-    if one:
-        files = None
-    else:
-        files = table.column(FILE_COLUMN).to_numpy(zero_copy_only=False)
+    files = None if one else table.column(FILE_COLUMN).to_numpy(zero_copy_only=False)
     for t in plan.tasks:
         mine = np.sort(
             positions if files is None else positions[files == plan.storage.full_path(t.path)]
