@@ -548,6 +548,81 @@ def test_local_write_new_stream_disk_failure_is_a_storage_error(tmp_path, monkey
     assert store.list("data") == ["keep"]  # no partial file
 
 
+@given(sizes=st.lists(st.integers(0, 3000), max_size=12), every=st.integers(1, 4000))
+@settings(max_examples=30, deadline=None)
+def test_local_stream_syncs_as_it_goes_and_keeps_every_byte(tmp_path_factory, sizes, every):
+    """A streamed file is flushed to disk in the background every so many bytes (one
+    sync at a time, none left running when the write returns); its bytes are exact."""
+    import lakever.storage.local as local
+
+    root = tmp_path_factory.mktemp("s")
+    store = LocalStorage(str(root))
+    chunks = [os.urandom(n) for n in sizes]
+    synced: list[int] = []
+    running: list[int] = []
+
+    def datasync(fd: int) -> None:
+        running.append(fd)
+        assert len(running) == 1  # one at a time
+        os.fsync(fd)
+        synced.append(fd)
+        running.pop()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(local, "_EARLY_SYNC_BYTES", every)
+        mp.setattr(local, "_datasync", datasync)
+        store.write_new_stream("data/f", _producing(*chunks))
+    assert running == []
+    assert (root / "data" / "f").read_bytes() == b"".join(chunks)
+    assert len(synced) <= sum(sizes) // every
+    if sizes and max(sizes) >= every:
+        assert synced  # a chunk of that many bytes starts one at least
+
+
+def test_local_stream_reports_a_failed_background_sync(tmp_path, monkeypatch):
+    """A sync that failed in the background fails the write (the final fsync may not
+    report an error an earlier sync of the file returned), and no file is left."""
+    import errno
+
+    import lakever.storage.local as local
+
+    store = LocalStorage(str(tmp_path / "root"))
+    store.write_new("data/keep", b"x")
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(local, "_EARLY_SYNC_BYTES", 100)
+    monkeypatch.setattr(local, "_datasync", failing)
+    with pytest.raises(lv.StorageError) as info:
+        store.write_new_stream("data/f", _producing(b"x" * 150, b"y" * 10))
+    assert str(info.value) == f"cannot sync {tmp_path}/root/data/f: Input/output error"
+    assert store.list("data") == ["keep"]
+    # A producer that fails while a sync runs: the sync ends before the file is removed.
+    started, release = threading.Event(), threading.Event()
+
+    still_open: list[bool] = []
+
+    def slow(fd: int) -> None:
+        started.set()
+        release.wait(5)
+        os.fstat(fd)  # raises if the descriptor was closed meanwhile
+        still_open.append(True)
+
+    monkeypatch.setattr(local, "_datasync", slow)
+
+    def produce(sink) -> None:
+        sink.write(b"z" * 150)
+        started.wait(5)
+        threading.Timer(0.05, release.set).start()
+        raise ValueError("encoder failed")
+
+    with pytest.raises(ValueError, match="encoder failed"):
+        store.write_new_stream("data/g", produce)
+    assert release.is_set() and still_open == [True]  # it waited before closing the file
+    assert store.list("data") == ["keep"]
+
+
 def test_read_only_storage_refuses_a_stream_before_producing(tmp_path):
     from lakever.storage import ReadOnlyFsspecStorage
 

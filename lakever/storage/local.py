@@ -104,9 +104,13 @@ class LocalStorage(Storage):
             self._mkdir(path, durable=durable)
         return os.open(path, flags, 0o644)
 
-    def _create(self, path: str, produce: Callable[[ByteSink], None]) -> int:
+    def _create(
+        self, path: str, produce: Callable[[ByteSink], None], *, early_sync: bool = False
+    ) -> int:
         """Create the new file ``path`` with the bytes ``produce`` writes; its open fd.
 
+        With ``early_sync`` the written bytes are flushed to disk in the background as
+        they come (`_FileSink`), so the final fsync waits for the tail only.
         If the producer or the disk fails, no file is left and the error is raised
         (OSError as StorageError).
         """
@@ -116,9 +120,12 @@ class LocalStorage(Storage):
             raise
         except OSError as exc:
             raise _storage_error("write", path, exc) from exc
+        sink = _FileSink(fd, path, early_sync=early_sync and self._fsync)
         try:
-            produce(_FileSink(fd, path))
+            produce(sink)
+            sink.settle()
         except BaseException as exc:
+            sink.settle(quiet=True)  # no background sync may outlive the descriptor
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -309,7 +316,7 @@ class LocalStorage(Storage):
     def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
         # Straight into the new file, then fsync: no whole-object buffer.
         path = self._p(rel)
-        fd = self._create(path, produce)
+        fd = self._create(path, produce, early_sync=True)
         try:
             if self._fsync:
                 os.fsync(fd)
@@ -387,19 +394,55 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
+#: A streamed file's bytes are flushed to disk in the background every this many bytes.
+_EARLY_SYNC_BYTES = 8 << 20
+
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+
 class _FileSink:
-    """The `ByteSink` of `LocalStorage.write_new_stream`: writes go to the open file."""
+    """The `ByteSink` of `LocalStorage.write_new_stream`: writes go to the open file.
 
-    __slots__ = ("_fd", "_path")
+    With ``early_sync``, every `_EARLY_SYNC_BYTES` an ``fdatasync`` runs on the fsync
+    threads (one at a time) while the producer goes on encoding, so the disk writes a
+    large file as it is made, not all at the final fsync. `settle` waits for the one in
+    flight and raises its failure: the final fsync may not report an error an earlier
+    sync of the same file already returned.
+    """
 
-    def __init__(self, fd: int, path: str) -> None:
+    __slots__ = ("_fd", "_path", "_syncing", "_unsynced")
+
+    def __init__(self, fd: int, path: str, *, early_sync: bool = False) -> None:
         self._fd, self._path = fd, path
+        self._unsynced: int | None = 0 if early_sync else None
+        self._syncing: Future[None] | None = None
 
     def write(self, data: bytes | memoryview, /) -> None:
         try:
             _write_all(self._fd, data)
         except OSError as exc:
             raise _storage_error("write", self._path, exc) from exc
+        if self._unsynced is None:
+            return
+        self._unsynced += len(data)
+        if self._unsynced >= _EARLY_SYNC_BYTES and (self._syncing is None or self._syncing.done()):
+            self.settle()
+            self._syncing = _POOL.get().submit(_datasync, self._fd)
+            self._unsynced = 0
+
+    def settle(self, *, quiet: bool = False) -> None:
+        """Wait for the background sync in flight (if any); raise its failure unless
+        ``quiet``."""
+        running, self._syncing = self._syncing, None
+        if running is None:
+            return
+        wait([running])
+        error = running.exception()
+        if error is None or quiet:
+            return
+        if isinstance(error, OSError):
+            raise _storage_error("sync", self._path, error) from error
+        raise error
 
 
 #: Files a storage may hold open while their fsyncs are queued or running.
