@@ -384,7 +384,8 @@ def may_match_arrow(
         return None
     if mask is None:
         return None
-    out: pa.BooleanArray = _flat(mask)  # type: ignore[assignment]
+    # A null (a row count is never null: a manifest with one is corrupt) keeps the fragment.
+    out: pa.BooleanArray = _flat(mask).fill_null(True)  # type: ignore[assignment]
     return out
 
 

@@ -381,7 +381,7 @@ def test_the_appended_index_shards_by_more_digits_as_history_grows(
 ) -> None:
     """A record goes to the shard of the first 1, 2, then 3 hex digits of its id as
     versions grow (here after 2 and 4 versions instead of 4,096 and 65,536); every
-    level is read, and so is a record where lakever 0.3 put every one (2 digits)."""
+    level is read, and so is a record where earlier development builds put every one (2 digits)."""
     from lakever import format as fmt
 
     monkeypatch.setattr(fmt, "INDEX_LEVELS", ((2, 1), (4, 2), (None, 3)))
@@ -397,7 +397,7 @@ def test_the_appended_index_shards_by_more_digits_as_history_grows(
     for v in range(6):
         assert lv.open_dataset(local_location, version=ids[v]).version == v
         assert lv.open_dataset(local_location, version=ids[v][:8]).version == v
-    # As lakever 0.3 wrote it: version 1's record in the shard of two digits only.
+    # As earlier development builds wrote it: version 1's record in the 2-digit shard only.
     one = root / f"{ids[1][:1]}.jsonl"
     mine = next(x for x in one.read_bytes().split(b"\n") if ids[1].encode() in x)
     one.write_bytes(one.read_bytes().replace(mine, b""))

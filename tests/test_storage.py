@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from concurrent.futures import wait
 
 import pyarrow as pa
 import pytest
@@ -597,6 +598,30 @@ def test_local_stream_reports_a_failed_background_sync(tmp_path, monkeypatch):
     with pytest.raises(lv.StorageError) as info:
         store.write_new_stream("data/f", _producing(b"x" * 150, b"y" * 10))
     assert str(info.value) == f"cannot sync {tmp_path}/root/data/f: Input/output error"
+    assert store.list("data") == ["keep"]
+    # The kernel reports a writeback error once: a producer that catches it and writes
+    # on still fails, though the later syncs succeed.
+    failures = [OSError(errno.EIO, "Input/output error")]
+
+    def once(fd: int) -> None:
+        if failures:
+            raise failures.pop()
+
+    caught: list[str] = []
+
+    def stubborn(sink) -> None:
+        for _ in range(5):
+            try:
+                sink.write(b"x" * 150)
+            except lv.StorageError as exc:
+                caught.append(str(exc))
+            if sink._syncing is not None:
+                wait([sink._syncing])  # the next write finds it done: it reports it
+
+    monkeypatch.setattr(local, "_datasync", once)
+    with pytest.raises(lv.StorageError, match="cannot sync"):
+        store.write_new_stream("data/h", stubborn)
+    assert len(caught) == 4  # the second write reported it, and every later one
     assert store.list("data") == ["keep"]
     # A producer that fails while a sync runs: the sync ends before the file is removed.
     started, release = threading.Event(), threading.Event()

@@ -406,18 +406,22 @@ class _FileSink:
     With ``early_sync``, every `_EARLY_SYNC_BYTES` an ``fdatasync`` runs on the fsync
     threads (one at a time) while the producer goes on encoding, so the disk writes a
     large file as it is made, not all at the final fsync. `settle` waits for the one in
-    flight and raises its failure: the final fsync may not report an error an earlier
-    sync of the same file already returned.
+    flight and raises its failure, again at every later `write` and `settle` (a caller
+    that caught it must not end with a file whose later fsync succeeds: the kernel
+    reports a writeback error once per file).
     """
 
-    __slots__ = ("_fd", "_path", "_syncing", "_unsynced")
+    __slots__ = ("_failed", "_fd", "_path", "_syncing", "_unsynced")
 
     def __init__(self, fd: int, path: str, *, early_sync: bool = False) -> None:
         self._fd, self._path = fd, path
         self._unsynced: int | None = 0 if early_sync else None
         self._syncing: Future[None] | None = None
+        self._failed: BaseException | None = None
 
     def write(self, data: bytes | memoryview, /) -> None:
+        if self._failed is not None:
+            raise self._failed
         try:
             _write_all(self._fd, data)
         except OSError as exc:
@@ -431,18 +435,20 @@ class _FileSink:
             self._unsynced = 0
 
     def settle(self, *, quiet: bool = False) -> None:
-        """Wait for the background sync in flight (if any); raise its failure unless
-        ``quiet``."""
+        """Wait for the background sync in flight (if any); raise its failure, or an
+        earlier one, unless ``quiet``."""
         running, self._syncing = self._syncing, None
-        if running is None:
-            return
-        wait([running])
-        error = running.exception()
-        if error is None or quiet:
-            return
-        if isinstance(error, OSError):
-            raise _storage_error("sync", self._path, error) from error
-        raise error
+        if running is not None:
+            wait([running])
+            error = running.exception()
+            if error is not None and self._failed is None:
+                if isinstance(error, OSError):
+                    self._failed = _storage_error("sync", self._path, error)
+                    self._failed.__cause__ = error
+                else:
+                    self._failed = error
+        if self._failed is not None and not quiet:
+            raise self._failed
 
 
 #: Files a storage may hold open while their fsyncs are queued or running.
