@@ -222,7 +222,6 @@ def prune(
     if isinstance(node, Always) or not total:
         return Pruned(total, total, [e for m in manifests for e in m.entries()])
     fields = sorted(prune_columns(node))
-    condition = may_match_sql(node, types)
     cache: dict[tuple[str, int], pa.DataType | None] = {}
 
     def written(sid: str, fid: int) -> pa.DataType | None:
@@ -248,7 +247,7 @@ def prune(
             [pa.chunked_array([c for p in parts for c in p[k].chunks]) for k in parts[0]],
             names=list(parts[0]),
         )
-        mask = _evaluate(con, relation, node, types, condition)
+        mask = _evaluate(con, relation, node, types)
     except duckdb.Error:
         # A value DuckDB cannot evaluate (e.g. an out-of-range cast): prune nothing, so
         # evaluating the filter on the rows reports the error exactly as DuckDB would.
@@ -300,7 +299,7 @@ def _partition_mask(
         return None
     columns = _stats_relation([1] * len(stats), key_sids, stats, fields, types, written)
     relation = pa.Table.from_arrays(list(columns.values()), names=list(columns))
-    allowed = _evaluate(con, relation, node, types, may_match_sql(node, types))
+    allowed = _evaluate(con, relation, node, types)
     mask = allowed.take(keys.indices).fill_null(True)
     return mask  # type: ignore[return-value]
 
@@ -380,7 +379,7 @@ def may_match_arrow(
     """
     try:
         mask = _arrow_condition(node, types, stats)
-    except pa.ArrowInvalid:  # an overflow in the counts: let DuckDB decide
+    except pa.ArrowException:  # e.g. an overflow in the counts: let DuckDB decide
         return None
     if mask is None:
         return None
@@ -440,12 +439,11 @@ def _evaluate(
     stats: pa.Table,
     node: PruneNode,
     types: Mapping[int, pa.DataType],
-    condition: str,
 ) -> pa.BooleanArray:
-    """``condition`` (`may_match_sql` of ``node``) over ``stats``: by Arrow where it
-    compares exactly as DuckDB does (`may_match_arrow`), else by DuckDB."""
+    """``node``'s condition over ``stats``: by Arrow where it compares exactly as DuckDB
+    does (`may_match_arrow`), else by DuckDB (`may_match_sql`, `run_prune`)."""
     mask = may_match_arrow(node, types, stats)
-    return run_prune(con, stats, condition) if mask is None else mask
+    return run_prune(con, stats, may_match_sql(node, types)) if mask is None else mask
 
 
 def run_prune(con: duckdb.DuckDBPyConnection, stats: pa.Table, condition: str) -> pa.BooleanArray:

@@ -68,7 +68,14 @@ from lakever.reader import ScanPlan, read_file, read_positions
 from lakever.schema import check_names, iter_field_ids, map_type, schema_to_json
 from lakever.snapshot import SnapshotState
 from lakever.sql import cursor, duckdb_type, quote_identifier, schema_map, translate_errors
-from lakever.sqlplan import FILE_COLUMN, POSITION_COLUMN, plan_sql, reads_exactly, register_plan
+from lakever.sqlplan import (
+    FILE_COLUMN,
+    POSITION_COLUMN,
+    plan_sql,
+    position_columns,
+    reads_exactly,
+    register_plan,
+)
 
 __all__ = ["delete", "update", "upsert"]
 
@@ -159,14 +166,13 @@ def _positions_in_duckdb(candidates: _Candidates) -> list[tuple[FragmentEntry, P
     if mapping is None:
         return None
     verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
+    extra = position_columns(plan.tasks)  # with a file name per row only for several
     con = cursor()
     try:
         register_plan(con, plan)  # deleted rows are not live: they never match again
         rows = plan_sql(plan, names, mapping, positions=True)
-        one = len(plan.tasks) == 1  # then the rows carry no file name (`plan_sql`)
         table = con.sql(
-            f"SELECT {'' if one else FILE_COLUMN + ', '}{POSITION_COLUMN} FROM ({rows}) "
-            f"WHERE ({plan.filter})"
+            f"SELECT {', '.join(extra)} FROM ({rows}) WHERE ({plan.filter})"
         ).to_arrow_table()
     except (duckdb.Error, pa.ArrowException):
         return None
@@ -175,7 +181,9 @@ def _positions_in_duckdb(candidates: _Candidates) -> list[tuple[FragmentEntry, P
     positions = table.column(POSITION_COLUMN).to_numpy(zero_copy_only=False).astype(np.int64)
     by_path = candidates.entries
     out: list[tuple[FragmentEntry, Positions]] = []
-    files = None if one else table.column(FILE_COLUMN).to_numpy(zero_copy_only=False)
+    files = (
+        table.column(FILE_COLUMN).to_numpy(zero_copy_only=False) if FILE_COLUMN in extra else None
+    )
     for t in plan.tasks:
         mine = np.sort(
             positions if files is None else positions[files == plan.storage.full_path(t.path)]

@@ -36,6 +36,7 @@ __all__ = [
     "duck_sql",
     "exact_in_duckdb",
     "POSITION_COLUMN",
+    "position_columns",
     "plan_sql",
     "read_exact",
     "read_filtered",
@@ -66,6 +67,13 @@ def _live_condition(task: ReadTask) -> str:
     return f"get_bit({bitmap}, file_row_number::INTEGER) = 0"
 
 
+def position_columns(tasks: Sequence[ReadTask]) -> list[str]:
+    """The columns `plan_sql` adds for ``positions``: `POSITION_COLUMN`, after
+    `FILE_COLUMN` when there is more than one task (one task's rows need no file name,
+    which DuckDB would make as a string per row)."""
+    return [FILE_COLUMN, POSITION_COLUMN] if len(tasks) > 1 else [POSITION_COLUMN]
+
+
 def plan_sql(
     plan: ScanPlan,
     names: Sequence[str],
@@ -79,16 +87,14 @@ def plan_sql(
     Consecutive fragments without deleted rows are read by one ``read_parquet``; a
     fragment with deleted rows alone, filtered by its deletion vector, which must be
     registered on the connection (`register_plan`). With ``positions`` the rows also
-    carry `POSITION_COLUMN`, and `FILE_COLUMN` when there is more than one task (one
-    task's rows need no file name: DuckDB would make a string per row). ``can_have_nan``
-    keeps DuckDB from skipping row groups by min/max that leave NaN out
-    (duckdb/duckdb#25521).
+    carry the `position_columns` of the tasks. ``can_have_nan`` keeps DuckDB from
+    skipping row groups by min/max that leave NaN out (duckdb/duckdb#25521).
     """
     storage = plan.storage
     tasks = plan.tasks if tasks is None else tasks
     columns = [quote_identifier(n) for n in names]
     parts = []
-    named = positions and len(tasks) > 1
+    named = positions and FILE_COLUMN in position_columns(tasks)
     for has_deletes, run in groupby(tasks, key=lambda t: t.deletion is not None):
         group = list(run)
         for chunk in [[t] for t in group] if has_deletes else [group]:

@@ -439,8 +439,7 @@ class _FileSink:
         earlier one, unless ``quiet``."""
         running, self._syncing = self._syncing, None
         if running is not None:
-            wait([running])
-            error = running.exception()
+            error = running.exception()  # waits for it
             if error is not None and self._failed is None:
                 if isinstance(error, OSError):
                     self._failed = _storage_error("sync", self._path, error)
