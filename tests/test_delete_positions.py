@@ -70,3 +70,22 @@ def test_types_duckdb_cannot_read_exactly_take_the_arrow_path(tmp_path):
     assert rowops._positions_in_duckdb(cands) is None
     after = ds.delete(where="d > INTERVAL 1 SECOND")
     assert after.to_arrow().column("id").to_pylist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("where", "with_dv"),
+    [("id < 10", True), ("score IS NOT NULL AND id BETWEEN 1100 AND 1110", False)],
+)
+def test_one_fragment_positions_carry_no_file_name_and_equal_the_arrow_path(
+    history, where, with_dv
+):
+    """A plan of one fragment (with or without a deletion vector) returns positions only
+    (`sqlplan.position_columns`); they are the Arrow path's."""
+    from lakever.sqlplan import FILE_COLUMN, position_columns
+
+    cands = rowops._candidates(history._state, where, [])
+    assert len(cands.plan.tasks) == 1
+    assert (cands.plan.tasks[0].deletion is not None) == with_dv
+    assert FILE_COLUMN not in position_columns(cands.plan.tasks)
+    fast, slow = _both(history, where)
+    assert fast == slow and fast
