@@ -143,7 +143,7 @@ def create_dataset(
             the environment, else the login name).
         properties: arbitrary str -> str metadata recorded with the commit.
         max_rows_per_fragment: split the rows into Parquet fragments of at most this
-            many rows (default 1,048,576).
+            many rows (default 524,288).
         contract: a pandera schema every commit's rows must satisfy, starting with
             these (see `Dataset.set_contract`).
         validate: ``"skip"`` does not check ``data`` against ``contract`` (recorded).
