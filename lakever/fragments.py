@@ -41,7 +41,7 @@ __all__ = [
 
 #: Rows per fragment before a write starts a new one. A million-row write becomes two
 #: fragments that two threads encode at once (1M rows: 0.77x the time of one
-#: `pq.write_table`, against 1.01x as one fragment; docs/benchmarks.md, "Fourth pass").
+#: `pq.write_table`, against 1.01x as one fragment; docs/benchmarks.md, "fourth pass").
 DEFAULT_MAX_ROWS_PER_FRAGMENT = 1 << 19
 #: Rows per Parquet row group in the fragments lakever writes: the unit a read task of a
 #: larger fragment covers (`ScanPlan.split`).

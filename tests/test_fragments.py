@@ -267,7 +267,7 @@ def test_a_null_typed_column_is_written_and_read_back(tmp_path):
 
 def test_a_million_row_write_is_two_fragments(tmp_path):
     # The default fragment size splits a 1M-row append in two, which the write threads
-    # encode at once (docs/benchmarks.md, "Fourth pass"); the rows read back in order.
+    # encode at once (docs/benchmarks.md, "fourth pass"); the rows read back in order.
     rows = pa.table({"id": pa.array(range(1_000_000), pa.int64())})
     ds = lv.create_dataset(str(tmp_path / "d"), rows.schema.empty_table()).append(rows)
     assert [f.num_rows for f in ds.fragments()] == [524_288, 475_712]
