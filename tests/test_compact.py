@@ -405,3 +405,18 @@ def test_stale_keyed_writes_over_a_compaction(tmp_path):
     # an upsert replacing rows of a fragment the compaction rewrote conflicts
     with pytest.raises(lv.CommitConflict, match="removed fragment"):
         base.upsert(events(3, 1))
+
+
+def test_a_group_of_more_rows_than_a_write_fragment_is_one_fragment(tmp_path):
+    # A group is bounded by bytes, not by the write's rows per fragment: 600,000 small rows
+    # (more than DEFAULT_MAX_ROWS_PER_FRAGMENT) become one fragment, and compacting again
+    # changes nothing (split at the write size they were two small fragments, which every
+    # later compaction rewrote into the same two again).
+    rows = pa.table({"id": pa.array(range(600_000), pa.int64())})
+    ds = lv.create_dataset(str(tmp_path / "d"), rows.slice(0, 100_000))
+    for i in range(1, 6):
+        ds = ds.append(rows.slice(i * 100_000, 100_000))
+    once = ds.compact()
+    assert [f.num_rows for f in once.fragments()] == [600_000]
+    assert once.to_arrow().equals(rows)
+    assert once.compact().version == once.version

@@ -189,8 +189,15 @@ def _rewrite(state: SnapshotState, group: Group) -> list[Rewrite]:
     new: list[FragmentEntry] = []
     if rows.num_rows:
         piece = (_subdir(first), first.partition, rows)
+        # One fragment per group, however many rows: its size is bounded by target_size.
+        # Split at the write size, a group of many small rows made fragments that were
+        # still small, and the next compaction rewrote them into the same files again.
         new = write_fragments(
-            state.storage, [rows], schema_id=state.schema_id, layout=lambda _t: [piece]
+            state.storage,
+            [rows],
+            schema_id=state.schema_id,
+            max_rows=rows.num_rows,
+            layout=lambda _t: [piece],
         )
     return [Rewrite(first, tuple(new))] + [Rewrite(e, ()) for e in group.entries[1:]]
 
