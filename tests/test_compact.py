@@ -420,3 +420,38 @@ def test_a_group_of_more_rows_than_a_write_fragment_is_one_fragment(tmp_path):
     assert [f.num_rows for f in once.fragments()] == [600_000]
     assert once.to_arrow().equals(rows)
     assert once.compact().version == once.version
+
+
+@settings(max_examples=25)
+@given(
+    sizes=st.lists(st.integers(1, 300), min_size=1, max_size=10),
+    target=st.integers(400, 30_000),
+    deletes=st.booleans(),
+)
+def test_repeated_compaction_reaches_a_fixed_point(tmp_path_factory, sizes, target, deletes):
+    # Every compaction that commits leaves fewer fragments or fewer deletion vectors (and
+    # never more of either), so compacting again and again stops committing; the rows never
+    # change on the way. (A new file can be smaller than its inputs, so a second round may
+    # still merge it with a neighbour.)
+    ds = lv.create_dataset(str(tmp_path_factory.mktemp("fp") / "t"), events(0, sizes[0]))
+    n = sizes[0]
+    for size in sizes[1:]:
+        ds = ds.append(events(n, size))
+        n += size
+    if deletes:
+        ds = ds.delete(where="id % 7 = 3")
+    rows = ds.to_arrow()
+
+    def measure(d: lv.Dataset) -> tuple[int, int]:
+        return len(d.fragments()), sum(1 for f in d.fragments() if f.deleted_rows)
+
+    for _ in range(len(sizes) + 2):
+        after = ds.compact(target_size=target)
+        if after is ds:
+            break
+        (f0, d0), (f1, d1) = measure(ds), measure(after)
+        assert f1 <= f0 and d1 <= d0 and (f1, d1) != (f0, d0)
+        assert after.to_arrow().equals(rows)
+        ds = after
+    else:
+        pytest.fail(f"compaction still committing after {len(sizes) + 2} rounds")
