@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_ROWS_PER_FRAGMENT",
+    "MAX_FRAGMENT_BYTES",
+    "ROW_GROUP_BYTES",
     "ROW_GROUP_ROWS",
     "new_name",
     "write_fragments",
@@ -43,9 +45,16 @@ __all__ = [
 #: fragments that two threads encode at once (1M rows: 0.77x the time of one
 #: `pq.write_table`, against 1.01x as one fragment; docs/benchmarks.md, "fourth pass").
 DEFAULT_MAX_ROWS_PER_FRAGMENT = 1 << 19
-#: Rows per Parquet row group in the fragments lakever writes: the unit a read task of a
-#: larger fragment covers (`ScanPlan.split`).
+#: In-memory (Arrow) bytes of a write's rows before it starts a new fragment, whatever
+#: ``max_rows`` allows: wide rows (embeddings: 6 KB a row) split into fragments the
+#: write threads encode at once, instead of one file of a few GB (docs/index.md).
+MAX_FRAGMENT_BYTES = 512 << 20
+#: Rows per Parquet row group in the fragments lakever writes, at most: the unit a read
+#: task of a larger fragment covers (`ScanPlan.split`) and row-group pruning skips.
 ROW_GROUP_ROWS = 1 << 20
+#: In-memory (Arrow) bytes of a row group, at most (as Iceberg's 128 MB default): what a
+#: read of one task holds at once, and the unit pruning skips, stay bounded for wide rows.
+ROW_GROUP_BYTES = 128 << 20
 _MAX_STAT_STRING = 64
 _WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -357,9 +366,31 @@ def _encode(table: pa.Table, out: pa.NativeFile) -> pq.FileMetaData:
         write_page_index=True,
         use_dictionary=dictionary_columns(table),  # type: ignore[arg-type]  # bool | list
     ) as writer:
-        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        cuts = _cuts(table.num_rows, table.nbytes, ROW_GROUP_ROWS, ROW_GROUP_BYTES)
+        for group in _slices(table, cuts):  # one row group each
+            writer.write_table(group, row_group_size=max(1, group.num_rows))
     metadata: pq.FileMetaData = writer.writer.metadata
     return metadata
+
+
+def _cuts(n: int, nbytes: int, max_rows: int, max_bytes: int | None) -> list[int]:
+    """The lengths of the parts ``n`` rows of ``nbytes`` in-memory bytes are cut into:
+    the fewest parts of at most ``max_rows`` rows (filling each, the last shorter) --
+    unless ``max_bytes`` needs more parts, then that many parts as even as rows allow."""
+    by_rows = max(1, -(-n // max_rows))
+    by_bytes = 1 if max_bytes is None else -(-nbytes // max_bytes)
+    if n <= by_rows or by_bytes <= by_rows:
+        return [min(max_rows, n - start) for start in range(0, n, max_rows)] or [0]
+    parts = min(n, by_bytes)
+    base, extra = divmod(n, parts)
+    return [base + 1] * extra + [base] * (parts - extra)
+
+
+def _slices(table: pa.Table, lengths: list[int]) -> Iterator[pa.Table]:
+    start = 0
+    for length in lengths:
+        yield table.slice(start, length)
+        start += length
 
 
 def _write_one(
@@ -406,14 +437,19 @@ Piece = tuple[str, "Sequence[dict[str, Any]] | None", pa.Table]
 Layout = Callable[[pa.Table], Iterable[Piece]]
 
 
-def _chunks(pieces: Iterable[Piece], max_rows: int) -> Iterator[Piece]:
-    """Regroup pieces into pieces of at most ``max_rows`` rows, never mixing partitions."""
+def _chunks(pieces: Iterable[Piece], max_rows: int, max_bytes: int | None) -> Iterator[Piece]:
+    """Regroup pieces into pieces of at most ``max_rows`` rows, never mixing partitions;
+    a piece of more than ``max_bytes`` in-memory bytes is then cut into even parts."""
     for subdir, group in itertools.groupby(pieces, key=lambda piece: piece[0]):
         head = next(group)
         # Each group is consumed in full by regroup before groupby moves on.
         rest = (piece[2] for piece in group)  # noqa: B031
         for table in regroup(itertools.chain([head[2]], rest), max_rows, pa.concat_tables):
-            yield subdir, head[1], table
+            if max_bytes is None or table.nbytes <= max_bytes:
+                yield subdir, head[1], table
+                continue
+            for part in _slices(table, _cuts(table.num_rows, table.nbytes, max_rows, max_bytes)):
+                yield subdir, head[1], part
 
 
 def write_fragments(
@@ -422,20 +458,22 @@ def write_fragments(
     *,
     schema_id: str,
     max_rows: int = DEFAULT_MAX_ROWS_PER_FRAGMENT,
+    split_by_bytes: bool = True,
     layout: Layout | None = None,
 ) -> list[FragmentEntry]:
     """Write conformed tables as fragments (in parallel threads); return their entries.
 
     Every table is in the schema whose id is ``schema_id``. ``layout`` splits rows
-    by partition (and sorts them); each fragment holds one partition. The order of
-    the returned entries follows the order of the pieces.
+    by partition (and sorts them); each fragment holds one partition, at most
+    ``max_rows`` rows and (``split_by_bytes``) about `MAX_FRAGMENT_BYTES` in-memory
+    bytes. The order of the returned entries follows the order of the pieces.
     """
     pieces: Iterable[Piece] = (
         ((("", None, t) for t in tables))
         if layout is None
         else (p for t in tables for p in layout(t))
     )
-    chunks = _chunks(pieces, max_rows)
+    chunks = _chunks(pieces, max_rows, MAX_FRAGMENT_BYTES if split_by_bytes else None)
     first = next(chunks, None)
     if first is None:
         return []

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -272,3 +273,85 @@ def test_a_million_row_write_is_two_fragments(tmp_path):
     ds = lv.create_dataset(str(tmp_path / "d"), rows.schema.empty_table()).append(rows)
     assert [f.num_rows for f in ds.fragments()] == [524_288, 475_712]
     assert ds.to_arrow().equals(rows)
+
+
+def _wide(rows: int, width: int, start: int = 0) -> pa.Table:
+    """``rows`` rows of ``width`` bytes of payload each (plus an 8-byte id)."""
+    payload = pa.array([bytes([i % 251]) * width for i in range(start, start + rows)], pa.binary())
+    return pa.table({"id": pa.array(range(start, start + rows), pa.int64()), "blob": payload})
+
+
+def _row_groups(frag: lv.Fragment) -> list[int]:
+    meta = pq.ParquetFile(frag.uri).metadata
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def test_wide_rows_split_into_even_fragments_and_row_groups_by_bytes(tmp_path, monkeypatch):
+    # 1,000 rows of ~1 KB: ~1.0 MB in memory. With fragments of at most 300 KB and row
+    # groups of at most 100 KB, the rows make 4 fragments of 250 rows (not 3 full ones
+    # and a remainder), each in 3 row groups of 84/83 rows -- where the row limits
+    # alone (524,288 / 1,048,576) made one file of one row group.
+    monkeypatch.setattr(fragments, "MAX_FRAGMENT_BYTES", 300_000)
+    monkeypatch.setattr(fragments, "ROW_GROUP_BYTES", 100_000)
+    rows = _wide(1000, 1000)
+    assert 1_000_000 < rows.nbytes < 1_200_000
+    ds = lv.create_dataset(str(tmp_path / "d"), rows)
+    assert [f.num_rows for f in ds.fragments()] == [250] * 4
+    assert [_row_groups(f) for f in ds.fragments()] == [[84, 83, 83]] * 4
+    assert ds.to_arrow().equals(rows)
+    # The row limit still decides first; then each part is cut by bytes.
+    ds = ds.append(_wide(1000, 1000, 1000), max_rows_per_fragment=400)
+    assert [f.num_rows for f in ds.fragments()][4:] == [200, 200, 200, 200, 200]
+
+
+@given(
+    rows=st.integers(1, 300),
+    width=st.integers(0, 400),
+    max_rows=st.integers(1, 400),
+    max_bytes=st.integers(1, 40_000),
+    group_bytes=st.integers(1, 20_000),
+)
+def test_fragments_respect_both_limits_and_keep_the_rows(
+    rows, width, max_rows, max_bytes, group_bytes
+):
+    schema, _ = assign_field_ids(_wide(1, 1).schema)
+    table = _wide(rows, width).cast(schema)
+    with tempfile.TemporaryDirectory() as root, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fragments, "ROW_GROUP_BYTES", group_bytes)
+        mp.setattr(fragments, "MAX_FRAGMENT_BYTES", max_bytes)
+        storage = LocalStorage(root, fsync=False)
+        entries = fragments.write_fragments(storage, [table], schema_id="s", max_rows=max_rows)
+        files = [pq.ParquetFile(storage.full_path(e.path)) for e in entries]
+        back = pa.concat_tables(f.read() for f in files)
+        groups = [
+            [f.metadata.row_group(i).num_rows for i in range(f.metadata.num_row_groups)]
+            for f in files
+        ]
+    assert back.column("id").to_pylist() == list(range(rows))
+    assert back.column("blob").equals(table.column("blob"))
+    per_row = table.nbytes / rows
+    for e, sizes in zip(entries, groups, strict=True):
+        assert e.num_rows <= max_rows
+        # About max_bytes: a part passes it by less than one row (rows are whole).
+        assert e.num_rows * per_row <= max_bytes + per_row + 1
+        assert sum(sizes) == e.num_rows
+        assert max(sizes) - min(sizes) <= 1  # row groups cut evenly
+        assert all(n * per_row <= group_bytes + per_row + 1 for n in sizes)
+    # Never more fragments than the two limits need: the row cut, then each part by bytes
+    # (a slice's offsets count one 4-byte entry more than its share of the whole).
+    by_rows = math.ceil(rows / max_rows)
+    assert len(entries) <= by_rows + math.ceil((table.nbytes + 8 * by_rows) / max_bytes)
+
+
+def test_compaction_writes_a_group_as_one_fragment_whatever_its_bytes(tmp_path, monkeypatch):
+    # The write's byte limit does not apply to compaction: a group of small fragments
+    # becomes one fragment, and compacting again commits nothing (no churn).
+    monkeypatch.setattr(fragments, "MAX_FRAGMENT_BYTES", 30_000)
+    ds = lv.create_dataset(str(tmp_path / "d"), _wide(20, 1000))
+    for i in range(1, 6):
+        ds = ds.append(_wide(20, 1000, 20 * i))
+    assert len(ds.fragments()) == 6
+    compacted = ds.compact()
+    assert [f.num_rows for f in compacted.fragments()] == [120]
+    assert compacted.to_arrow().equals(_wide(120, 1000))
+    assert compacted.compact().version == compacted.version

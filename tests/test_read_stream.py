@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -223,3 +225,28 @@ def test_streams_and_engine_reads_agree_with_duckdb_over_all_files(
     assert sorted(stream) == sorted(want)
     assert stream == ds.to_arrow().column("id").to_pylist()  # same order on both paths
     _same(ds.to_arrow(), ds.plan().to_arrow())
+
+
+def test_streaming_a_local_file_does_not_hold_its_row_group(local_location):
+    # 24 MB of incompressible rows in one fragment of one row group (as a file written
+    # before row groups were bounded by bytes, or by another writer). Streamed in batches
+    # of 64 rows (~256 KB), Arrow's allocations stay far below the row group: pyarrow's
+    # default pre-buffers every column chunk of the row group first (all 24 MB).
+    rng = np.random.default_rng(5)
+    rows = pa.table(
+        {
+            "id": pa.array(range(6000), pa.int64()),
+            "blob": pa.array([rng.bytes(4000) for _ in range(6000)], pa.binary()),
+        }
+    )
+    ds = lv.create_dataset(local_location, rows)
+    (frag,) = ds.fragments()
+    assert pq.ParquetFile(frag.uri).metadata.num_row_groups == 1
+    before = pa.total_allocated_bytes()
+    peak = 0
+    ids = []
+    for batch in ds.to_batches(64, readahead=0):
+        peak = max(peak, pa.total_allocated_bytes() - before)
+        ids.extend(batch.column("id").to_pylist())
+    assert ids == list(range(6000))
+    assert peak < 12 << 20, f"{peak >> 20} MiB held while streaming a 24 MB row group"

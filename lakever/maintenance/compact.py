@@ -189,15 +189,17 @@ def _rewrite(state: SnapshotState, group: Group) -> list[Rewrite]:
     new: list[FragmentEntry] = []
     if rows.num_rows:
         piece = (_subdir(first), first.partition, rows)
-        # One fragment per group, however many rows: the group sets its size (target_size;
-        # a lone fragment rewritten for its deletion vector keeps its own). Split at the
-        # write size, a group of many small rows made fragments that were still small,
-        # and the next compaction rewrote them into the same files again.
+        # One fragment per group, however many rows or bytes: the group sets its size
+        # (target_size; a lone fragment rewritten for its deletion vector keeps its own;
+        # its row groups are bounded as any write's). Split at the write size, a group of
+        # many small rows made fragments that were still small, and the next compaction
+        # rewrote them into the same files again.
         new = write_fragments(
             state.storage,
             [rows],
             schema_id=state.schema_id,
             max_rows=rows.num_rows,
+            split_by_bytes=False,
             layout=lambda _t: [piece],
         )
     return [Rewrite(first, tuple(new))] + [Rewrite(e, ()) for e in group.entries[1:]]
