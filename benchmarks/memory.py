@@ -2,11 +2,11 @@
 
 Usage::
 
-    python benchmarks/memory.py            # ~1 GB snapshot (15M rows, 15 fragments)
+    python benchmarks/memory.py            # ~1 GB snapshot (15M rows, 30 fragments)
     python benchmarks/memory.py --quick    # 2M rows (a few seconds)
     python benchmarks/memory.py --output FILE   # default benchmarks/results/memory.json
 
-The snapshot is written once: appends of 1M rows (one fragment, one row group each) of
+The snapshot is written once: appends of 1M rows (two fragments of one row group each) of
 ``id int64, value float64, category string, ts timestamp[us]`` and a 32-character
 ``payload`` string, about 70 bytes a row decoded. Then every reader streams all of it,
 each in a **fresh subprocess** (so nothing is cached or already allocated), batches of

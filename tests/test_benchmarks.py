@@ -34,6 +34,7 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
         "sql_pruning.py",
         "compaction.py",
         "memory.py",
+        "wide_rows.py",
         "export_iceberg.py",
         "drift.py",
     ],
