@@ -26,6 +26,7 @@ __all__ = [
     "Result",
     "Target",
     "append_worker",
+    "worker_main",
     "cold_open_worker",
     "compare",
     "fanout_manifests",
@@ -35,7 +36,10 @@ __all__ = [
     "markdown_table",
     "median",
     "percentile",
+    "report",
+    "run_in_workdir",
     "source_digest",
+    "spawn_worker",
     "time_call",
     "write_json",
 ]
@@ -516,3 +520,97 @@ def run_meta(
         "platform": platform.platform(),
         "versions": versions,
     }
+
+
+def run_in_workdir(
+    prefix: str,
+    parent: str | None,
+    quick: bool,  # noqa: FBT001 - every script passes its --quick flag
+    run: Callable[[str], tuple[list[Result], dict[str, Any]]],
+    versions: Mapping[str, str] | None = None,
+) -> tuple[list[Result], dict[str, Any], dict[str, Any]]:
+    """Call ``run(workdir)`` in a new temporary directory under ``parent`` (removed
+    afterwards); its results and info, and the report's ``meta`` (`run_meta`, with
+    ``meta["dataset"] = info``). ``versions`` defaults to lakever's and pyarrow's."""
+    import shutil
+    import tempfile
+    from datetime import UTC, datetime
+
+    started = datetime.now(UTC)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    workdir = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    t0 = time.perf_counter()
+    try:
+        results, info = run(workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if versions is None:
+        import lakever
+
+        versions = {"lakever": lakever.__version__, "pyarrow": pa.__version__}
+    meta = run_meta(
+        quick=quick,
+        started=started,
+        elapsed=time.perf_counter() - t0,
+        load_before=load_before,
+        versions=dict(versions),
+    )
+    meta["dataset"] = info
+    return results, info, meta
+
+
+def report(path: str, meta: dict[str, Any], results: Sequence[Result]) -> None:
+    """Print ``results`` as a table and write them with ``meta`` as JSON to ``path``."""
+    print(format_table(results))
+    write_json(path, {"meta": meta, "results": [r.to_json() for r in results]})
+    print(f"wrote {path}")
+
+
+def spawn_worker(script: str, *args: str) -> dict[str, Any]:
+    """Run ``python script --worker *args`` in a fresh process (the lakever this process
+    imported first on its path, the script's directory next); the JSON object its last
+    line of output holds."""
+    import sys
+
+    import lakever
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(lakever.__file__)))
+    here = os.path.dirname(os.path.abspath(script))
+    env["PYTHONPATH"] = os.pathsep.join([root, here, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(script), "--worker", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def worker_main(
+    argv: list[str] | None,
+    *,
+    doc: str | None,
+    output: str,
+    quick: str,
+    worker: Callable[[str, str], dict[str, Any]],
+) -> Any:
+    """Parse the options of a benchmark that measures in fresh processes (`spawn_worker`):
+    ``--quick`` (``quick`` says what it changes), ``--reps``, ``--output`` (default
+    ``output``), ``--workdir``. Run as a worker (``--worker MODE URI``), print what
+    ``worker(MODE, URI)`` returns as JSON and return None; else return the options."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument("--reps", type=int, default=None, help="repetitions of each measurement")
+    p.add_argument("--output", default=output, help="JSON output path")
+    p.add_argument("--workdir", default=None, help="parent of the temp data dir (local disk)")
+    p.add_argument("--worker", nargs=2, metavar=("MODE", "URI"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(*args.worker)))
+        return None
+    return args

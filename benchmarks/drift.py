@@ -26,15 +26,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
-from _harness import Result, compare, format_table, median, run_meta, write_json
+from _harness import Result, compare, median, report, run_in_workdir
 
 import lakever as lv
 from lakever.ml._drift_sql import Column, bin_counts, compare_categories, stats
@@ -182,30 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=None, help="parent of the temp data dir (local disk)")
     args = p.parse_args(argv)
     rows, repeat = (100_000, 3) if args.quick else (1_000_000, 5)
-    started = datetime.now(UTC)
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    workdir = tempfile.mkdtemp(prefix="lakever-drift-", dir=args.workdir)
-    t0 = time.perf_counter()
-    try:
-        results, info = run(rows, repeat, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     import duckdb
 
-    meta = run_meta(
-        quick=args.quick,
-        started=started,
-        elapsed=time.perf_counter() - t0,
-        load_before=load_before,
-        versions={"lakever": lv.__version__, "pyarrow": pa.__version__,
-                  "duckdb": duckdb.__version__},
-    )  # fmt: skip
-    meta["dataset"] = info
+    versions = {"lakever": lv.__version__, "pyarrow": pa.__version__, "duckdb": duckdb.__version__}
+    results, _, meta = run_in_workdir(
+        "lakever-drift-", args.workdir, args.quick, lambda d: run(rows, repeat, d), versions
+    )
     meta["ratio"] = "lakever / baseline (see each row's baseline)"
-    payload = {"meta": meta, "results": [r.to_json() for r in results]}
-    print(format_table(results))
-    write_json(args.output, payload)
-    print(f"wrote {args.output}")
+    report(args.output, meta, results)
     return 0
 
 

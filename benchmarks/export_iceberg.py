@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-from _harness import Result, format_table, run_meta, write_json
+from _harness import Result, format_table, run_in_workdir, write_json
 
 import lakever as lv
 
@@ -125,31 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=None, help="parent of the temp data dir (local disk)")
     args = p.parse_args(argv)
     versions, rows, more = (100, 100, 10) if args.quick else (1000, 100, 10)
-    started = datetime.now(UTC)
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    workdir = tempfile.mkdtemp(prefix="lakever-export-iceberg-", dir=args.workdir)
-    t0 = time.perf_counter()
-    try:
-        results, info = run(versions, rows, more, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    meta = run_meta(
-        quick=args.quick,
-        started=started,
-        elapsed=time.perf_counter() - t0,
-        load_before=load_before,
-        versions={"lakever": lv.__version__, "pyarrow": pa.__version__},
+    results, info, meta = run_in_workdir(
+        "lakever-export-iceberg-", args.workdir, args.quick, lambda d: run(versions, rows, more, d)
     )
-    meta["dataset"] = info
     meta["ratio"] = "lakever / baseline (see each row's baseline)"
-    payload = {"meta": meta, "results": [r.to_json() for r in results]}
     print(format_table(results))
     print(
         f"\n{versions:,} versions committed in {info['commit_s']:.1f} s; data "
         f"{info['data_bytes'] / 1e6:.2f} MB in {info['fragments']:,} fragments; target "
         f"{info['target_bytes'] / 1e6:.2f} MB in {info['target_files']:,} files"
     )
-    write_json(args.output, payload)
+    write_json(args.output, {"meta": meta, "results": [r.to_json() for r in results]})
     print(f"wrote {args.output}")
     return 0
 

@@ -29,21 +29,23 @@ reader runs ``reps`` times, interleaved; the table shows the largest peak of its
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from _harness import Result, Target, format_table, make_table, run_meta, write_json
+from _harness import (
+    Result,
+    Target,
+    make_table,
+    report,
+    run_in_workdir,
+    spawn_worker,
+    worker_main,
+)
 
 try:
     import lakever as lv
@@ -158,21 +160,6 @@ def build(uri: str, rows: int) -> tuple[lv.Dataset, float]:
     return ds, float(decoded or 0)
 
 
-def _spawn(mode: str, uri: str) -> dict[str, Any]:
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(lv.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", mode, uri],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
-
-
 def run(rows: int, reps: int, workdir: str) -> tuple[list[Result], dict[str, Any]]:
     uri = os.path.join(workdir, "lake")
     t0 = time.perf_counter()
@@ -191,7 +178,7 @@ def run(rows: int, reps: int, workdir: str) -> tuple[list[Result], dict[str, Any
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     for rep in range(reps):  # interleaved, a different order each round
         for m in modes if rep % 2 == 0 else modes[::-1]:
-            r = _spawn(m, uri)
+            r = spawn_worker(__file__, m, uri)
             if r["rows"] != rows:
                 raise AssertionError(f"{m} streamed {r['rows']} rows, expected {rows}")
             runs[m].append(r)
@@ -261,39 +248,18 @@ def run(rows: int, reps: int, workdir: str) -> tuple[list[Result], dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true", help="2M rows instead of 15M")
-    p.add_argument("--reps", type=int, default=None, help="fresh processes per reader")
-    p.add_argument("--output", default=DEFAULT_OUTPUT, help="JSON output path")
-    p.add_argument("--workdir", default=None, help="parent of the temp data dir (local disk)")
-    p.add_argument("--worker", nargs=2, metavar=("MODE", "URI"), help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(*args.worker)))
+    args = worker_main(
+        argv, doc=__doc__, output=DEFAULT_OUTPUT, quick="2M rows instead of 15M", worker=worker
+    )
+    if args is None:
         return 0
     rows, reps = (2_000_000, 1) if args.quick else (15_000_000, 2)
     reps = args.reps or reps
-    started = datetime.now(UTC)
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    workdir = tempfile.mkdtemp(prefix="lakever-memory-", dir=args.workdir)
-    t0 = time.perf_counter()
-    try:
-        results, info = run(rows, reps, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    meta = run_meta(
-        quick=args.quick,
-        started=started,
-        elapsed=time.perf_counter() - t0,
-        load_before=load_before,
-        versions={"lakever": lv.__version__, "pyarrow": pa.__version__},
+    results, _, meta = run_in_workdir(
+        "lakever-memory-", args.workdir, args.quick, lambda d: run(rows, reps, d)
     )
-    meta["dataset"] = info
     meta["measure"] = "peak RSS (VmHWM) minus RSS just before the stream, fresh process, MiB"
-    payload = {"meta": meta, "results": [r.to_json() for r in results]}
-    print(format_table(results))
-    write_json(args.output, payload)
-    print(f"wrote {args.output}")
+    report(args.output, meta, results)
     return 0
 
 

@@ -26,31 +26,20 @@ streamed before) as the baseline. Nothing is asserted; the table and JSON report
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _harness import Result, Target, format_table, median, run_meta, write_json
-from memory import _peak_kib, _reset_peak, _rss_kib
+from _harness import Result, Target, median, report, run_in_workdir, spawn_worker, worker_main
+from memory import HERE, _peak_kib, _reset_peak, _rss_kib, lv  # lv: lakever, found as memory does
 
-try:
-    import lakever as lv
-except ImportError:  # a checkout without an install: use the package next to benchmarks/
-    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import lakever as lv
 from lakever import fragments
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(HERE, "results", "wide_rows.json")
 DIM = 1536
 BATCH = 1024
@@ -89,21 +78,6 @@ def worker(mode: str, uri: str) -> dict[str, Any]:
         "seconds": elapsed,
         "peak_above_start_mib": (peak - before) / 1024,
     }
-
-
-def _spawn(mode: str, uri: str) -> dict[str, Any]:
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(lv.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root, HERE, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", mode, uri],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
 
 
 def _layout(uri: str) -> dict[str, Any]:
@@ -177,7 +151,7 @@ def run(rows: int, reps: int, workdir: str) -> tuple[list[Result], dict[str, Any
     peaks: dict[tuple[str, str], list[dict[str, Any]]] = {s: [] for s in streams}
     for rep in range(reps):
         for mode, uri in streams if rep % 2 == 0 else streams[::-1]:
-            r = _spawn(mode, uri)
+            r = spawn_worker(__file__, mode, uri)
             if r["rows"] != rows:
                 raise AssertionError(f"{mode} streamed {r['rows']} rows, expected {rows}")
             peaks[(mode, uri)].append(r)
@@ -220,37 +194,21 @@ def run(rows: int, reps: int, workdir: str) -> tuple[list[Result], dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true", help="50,000 rows instead of 200,000")
-    p.add_argument("--reps", type=int, default=None, help="repetitions of each write and read")
-    p.add_argument("--output", default=DEFAULT_OUTPUT, help="JSON output path")
-    p.add_argument("--workdir", default=None, help="parent of the temp data dir (local disk)")
-    p.add_argument("--worker", nargs=2, metavar=("MODE", "URI"), help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(*args.worker)))
+    args = worker_main(
+        argv,
+        doc=__doc__,
+        output=DEFAULT_OUTPUT,
+        quick="50,000 rows instead of 200,000",
+        worker=worker,
+    )
+    if args is None:
         return 0
     rows, reps = (50_000, 1) if args.quick else (200_000, 3)
     reps = args.reps or reps
-    started = datetime.now(UTC)
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    workdir = tempfile.mkdtemp(prefix="lakever-wide-", dir=args.workdir)
-    t0 = time.perf_counter()
-    try:
-        results, info = run(rows, reps, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    meta = run_meta(
-        quick=args.quick,
-        started=started,
-        elapsed=time.perf_counter() - t0,
-        load_before=load_before,
-        versions={"lakever": lv.__version__, "pyarrow": pa.__version__},
+    results, _, meta = run_in_workdir(
+        "lakever-wide-", args.workdir, args.quick, lambda d: run(rows, reps, d)
     )
-    meta["dataset"] = info
-    print(format_table(results))
-    write_json(args.output, {"meta": meta, "results": [r.to_json() for r in results]})
-    print(f"wrote {args.output}")
+    report(args.output, meta, results)
     return 0
 
 
