@@ -37,6 +37,7 @@ __all__ = [
     "MAX_FRAGMENT_BYTES",
     "ROW_GROUP_BYTES",
     "ROW_GROUP_ROWS",
+    "even_lengths",
     "new_name",
     "write_fragments",
 ]
@@ -381,7 +382,12 @@ def _cuts(n: int, nbytes: int, max_rows: int, max_bytes: int | None) -> list[int
     by_bytes = 1 if max_bytes is None else -(-nbytes // max_bytes)
     if n <= by_rows or by_bytes <= by_rows:
         return [min(max_rows, n - start) for start in range(0, n, max_rows)] or [0]
-    parts = min(n, by_bytes)
+    return even_lengths(n, by_bytes)
+
+
+def even_lengths(n: int, parts: int) -> list[int]:
+    """``n`` rows cut into ``parts`` parts (at most ``n``, at least one) as even as rows allow."""
+    parts = max(1, min(n, parts))
     base, extra = divmod(n, parts)
     return [base + 1] * extra + [base] * (parts - extra)
 
