@@ -51,10 +51,12 @@ DEFAULT_MAX_ROWS_PER_FRAGMENT = 1 << 19
 #: write threads encode at once, instead of one file of a few GB (docs/index.md).
 MAX_FRAGMENT_BYTES = 512 << 20
 #: Rows per Parquet row group in the fragments lakever writes, at most: the unit a read
-#: task of a larger fragment covers (`ScanPlan.split`) and row-group pruning skips.
+#: task of a larger fragment covers (`ScanPlan.split`), a training shard is dealt in, and
+#: DuckDB's row-group pruning skips (reads through DuckDB: `to_arrow`, SQL).
 ROW_GROUP_ROWS = 1 << 20
-#: In-memory (Arrow) bytes of a row group, at most (as Iceberg's 128 MB default): what a
-#: read of one task holds at once, and the unit pruning skips, stay bounded for wide rows.
+#: In-memory (Arrow) bytes of a row group, at most about (as Iceberg's 128 MB default):
+#: what a whole-row-group read holds at once (a shard cut inside a row group, a delete's
+#: positions, a remote file's pre-buffer) stays bounded for wide rows.
 ROW_GROUP_BYTES = 128 << 20
 _MAX_STAT_STRING = 64
 _WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -367,22 +369,64 @@ def _encode(table: pa.Table, out: pa.NativeFile) -> pq.FileMetaData:
         write_page_index=True,
         use_dictionary=dictionary_columns(table),  # type: ignore[arg-type]  # bool | list
     ) as writer:
-        cuts = _cuts(table.num_rows, table.nbytes, ROW_GROUP_ROWS, ROW_GROUP_BYTES)
+        cuts = _cuts(table, ROW_GROUP_ROWS, ROW_GROUP_BYTES)
         for group in _slices(table, cuts):  # one row group each
             writer.write_table(group, row_group_size=max(1, group.num_rows))
     metadata: pq.FileMetaData = writer.writer.metadata
     return metadata
 
 
-def _cuts(n: int, nbytes: int, max_rows: int, max_bytes: int | None) -> list[int]:
-    """The lengths of the parts ``n`` rows of ``nbytes`` in-memory bytes are cut into:
-    the fewest parts of at most ``max_rows`` rows (filling each, the last shorter) --
-    unless ``max_bytes`` needs more parts, then that many parts as even as rows allow."""
-    by_rows = max(1, -(-n // max_rows))
-    by_bytes = 1 if max_bytes is None else -(-nbytes // max_bytes)
-    if n <= by_rows or by_bytes <= by_rows:
-        return [min(max_rows, n - start) for start in range(0, n, max_rows)] or [0]
-    return even_lengths(n, by_bytes)
+def _cuts(table: pa.Table, max_rows: int, max_bytes: int | None) -> list[int]:
+    """The lengths of the consecutive parts ``table`` is cut into: the fewest parts of at
+    most ``max_rows`` rows (filling each, the last shorter) -- unless ``max_bytes``
+    (in-memory bytes) needs more, then that many parts of even rows. When rows differ in
+    width so much that a part would be more than an eighth over ``max_bytes``, the parts
+    of the row cut that are too large are cut by their bytes instead (`_byte_cuts`): no
+    part holds much more than ``max_bytes`` unless it is one row."""
+    n = table.num_rows
+    by_rows = [min(max_rows, n - start) for start in range(0, n, max_rows)] or [0]
+    if max_bytes is None:
+        return by_rows
+    limit = max_bytes + max_bytes // 8
+    by_bytes = -(-table.nbytes // max_bytes)
+    bytes_decide = len(by_rows) < by_bytes and len(by_rows) < n
+    lengths = even_lengths(n, by_bytes) if bytes_decide else by_rows
+    parts = list(zip(lengths, _slices(table, lengths), strict=True))
+    if all(length <= 1 or part.nbytes <= limit for length, part in parts):
+        return lengths
+    out: list[int] = []
+    for length, part in zip(by_rows, _slices(table, by_rows), strict=True):
+        fits = length <= 1 or part.nbytes <= limit
+        out += [length] if fits else _byte_cuts(part, max_bytes)
+    return out
+
+
+def _byte_cuts(table: pa.Table, max_bytes: int) -> list[int]:
+    """Cut rows of uneven widths by their bytes: runs of rows (halved until a run is one
+    row or at most an eighth of ``max_bytes``) gathered into parts that close near an
+    even share of the bytes and never pass ``max_bytes`` (a wider row is a part alone)."""
+    runs: list[tuple[int, int]] = []
+    todo = [(0, table.num_rows)]
+    grain = max(1, max_bytes // 8)
+    while todo:
+        start, length = todo.pop()
+        size = table.slice(start, length).nbytes
+        if length == 1 or size <= grain:
+            runs.append((length, size))
+        else:
+            half = length // 2
+            todo += [(start + half, length - half), (start, half)]  # the first half next
+    total = sum(size for _, size in runs)
+    goal = total / max(1, -(-total // max_bytes))
+    lengths: list[int] = []
+    rows = held = 0
+    for length, size in runs:
+        if rows and (held + size > max_bytes or held + size / 2 > goal):
+            lengths.append(rows)
+            rows = held = 0
+        rows += length
+        held += size
+    return [*lengths, rows]
 
 
 def even_lengths(n: int, parts: int) -> list[int]:
@@ -454,7 +498,7 @@ def _chunks(pieces: Iterable[Piece], max_rows: int, max_bytes: int | None) -> It
             if max_bytes is None or table.nbytes <= max_bytes:
                 yield subdir, head[1], table
                 continue
-            for part in _slices(table, _cuts(table.num_rows, table.nbytes, max_rows, max_bytes)):
+            for part in _slices(table, _cuts(table, max_rows, max_bytes)):
                 yield subdir, head[1], part
 
 

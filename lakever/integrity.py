@@ -168,11 +168,16 @@ def verify(storage: Storage, refs: Sequence[FileRef], *, snapshot: str) -> None:
 
 
 @contextmanager
-def reading(storage: Storage, snapshot: str, what: str = "") -> Iterator[None]:
+def reading(
+    storage: Storage, snapshot: str, what: str = "", refs: Sequence[FileRef] = ()
+) -> Iterator[None]:
     """Turn a storage or engine failure while reading fragments into a `LakeverError`.
 
     Fragments are verified before they are read, so a failure here means the files
-    changed meanwhile or the storage failed; the error names the snapshot.
+    changed meanwhile or the storage failed. The fragments being read (``refs``) are
+    checked again first: one that changed since raises `CorruptData` naming it (a file
+    damaged under a stream shows up as a decode error, an `OSError`, in pyarrow);
+    otherwise the error names the snapshot.
     """
     try:
         yield
@@ -186,11 +191,13 @@ def reading(storage: Storage, snapshot: str, what: str = "") -> Iterator[None]:
             path=path or storage.uri,
             snapshot_id=snapshot,
         ) from exc
-    except OSError as exc:
-        raise StorageError(
-            f"reading snapshot {snapshot} of {storage.uri}{what} failed: {exc}", path=storage.uri
-        ) from exc
-    except pa.ArrowException as exc:
+    except (OSError, pa.ArrowException) as exc:
+        verify(storage, refs, snapshot=snapshot)  # a fragment that changed: CorruptData
+        if isinstance(exc, OSError):
+            raise StorageError(
+                f"reading snapshot {snapshot} of {storage.uri}{what} failed: {exc}",
+                path=storage.uri,
+            ) from exc
         raise CorruptData(
             f"reading snapshot {snapshot} of {storage.uri}{what} failed: a data file could not "
             f"be decoded ({exc})",

@@ -357,7 +357,7 @@ def read_file(storage: Storage, physical: pa.Schema, ref: FileRef, *, snapshot: 
     For rewriting a fragment (copy-on-write), not for reading a snapshot's rows.
     """
     verify(storage, [ref], snapshot=snapshot)
-    with reading(storage, snapshot):
+    with reading(storage, snapshot, refs=[ref]):
         import pyarrow.parquet as pq
 
         path = storage.full_path(ref.path)
@@ -419,7 +419,7 @@ def read_plan(p: ScanPlan, tasks: Sequence[ReadTask] | None = None) -> pa.Table:
     schema = _output(p, names)
     verify(p.storage, tasks, snapshot=p.snapshot_id)
     tables = []
-    with reading(p.storage, p.snapshot_id):
+    with reading(p.storage, p.snapshot_id, refs=tasks):
         for run in _runs(p, tasks, names, limit=_RUN_BYTES if p.filter else None):
             tables.append(_filtered(p, _read_run(p.storage, run, schema)).select(list(p.columns)))
     if not tables:
@@ -441,8 +441,8 @@ def iter_plan(p: ScanPlan, batch_size: int, readahead: int = READAHEAD) -> Itera
 
     Files are streamed by Parquet's batch reader, one file at a time, on one background
     thread that stays at most ``readahead`` batches ahead of the caller (0: each batch
-    is decoded when the caller asks for it), so memory is bounded by a row group's
-    column chunks and a few batches, not by the snapshot.
+    is decoded when the caller asks for it), so memory is bounded by a few batches and
+    the pages being decoded (see `READAHEAD`), not by the snapshot or its row groups.
     """
     check_readahead(readahead)
     if not p.tasks:
@@ -451,7 +451,7 @@ def iter_plan(p: ScanPlan, batch_size: int, readahead: int = READAHEAD) -> Itera
     schema = _output(p, names)
     verify(p.storage, p.tasks, snapshot=p.snapshot_id)
     for run in _runs(p, p.tasks, names, limit=None):
-        with reading(p.storage, p.snapshot_id):
+        with reading(p.storage, p.snapshot_id, refs=run.tasks):
             yield from _run_batches(p, run, schema, batch_size, readahead)
 
 
@@ -545,7 +545,8 @@ def _file_batches(
     fs = storage.arrow_filesystem()
     # Local files (and a remote store's local cache) are read through a small buffer as
     # the batches need them: pyarrow's default pre-buffers a whole row group's column
-    # chunks first (1.2 GB of embeddings in one row group: 1,255 MiB held vs 69 MiB).
+    # chunks first (1.2 GB of embeddings in one row group: 1,265 MiB held vs 89 MiB;
+    # benchmarks/wide_rows.py).
     # A remote file keeps the pre-buffer: it coalesces ranged reads into few requests.
     remote = fs is not None
     buffer = 0 if remote else _STREAM_BUFFER
@@ -577,7 +578,7 @@ def read_positions(
     schema = _output(p, names)
     verify(p.storage, tasks, snapshot=p.snapshot_id)
     for run in _runs(p, tasks, names, limit=_RUN_BYTES):
-        with reading(p.storage, p.snapshot_id):
+        with reading(p.storage, p.snapshot_id, refs=run.tasks):
             table = _read_run(p.storage, run, schema)
         # File positions of the live rows, in the order the run's table holds them.
         positions = []

@@ -104,7 +104,7 @@ def _row_group_rows(storage: Storage, t: ReadTask, snapshot: str) -> list[int]:
     """Rows per row group of a task's file, from its footer (checked against the manifest)."""
     import pyarrow.parquet as pq
 
-    with reading(storage, snapshot):
+    with reading(storage, snapshot, refs=[t]):
         meta = pq.read_metadata(storage.full_path(t.path), filesystem=storage.arrow_filesystem())
     sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
     if sum(sizes) != t.num_rows:

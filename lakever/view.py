@@ -249,9 +249,10 @@ class SnapshotView:
         With only ``columns``, ``filter`` and ``readahead``: record batches of the snapshot's
         rows in the same order on every call, streamed by the Parquet reader one file at a
         time while a background thread decodes at most ``readahead`` batches ahead of the
-        one you hold. Peak memory is about one row group's column chunks plus
-        ``readahead + 2`` batches (docs/index.md, streaming; ``readahead=0``: decode on
-        demand).
+        one you hold. Peak memory is about ``readahead + 2`` batches plus the pages being
+        decoded (a 1 MiB buffer per column of a local file; a row group's column chunks
+        of a file read straight from object storage) (docs/index.md, streaming;
+        ``readahead=0``: decode on demand).
 
         For training (docs/training.md, the contract):
 

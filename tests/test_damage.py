@@ -200,3 +200,28 @@ def test_diffs_and_change_feeds_name_the_snapshot_of_a_damaged_fragment(ds):
         with pytest.raises(lv.CorruptData, match=Path(added.uri).name) as info:
             read()
         assert info.value.snapshot_id == newer.snapshot_id, name
+
+
+@pytest.mark.parametrize("how", ["truncate", "overwrite"])
+@pytest.mark.parametrize("readahead", [0, 2])
+def test_a_fragment_damaged_during_a_stream_is_named(tmp_path, how, readahead):
+    # Streams read a file's pages as the batches need them, after it was verified: damage
+    # done meanwhile surfaces as a Parquet decode error, which must still be CorruptData
+    # naming the file (it was a StorageError naming only the snapshot).
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    blobs = pa.array([rng.bytes(4000) for _ in range(6000)], pa.binary())
+    ds = lv.create_dataset(str(tmp_path / "d"), pa.table({"id": range(6000), "blob": blobs}))
+    (frag,) = ds.fragments()
+    stream = ds.to_batches(64, readahead=readahead)
+    next(stream)
+    with open(frag.uri, "r+b") as f:
+        if how == "truncate":
+            f.truncate(frag.size_bytes // 2)
+        else:  # 4 MB of garbage over the second half: page headers included
+            f.seek(frag.size_bytes // 2)
+            f.write(b"\xff" * (4 << 20))
+    with pytest.raises(lv.CorruptData, match=os.path.basename(frag.uri)):
+        for _ in stream:
+            pass

@@ -275,10 +275,19 @@ def test_a_million_row_write_is_two_fragments(tmp_path):
     assert ds.to_arrow().equals(rows)
 
 
-def _wide(rows: int, width: int, start: int = 0) -> pa.Table:
-    """``rows`` rows of ``width`` bytes of payload each (plus an 8-byte id)."""
-    payload = pa.array([bytes([i % 251]) * width for i in range(start, start + rows)], pa.binary())
-    return pa.table({"id": pa.array(range(start, start + rows), pa.int64()), "blob": payload})
+def _wide(rows: int, width: int | list[int], start: int = 0) -> pa.Table:
+    """``rows`` rows of ``width`` bytes of payload each (or the row's own width from a
+    list), plus an 8-byte id."""
+    widths = width if isinstance(width, list) else [width] * rows
+    payload = [
+        bytes([i % 251]) * w for i, w in zip(range(start, start + rows), widths, strict=True)
+    ]
+    return pa.table(
+        {
+            "id": pa.array(range(start, start + rows), pa.int64()),
+            "blob": pa.array(payload, pa.binary()),
+        }
+    )
 
 
 def _row_groups(frag: lv.Fragment) -> list[int]:
@@ -305,17 +314,25 @@ def test_wide_rows_split_into_even_fragments_and_row_groups_by_bytes(tmp_path, m
 
 
 @given(
-    rows=st.integers(1, 300),
-    width=st.integers(0, 400),
+    widths=st.lists(st.integers(0, 400), min_size=1, max_size=300),
+    skewed=st.booleans(),
     max_rows=st.integers(1, 400),
     max_bytes=st.integers(1, 40_000),
     group_bytes=st.integers(1, 20_000),
 )
 def test_fragments_respect_both_limits_and_keep_the_rows(
-    rows, width, max_rows, max_bytes, group_bytes
+    widths, skewed, max_rows, max_bytes, group_bytes
 ):
+    # Uniform rows are cut evenly; skewed ones (a run of wide rows after narrow ones, as a
+    # sort by size makes) by their bytes. Either way no fragment or row group holds more
+    # than about its byte limit (an eighth over at most), unless it is a single row.
+    rows = len(widths)
+    if skewed:
+        widths = sorted(w * w // 40 for w in widths)  # up to 4,000 bytes, wide ones last
+    else:
+        widths = [widths[0]] * rows
     schema, _ = assign_field_ids(_wide(1, 1).schema)
-    table = _wide(rows, width).cast(schema)
+    table = _wide(rows, widths).cast(schema)
     with tempfile.TemporaryDirectory() as root, pytest.MonkeyPatch.context() as mp:
         mp.setattr(fragments, "ROW_GROUP_BYTES", group_bytes)
         mp.setattr(fragments, "MAX_FRAGMENT_BYTES", max_bytes)
@@ -329,18 +346,41 @@ def test_fragments_respect_both_limits_and_keep_the_rows(
         ]
     assert back.column("id").to_pylist() == list(range(rows))
     assert back.column("blob").equals(table.column("blob"))
-    per_row = table.nbytes / rows
+
+    def within(part: pa.Table, limit: int) -> bool:
+        return part.num_rows == 1 or part.nbytes <= limit + limit // 8
+
+    start = 0
     for e, sizes in zip(entries, groups, strict=True):
+        part = table.slice(start, e.num_rows)
         assert e.num_rows <= max_rows
-        # About max_bytes: a part passes it by less than one row (rows are whole).
-        assert e.num_rows * per_row <= max_bytes + per_row + 1
+        assert within(part, max_bytes), (e.num_rows, part.nbytes)
         assert sum(sizes) == e.num_rows
-        assert max(sizes) - min(sizes) <= 1  # row groups cut evenly
-        assert all(n * per_row <= group_bytes + per_row + 1 for n in sizes)
-    # Never more fragments than the two limits need: the row cut, then each part by bytes
-    # (a slice's offsets count one 4-byte entry more than its share of the whole).
-    by_rows = math.ceil(rows / max_rows)
-    assert len(entries) <= by_rows + math.ceil((table.nbytes + 8 * by_rows) / max_bytes)
+        offset = 0
+        for n in sizes:
+            assert within(part.slice(offset, n), group_bytes), (n, part.slice(offset, n).nbytes)
+            offset += n
+        if not skewed:
+            assert max(sizes) - min(sizes) <= 1  # row groups cut evenly
+        start += e.num_rows
+    if not skewed:
+        # The fewest fragments the limits need: the row cut, then each part by bytes (a
+        # slice's offsets count one 4-byte entry more than its share of the whole).
+        by_rows = math.ceil(rows / max_rows)
+        assert len(entries) <= by_rows + math.ceil((table.nbytes + 8 * by_rows) / max_bytes)
+
+
+def test_a_run_of_wide_rows_is_cut_by_bytes(tmp_path, monkeypatch):
+    # 990 one-byte rows then 10 rows of 40 KB (a sort by size does this): an even cut by
+    # rows made eight tiny fragments and one of 400 KB; cut by bytes, the narrow rows are
+    # one fragment and each 40 KB row one of its own (two do not fit in 50 KB).
+    monkeypatch.setattr(fragments, "MAX_FRAGMENT_BYTES", 50_000)
+    monkeypatch.setattr(fragments, "ROW_GROUP_BYTES", 20_000)
+    rows = _wide(1000, [1] * 990 + [40_000] * 10)
+    ds = lv.create_dataset(str(tmp_path / "d"), rows)
+    assert [f.num_rows for f in ds.fragments()] == [990] + [1] * 10
+    assert max(f.size_bytes for f in ds.fragments()) < 50_000
+    assert ds.to_arrow().equals(rows)
 
 
 def test_compaction_writes_a_group_as_one_fragment_whatever_its_bytes(tmp_path, monkeypatch):
