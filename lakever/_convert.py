@@ -24,7 +24,11 @@ __all__ = [
     "to_arrow_stream",
 ]
 
+#: A streamed input (a RecordBatchReader, an Arrow C stream) is gathered into tables of
+#: this many rows
 _STREAM_ROWS = 1 << 20
+#: ... or this many in-memory bytes (wide rows: embeddings), whichever comes first.
+_STREAM_BYTES = 64 << 20
 
 
 def _module_of(obj: Any) -> str:
@@ -76,13 +80,14 @@ def to_arrow_stream(data: Any) -> tuple[pa.Schema, Iterable[pa.Table]]:
 
 def _iter_reader(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
     batches: list[pa.RecordBatch] = []
-    rows = 0
+    rows = held = 0
     for batch in reader:
         batches.append(batch)
         rows += batch.num_rows
-        if rows >= _STREAM_ROWS:
+        held += batch.nbytes
+        if rows >= _STREAM_ROWS or held >= _STREAM_BYTES:
             yield pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
-            batches, rows = [], 0
+            batches, rows, held = [], 0, 0
     if batches:
         yield pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
 

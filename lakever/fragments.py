@@ -494,7 +494,8 @@ def _chunks(pieces: Iterable[Piece], max_rows: int, max_bytes: int | None) -> It
         head = next(group)
         # Each group is consumed in full by regroup before groupby moves on.
         rest = (piece[2] for piece in group)  # noqa: B031
-        for table in regroup(itertools.chain([head[2]], rest), max_rows, pa.concat_tables):
+        tables = itertools.chain([head[2]], rest)
+        for table in regroup(tables, max_rows, pa.concat_tables, max_bytes):
             if max_bytes is None or table.nbytes <= max_bytes:
                 yield subdir, head[1], table
                 continue

@@ -395,3 +395,32 @@ def test_compaction_writes_a_group_as_one_fragment_whatever_its_bytes(tmp_path, 
     assert [f.num_rows for f in compacted.fragments()] == [120]
     assert compacted.to_arrow().equals(_wide(120, 1000))
     assert compacted.compact().version == compacted.version
+
+
+def test_a_stream_of_wide_rows_is_written_as_it_comes(tmp_path, monkeypatch):
+    # A RecordBatchReader of wide rows is cut by bytes as it is read: the first fragment
+    # is written after about MAX_FRAGMENT_BYTES of rows were pulled, not after the row
+    # limits (1M rows gathered, then 524,288 per fragment) pulled the whole stream.
+    monkeypatch.setattr(fragments, "MAX_FRAGMENT_BYTES", 50_000)
+    monkeypatch.setattr("lakever._convert._STREAM_BYTES", 20_000)
+    pulled = []
+    first_write: list[int] = []
+    write_one = fragments._write_one
+
+    def counting(*args, **kwargs):
+        first_write.append(len(pulled)) if not first_write else None
+        return write_one(*args, **kwargs)
+
+    monkeypatch.setattr(fragments, "_write_one", counting)
+    schema = _wide(1, 1000).schema
+
+    def batches():
+        for i in range(100):  # 100 batches of 10 rows of ~1 KB: ~1 MB in all
+            pulled.append(i)
+            yield pa.RecordBatch.from_pydict(_wide(10, 1000, 10 * i).to_pydict(), schema=schema)
+
+    reader = pa.RecordBatchReader.from_batches(schema, batches())
+    ds = lv.create_dataset(str(tmp_path / "d"), reader)
+    assert ds.num_rows == 1000
+    assert first_write and first_write[0] <= 10, first_write  # ~80 KB pulled, not all 1 MB
+    assert ds.to_arrow().equals(_wide(1000, 1000))
