@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["regroup"]
+__all__ = ["fits", "regroup"]
 
 
 class _Sliceable(Protocol):
@@ -15,30 +15,45 @@ class _Sliceable(Protocol):
     @property
     def nbytes(self) -> int: ...
 
+    def get_total_buffer_size(self) -> int: ...
+
     def slice(self, offset: int = 0, length: int | None = None) -> Any: ...
 
 
 T = TypeVar("T", bound=_Sliceable)
+U = TypeVar("U")
 
 
 def regroup(
-    items: Iterable[T], size: int, concat: Callable[[list[T]], T], max_bytes: int | None = None
-) -> Iterator[T]:
+    items: Iterable[T], size: int, concat: Callable[[list[T]], U], max_bytes: int | None = None
+) -> Iterator[U]:
     """Yield pieces of exactly ``size`` rows (the last may be shorter), in order. With
     ``max_bytes``, a piece also ends as soon as it holds that many bytes (``nbytes``):
     at most ``max_bytes`` plus one item are held, however wide the rows."""
     pending: list[T] = []
-    n = held = 0
+    n = held = exact = counted = 0
     for item in items:
         while item.num_rows:
             take = min(size - n, item.num_rows)
             part = item.slice(0, take)
             pending.append(part)
             n += take
-            held += 0 if max_bytes is None else part.nbytes
             item = item.slice(take)
+            if max_bytes is not None:
+                # The buffers' size bounds nbytes from above and costs nothing; nbytes
+                # (what a slice references; ~12 us for a small table) only once that
+                # bound reaches the limit, and once per part.
+                held += part.get_total_buffer_size()
+                if held >= max_bytes:
+                    exact += sum(p.nbytes for p in pending[counted:])
+                    held, counted = exact, len(pending)
             if n == size or (max_bytes is not None and held >= max_bytes):
                 yield concat(pending)
-                pending, n, held = [], 0, 0
+                pending, n, held, exact, counted = [], 0, 0, 0, 0
     if n:
         yield concat(pending)
+
+
+def fits(item: _Sliceable, max_bytes: int) -> bool:
+    """Whether ``item`` holds at most ``max_bytes`` (``nbytes``), checked cheaply first."""
+    return item.get_total_buffer_size() <= max_bytes or item.nbytes <= max_bytes

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lakever._batching import regroup
 from lakever.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -79,17 +80,10 @@ def to_arrow_stream(data: Any) -> tuple[pa.Schema, Iterable[pa.Table]]:
 
 
 def _iter_reader(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
-    batches: list[pa.RecordBatch] = []
-    rows = held = 0
-    for batch in reader:
-        batches.append(batch)
-        rows += batch.num_rows
-        held += batch.nbytes
-        if rows >= _STREAM_ROWS or held >= _STREAM_BYTES:
-            yield pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
-            batches, rows, held = [], 0, 0
-    if batches:
-        yield pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
+    def table(batches: list[pa.RecordBatch]) -> pa.Table:
+        return pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
+
+    yield from regroup(reader, _STREAM_ROWS, table, _STREAM_BYTES)
 
 
 def _polars_zone(tz: str) -> bool:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lakever._batching import regroup
+from lakever._batching import fits, regroup
 from lakever._lru import Lru
 from lakever._threads import ForkSafePool
 from lakever.format import DATA_DIR, FragmentEntry
@@ -384,7 +384,9 @@ def _cuts(table: pa.Table, max_rows: int, max_bytes: int | None) -> list[int]:
     of the row cut that are too large are cut by their bytes instead (`_byte_cuts`): no
     part holds much more than ``max_bytes`` unless it is one row."""
     n = table.num_rows
-    by_rows = [min(max_rows, n - start) for start in range(0, n, max_rows)] or [0]
+    if n <= max_rows and (max_bytes is None or fits(table, max_bytes)):
+        return [n]  # the usual case: one part (a small commit pays nothing more)
+    by_rows = [min(max_rows, n - start) for start in range(0, n, max_rows)]
     if max_bytes is None:
         return by_rows
     limit = max_bytes + max_bytes // 8
@@ -396,8 +398,8 @@ def _cuts(table: pa.Table, max_rows: int, max_bytes: int | None) -> list[int]:
         return lengths
     out: list[int] = []
     for length, part in zip(by_rows, _slices(table, by_rows), strict=True):
-        fits = length <= 1 or part.nbytes <= limit
-        out += [length] if fits else _byte_cuts(part, max_bytes)
+        small = length <= 1 or part.nbytes <= limit
+        out += [length] if small else _byte_cuts(part, max_bytes)
     return out
 
 
@@ -496,7 +498,7 @@ def _chunks(pieces: Iterable[Piece], max_rows: int, max_bytes: int | None) -> It
         rest = (piece[2] for piece in group)  # noqa: B031
         tables = itertools.chain([head[2]], rest)
         for table in regroup(tables, max_rows, pa.concat_tables, max_bytes):
-            if max_bytes is None or table.nbytes <= max_bytes:
+            if max_bytes is None or fits(table, max_bytes):
                 yield subdir, head[1], table
                 continue
             for part in _slices(table, _cuts(table, max_rows, max_bytes)):

@@ -424,3 +424,17 @@ def test_a_stream_of_wide_rows_is_written_as_it_comes(tmp_path, monkeypatch):
     assert ds.num_rows == 1000
     assert first_write and first_write[0] <= 10, first_write  # ~80 KB pulled, not all 1 MB
     assert ds.to_arrow().equals(_wide(1000, 1000))
+
+
+def test_a_stream_of_slices_of_one_table_is_measured_by_what_they_hold(tmp_path, monkeypatch):
+    # Batches that are slices of one large table each report the whole buffers'
+    # size; the byte limit counts what each slice holds (nbytes), so 30 batches of
+    # 1,000 narrow rows still make fragments of max_rows rows, not one per batch.
+    monkeypatch.setattr(fragments, "MAX_FRAGMENT_BYTES", 300_000)
+    monkeypatch.setattr("lakever._convert._STREAM_BYTES", 300_000)
+    big = pa.table({"id": pa.array(range(30_000), pa.int64()), "v": pa.array([0.5] * 30_000)})
+    assert big.get_total_buffer_size() > 300_000 > big.slice(0, 10_000).nbytes
+    reader = pa.RecordBatchReader.from_batches(big.schema, big.to_batches(max_chunksize=1000))
+    ds = lv.create_dataset(str(tmp_path / "d"), reader, max_rows_per_fragment=10_000)
+    assert [f.num_rows for f in ds.fragments()] == [10_000] * 3
+    assert ds.to_arrow().equals(big)
