@@ -28,28 +28,38 @@ def regroup(
     items: Iterable[T], size: int, concat: Callable[[list[T]], U], max_bytes: int | None = None
 ) -> Iterator[U]:
     """Yield pieces of exactly ``size`` rows (the last may be shorter), in order. With
-    ``max_bytes``, a piece also ends as soon as it holds that many bytes (``nbytes``):
-    at most ``max_bytes`` plus one item are held, however wide the rows."""
+    ``max_bytes``, a piece also ends before the item that would take it past that many
+    bytes (``nbytes``; a single item larger than that is a piece of its own)."""
     pending: list[T] = []
-    n = held = exact = counted = 0
+    weights: list[int] = []  # each pending part's bytes: an upper bound until checked
+    checked = held = n = 0
     for item in items:
         while item.num_rows:
             take = min(size - n, item.num_rows)
             part = item.slice(0, take)
-            pending.append(part)
-            n += take
             item = item.slice(take)
             if max_bytes is not None:
                 # The buffers' size bounds nbytes from above and costs nothing; nbytes
-                # (what a slice references; ~12 us for a small table) only once that
-                # bound reaches the limit, and once per part.
-                held += part.get_total_buffer_size()
-                if held >= max_bytes:
-                    exact += sum(p.nbytes for p in pending[counted:])
-                    held, counted = exact, len(pending)
-            if n == size or (max_bytes is not None and held >= max_bytes):
+                # (what a slice references; ~12 us for a small table) is counted only
+                # when that bound would pass the limit, and once per part.
+                weight = part.get_total_buffer_size()
+                if pending and held + weight > max_bytes:
+                    for i in range(checked, len(pending)):
+                        exact = pending[i].nbytes
+                        held += exact - weights[i]
+                        weights[i] = exact
+                    checked = len(pending)
+                    weight = part.nbytes
+                    if held + weight > max_bytes:
+                        yield concat(pending)
+                        pending, weights, checked, held, n = [], [], 0, 0, 0
+                weights.append(weight)
+                held += weight
+            pending.append(part)
+            n += take
+            if n == size:
                 yield concat(pending)
-                pending, n, held, exact, counted = [], 0, 0, 0, 0
+                pending, weights, checked, held, n = [], [], 0, 0, 0
     if n:
         yield concat(pending)
 

@@ -37,7 +37,6 @@ __all__ = [
     "MAX_FRAGMENT_BYTES",
     "ROW_GROUP_BYTES",
     "ROW_GROUP_ROWS",
-    "even_lengths",
     "new_name",
     "write_fragments",
 ]
@@ -392,7 +391,7 @@ def _cuts(table: pa.Table, max_rows: int, max_bytes: int | None) -> list[int]:
     limit = max_bytes + max_bytes // 8
     by_bytes = -(-table.nbytes // max_bytes)
     bytes_decide = len(by_rows) < by_bytes and len(by_rows) < n
-    lengths = even_lengths(n, by_bytes) if bytes_decide else by_rows
+    lengths = _even_lengths(n, by_bytes) if bytes_decide else by_rows
     parts = list(zip(lengths, _slices(table, lengths), strict=True))
     if all(length <= 1 or part.nbytes <= limit for length, part in parts):
         return lengths
@@ -431,7 +430,7 @@ def _byte_cuts(table: pa.Table, max_bytes: int) -> list[int]:
     return [*lengths, rows]
 
 
-def even_lengths(n: int, parts: int) -> list[int]:
+def _even_lengths(n: int, parts: int) -> list[int]:
     """``n`` rows cut into ``parts`` parts (at most ``n``, at least one) as even as rows allow."""
     parts = max(1, min(n, parts))
     base, extra = divmod(n, parts)

@@ -174,10 +174,10 @@ def reading(
     """Turn a storage or engine failure while reading fragments into a `LakeverError`.
 
     Fragments are verified before they are read, so a failure here means the files
-    changed meanwhile or the storage failed. The fragments being read (``refs``) are
-    checked again first: one that changed since raises `CorruptData` naming it (a file
-    damaged under a stream shows up as a decode error, an `OSError`, in pyarrow);
-    otherwise the error names the snapshot.
+    changed meanwhile or the storage failed. Local fragments being read (``refs``;
+    a remote store's cache included) are checked again first: one that changed since
+    raises `CorruptData` naming it (a file damaged under a stream shows up as a decode
+    error, an `OSError`, in pyarrow); otherwise the error names the snapshot.
     """
     try:
         yield
@@ -192,7 +192,8 @@ def reading(
             snapshot_id=snapshot,
         ) from exc
     except (OSError, pa.ArrowException) as exc:
-        verify(storage, refs, snapshot=snapshot)  # a fragment that changed: CorruptData
+        if storage.is_local:  # a stat each (a hash for a changed file); remote: no re-read
+            _recheck(storage, refs, snapshot)  # a fragment that changed: CorruptData
         if isinstance(exc, OSError):
             raise StorageError(
                 f"reading snapshot {snapshot} of {storage.uri}{what} failed: {exc}",
@@ -204,6 +205,18 @@ def reading(
             path=storage.uri,
             snapshot_id=snapshot,
         ) from exc
+
+
+def _recheck(storage: Storage, refs: Sequence[FileRef], snapshot: str) -> None:
+    """Verify ``refs`` again after a failed read. Raises only what the check finds (a
+    `LakeverError`), never a failure of the check itself: then the read's own error is
+    the one reported."""
+    try:
+        verify(storage, refs, snapshot=snapshot)
+    except LakeverError:
+        raise
+    except Exception:  # the read's error is reported instead
+        return
 
 
 def forget() -> None:

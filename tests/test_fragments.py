@@ -365,9 +365,11 @@ def test_fragments_respect_both_limits_and_keep_the_rows(
         start += e.num_rows
     if not skewed:
         # The fewest fragments the limits need: the row cut, then each part by bytes (a
-        # slice's offsets count one 4-byte entry more than its share of the whole).
+        # slice's offsets count one 4-byte entry more than its share of the whole) --
+        # or one row each, where no two rows fit in the limit together.
         by_rows = math.ceil(rows / max_rows)
-        assert len(entries) <= by_rows + math.ceil((table.nbytes + 8 * by_rows) / max_bytes)
+        bound = by_rows + math.ceil((table.nbytes + 8 * by_rows) / max_bytes)
+        assert len(entries) <= bound or max(e.num_rows for e in entries) == 1
 
 
 def test_a_run_of_wide_rows_is_cut_by_bytes(tmp_path, monkeypatch):
@@ -438,3 +440,17 @@ def test_a_stream_of_slices_of_one_table_is_measured_by_what_they_hold(tmp_path,
     ds = lv.create_dataset(str(tmp_path / "d"), reader, max_rows_per_fragment=10_000)
     assert [f.num_rows for f in ds.fragments()] == [10_000] * 3
     assert ds.to_arrow().equals(big)
+
+
+def test_a_stream_of_wide_rows_fills_its_fragments(tmp_path, monkeypatch):
+    # Pieces of a stream end before the batch that would pass the byte limit, so the
+    # fragments are close to MAX_FRAGMENT_BYTES; ending them just past it made every
+    # piece too big by a little, and each was then cut in two halves.
+    monkeypatch.setattr(fragments, "MAX_FRAGMENT_BYTES", 512_000)
+    monkeypatch.setattr("lakever._convert._STREAM_BYTES", 64_000)
+    rows = _wide(10_000, 1000)
+    reader = pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches(max_chunksize=10))
+    ds = lv.create_dataset(str(tmp_path / "d"), reader)
+    sizes = [rows.slice(0, f.num_rows).nbytes for f in ds.fragments()]
+    assert all(384_000 < s <= 512_000 for s in sizes[:-1]), sizes
+    assert ds.to_arrow().equals(rows)

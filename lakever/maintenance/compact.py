@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from lakever._writer import _check_message, _check_properties, default_author
 from lakever.commit import Change, FragmentsUnchanged, Rewrite, RewriteFragments
 from lakever.errors import CommitConflict, InvalidArgument
 from lakever.format import DATA_DIR, FragmentEntry, Snapshot, Summary
-from lakever.fragments import even_lengths, write_fragments
+from lakever.fragments import write_fragments
 from lakever.manifest_list import ManifestFiles
 from lakever.planner import bind, make_plan, prune_entries
 from lakever.projection import conform
@@ -179,7 +178,7 @@ def _sort_keys(state: SnapshotState) -> list[tuple[str, Literal["ascending", "de
     return out
 
 
-def _rewrite(state: SnapshotState, group: Group, target: int) -> list[Rewrite]:
+def _rewrite(state: SnapshotState, group: Group) -> list[Rewrite]:
     """Read a group's live rows in the current schema and write them as new fragment(s)."""
     plan = make_plan(state, group.entries, state.public.names, None)
     rows = conform(read_plan(plan), state.schema, what=f"compaction of {state.uri}")
@@ -188,24 +187,20 @@ def _rewrite(state: SnapshotState, group: Group, target: int) -> list[Rewrite]:
         rows = rows.sort_by(keys)  # stable: ties keep their read order
     first = group.entries[0]
     new: list[FragmentEntry] = []
-    # One fragment per group, however many rows or bytes: the group sets its size
-    # (target_size). Split at the write size, a group of many small rows made fragments
-    # that were still small, and the next compaction rewrote them into the same files
-    # again. A lone fragment larger than the target (rewritten for its deletion vector)
-    # is cut into the fewest even parts of at most about target_size: each part is more
-    # than half the target, so no two parts fit in one group of a later compaction.
-    parts = math.ceil(group.live_bytes / target) if len(group.entries) == 1 else 1
-    start = 0
-    for length in even_lengths(rows.num_rows, parts) if rows.num_rows else []:
-        part = rows.slice(start, length)
-        start += length
-        new += write_fragments(
+    if rows.num_rows:
+        piece = (_subdir(first), first.partition, rows)
+        # One fragment per group, however many rows or bytes: the group sets its size
+        # (target_size; a lone fragment rewritten for its deletion vector keeps its own;
+        # its row groups are bounded as any write's). Split at the write size, a group of
+        # many small rows made fragments that were still small, and the next compaction
+        # rewrote them into the same files again.
+        new = write_fragments(
             state.storage,
-            [part],
+            [rows],
             schema_id=state.schema_id,
-            max_rows=length,
+            max_rows=rows.num_rows,
             split_by_bytes=False,
-            layout=lambda t: [(_subdir(first), first.partition, t)],
+            layout=lambda _t: [piece],
         )
     return [Rewrite(first, tuple(new))] + [Rewrite(e, ()) for e in group.entries[1:]]
 
@@ -219,7 +214,7 @@ def _commit(
     author: str | None,
     properties: Mapping[str, str] | None,
 ) -> Snapshot:
-    rewrites = [r for g in groups for r in _rewrite(state, g, parameters["target_size"])]
+    rewrites = [r for g in groups for r in _rewrite(state, g)]
     old = [r.old for r in rewrites]
     new = [n for r in rewrites for n in r.new]
     summary = Summary(
