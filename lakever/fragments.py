@@ -490,17 +490,15 @@ Layout = Callable[[pa.Table], Iterable[Piece]]
 
 def _chunks(pieces: Iterable[Piece], max_rows: int, max_bytes: int | None) -> Iterator[Piece]:
     """Regroup pieces into pieces of at most ``max_rows`` rows, never mixing partitions;
-    a piece of more than ``max_bytes`` in-memory bytes is then cut into even parts."""
+    a piece of more than ``max_bytes`` in-memory bytes is then cut by `_cuts`."""
     for subdir, group in itertools.groupby(pieces, key=lambda piece: piece[0]):
         head = next(group)
         # Each group is consumed in full by regroup before groupby moves on.
         rest = (piece[2] for piece in group)  # noqa: B031
         tables = itertools.chain([head[2]], rest)
         for table in regroup(tables, max_rows, pa.concat_tables, max_bytes):
-            if max_bytes is None or fits(table, max_bytes):
-                yield subdir, head[1], table
-                continue
-            for part in _slices(table, _cuts(table, max_rows, max_bytes)):
+            cuts = _cuts(table, max_rows, max_bytes)  # [rows] when the piece fits
+            for part in [table] if len(cuts) == 1 else _slices(table, cuts):
                 yield subdir, head[1], part
 
 
