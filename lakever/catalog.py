@@ -176,6 +176,8 @@ class Lake:
             DatasetNotFound: the query names a table that is not a dataset of the lake.
             VersionNotFound: no such version, time, tag, branch or snapshot id.
             InvalidArgument: not one read-only query, or DuckDB refuses it.
+            CorruptData: a fragment it reads is damaged (checked now, not when the
+                relation runs: errors while it runs are DuckDB's, docs/sql.md).
         """
         from lakever.query import SqlRunner
         from lakever.snapshot import SnapshotState

@@ -16,6 +16,7 @@ DuckDB does not keep row order through joins.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakever.errors import InvalidArgument
+from lakever.errors import InvalidArgument, LakeverError, StorageError
 from lakever.schema import field_id, nested_fields
 from lakever.storage import Storage
 
@@ -253,8 +254,24 @@ def _register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
         con.register_filesystem(fs)
 
 
-def _error(what: str, text: str, exc: Exception, public: pa.Schema | None) -> InvalidArgument:
+_FILE_IN_MESSAGE = re.compile(r'file "([^"]+)"')
+
+
+def _error(what: str, text: str, exc: Exception, public: pa.Schema | None) -> LakeverError:
+    """The `LakeverError` for a DuckDB error running ``what`` (``text``): `StorageError`
+    when DuckDB could not read a file (it changed after lakever verified it, or the
+    storage failed), else `InvalidArgument` (the SQL is wrong for the data)."""
+    import duckdb
+
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, duckdb.IOException) or "Failed to read file" in first:
+        found = _FILE_IN_MESSAGE.search(first)
+        return StorageError(
+            f"{what} {text!r} could not read a data file in DuckDB: {first}. The file "
+            "changed after it was verified, or the storage failed: run the query again, "
+            "and `lakever verify` on the dataset if it fails again",
+            path=found.group(1) if found else "",
+        )
     cols = f" (columns: {public.names})" if public is not None else ""
     return InvalidArgument(f"{what} {text!r} failed in DuckDB: {first}{cols}")
 
@@ -289,7 +306,8 @@ def run_query(
 
 @contextmanager
 def translate_errors(what: str, text: str, public: pa.Schema | None) -> Iterator[None]:
-    """Turn a DuckDB error inside the block into InvalidArgument naming ``what`` and ``text``."""
+    """Turn a DuckDB error inside the block into a `LakeverError` naming ``what`` and
+    ``text`` (`InvalidArgument`; `StorageError` for a file DuckDB could not read)."""
     import duckdb
 
     try:

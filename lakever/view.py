@@ -408,6 +408,8 @@ class SnapshotView:
         Raises:
             InvalidArgument: not one read-only query, or DuckDB refuses it.
             DatasetNotFound: the query names a table other than ``self``.
+            CorruptData: a fragment it reads is damaged (checked now, not when the
+                relation runs: errors while it runs are DuckDB's, docs/sql.md).
         """
         from lakever.query import run_on_self
 

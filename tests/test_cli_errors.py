@@ -189,6 +189,22 @@ def test_damaged_fragment(lake, command, damage):
     assert "failed in DuckDB" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("SELECT CAST(category AS INT) FROM events", "Conversion Error: Could not convert"),
+        ("SELECT id // 0 FROM events", "Division by zero"),
+    ],
+    ids=["cast", "division-by-zero"],
+)
+def test_sql_that_fails_while_it_runs(lake, query, message):
+    # DuckDB binds the query when the relation is made and raises these only when it
+    # runs: they are the query's fault, one line like any other.
+    proc = lakever("sql", query, "--lake", str(lake.parent))
+    assert_one_line(proc, f"error: query {query!r} failed in DuckDB: ")
+    assert message in proc.stderr, proc.stderr
+
+
 # ------------------------------------------------------------------ input files
 
 

@@ -202,3 +202,25 @@ def test_the_schema_map_reads_renamed_nested_fields_by_field_id(tmp_path):
     mapping = schema_map(schema("x2", "y2"))
     rel = duckdb.sql(f"SELECT * FROM read_parquet({quote_literal(path)}, schema={mapping})")
     assert rel.fetchall() == [({"x2": 1}, [{"y2": 2}, {"y2": 3}])]
+
+
+def test_a_file_changed_under_a_held_relation_is_a_storage_error_naming_it(tmp_path):
+    # Fragments are verified when the relation is made; one damaged before it runs is
+    # read by DuckDB itself. Run under translate_errors (as the CLI does), the failure
+    # is a StorageError naming the file, not the query's fault (InvalidArgument).
+    from lakever.errors import StorageError
+    from lakever.sql import translate_errors
+
+    ds = lv.create_dataset(
+        str(tmp_path / "ds"),
+        pa.table({"a": list(range(50_000)), "b": [str(i) for i in range(50_000)]}),
+    )
+    relation = ds.sql("SELECT sum(a), count(b) FROM self")
+    (fragment,) = (tmp_path / "ds" / "data").rglob("*.parquet")
+    with open(fragment, "r+b") as f:
+        f.seek(fragment.stat().st_size // 2)
+        f.write(b"\xff" * 4096)
+    with pytest.raises(StorageError) as info, translate_errors("query", "q", None):
+        relation.to_arrow_table()
+    assert info.value.path == str(fragment)
+    assert "lakever verify" in str(info.value)

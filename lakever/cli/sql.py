@@ -11,6 +11,7 @@ import typer
 
 import lakever as lv
 from lakever.cli._output import print_json, print_table
+from lakever.sql import translate_errors
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -27,7 +28,9 @@ def sql(
         raise lv.InvalidArgument(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "parquet" and output is None:
         raise lv.InvalidArgument("--format parquet needs --output FILE")
-    table: pa.Table = lv.connect(lake).sql(query).to_arrow_table()
+    relation = lv.connect(lake).sql(query)
+    with translate_errors("query", query, None):  # errors while it runs, e.g. a bad cast
+        table: pa.Table = relation.to_arrow_table()
     if limit is not None:
         table = table.slice(0, limit)
     if fmt == "parquet":
