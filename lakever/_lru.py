@@ -45,6 +45,13 @@ class Lru(Generic[K, V]):
             self._items.move_to_end(key)
             return hit[0]
 
+    def pop(self, key: K) -> None:
+        """Forget ``key`` (nothing when absent)."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._size -= old[1]
+
     def put(self, key: K, value: V) -> None:
         w = 1 if self._weight is None else self._weight(value)
         if w > self._budget:

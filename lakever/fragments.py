@@ -366,6 +366,9 @@ def _encode(table: pa.Table, out: pa.NativeFile) -> pq.FileMetaData:
         out,
         table.schema,
         write_page_index=True,
+        # A CRC32 per page: pyarrow reads verify it, so a change made after the file
+        # was verified (bit rot under a long-running reader) is an error, not data.
+        write_page_checksum=True,
         use_dictionary=dictionary_columns(table),  # type: ignore[arg-type]  # bool | list
     ) as writer:
         cuts = _cuts(table, ROW_GROUP_ROWS, ROW_GROUP_BYTES)

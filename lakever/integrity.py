@@ -12,6 +12,11 @@ is remembered with its identity (size, inode, mtime and ctime, which any write t
 the file changes), and later reads only ``stat`` it; so is a fragment this process
 wrote itself, whose hash the writer computed from the bytes it wrote (`written`).
 Other backends verify on every read. docs/benchmarks.md reports the measured cost.
+
+A file changed in place after that without a new stat signature (bit rot) is caught by
+the CRC32 each page carries (`lakever.fragments`): pyarrow readers check it, and
+`reading` then hashes the files again to name the one that changed. DuckDB reads do not
+check page CRCs.
 """
 
 from __future__ import annotations
@@ -177,7 +182,9 @@ def reading(
     changed meanwhile or the storage failed. Local fragments being read (``refs``;
     a remote store's cache included) are checked again first: one that changed since
     raises `CorruptData` naming it (a file damaged under a stream shows up as a decode
-    error, an `OSError`, in pyarrow); otherwise the error names the snapshot.
+    error, an `OSError`, in pyarrow; a page failing its CRC also makes them hashed again,
+    since a change in place may keep the stat signature); otherwise the error names the
+    snapshot.
     """
     try:
         yield
@@ -192,9 +199,12 @@ def reading(
             snapshot_id=snapshot,
         ) from exc
     except (OSError, pa.ArrowException) as exc:
+        crc = _CRC_FAILED in str(exc)
         if storage.is_local:  # a stat each (a hash for a changed file); remote: no re-read
+            if crc:  # changed in place without a new stat signature (bit rot): hash again
+                _forget(storage, refs)
             _recheck(storage, refs, snapshot)  # a fragment that changed: CorruptData
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and not crc:
             raise StorageError(
                 f"reading snapshot {snapshot} of {storage.uri}{what} failed: {exc}",
                 path=storage.uri,
@@ -205,6 +215,16 @@ def reading(
             path=storage.uri,
             snapshot_id=snapshot,
         ) from exc
+
+
+#: pyarrow's error for a page whose bytes do not match the CRC32 written with it.
+_CRC_FAILED = "CRC checksum verification failed"
+
+
+def _forget(storage: Storage, refs: Sequence[FileRef]) -> None:
+    """Drop ``refs`` from the verified files: the next `verify` hashes them again."""
+    for ref in refs:
+        _VERIFIED.pop((storage.full_path(ref.path), ref.content_hash))
 
 
 def _recheck(storage: Storage, refs: Sequence[FileRef], snapshot: str) -> None:

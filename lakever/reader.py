@@ -219,17 +219,21 @@ def _dataset(storage: Storage, schema: pa.Schema, tasks: Sequence[ReadTask]) -> 
     import pyarrow.dataset as pads
 
     fs = storage.arrow_filesystem()
+    fmt = pads.ParquetFileFormat(
+        default_fragment_scan_options=pads.ParquetFragmentScanOptions(
+            page_checksum_verification=True  # pages written with a CRC (docs/format.md)
+        )
+    )
     if all(t.row_groups is None for t in tasks):
         return pads.dataset(
             [storage.full_path(t.path) for t in tasks],
             schema=schema,
-            format="parquet",
+            format=fmt,
             filesystem=fs,
         )
     import pyarrow.fs as pafs
 
     fs = fs or pafs.LocalFileSystem()
-    fmt = pads.ParquetFileFormat()
     parts = [
         fmt.make_fragment(
             storage.full_path(t.path),
@@ -361,7 +365,12 @@ def read_file(storage: Storage, physical: pa.Schema, ref: FileRef, *, snapshot: 
         import pyarrow.parquet as pq
 
         path = storage.full_path(ref.path)
-        return pq.read_table(path, schema=physical, filesystem=storage.arrow_filesystem())
+        return pq.read_table(
+            path,
+            schema=physical,
+            filesystem=storage.arrow_filesystem(),
+            page_checksum_verification=True,
+        )
 
 
 def matching_mask(table: pa.Table | pa.RecordBatch, sql: str) -> pa.BooleanArray:
@@ -552,7 +561,13 @@ def _file_batches(
     buffer = 0 if remote else _STREAM_BUFFER
     for t in tasks:
         path = storage.full_path(t.path)
-        with pq.ParquetFile(path, filesystem=fs, pre_buffer=remote, buffer_size=buffer) as pf:
+        with pq.ParquetFile(
+            path,
+            filesystem=fs,
+            pre_buffer=remote,
+            buffer_size=buffer,
+            page_checksum_verification=True,
+        ) as pf:
             groups = None if t.row_groups is None else list(t.row_groups)
             for batch in pf.iter_batches(batch_size, row_groups=groups, columns=read):
                 yield batch if batch.schema == physical else batch.cast(physical)
