@@ -494,7 +494,9 @@ Layout = Callable[[pa.Table], Iterable[Piece]]
 def _chunks(pieces: Iterable[Piece], max_rows: int, max_bytes: int | None) -> Iterator[Piece]:
     """Regroup pieces into pieces of at most ``max_rows`` rows, never mixing partitions;
     a piece of more than ``max_bytes`` in-memory bytes is then cut by `_cuts`."""
-    for subdir, group in itertools.groupby(pieces, key=lambda piece: piece[0]):
+    # By directory *and* record: two partitions can share a directory name (a NULL and
+    # the string "__NULL__" both show as __NULL__); the record is the partition.
+    for (subdir, _), group in itertools.groupby(pieces, key=lambda piece: piece[:2]):
         head = next(group)
         # Each group is consumed in full by regroup before groupby moves on.
         rest = (piece[2] for piece in group)  # noqa: B031

@@ -134,6 +134,19 @@ def test_nulls_and_rename(location):
     assert sorted(ds.to_arrow(filter="key = 'a'")["v"].to_pylist()) == [1, 3]
 
 
+@pytest.mark.parametrize("order", [[None, "__NULL__"], ["__NULL__", None]])
+def test_a_null_and_the_string_shown_like_it_are_two_partitions(location, order):
+    # Both show as the directory __NULL__; the rows were written into one fragment under
+    # the first one's partition, and pruning then dropped the other's rows.
+    t = pa.table({"id": [0, 1], "s": pa.array(order, pa.string())})
+    ds = lv.create_dataset(location, t, partition_by=["s"])
+    assert sorted(f.num_rows for f in ds.fragments()) == [1, 1]
+    null_id = order.index(None)
+    assert ds.to_arrow(filter="s IS NULL")["id"].to_pylist() == [null_id]
+    assert ds.to_arrow(filter="s = '__NULL__'")["id"].to_pylist() == [1 - null_id]
+    assert ds.sql("SELECT id FROM self WHERE s = '__NULL__'").fetchall() == [(1 - null_id,)]
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
