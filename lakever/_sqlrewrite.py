@@ -233,8 +233,10 @@ def rewrite(
 def _prunable_where(table: Any) -> str | None:
     """The WHERE conjuncts of ``table``'s SELECT that only read ``table``'s columns.
 
-    Only for a SELECT whose sources are joined with inner or cross joins: on the
-    null-supplying side of an outer join, skipping rows could change the result.
+    Only for a SELECT whose sources are tables joined with plain inner or cross joins,
+    none sampled or pivoted: on the null-supplying side of an outer join, in an ASOF
+    (nearest row) or POSITIONAL (row order) join, in a sample (drawn before WHERE) or a
+    pivot, skipping rows could change the result.
     """
     import sqlglot.expressions as exp
 
@@ -251,8 +253,12 @@ def _prunable_where(table: Any) -> str | None:
     tables_here = [s.this for s in sources if s is not None]
     if any(not isinstance(src, exp.Table) for src in tables_here):
         return None  # subqueries or functions as sources: keep it simple and safe
+    if select.args.get("sample") is not None or any(
+        src.args.get("sample") is not None or src.args.get("pivots") for src in tables_here
+    ):
+        return None
     for join in select.args.get("joins") or []:
-        if join.side or (join.kind and join.kind.upper() not in ("INNER", "CROSS")):
+        if join.method or join.side or (join.kind and join.kind.upper() not in ("INNER", "CROSS")):
             return None
     if table not in tables_here:
         return None

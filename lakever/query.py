@@ -128,11 +128,14 @@ class SqlRunner:
 
         def view_for(ref: Reference) -> str:
             state = self.resolve(ref)
-            plan = scan_plan_for(state, ref.prune)
-            if ref.version is None and ref.prune is None:
+            # On the caller's connection its settings (TimeZone, collation, ...) decide
+            # what the WHERE clause means, and pruning judges it on lakever's: no pruning.
+            prune = ref.prune if self.connection is None else None
+            plan = scan_plan_for(state, prune)
+            if ref.version is None and prune is None:
                 name = ref.name  # the query may run verbatim
             else:
-                key = f"{state.uri}\x00{state.snap.snapshot_id}\x00{ref.prune or ''}"
+                key = f"{state.uri}\x00{state.snap.snapshot_id}\x00{prune or ''}"
                 name = "__lakever_" + hashlib.sha256(key.encode()).hexdigest()[:24]
             views.append((name, plan))
             return name

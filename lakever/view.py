@@ -357,14 +357,16 @@ class SnapshotView:
 
         Args:
             prune: a filter whose non-matching fragments may be left out (judged from
-                statistics); the relation still holds rows that do not match it.
+                statistics); the relation still holds rows that do not match it. Not
+                used with ``con``: your connection's settings (TimeZone, collation, ...)
+                decide what the filter you apply means, and lakever's judge it in UTC.
         """
         from lakever.query import scan_plan_for, snapshot_relation
         from lakever.sqlplan import relation
 
         if prune is not None:
             bind(self._state, prune, what="prune")  # report a bad filter, like every filter
-        plan = scan_plan_for(self._state, prune)
+        plan = scan_plan_for(self._state, prune if con is None else None)
         return snapshot_relation(plan) if con is None else relation(con, plan)
 
     def explain(self, filter: str) -> ExplainReport:
@@ -423,7 +425,10 @@ class SnapshotView:
             )
 
         def at(ref: Reference) -> SnapshotState:
-            where = locate(state.storage, version=ref.version, branch=None)
+            # A number or a time counts on this view's branch, as open_dataset(branch=)
+            # does; a name (tag, branch, snapshot id) is found by itself.
+            branch = None if isinstance(ref.version, str) else state.branch_name
+            where = locate(state.storage, version=ref.version, branch=branch)
             return SnapshotState(state.storage, where.log, where.snap, where.branch_name, False)
 
         return run_on_self(
