@@ -161,6 +161,10 @@ def _load(storage: Storage, rel: str) -> dict[str, Any] | None:
         data = storage.read_bytes(rel)
     except FileNotFoundError:
         return None
+    return _parsed(storage, rel, data)
+
+
+def _parsed(storage: Storage, rel: str, data: bytes) -> dict[str, Any]:
     try:
         out = json.loads(data)
         if not isinstance(out, dict):
@@ -246,10 +250,15 @@ def create_tag(
 
 def delete_tag(storage: Storage, name: str, *, author: str) -> Tag:
     validate_ref_name(name, kind="tag")
-    tag = get_tag(storage, name)
-    if tag is None:
+    if get_tag(storage, name) is None:  # a malformed file: CorruptMetadata, left in place
         raise RefNotFound(f"tag {name!r} does not exist; see tags()", name=name)
-    storage.delete(ref_path("tag", name))
+    # The tag removed is the one read from the bytes taken: another writer's delete, or
+    # a tag of the same name created meanwhile, is never deleted or recorded by mistake.
+    rel = ref_path("tag", name)
+    taken = storage.take(rel)
+    if taken is None:
+        raise RefNotFound(f"tag {name!r} was just deleted by another writer", name=name)
+    tag = _tag_from(_parsed(storage, rel, taken), storage.full_path(rel))
     record_event(storage, "delete", "tag", {**tag.to_dict(), "deleted_by": author})
     return tag
 
@@ -344,10 +353,13 @@ def delete_branch(storage: Storage, name: str, *, author: str) -> BranchInfo:
     validate_ref_name(name, kind="branch")
     if name == MAIN_BRANCH:
         raise InvalidArgument("the default branch 'main' cannot be deleted")
-    info = get_branch(storage, name)
-    if info is None:
+    if get_branch(storage, name) is None:
         raise RefNotFound(f"branch {name!r} does not exist; see branches()", name=name)
-    storage.delete(ref_path("branch", name))
+    rel = ref_path("branch", name)
+    taken = storage.take(rel)  # as in delete_tag: the branch removed is the one read
+    if taken is None:
+        raise RefNotFound(f"branch {name!r} was just deleted by another writer", name=name)
+    info = branch_by_id(storage, str(_parsed(storage, rel, taken).get("id")))
     record_event(storage, "delete", "branch", {"name": name, "id": info.id, "deleted_by": author})
     return info
 

@@ -88,3 +88,77 @@ def test_racing_merges_and_appends(local_location):
     assert all(c.merge_parent_id for c in merges)
     acknowledged = [v for r in results for v in r]
     assert len(set(acknowledged)) == len(acknowledged) == 20
+
+
+@pytest.mark.parametrize("kind", ["branch", "tag"])
+def test_a_delete_never_records_a_ref_it_did_not_remove(local_location, monkeypatch, kind):
+    # Deleting read the ref, then removed whatever held the name: with the ref deleted
+    # and created again in between (by another process; here forced), the new one was
+    # removed while the audit trail recorded the old one twice, and two deletes of one
+    # ref both succeeded. Now the delete takes the file in one step and records what it
+    # took: the history of the name stays create, delete, create, delete.
+    from lakever import refs
+
+    main = lv.create_dataset(local_location, pa.table({"id": [0]}))
+    get = refs.get_branch if kind == "branch" else refs.get_tag
+    field = "id" if kind == "branch" else "snapshot_id"
+
+    def ident() -> str:
+        found = get(main._storage, "b")
+        assert found is not None
+        return str(getattr(found, field))
+
+    main.branch("b") if kind == "branch" else main.tag("b")
+    first = ident()
+    second: list[str] = []
+
+    def interleaved(storage, name):
+        found = get(storage, name)  # the deleter has read the first ref
+        monkeypatch.setattr(refs, f"get_{kind}", get)
+        if kind == "branch":  # another writer deletes it and makes it again, and commits
+            main.delete_branch("b")
+            main.branch("b").append(pa.table({"id": [42]}))
+        else:
+            main.delete_tag("b")
+            main.append(pa.table({"id": [1]})).tag("b")
+        second.append(ident())
+        return found
+
+    monkeypatch.setattr(refs, f"get_{kind}", interleaved)
+    main.delete_branch("b") if kind == "branch" else main.delete_tag("b")
+    assert second and second[0] != first
+    events = [e for e in refs.list_events(main._storage) if e["kind"] == kind]
+    assert [(e["action"], e[field]) for e in events] == [
+        ("create", first),
+        ("delete", first),
+        ("create", second[0]),
+        ("delete", second[0]),
+    ]
+    assert get(main._storage, "b") is None
+
+
+@pytest.mark.parametrize("kind", ["branch", "tag"])
+def test_of_concurrent_deletes_of_one_ref_one_succeeds(local_location, kind):
+    import threading
+
+    main = lv.create_dataset(local_location, pa.table({"id": [0]}))
+    outcomes: list[str] = []
+
+    def delete(start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            main.delete_branch("b") if kind == "branch" else main.delete_tag("b")
+            outcomes.append("deleted")
+        except lv.RefNotFound:
+            outcomes.append("not found")
+
+    for round_ in range(20):
+        main.branch("b") if kind == "branch" else main.tag("b")
+        outcomes.clear()
+        start = threading.Barrier(4)
+        threads = [threading.Thread(target=delete, args=(start,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcomes.count("deleted") == 1, (round_, outcomes)

@@ -131,6 +131,21 @@ class Objects(ABC):
     def delete(self, rel: str) -> None:
         """Delete an object if present."""
 
+    def take(self, rel: str) -> bytes | None:
+        """Remove the object at ``rel`` and return the bytes it held (None if absent).
+
+        Atomic where the backend can (local disk: a rename): of concurrent takes one
+        gets the bytes, and the bytes returned are the object removed, never one
+        written meanwhile. This default reads, then deletes: an object replaced between
+        the two is removed unread (object stores; refs, docs/format.md section 6).
+        """
+        try:
+            data = self.read_bytes(rel)
+        except FileNotFoundError:
+            return None
+        self.delete(rel)
+        return data
+
     def delete_many(self, rels: Sequence[str]) -> None:
         """Delete every object of ``rels`` that is present (object stores batch them)."""
         for rel in rels:
@@ -301,6 +316,7 @@ _TRANSLATED: dict[str, tuple[str, type[OSError] | None]] = {
     "list": ("list", None),
     "walk": ("list", None),
     "delete": ("delete", None),
+    "take": ("delete", None),
     "delete_many": ("delete", None),
     "flush": ("sync", None),
     "put_if_absent": ("write", None),

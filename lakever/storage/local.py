@@ -313,6 +313,22 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise _storage_error("delete", path, exc) from exc
 
+    def take(self, rel: str) -> bytes | None:
+        # One rename claims the file: a concurrent take, or a file created again under
+        # the name afterwards, is never the one read and removed here.
+        path = self._p(rel)
+        claimed = f"{path}.taken-{uuid.uuid4().hex}"
+        try:
+            os.rename(path, claimed)
+        except FileNotFoundError:
+            return None
+        try:
+            return _read_all(claimed)
+        finally:
+            os.unlink(claimed)
+            if self._fsync:
+                _fsync_dir(os.path.dirname(path))
+
     def write_new_stream(self, rel: str, produce: Callable[[ByteSink], None]) -> None:
         # Straight into the new file, then fsync: no whole-object buffer.
         path = self._p(rel)
