@@ -37,7 +37,7 @@ from lakever.format import FragmentEntry, Snapshot
 from lakever.history import commit_of
 from lakever.schema import iter_field_ids, strip_field_ids
 from lakever.snapshot import SnapshotState
-from lakever.sql import cursor, quote_identifier, quote_literal
+from lakever.sql import cursor, quote_identifier, quote_literal, register_arrow
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
@@ -282,8 +282,8 @@ def _compare(
     con = cursor()
     try:
         # Only the compared columns are registered: DuckDB never sees the others.
-        con.register("__r", removed.select(names))
-        con.register("__a", added.select(names))
+        register_arrow(con, "__r", removed.select(names))
+        register_arrow(con, "__a", added.select(names))
         return _keyed(con, names, keys) if keys else _multiset(con, names)
     finally:
         con.close()

@@ -453,12 +453,12 @@ def _check_binds(
     """Bind the expression in DuckDB against an empty table of the columns it reads."""
     import duckdb
 
-    from lakever.sql import cursor
+    from lakever.sql import cursor, register_arrow
 
     fields = [pa.field(c.name, c.type) for c in used.values()] or [pa.field("__x", pa.int8())]
     con = cursor()
     try:
-        con.register("__lakever_bind", pa.schema(fields).empty_table())
+        register_arrow(con, "__lakever_bind", pa.schema(fields).empty_table())
         con.sql(f"SELECT 1 FROM __lakever_bind WHERE ({sql})").to_arrow_table()
     except (duckdb.Error, pa.ArrowException) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

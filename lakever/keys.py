@@ -26,7 +26,7 @@ from lakever.manifests import read_manifest
 from lakever.planner import plan_of
 from lakever.reader import ScanPlan, read_plan, read_positions
 from lakever.schema import iter_field_ids, schema_to_json
-from lakever.sql import cursor, quote_identifier, schema_map
+from lakever.sql import cursor, quote_identifier, register_arrow, schema_map
 from lakever.storage import Storage
 
 __all__ = ["KeyCheck", "StatsOf", "check_declared", "stats_function"]
@@ -176,7 +176,7 @@ class KeyCheck:
         con = cursor()
         try:
             for name, table in tables.items():
-                con.register(name, table)
+                register_arrow(con, name, table)
             result: pa.Table = con.sql(query).to_arrow_table()
             return result
         finally:

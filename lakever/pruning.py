@@ -147,6 +147,8 @@ def _relation(
     unique = [str(sid) for sid in pc.unique(sids).to_pylist()]
     for fid in fields:
         t = types[fid]
+        if pa.types.is_float16(t):  # never bounded (`bounded`); Arrow compute and DuckDB
+            t = pa.float32()  # have no float16 kernels: unknown bounds as float32
         for key, prefix in (("min", "lo"), ("max", "hi")):
             acc: Column | None = None
             for cls in CLASSES:

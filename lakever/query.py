@@ -30,7 +30,7 @@ from lakever._sqlrewrite import Reference, rewrite
 from lakever.errors import InvalidArgument
 from lakever.planner import make_plan, prune_entries
 from lakever.reader import ScanPlan, read_plan
-from lakever.sql import connect, connect_locked, quote_identifier, run_query
+from lakever.sql import connect, connect_locked, quote_identifier, register_arrow, run_query
 from lakever.sqlplan import duck_sql
 
 if TYPE_CHECKING:
@@ -72,9 +72,9 @@ def _view_sql(
     sql = duck_sql(con, plan) if plan.tasks else None
     if sql is None:
         if where is None:
-            con.register(name, read_plan(plan))
+            register_arrow(con, name, read_plan(plan))
             return
-        con.register(name + "__rows", read_plan(plan))
+        register_arrow(con, name + "__rows", read_plan(plan))
         sql = f"SELECT * FROM {quote_identifier(name + '__rows')}"
     if where is not None:
         sql = f"SELECT * FROM ({sql}) WHERE ({where})"

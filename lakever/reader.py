@@ -40,7 +40,7 @@ from lakever.deletion import keep_mask, positions_of
 from lakever.errors import InvalidArgument
 from lakever.integrity import FileRef, reading, verify
 from lakever.projection import Plan, plan, project
-from lakever.sql import cursor, translate_errors
+from lakever.sql import cursor, register_arrow, translate_errors
 from lakever.storage import Storage
 from lakever.tasks import ReadTask, split_tasks
 
@@ -386,7 +386,7 @@ def matching_mask(table: pa.Table | pa.RecordBatch, sql: str) -> pa.BooleanArray
     data = data.append_column(_ROW, pa.array(np.arange(n, dtype=np.int64)))
     con = cursor()
     try:
-        con.register("__lakever_rows", data)
+        register_arrow(con, "__lakever_rows", data)
         with translate_errors("filter", sql, None):
             query = f'SELECT "{_ROW}" FROM __lakever_rows WHERE ({sql})'
             out = con.sql(query).to_arrow_table()

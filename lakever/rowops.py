@@ -65,9 +65,16 @@ from lakever.manifests import make_manifest
 from lakever.planner import bind, make_plan, prune_entries
 from lakever.projection import cast_exact, conform
 from lakever.reader import ScanPlan, read_file, read_positions
-from lakever.schema import check_names, iter_field_ids, map_type, schema_to_json
+from lakever.schema import check_names, iter_field_ids, schema_to_json
 from lakever.snapshot import SnapshotState
-from lakever.sql import cursor, duckdb_type, quote_identifier, schema_map, translate_errors
+from lakever.sql import (
+    cursor,
+    duckdb_type,
+    importable,
+    quote_identifier,
+    schema_map,
+    translate_errors,
+)
 from lakever.sqlplan import (
     FILE_COLUMN,
     POSITION_COLUMN,
@@ -379,7 +386,7 @@ def _new_values(state: SnapshotState, rows: pa.Table, exprs: Mapping[str, str]) 
     )
     text = "SET " + ", ".join(f"{c} = {e}" for c, e in exprs.items())
     # DuckDB cannot import float16 or decimal256 columns: widen them exactly first.
-    readable = rows.cast(pa.schema([f.with_type(_comparable(f.type)) for f in rows.schema]))
+    readable = rows.cast(pa.schema([f.with_type(importable(f.type)) for f in rows.schema]))
     con = cursor()
     try:
         con.register(
@@ -502,31 +509,12 @@ def _only(hits: Sequence[_Hit], rows: pa.Array[Any]) -> list[_Hit]:
     return out
 
 
-def _comparable(t: Any) -> Any:
-    """``t`` with the types DuckDB cannot import (float16, decimal256) widened exactly."""
-    if t == pa.float16() or (pa.types.is_decimal256(t) and t.precision <= 38):
-        return pa.float32() if t == pa.float16() else pa.decimal128(t.precision, t.scale)
-    if pa.types.is_struct(t):
-        return pa.struct([f.with_type(_comparable(f.type)) for f in t])
-    if pa.types.is_map(t):
-        kf, vf = t.key_field, t.item_field
-        return map_type(
-            kf.with_type(_comparable(kf.type)), vf.with_type(_comparable(vf.type)), False
-        )
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        element = t.value_field.with_type(_comparable(t.value_type))
-        if pa.types.is_fixed_size_list(t):
-            return pa.list_(element, t.list_size)
-        return pa.large_list(element) if pa.types.is_large_list(t) else pa.list_(element)
-    return t
-
-
 def _changed_rows(old: pa.Table, new: pa.Table, columns: Sequence[str]) -> pa.Array[Any]:
     """Indices (ascending) of the rows where a column of ``columns`` differs from ``old`` to
     ``new``, with SQL's ``IS DISTINCT FROM`` (NULL equals NULL, NaN equals NaN)."""
     arrays: dict[str, Any] = {"i": pa.array(range(old.num_rows), pa.int64())}
     for k, c in enumerate(columns):
-        t = _comparable(old.schema.field(c).type)
+        t = importable(old.schema.field(c).type)
         arrays[f"o{k}"], arrays[f"n{k}"] = old.column(c).cast(t), new.column(c).cast(t)
     differ = " OR ".join(f"o{k} IS DISTINCT FROM n{k}" for k in range(len(columns)))
     con = cursor()

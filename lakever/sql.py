@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakever.errors import InvalidArgument, LakeverError, StorageError
-from lakever.schema import field_id, nested_fields
+from lakever.schema import field_id, map_type, nested_fields
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
@@ -36,9 +36,11 @@ __all__ = [
     "connect_locked",
     "cursor",
     "duckdb_type",
+    "importable",
     "quote_identifier",
     "quote_literal",
     "register",
+    "register_arrow",
     "run_filter",
     "run_query",
     "schema_map",
@@ -224,6 +226,37 @@ def connect_locked(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
 def register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
     """Let DuckDB read ``storage``'s files (fsspec backends; local files need nothing)."""
     _register(con, storage)
+
+
+def register_arrow(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """Register ``table`` on ``con`` as ``name`` with its columns `importable`: DuckDB
+    cannot take Arrow's float16 ("Unsupported Internal Arrow Type e"); float32 holds every
+    float16 value exactly, NaN and signed zeros included, so comparisons mean the same."""
+    schema = pa.schema([f.with_type(importable(f.type)) for f in table.schema])
+    con.register(name, table if schema.equals(table.schema) else table.cast(schema))
+
+
+def importable(t: pa.DataType) -> pa.DataType:
+    """``t`` with the types DuckDB cannot import from Arrow (float16, decimal256 of at
+    most 38 digits) widened exactly, nested ones included."""
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if isinstance(t, pa.Decimal256Type) and t.precision <= 38:
+        return pa.decimal128(t.precision, t.scale)
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(importable(f.type)) for f in t])
+    if pa.types.is_map(t):
+        kf, vf = t.key_field, t.item_field
+        return map_type(kf.with_type(importable(kf.type)), vf.with_type(importable(vf.type)), False)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        element = t.value_field.with_type(importable(t.value_type))
+        out: pa.DataType
+        if pa.types.is_fixed_size_list(t):
+            out = pa.list_(element, t.list_size)
+            return out
+        out = pa.large_list(element) if pa.types.is_large_list(t) else pa.list_(element)
+        return out
+    return t
 
 
 _shared: duckdb.DuckDBPyConnection | None = None

@@ -135,10 +135,15 @@ def duck_sql(
 ) -> str | None:
     """SQL on ``con`` for the live rows of the plan's tasks (``names``: the columns,
     default the plan's), fragments verified and deletion vectors registered; None when
-    DuckDB cannot read them (not local storage, or a type DuckDB cannot be told)."""
+    DuckDB cannot read them (not local storage, a type DuckDB cannot be told, or a column
+    named like DuckDB's ``file_row_number`` while rows are deleted)."""
     mapping = schema_map(plan.schema)
     if mapping is None or not plan.storage.is_local:
         return None
+    if any(t.deletion is not None for t in plan.tasks) and any(
+        n.lower() == "file_row_number" for n in plan.schema.names
+    ):
+        return None  # DuckDB's file_row_number option (deleted rows) would clash with it
     verify(plan.storage, plan.tasks, snapshot=plan.snapshot_id)
     register_plan(con, plan)
     return plan_sql(plan, plan.columns if names is None else names, mapping)
