@@ -48,7 +48,14 @@ def _literal(node: Any, what: str) -> Any:
     if not isinstance(node, exp.Literal):
         got = node.sql("duckdb") if isinstance(node, exp.Expression) else "nothing"
         raise InvalidArgument(f"{what} must be a literal number or string, got {got!r}")
-    return node.this if node.is_string else int(node.this)
+    if node.is_string:
+        return node.this
+    try:
+        return int(node.this)
+    except ValueError:
+        raise InvalidArgument(
+            f"{what} must be a whole number or a string, got {node.this}"
+        ) from None
 
 
 def _parse_time(text: Any, name: str) -> datetime:

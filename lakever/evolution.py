@@ -447,9 +447,14 @@ def evolve(
         path = _as_path(ref, "rename")
         chain = _lookup(nodes, path, "rename")
         _struct_member(chain, path, "rename")
-        if not isinstance(new_name, str) or not new_name:
+        if (
+            not isinstance(new_name, str)
+            or not new_name
+            or (not new_name.isprintable() and any("\ud800" <= ch <= "\udfff" for ch in new_name))
+        ):
             raise InvalidArgument(
-                f"rename: the new name of {dotted(path)!r} must be a non-empty string"
+                f"rename: the new name of {dotted(path)!r} must be a non-empty string of "
+                f"valid Unicode, got {new_name!r}"
             )
         if any(n.id in dropped for n in chain):
             raise InvalidArgument(f"rename: column {dotted(path)!r} is also dropped")

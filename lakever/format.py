@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lakever._lru import Lru, by_identity
-from lakever.errors import CorruptMetadata, UnsupportedFormatVersion
+from lakever.errors import CorruptMetadata, InvalidArgument, UnsupportedFormatVersion
 
 __all__ = [
     "FORMAT_VERSION",
@@ -147,7 +147,15 @@ _CANONICAL = json.JSONEncoder(
 
 
 def canonical_json(obj: Any) -> bytes:
-    return _CANONICAL.encode(obj).encode()
+    text = _CANONICAL.encode(obj)
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate in a caller's string
+        near = exc.object[max(0, exc.start - 20) : exc.end + 20]
+        raise InvalidArgument(
+            f"text {near!r} is not valid Unicode (a lone surrogate, e.g. from undecodable "
+            "bytes): pass a valid string (message, author, property, name)"
+        ) from None
 
 
 def sha256_hex(data: bytes | memoryview) -> str:

@@ -76,6 +76,10 @@ REFS_DIR = f"{META_DIR}/refs"
 _DIRS: dict[str, str] = {"tag": "tags", "branch": "branches"}
 
 
+#: A lone UTF-16 surrogate: not a character, cannot be stored as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def validate_ref_name(name: Any, *, kind: RefKind) -> str:
     """Return ``name`` if it follows git's ref-name rules, else raise InvalidRefName.
 
@@ -89,6 +93,8 @@ def validate_ref_name(name: Any, *, kind: RefKind) -> str:
         problem = "must be a string"
     elif not name:
         problem = "must not be empty"
+    elif _SURROGATE.search(name):
+        problem = "must be valid Unicode (it holds a lone surrogate, e.g. from undecodable bytes)"
     elif len(name.encode("utf-8", "surrogatepass")) > 255:
         problem = "must be at most 255 bytes"
     elif _FORBIDDEN.search(name):

@@ -204,3 +204,58 @@ def test_pin_of_recreated_dataset(local_location):
         lv.open_dataset(pin)
     with pytest.raises(lv.InvalidArgument, match=r"malformed pin"):
         lv.open_dataset("lakever:/x/y")
+
+
+# Input a review found raising raw Python errors (2026-12-03): each is now a named error,
+# and the dataset is left as it was.
+BAD_INPUT = {
+    "sql VERSION AS OF 1.5": (
+        lambda ds: ds.sql("SELECT * FROM self VERSION AS OF 1.5"),
+        lv.InvalidArgument,
+        "must be a whole number or a string, got 1.5",
+    ),
+    "sql TIMESTAMP AS OF 2.0": (
+        lambda ds: ds.sql("SELECT * FROM self TIMESTAMP AS OF 2.0"),
+        lv.InvalidArgument,
+        "got 2.0",
+    ),
+    "split nan": (
+        lambda ds: ds.split({"a": float("nan")}, key="id"),
+        lv.InvalidArgument,
+        "must be in (0, 1], got nan",
+    ),
+    "sample inf": (lambda ds: ds.sample(float("inf"), key="id"), lv.InvalidArgument, "got inf"),
+    "message surrogate": (
+        lambda ds: ds.append(events(10, 1), message="x\udc80"),
+        lv.InvalidArgument,
+        "not valid Unicode",
+    ),
+    "author surrogate": (
+        lambda ds: ds.append(events(10, 1), author="\udc80"),
+        lv.InvalidArgument,
+        "not valid Unicode",
+    ),
+    "property surrogate": (
+        lambda ds: ds.append(events(10, 1), properties={"k": "\udc80"}),
+        lv.InvalidArgument,
+        "not valid Unicode",
+    ),
+    "tag surrogate": (lambda ds: ds.tag("a\udc80"), lv.InvalidRefName, "valid Unicode"),
+    "branch surrogate": (lambda ds: ds.branch("b\udc80"), lv.InvalidRefName, "valid Unicode"),
+    "rename surrogate": (
+        lambda ds: ds.evolve(rename={"id": "i\udc80"}),
+        lv.InvalidArgument,
+        "valid Unicode",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT), ids=list(BAD_INPUT))
+def test_bad_input_is_a_named_error_and_changes_nothing(location, case):
+    call, error, message = BAD_INPUT[case]
+    ds = lv.create_dataset(location, events(0, 5))
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call(ds)
+    after = lv.open_dataset(location)
+    assert (after.version, after.to_arrow().equals(ds.to_arrow())) == (0, True)
+    assert after.tags() == [] and [b.name for b in after.branches()] == ["main"]

@@ -16,6 +16,7 @@ pins assignments for fixed keys).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -209,6 +210,8 @@ def _exact(value: Any, what: str) -> Fraction:
     """A fraction argument as the exact decimal it prints as (0.1 is 1/10)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidArgument(f"{what} must be a number in (0, 1], got {value!r}")
+    if not math.isfinite(value):
+        raise InvalidArgument(f"{what} must be in (0, 1], got {value!r}")
     f = Fraction(repr(float(value)))
     if not 0 < f <= 1:
         raise InvalidArgument(f"{what} must be in (0, 1], got {value!r}")
