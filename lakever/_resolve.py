@@ -27,6 +27,7 @@ from lakever.errors import (
 from lakever.format import MAIN_BRANCH, Snapshot, format_time
 from lakever.log import Line
 from lakever.retention import expired_error, held_by_export, read_expiry, retained_path
+from lakever.snapshot_lookup import find_snapshot
 from lakever.storage import Storage
 
 __all__ = ["PIN_PREFIX", "Located", "locate", "locate_pin", "make_pin", "pin_parts"]
@@ -193,7 +194,7 @@ def _locate_name(storage: Storage, text: str) -> Located:
                     raise not_found(storage)
                 found.append(("branch", Located(log, head, writable=True, branch_name=name)))
     if not forced_tag and _HEX.fullmatch(text):
-        snaps = refs.find_snapshot(storage, text)
+        snaps = find_snapshot(storage, text)
         if len(snaps) > 1:
             raise InvalidArgument(
                 f"snapshot id prefix {text!r} is ambiguous: it matches "
@@ -296,7 +297,7 @@ def locate_pin(pin: str, open_storage: Any) -> tuple[Storage, Located]:
         if snap is not None and snap.snapshot_id == snapshot:
             check_readable(storage, snap)
             return storage, Located(log, snap, writable=False, branch_name=name)
-    for snap in refs.find_snapshot(storage, snapshot):
+    for snap in find_snapshot(storage, snapshot):
         if snap.snapshot_id == snapshot:
             check_readable(storage, snap)
             where = Located(

@@ -16,18 +16,16 @@ versions 0..5 in common with main, and its first own commit is version 6.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from lakever.errors import (
-    BrokenHistory,
     CorruptMetadata,
     InvalidArgument,
     InvalidRefName,
@@ -35,7 +33,6 @@ from lakever.errors import (
     RefNotFound,
 )
 from lakever.format import (
-    LOG_DIR,
     MAIN_BRANCH,
     META_DIR,
     Snapshot,
@@ -43,8 +40,6 @@ from lakever.format import (
     canonical_json,
     format_time,
     parse_time,
-    snapshot_index_log_paths,
-    snapshot_index_path,
 )
 from lakever.log import Line
 from lakever.retention import (
@@ -63,7 +58,6 @@ __all__ = [
     "BranchInfo",
     "Tag",
     "branch_meta_path",
-    "find_snapshot",
     "line_for",
     "record_event",
     "ref_path",
@@ -193,22 +187,62 @@ def record_event(
     storage.write_new(rel, canonical_json({"action": action, "kind": kind, **record}))
 
 
+# ------------------------------------------------------------- reading ref files
+
+# Ref files carry no hash (a ref is mutable by design): every field is checked for its
+# type and shape when read, so a damaged file is CorruptMetadata naming it, never a
+# raw Python error or a read of another branch's rows.
+
+#: A branch id: 32 hex digits (``main`` is the default branch's, which has no record).
+_BRANCH_ID = re.compile(r"[0-9a-f]{32}")
+#: The branch a snapshot's log is on: main or a branch id.
+_LOG_ID = re.compile(r"main|[0-9a-f]{32}")
+_SNAPSHOT = re.compile(r"[0-9a-f]{32}")
+
+
+def _malformed(what: str, path: str, key: str, value: Any) -> CorruptMetadata:
+    return CorruptMetadata(
+        f"{what} {path} is malformed: {key!r} is {value!r}; restore it from a backup "
+        "(refs carry no hash: `lakever verify --all-refs` lists damaged ones)",
+        path=path,
+    )
+
+
+def _text(
+    j: Mapping[str, Any], key: str, what: str, path: str, shape: re.Pattern[str] | None = None
+) -> str:
+    value = j.get(key)
+    if not isinstance(value, str) or (shape is not None and not shape.fullmatch(value)):
+        raise _malformed(what, path, key, value)
+    return value
+
+
+def _count(j: Mapping[str, Any], key: str, what: str, path: str) -> int:
+    value = j.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _malformed(what, path, key, value)
+    return value
+
+
 # --------------------------------------------------------------------------- tags
 
 
 def _tag_from(j: dict[str, Any], path: str) -> Tag:
+    what = "tag file"
     try:
-        return Tag(
-            name=j["name"],
-            snapshot_id=j["snapshot_id"],
-            branch_id=j["branch"],
-            version=int(j["version"]),
-            created=parse_time(j["created"]),
-            author=j["author"],
-            message=j["message"],
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptMetadata(f"tag file {path} is malformed ({exc!r})", path=path) from exc
+        created = parse_time(j["created"])
+    except (KeyError, TypeError, ValueError):
+        raise _malformed(what, path, "created", j.get("created")) from None
+    return Tag(
+        name=_text(j, "name", what, path),
+        snapshot_id=_text(j, "snapshot_id", what, path, _SNAPSHOT),
+        branch_id=_text(j, "branch", what, path, _LOG_ID),
+        version=_count(j, "version", what, path),
+        created=created,
+        # Free text: older versions stored whatever was passed (e.g. a number).
+        author=str(j.get("author", "")),
+        message=str(j.get("message", "")),
+    )
 
 
 def get_tag(storage: Storage, name: str) -> Tag | None:
@@ -285,18 +319,31 @@ def list_tags(storage: Storage) -> list[Tag]:
 
 
 def _branch_from(j: dict[str, Any], path: str) -> BranchInfo:
+    what = "branch file"
+    base = j.get("base")
+    if base is not None and not isinstance(base, dict):
+        raise _malformed(what, path, "base", base)
     try:
-        base = j.get("base")
-        return BranchInfo(
-            name=j["name"],
-            id=j["id"],
-            base=None
-            if base is None
-            else (base["branch"], int(base["version"]), base["snapshot_id"]),
-            created=parse_time(j["created"]) if j.get("created") else None,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptMetadata(f"branch file {path} is malformed ({exc!r})", path=path) from exc
+        created = parse_time(j["created"]) if j.get("created") else None
+    except (TypeError, ValueError):
+        raise _malformed(what, path, "created", j.get("created")) from None
+    return BranchInfo(
+        name=_text(j, "name", what, path),
+        id=_text(j, "id", what, path, _BRANCH_ID),
+        base=None
+        if base is None
+        else (
+            _text(base, "branch", what, path, _LOG_ID),
+            _count(base, "version", what, path),
+            _text(base, "snapshot_id", what, path, _SNAPSHOT),
+        ),
+        created=created,
+    )
+
+
+def _named_id(storage: Storage, rel: str, j: Mapping[str, Any]) -> str:
+    """The branch id a branch's name file points to (never main's)."""
+    return _text(j, "id", "branch name file", storage.full_path(rel), _BRANCH_ID)
 
 
 MAIN = BranchInfo(name=MAIN_BRANCH, id=MAIN_BRANCH, base=None, created=None)
@@ -310,7 +357,7 @@ def get_branch(storage: Storage, name: str) -> BranchInfo | None:
     j = _load(storage, rel)
     if j is None or j.get("name") != name:
         return None
-    return branch_by_id(storage, str(j["id"]))
+    return branch_by_id(storage, _named_id(storage, rel, j))
 
 
 def branch_by_id(storage: Storage, branch_id: str) -> BranchInfo:
@@ -321,10 +368,13 @@ def branch_by_id(storage: Storage, branch_id: str) -> BranchInfo:
         raise CorruptMetadata(f"invalid branch id {branch_id!r} in metadata", path=branch_id)
     rel = branch_meta_path(branch_id)
     j = _load(storage, rel)
+    path = storage.full_path(rel)
     if j is None:
-        path = storage.full_path(rel)
         raise CorruptMetadata(f"branch record {path} is missing", path=path)
-    return _branch_from(j, storage.full_path(rel))
+    info = _branch_from(j, path)
+    if info.id != branch_id:  # a record copied or edited into another branch's place
+        raise _malformed("branch file", path, "id", info.id)
+    return info
 
 
 def create_branch(
@@ -365,7 +415,7 @@ def delete_branch(storage: Storage, name: str, *, author: str) -> BranchInfo:
     taken = storage.take(rel)  # as in delete_tag: the branch removed is the one read
     if taken is None:
         raise RefNotFound(f"branch {name!r} was just deleted by another writer", name=name)
-    info = branch_by_id(storage, str(_parsed(storage, rel, taken).get("id")))
+    info = branch_by_id(storage, _named_id(storage, rel, _parsed(storage, rel, taken)))
     record_event(storage, "delete", "branch", {"name": name, "id": info.id, "deleted_by": author})
     return info
 
@@ -375,9 +425,10 @@ def list_branches(storage: Storage) -> list[BranchInfo]:
     for fname in storage.list(f"{REFS_DIR}/branches"):
         if not fname.endswith(".json"):
             continue
-        j = _load(storage, f"{REFS_DIR}/branches/{fname}")
+        rel = f"{REFS_DIR}/branches/{fname}"
+        j = _load(storage, rel)
         if j is not None:
-            out.append(branch_by_id(storage, str(j["id"])))
+            out.append(branch_by_id(storage, _named_id(storage, rel, j)))
     return [out[0], *sorted(out[1:], key=lambda b: b.name)]
 
 
@@ -394,106 +445,22 @@ def list_events(storage: Storage) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ lines & lookup
 
 
-def line_for(storage: Storage, branch_id: str) -> Line:
+def line_for(storage: Storage, branch_id: str, _above: frozenset[str] = frozenset()) -> Line:
     """The `Line` of a branch id, with its base lines chained below it."""
     info = branch_by_id(storage, branch_id)
     if info.base is None:
         return Line(storage, info.id, name=info.name)
     base_id, base_version, base_snapshot_id = info.base
+    if base_id in _above or base_id == branch_id:  # damaged records: bases in a cycle
+        path = storage.full_path(branch_meta_path(branch_id))
+        raise _malformed("branch file", path, "base", {"branch": base_id})
     return Line(
         storage,
         info.id,
-        (line_for(storage, base_id), base_version),
+        (line_for(storage, base_id, _above | {branch_id}), base_version),
         base_snapshot_id=base_snapshot_id,
         name=info.name,
     )
-
-
-def _read_verified(
-    storage: Storage, branch_id: str, version: int, snapshot_id: str
-) -> Snapshot | None:
-    try:
-        snap = line_for(storage, branch_id).read(version)
-    except CorruptMetadata:
-        return None
-    return snap if snap is not None and snap.snapshot_id == snapshot_id else None
-
-
-def _indexed(storage: Storage, prefix: str) -> dict[str, list[tuple[str, int]]]:
-    """The advisory index's entries for snapshot ids starting with ``prefix``: id ->
-    every (branch id, version) recorded for it (each is verified), from both layouts
-    (docs/format.md §1): the appended shards ``_lakever/snapshots/<id[:k]>.jsonl``
-    (k = 1, 2, 3) and one file per snapshot under ``_lakever/snapshots/<id[:2]>/``. A
-    torn or garbled record is skipped (a miss)."""
-    out: dict[str, list[tuple[str, int]]] = {}
-    lines: list[bytes] = []
-    for rel in snapshot_index_log_paths(prefix):
-        with contextlib.suppress(FileNotFoundError):
-            lines += storage.read_bytes(rel).split(b"\n")
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            j = json.loads(line)
-            sid, where = j["id"], (str(j["branch"]), int(j["version"]))
-        except (KeyError, TypeError, ValueError):
-            continue
-        if isinstance(sid, str) and sid.startswith(prefix) and where not in out.get(sid, []):
-            out.setdefault(sid, []).append(where)
-    shard = snapshot_index_path(prefix).rsplit("/", 1)[0]
-    for fname in storage.list(shard):
-        sid = fname.removesuffix(".json")
-        if not sid.startswith(prefix) or sid in out:
-            continue
-        try:
-            j = _load(storage, f"{shard}/{fname}")
-            if j is None:
-                continue
-            out[sid] = [(str(j["branch"]), int(j["version"]))]
-        except (CorruptMetadata, KeyError, TypeError, ValueError):
-            continue  # the index is advisory: a torn entry is a miss, the log scan decides
-    return out
-
-
-def find_snapshot(storage: Storage, prefix: str) -> list[Snapshot]:
-    """Committed snapshots whose id starts with ``prefix`` (at least 8 hex digits).
-
-    Uses the advisory index (`_indexed`, verified against the log). A writer killed
-    right after committing may not have indexed its commit, so on a miss the newest
-    versions of every branch are also checked.
-
-    Raises:
-        BrokenHistory: nothing matched and a branch's history is broken (the snapshot
-            may have been in the part that was lost).
-    """
-    found: dict[str, Snapshot] = {}
-    for sid, places in _indexed(storage, prefix).items():
-        for branch_id, version in places:
-            snap = _read_verified(storage, branch_id, version, sid)
-            if snap is not None:
-                found[sid] = snap
-                break
-    if found:
-        return list(found.values())
-    damage: BrokenHistory | None = None
-    for branch_id in storage.list(LOG_DIR):
-        try:
-            line = line_for(storage, branch_id)
-            latest = line.latest_version()
-        except BrokenHistory as exc:
-            damage = damage or exc  # the snapshot may be among the lost entries
-            continue
-        except CorruptMetadata:
-            continue
-        if latest is None:
-            continue
-        for v in range(max(line.first_own, latest - 63), latest + 1):
-            snap = line.read(v)
-            if snap is not None and snap.snapshot_id.startswith(prefix):
-                found[snap.snapshot_id] = snap
-    if not found and damage is not None:
-        raise damage
-    return list(found.values())
 
 
 # ------------------------------------------------------------------ expiry guard

@@ -193,19 +193,20 @@ def _read_record(storage: Storage, seq: int) -> Expiry:
     return Expiry(seq, ranges)
 
 
-def read_expiry(storage: Storage) -> Expiry:
+def read_expiry(storage: Storage, *, fresh: bool = False) -> Expiry:
     """The newest expiry record of a dataset (an empty `Expiry` when none exists).
 
     A dataset that never expired anything costs one existence check; otherwise two
     checks when the newest record was seen before in this process, else the hint,
-    a short forward probe and one read.
+    a short forward probe and one read. ``fresh``: read it from storage even if seen
+    (verification).
     """
 
     def exists(seq: int) -> bool:
         return storage.exists(expiry_path(seq))
 
     with _LOCK:
-        seen = _SEEN.get(storage.uri)
+        seen = None if fresh else _SEEN.get(storage.uri)
     if seen is not None:
         if seen.sequence is None and not exists(0):
             return seen

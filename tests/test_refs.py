@@ -378,3 +378,63 @@ def test_schema_conflict(location):
     with pytest.raises(lv.MergeConflict, match=r"schema column 'x' \(field id 4\)"):
         lv.open_dataset(location).merge("b")
     del b
+
+
+# Ref files carry no hash: a damaged field must be CorruptMetadata naming the file (a
+# review found raw KeyError / TypeError / RecursionError, and a branch reading main's rows).
+def _ref_file(root, sub: str) -> str:
+    import glob
+
+    (path,) = glob.glob(f"{root}/_lakever/{sub}")
+    return path
+
+
+def _edit(path: str, change) -> None:
+    import json
+
+    with open(path) as f:
+        j = json.load(f)
+    change(j)
+    with open(path, "w") as f:
+        json.dump(j, f)
+
+
+def _own_id(j) -> str:
+    return j["id"]
+
+
+REF_DAMAGE = {
+    "name file without id": ("refs/branches/*.json", lambda j: j.pop("id")),
+    "name file pointing at main": ("refs/branches/*.json", lambda j: j.update(id="main")),
+    "record id is main": ("log/*/BRANCH.json", lambda j: j.update(id="main")),
+    "record id is a number": ("log/*/BRANCH.json", lambda j: j.update(id=5)),
+    "record base branch is a number": ("log/*/BRANCH.json", lambda j: j["base"].update(branch=5)),
+    "record base is itself": ("log/*/BRANCH.json", lambda j: j["base"].update(branch=_own_id(j))),
+    "record base version is text": ("log/*/BRANCH.json", lambda j: j["base"].update(version="a")),
+    "tag branch is a number": ("refs/tags/*.json", lambda j: j.update(branch=5)),
+    "tag name is a number": ("refs/tags/*.json", lambda j: j.update(name=5)),
+    "tag snapshot is not an id": ("refs/tags/*.json", lambda j: j.update(snapshot_id="../x")),
+    "tag version is negative": ("refs/tags/*.json", lambda j: j.update(version=-1)),
+}
+
+
+@pytest.mark.parametrize("case", list(REF_DAMAGE), ids=list(REF_DAMAGE))
+def test_a_damaged_ref_file_is_corrupt_metadata_naming_it(local_location, case):
+    where, change = REF_DAMAGE[case]
+    main = lv.create_dataset(local_location, events(0, 3))
+    main.tag("t1")
+    main.branch("dev").append(events(3, 1))
+    path = _ref_file(local_location, where)
+    _edit(path, change)
+    if where.startswith("refs/tags"):
+        reads = [lambda: lv.open_dataset(local_location, version="t1"), main.tags]
+    else:
+        reads = [lambda: lv.open_dataset(local_location, branch="dev").to_arrow(), main.branches]
+    for read in reads:
+        with pytest.raises(lv.CorruptMetadata) as info:
+            read()
+        assert info.value.path == path, (case, info.value)
+    # verify reports it (never raises on damage); main itself still reads.
+    report = main.verify(all_refs=True)
+    assert any(p.path == path for p in report.problems), report
+    assert lv.open_dataset(local_location).to_arrow().num_rows == 3

@@ -252,3 +252,34 @@ def test_each_shared_file_is_hashed_once(location, monkeypatch):
     report = ds.verify(all_refs=True)  # 6 versions list 2, 3, ..., 7 fragments: 27 references
     assert report.ok and report.snapshots == 6
     assert sorted(seen) == sorted(e.path for e in ds._state.entries)
+
+
+def test_a_branch_record_starting_past_its_base_is_one_problem(local_location):
+    # An edited base version (10**12) made verify probe every version below it: 13 GB
+    # and a MemoryError. It is one problem naming the record, found at once.
+    ds = lv.create_dataset(local_location, events(0, 3))
+    dev = ds.branch("dev").append(events(3, 1))
+    storage = open_storage(local_location)
+    branch_id = dev._state.snap.branch_id
+    rel = branch_meta_path(branch_id)
+    record = json.loads(storage.read_bytes(rel))
+    record["base"]["version"] = 10**12
+    with open(storage.full_path(rel), "w") as f:
+        json.dump(record, f)
+    report = lv.open_dataset(local_location).verify(all_refs=True)
+    (problem,) = [p for p in report.problems if p.path == storage.full_path(rel)]
+    assert "starts at version 1000000000000 of its base" in problem.message
+    assert lv.open_dataset(local_location).verify(all_refs=True, full=True).problems
+
+
+def test_a_damaged_expiry_record_is_reported_not_raised_nor_hidden(local_location):
+    ds = lv.create_dataset(local_location, events(0, 3))
+    ds = ds.append(events(3, 1)).append(events(4, 1))
+    ds.expire(keep_last=1, dry_run=False)
+    assert lv.open_dataset(local_location).verify(all_refs=True).ok  # seen by this process
+    record = open_storage(local_location).full_path("_lakever/expiry/00000000000000000000.json")
+    with open(record, "w") as f:
+        f.write("{")
+    for full in (False, True):
+        report = lv.open_dataset(local_location).verify(all_refs=True, full=full)
+        assert any(p.path == record for p in report.problems), report

@@ -31,6 +31,7 @@ from lakever.format import (
     SCHEMA_DIR,
     FragmentEntry,
     Snapshot,
+    branch_meta_path,
     log_dir,
     object_id,
     schema_id,
@@ -38,7 +39,7 @@ from lakever.format import (
 from lakever.integrity import _hash_file
 from lakever.log import Line
 from lakever.manifests import parse_manifest
-from lakever.retention import read_expiry
+from lakever.retention import Expiry, read_expiry
 from lakever.storage import Storage
 
 __all__ = ["KINDS", "Problem", "VerifyReport", "Walk", "check_snapshots", "verify_dataset"]
@@ -129,6 +130,18 @@ class Walk:
     bytes: int = 0
     #: Expired versions met (branch id, version): chain checked, files not.
     expired: set[Version] = field(default_factory=set)
+    _expiry: Expiry | None = None
+
+    def expiry(self) -> Expiry:
+        """The dataset's expiry record, read from storage once per walk; a damaged one is
+        a problem, and then no version counts as expired."""
+        if self._expiry is None:
+            try:
+                self._expiry = read_expiry(self.storage, fresh=True)
+            except CorruptMetadata as exc:
+                self.add(exc.path, "chain", str(exc), [])
+                self._expiry = Expiry(None)
+        return self._expiry
 
     def add(self, path: str, kind: str, message: str, versions: Iterable[Version]) -> None:
         one = " ".join(part.strip() for part in message.splitlines() if part.strip())
@@ -169,8 +182,32 @@ def _listed_latest(line: Line) -> int | None:
     return line.first_own - 1 if line.first_own > 0 else None
 
 
+def _base_beyond_history(w: Walk, line: Line, label: str) -> bool:
+    """Whether ``line`` starts after the newest version its base has (reported): a
+    damaged branch record, whose versions below the start would all read as missing
+    (10**12 of them for a number edited in)."""
+    if line.base is None:
+        return False
+    base, start = line.base
+    top = _listed_latest(base)
+    if top is not None and start <= top:
+        return False
+    path = line.storage.full_path(branch_meta_path(line.branch_id))
+    why = f"its base has versions up to {top}" if top is not None else "its base has no version"
+    w.add(
+        path,
+        "chain",
+        f"branch record {path} says branch {label!r} starts at version {start} of its base, "
+        f"but {why}: the record is damaged; restore it from a backup",
+        [(label, start)],
+    )
+    return True
+
+
 def walk_line(w: Walk, line: Line, label: str, *, full: bool) -> None:
     """Check ``line``'s chain and collect its head (``full``: every version)."""
+    if _base_beyond_history(w, line, label):
+        return
     try:
         latest = line.latest_version()
     except CorruptMetadata as exc:
@@ -188,7 +225,7 @@ def walk_line(w: Walk, line: Line, label: str, *, full: bool) -> None:
         w.add(exc.path, "chain", str(exc), [(label, latest)])
         bases = {}
     previous: Snapshot | None = None
-    expiry = read_expiry(line.storage)
+    expiry = w.expiry()
     for v in range(0 if full else latest, latest + 1):
         path = line.entry_path(v)
         try:
