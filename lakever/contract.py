@@ -215,7 +215,11 @@ def load_contract(text: str) -> Any:
             raise InvalidArgument(
                 f"the contract is neither JSON nor YAML: {problem}{where}"
             ) from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("columns") or {}, dict):
+    if (
+        not isinstance(spec, dict)
+        or "columns" not in spec
+        or not isinstance(spec["columns"] or {}, dict)
+    ):
         raise InvalidArgument(
             "the contract must be a pandera schema: a mapping with 'columns' (see pandera's "
             f"schema.to_json()), got {text[:80]!r}"

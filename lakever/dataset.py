@@ -385,6 +385,9 @@ class Dataset(SnapshotView):
             InvalidRefName: the name breaks git's ref-name rules.
             RefExists: the tag exists (tags never move: delete it first to re-point it).
         """
+        for what, value in (("message", message), ("author", author)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidArgument(f"{what} must be a string, got {value!r}")
         s = self._state
         return refs.create_tag(
             s.storage, name, snapshot_id=s.snap.snapshot_id, branch_id=s.snap.branch_id,

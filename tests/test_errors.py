@@ -242,6 +242,12 @@ BAD_INPUT = {
     ),
     "tag surrogate": (lambda ds: ds.tag("a\udc80"), lv.InvalidRefName, "valid Unicode"),
     "branch surrogate": (lambda ds: ds.branch("b\udc80"), lv.InvalidRefName, "valid Unicode"),
+    "tag message not text": (lambda ds: ds.tag("t", message=5), lv.InvalidArgument, "got 5"),
+    "contract without columns": (
+        lambda ds: ds.set_contract(lv.load_contract('{"a": 1}')),
+        lv.InvalidArgument,
+        "a mapping with 'columns'",
+    ),
     "rename surrogate": (
         lambda ds: ds.evolve(rename={"id": "i\udc80"}),
         lv.InvalidArgument,
