@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lakever._lru import Lru, by_identity
-from lakever.errors import CorruptMetadata, InvalidArgument, UnsupportedFormatVersion
+from lakever.errors import CorruptMetadata, InvalidArgument
 
 __all__ = [
     "FORMAT_VERSION",
@@ -47,7 +47,6 @@ __all__ = [
     "ManifestRef",
     "Snapshot",
     "Summary",
-    "decode_snapshot",
     "encode_snapshot",
     "seal_snapshot",
     "log_path",
@@ -313,12 +312,15 @@ class FragmentEntry:
 
     @staticmethod
     def from_json(j: dict[str, Any]) -> FragmentEntry:
+        stats = j["stats"]
+        if not all(isinstance(v, dict) for v in stats.values()):
+            raise ValueError(f"malformed statistics {stats!r}")
         entry = FragmentEntry(
             path=check_relative(j["path"]),
-            num_rows=int(j["num_rows"]),
-            size_bytes=int(j["size_bytes"]),
+            num_rows=_count(j["num_rows"]),
+            size_bytes=_count(j["size_bytes"]),
             content_hash=str(j["content_hash"]),
-            stats={int(k): v for k, v in j["stats"].items()},
+            stats={int(k): v for k, v in stats.items()},
             schema_id=check_object_id(j["schema_id"]),
             partition=parse_partition(j.get("partition")),
             deletion=DeletionVector.from_json(j.get("deletion_vector")),
@@ -326,6 +328,14 @@ class FragmentEntry:
         if entry.deleted_rows > entry.num_rows:
             raise ValueError(f"fragment {entry.path} deletes more rows than it has")
         return entry
+
+
+def _count(value: Any) -> int:
+    """A row count or byte size: an int Arrow can index (10**20 rows is damage)."""
+    n = int(value)
+    if not 0 <= n < 2**62:
+        raise ValueError(f"count {value!r} out of range")
+    return n
 
 
 def parse_partition(raw: Any) -> tuple[dict[str, Any], ...] | None:
@@ -553,106 +563,3 @@ _ENCODED: Lru[int, tuple[Any, bytes]] = Lru(512)
 
 def _remembered_json(obj: Any, to_json: Callable[[], Any]) -> bytes:
     return by_identity(_ENCODED, obj, lambda: canonical_json(to_json()))
-
-
-_KNOWN = {
-    "format_version",
-    "parent_id",
-    "branch",
-    "version",
-    "timestamp",
-    "operation",
-    "parameters",
-    "author",
-    "message",
-    "properties",
-    "schema",
-    "last_field_id",
-    "manifests",
-    "summary",
-    "contract",
-    "snapshot_id",
-    "merge_parent",
-    "partitioning",
-    "sort_by",
-    "primary_key",
-    "reader_features",
-    "table_properties",
-}
-
-
-def decode_snapshot(data: bytes, *, path: str) -> Snapshot:
-    """Parse and verify a snapshot record; raise CorruptMetadata naming ``path``."""
-    try:
-        j = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptMetadata(
-            f"metadata file {path} is truncated or not valid JSON ({exc}); "
-            "restore it from a backup or open an earlier version",
-            path=path,
-        ) from exc
-    if not isinstance(j, dict):
-        raise CorruptMetadata(f"metadata file {path} does not hold a snapshot record", path=path)
-    fv = j.get("format_version")
-    if isinstance(fv, int) and fv > FORMAT_VERSION:
-        raise UnsupportedFormatVersion(
-            f"{path} was written in lakever format version {fv}, but this lakever reads "
-            f"format versions up to {FORMAT_VERSION}; upgrade lakever to read it",
-            found=fv,
-            supported=FORMAT_VERSION,
-        )
-    if not isinstance(fv, int):
-        raise CorruptMetadata(f"metadata file {path} has no valid format_version", path=path)
-    features = j.get("reader_features", [])
-    unknown = (
-        sorted(set(map(str, features)) - READER_FEATURES)
-        if isinstance(features, list)
-        else [repr(features)]
-    )
-    if unknown:
-        raise UnsupportedFormatVersion(
-            f"{path} needs reader feature(s) {unknown} that this lakever does not implement "
-            f"(it implements {sorted(READER_FEATURES)}); upgrade lakever to read it",
-            found=fv,
-            supported=FORMAT_VERSION,
-            features=unknown,
-        )
-    try:
-        claimed = j.pop("snapshot_id")
-        if compute_snapshot_id(j) != claimed:
-            raise CorruptMetadata(
-                f"metadata file {path} does not match its snapshot id {claimed} "
-                "(it was modified after it was written); restore it or open another version",
-                path=path,
-            )
-        return Snapshot(
-            snapshot_id=claimed,
-            parent_id=j["parent_id"],
-            branch_id=j["branch"],
-            version=int(j["version"]),
-            timestamp=parse_time(j["timestamp"]),
-            operation=j["operation"],
-            parameters=dict(j["parameters"]),
-            author=j["author"],
-            message=j["message"],
-            properties=dict(j["properties"]),
-            schema=j["schema"],
-            last_field_id=int(j["last_field_id"]),
-            manifests=tuple(ManifestRef.from_json(m) for m in j["manifests"]),
-            summary=Summary.from_json(j["summary"]),
-            contract=ContractRef.from_json(j["contract"]),
-            format_version=fv,
-            merge_parent=j.get("merge_parent"),
-            partitioning=tuple(j.get("partitioning", ())),
-            sort_by=tuple(j.get("sort_by", ())),
-            primary_key=tuple(int(f) for f in j.get("primary_key", [])),
-            reader_features=tuple(str(f) for f in features),
-            table_properties={
-                str(k): str(v) for k, v in dict(j.get("table_properties", {})).items()
-            },
-            extra={k: v for k, v in j.items() if k not in _KNOWN},
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CorruptMetadata(
-            f"metadata file {path} is missing or has malformed fields ({exc!r})", path=path
-        ) from exc

@@ -34,7 +34,6 @@ from lakever.format import (
     Snapshot,
     Summary,
     canonical_json,
-    decode_snapshot,
     latest_hint_path,
     log_dir,
     log_path,
@@ -45,6 +44,7 @@ from lakever.format import (
 )
 from lakever.manifest_list import ManifestIO, merge_levels
 from lakever.retry import COMMITS
+from lakever.snapshot_codec import decode_snapshot
 from lakever.storage import Storage
 
 __all__ = ["Line"]

@@ -21,12 +21,12 @@ import lakever as lv
 from lakever import integrity
 from lakever.format import (
     compute_snapshot_id,
-    decode_snapshot,
     encode_snapshot,
     latest_hint_path,
     log_path,
     seal_snapshot,
 )
+from lakever.snapshot_codec import decode_snapshot
 from lakever.storage import local as local_mod
 from lakever.storage import open_storage
 from tests._data import events

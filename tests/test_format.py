@@ -21,7 +21,6 @@ from lakever.format import (
     check_object_id,
     check_relative,
     compute_snapshot_id,
-    decode_snapshot,
     encode_snapshot,
     format_time,
     latest_hint_path,
@@ -35,6 +34,7 @@ from lakever.format import (
     snapshot_index_path,
 )
 from lakever.schema import assign_field_ids, schema_from_json, schema_to_json, strip_field_ids
+from lakever.snapshot_codec import decode_snapshot
 
 
 def _snap(**kw) -> Snapshot:
@@ -49,8 +49,13 @@ def _snap(**kw) -> Snapshot:
         "author": "a",
         "message": "m",
         "properties": {"k": "v"},
-        "schema": {"fields": []},
-        "last_field_id": 0,
+        "schema": {
+            "fields": [
+                {"id": 1, "name": "id", "nullable": True, "type": "int64"},
+                {"id": 2, "name": "ts", "nullable": True, "type": "int64"},
+            ]
+        },
+        "last_field_id": 2,
         "manifests": (ManifestRef("_lakever/manifests/x.parquet", "sha256:00", 1, 2, 3, 0),),
         "summary": Summary(rows_added=2, total_rows=2),
     }

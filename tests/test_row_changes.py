@@ -377,7 +377,8 @@ def test_row_changes_across_schema_evolution(location):
 
 
 def test_reader_feature_is_recorded(ds):
-    from lakever.format import decode_snapshot, log_path
+    from lakever.format import log_path
+    from lakever.snapshot_codec import decode_snapshot
     from lakever.storage import open_storage
 
     storage = open_storage(ds.uri)

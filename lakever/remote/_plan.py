@@ -15,7 +15,6 @@ from lakever.format import (
     MAIN_BRANCH,
     Snapshot,
     canonical_json,
-    decode_snapshot,
     latest_hint_path,
     log_dir,
     log_path,
@@ -29,6 +28,7 @@ from lakever.refs import (
     line_for,
     ref_path,
 )
+from lakever.snapshot_codec import decode_snapshot
 from lakever.storage import Storage
 
 __all__ = [
