@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from lakever.errors import CommitConflict, DatasetExists
+from lakever.errors import CommitConflict, DatasetExists, InvalidArgument
 from lakever.format import ContractRef, FragmentEntry, ManifestRef, Snapshot, Summary
 from lakever.manifest_list import ManifestIO, rewrite
 
@@ -313,6 +313,13 @@ class Change:
     updates: tuple[Update, ...]
     requirements: tuple[Requirement, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Every commit passes here: a caller's author or message that is not text would
+        # be stored as given (readers accept that, for records written before this check).
+        for what, value in (("author", self.author), ("message", self.message)):
+            if not isinstance(value, str):
+                raise InvalidArgument(f"{what} must be a string, got {value!r}")
 
     def with_update(self, update: Update) -> Change:
         return replace(self, updates=(*self.updates, update))

@@ -356,6 +356,11 @@ def _mostly_distinct(col: pa.ChunkedArray[Any], half: int) -> bool:
         return False
 
 
+#: A CRC32 in every page header: pyarrow reads verify it, so a change made after the file
+#: was verified (bit rot under a long-running reader) is an error, not data. ~7% of the
+#: encoding CPU (benchmarks/page_checksums.py); a switch for that benchmark only.
+PAGE_CHECKSUMS = True
+
 #: Rows of at most this many bytes in memory are encoded to a buffer, then written.
 _BUFFERED_MAX = 1 << 20
 
@@ -366,9 +371,7 @@ def _encode(table: pa.Table, out: pa.NativeFile) -> pq.FileMetaData:
         out,
         table.schema,
         write_page_index=True,
-        # A CRC32 per page: pyarrow reads verify it, so a change made after the file
-        # was verified (bit rot under a long-running reader) is an error, not data.
-        write_page_checksum=True,
+        write_page_checksum=PAGE_CHECKSUMS,
         use_dictionary=dictionary_columns(table),  # type: ignore[arg-type]  # bool | list
     ) as writer:
         cuts = _cuts(table, ROW_GROUP_ROWS, ROW_GROUP_BYTES)

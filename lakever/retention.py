@@ -60,6 +60,7 @@ RETAINED_DIR = f"{META_DIR}/refs/retained"
 EXPORTS_DIR = f"{META_DIR}/refs/exports"
 _EXPORT_ID = re.compile(r"^[a-z]{1,16}-[0-9a-f]{16}$")
 _HINT = f"{EXPIRY_DIR}/LATEST"
+_LOG_ID = re.compile(r"main|[0-9a-f]{32}")
 
 
 def expiry_path(seq: int) -> str:
@@ -301,7 +302,7 @@ class Retained:
     def from_json(j: Any, path: str, what: str = "retained pin") -> Retained:
         """A retained pin (or export hold) record; the error names ``what`` and ``path``."""
         try:
-            return Retained(
+            r = Retained(
                 snapshot_id=str(j["snapshot_id"]),
                 branch_id=str(j["branch"]),
                 version=int(j["version"]),
@@ -310,6 +311,14 @@ class Retained:
                 created=parse_time(j["created"]),
                 author=str(j["author"]),
             )
+            # Named by its snapshot id; a branch id and a version a log can hold.
+            if not (
+                path.rsplit("/", 1)[-1] == f"{r.snapshot_id}.json"
+                and _LOG_ID.fullmatch(r.branch_id)
+                and 0 <= r.version < 2**62
+            ):
+                raise ValueError(f"{r.snapshot_id!r}, {r.branch_id!r}, {r.version!r}")
+            return r
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptMetadata(f"{what} {path} is malformed ({exc!r})", path=path) from exc
 

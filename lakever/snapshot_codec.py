@@ -145,7 +145,9 @@ def _check_fields(j: dict[str, Any]) -> None:
         ):
             raise ValueError(f"{what} is {values!r}")
 
-    for key in ("operation", "author", "message", "parent_id", "branch"):
+    # author and message are free text, not checked: lakever before 0.3.0 stored any
+    # value a caller passed (author=5), and such records must stay readable.
+    for key in ("operation", "parent_id", "branch"):
         if not isinstance(j.get(key), str) and not (key == "parent_id" and j.get(key) is None):
             raise ValueError(f"{key} is {j.get(key)!r}")
     for key in ("parameters", "properties", "schema"):

@@ -35,6 +35,7 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
         "compaction.py",
         "memory.py",
         "wide_rows.py",
+        "page_checksums.py",
         "export_iceberg.py",
         "drift.py",
     ],

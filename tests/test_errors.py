@@ -243,6 +243,16 @@ BAD_INPUT = {
     "tag surrogate": (lambda ds: ds.tag("a\udc80"), lv.InvalidRefName, "valid Unicode"),
     "branch surrogate": (lambda ds: ds.branch("b\udc80"), lv.InvalidRefName, "valid Unicode"),
     "tag message not text": (lambda ds: ds.tag("t", message=5), lv.InvalidArgument, "got 5"),
+    "author not text": (
+        lambda ds: ds.append(events(10, 1), author=5),
+        lv.InvalidArgument,
+        "author must be a string, got 5",
+    ),
+    "delete author not text": (
+        lambda ds: ds.delete(where="id = 1", author=5),
+        lv.InvalidArgument,
+        "author must be a string",
+    ),
     "contract without columns": (
         lambda ds: ds.set_contract(lv.load_contract('{"a": 1}')),
         lv.InvalidArgument,

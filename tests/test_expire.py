@@ -276,3 +276,33 @@ def test_expire_by_time_uses_commit_times(local_location):
     now = datetime.now(UTC)
     assert head.expire(older_than=now).versions == 3
     assert head.expire(older_than=vs[0].timestamp).versions == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("version", 10**15), ("version", 1), ("branch", "../x")]
+)
+def test_a_damaged_retained_pin_stops_expiry_and_is_reported(local_location, field, value):
+    # A pin edited to name another version (or none) silently stopped protecting its own:
+    # expire then removed it, and verify said nothing. Now expiry refuses to run and
+    # verify reports the record.
+    import json
+    import os
+
+    from lakever.retention import retained_path
+
+    ds = lv.create_dataset(local_location, events(0, 1))
+    ds.retain(reason="model v1")
+    pinned = ds.snapshot_id
+    ds = ds.append(events(1, 1)).append(events(2, 1))
+    path = os.path.join(local_location, retained_path(pinned))
+    with open(path) as f:
+        record = json.load(f)
+    record[field] = value
+    with open(path, "w") as f:
+        json.dump(record, f)
+    with pytest.raises(lv.CorruptMetadata) as info:
+        lv.open_dataset(local_location).expire(keep_last=1, dry_run=False)
+    assert info.value.path == path
+    report = lv.open_dataset(local_location).verify(all_refs=True)
+    assert any(p.path == path for p in report.problems), report
+    assert lv.open_dataset(local_location, version=0).to_arrow().num_rows == 1

@@ -592,3 +592,26 @@ def test_a_resealed_record_with_a_malformed_field_is_corrupt_metadata(local_loca
     assert info.value.path == store.full_path(rel)
     assert lv.open_dataset(local_location, version=0).to_arrow().num_rows == 3
     assert ds.version == 1
+
+
+def test_a_record_with_an_author_that_is_not_text_stays_readable(local_location):
+    # lakever before 0.3.0 stored author=5 as given; such a record is valid, and must read
+    # in any process (the field check refused it once, making the dataset unreadable).
+    lv.create_dataset(local_location, events(0, 3)).append(events(3, 1))
+    store = _store(local_location)
+    rel = log_path("main", 1)
+    record = json.loads(store.read_bytes(rel))
+    del record["snapshot_id"]
+    record["author"], record["message"] = 5, None
+    record["snapshot_id"] = compute_snapshot_id(record)
+    _rewrite(store, rel, record)
+    code = (
+        "import lakever as lv; "
+        f"ds = lv.open_dataset({local_location!r}); "
+        "print(ds.to_arrow().num_rows, [c.author for c in ds.history()])"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "4", out

@@ -21,11 +21,20 @@ from typing import Any
 
 from lakever import refs
 from lakever._merge_commit import _parents_fn
-from lakever.errors import CommitConflict, InvalidArgument
+from lakever.errors import CommitConflict, CorruptMetadata, InvalidArgument
 from lakever.format import LOG_DIR, Snapshot, format_time
 from lakever.log import Line
 from lakever.merge import merge_base
-from lakever.retention import ExpiredRange, list_exported, list_retained, read_expiry, write_expiry
+from lakever.retention import (
+    ExpiredRange,
+    Retained,
+    export_path,
+    list_exported,
+    list_retained,
+    read_expiry,
+    retained_path,
+    write_expiry,
+)
 from lakever.storage import Storage
 
 __all__ = ["ExpireReport", "ExpiredVersions", "expire", "roots"]
@@ -102,8 +111,10 @@ def roots(storage: Storage) -> dict[Key, list[str]]:
     for tag in refs.list_tags(storage):
         out.setdefault((tag.branch_id, tag.version), []).append(f"tag:{tag.name}")
     for r in list_retained(storage):
+        check_held(storage, r, retained_path(r.snapshot_id))
         out.setdefault((r.branch_id, r.version), []).append(f"retained:{r.snapshot_id[:12]}")
     for r in list_exported(storage):
+        check_held(storage, r, export_path(r.pin, r.snapshot_id))
         out.setdefault((r.branch_id, r.version), []).append(f"export:{r.pin}")
     parents = _parents_fn(storage)
     for (a, ha), (b, hb) in itertools.combinations(heads, 2):
@@ -111,6 +122,24 @@ def roots(storage: Storage) -> dict[Key, list[str]]:
         if base is not None and base.snapshot_id not in (ha.snapshot_id, hb.snapshot_id):
             out.setdefault((base.branch_id, base.version), []).append(f"base:{a}+{b}")
     return out
+
+
+def check_held(storage: Storage, r: Retained, rel: str) -> None:
+    """Raise `CorruptMetadata` unless the version a retained pin or export hold names
+    holds its snapshot: a damaged record would keep another version and let expiry
+    and vacuum remove the one it protects."""
+    try:
+        snap = refs.line_for(storage, r.branch_id).read(r.version)
+    except CorruptMetadata:
+        snap = None  # the branch's own damage is reported where it is read
+    if snap is None or snap.snapshot_id != r.snapshot_id:
+        path = storage.full_path(rel)
+        raise CorruptMetadata(
+            f"{path} holds snapshot {r.snapshot_id} at version {r.version} of branch "
+            f"{r.branch_id}, which is not there: the record is damaged; restore it from a "
+            "backup before expiring or vacuuming (it may protect another version)",
+            path=path,
+        )
 
 
 def _cutoff(older_than: datetime | timedelta | None, now: datetime) -> datetime | None:

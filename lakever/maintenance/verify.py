@@ -38,8 +38,16 @@ from lakever.format import (
 )
 from lakever.integrity import _hash_file
 from lakever.log import Line
+from lakever.maintenance.expire import check_held
 from lakever.manifests import parse_manifest
-from lakever.retention import Expiry, read_expiry
+from lakever.retention import (
+    Expiry,
+    export_path,
+    list_exported,
+    list_retained,
+    read_expiry,
+    retained_path,
+)
 from lakever.storage import Storage
 
 __all__ = ["KINDS", "Problem", "VerifyReport", "Walk", "check_snapshots", "verify_dataset"]
@@ -292,6 +300,22 @@ def walk_refs(w: Walk, storage: Storage, *, full: bool) -> None:
             )
             continue
         w.snapshot(snap, label)
+    walk_held(w, storage)
+
+
+def walk_held(w: Walk, storage: Storage) -> None:
+    """Every retained pin and export hold names a version that holds its snapshot."""
+    try:
+        held = [(r, retained_path(r.snapshot_id)) for r in list_retained(storage)]
+        held += [(r, export_path(r.pin, r.snapshot_id)) for r in list_exported(storage)]
+    except CorruptMetadata as exc:
+        w.add(exc.path, "chain", str(exc), [])
+        return
+    for r, rel in held:
+        try:
+            check_held(storage, r, rel)
+        except CorruptMetadata as exc:
+            w.add(exc.path, "chain", str(exc), [(f"retained:{r.snapshot_id[:12]}", r.version)])
 
 
 # ----------------------------------------------------------------- referenced files
