@@ -357,7 +357,7 @@ def _mostly_distinct(col: pa.ChunkedArray[Any], half: int) -> bool:
 
 
 #: A CRC32 in every page header: pyarrow reads verify it, so a change made after the file
-#: was verified (bit rot under a long-running reader) is an error, not data. ~7% of the
+#: was verified (bit rot under a long-running reader) is an error, not data. 3-7% of the
 #: encoding CPU (benchmarks/page_checksums.py); a switch for that benchmark only.
 PAGE_CHECKSUMS = True
 
