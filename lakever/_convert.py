@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "arrow_to_pandas",
     "arrow_to_polars",
+    "check_polars_can_read",
     "polars_can_hold",
     "scan_parquet",
     "to_arrow_stream",
@@ -120,6 +121,7 @@ def arrow_to_polars(table: pa.Table) -> pl.DataFrame:
     """
     import polars as pl
 
+    check_polars_can_read(table.schema)
     target = pa.schema([f.with_type(_for_polars(f.type)) for f in table.schema])
     if target != table.schema:
         table = table.cast(target)
@@ -130,6 +132,17 @@ def arrow_to_polars(table: pa.Table) -> pl.DataFrame:
 
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas()
+
+
+def check_polars_can_read(schema: pa.Schema) -> None:
+    """Raise `InvalidArgument` for columns polars cannot hold: decimals of more than 38
+    digits (``decimal256``), on which polars panics (a ``PanicException``)."""
+    wide = [f.name for f in schema if "decimal256" in str(f.type)]
+    if wide:
+        raise InvalidArgument(
+            f"polars cannot hold column(s) {wide}: decimals of more than 38 digits; read them "
+            "with to_arrow() or to_pandas(), or pass columns= without them"
+        )
 
 
 def polars_can_hold(schema: pa.Schema) -> bool:

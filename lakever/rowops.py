@@ -72,6 +72,7 @@ from lakever.sql import (
     duckdb_type,
     importable,
     quote_identifier,
+    register_arrow,
     schema_map,
     translate_errors,
 )
@@ -385,12 +386,10 @@ def _new_values(state: SnapshotState, rows: pa.Table, exprs: Mapping[str, str]) 
         for c, sql in exprs.items()
     )
     text = "SET " + ", ".join(f"{c} = {e}" for c, e in exprs.items())
-    # DuckDB cannot import float16 or decimal256 columns: widen them exactly first.
-    readable = rows.cast(pa.schema([f.with_type(importable(f.type)) for f in rows.schema]))
     con = cursor()
-    try:
-        con.register(
-            "__lakever_rows", readable.append_column("__i", pa.array(range(rows.num_rows)))
+    try:  # float16 / decimal256 columns widened exactly (`register_arrow`)
+        register_arrow(
+            con, "__lakever_rows", rows.append_column("__i", pa.array(range(rows.num_rows)))
         )
         with translate_errors("update", text, public):
             values = con.sql(f"SELECT {select} FROM __lakever_rows ORDER BY __i").to_arrow_table()
@@ -519,7 +518,7 @@ def _changed_rows(old: pa.Table, new: pa.Table, columns: Sequence[str]) -> pa.Ar
     differ = " OR ".join(f"o{k} IS DISTINCT FROM n{k}" for k in range(len(columns)))
     con = cursor()
     try:
-        con.register("__pairs", pa.table(arrays))
+        register_arrow(con, "__pairs", pa.table(arrays))
         table = con.sql(f"SELECT i FROM __pairs WHERE {differ} ORDER BY i").to_arrow_table()
     finally:
         con.close()

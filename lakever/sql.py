@@ -233,6 +233,13 @@ def register_arrow(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -
     cannot take Arrow's float16 ("Unsupported Internal Arrow Type e"); float32 holds every
     float16 value exactly, NaN and signed zeros included, so comparisons mean the same."""
     schema = pa.schema([f.with_type(importable(f.type)) for f in table.schema])
+    wide = [f.name for f in schema if "decimal256" in str(f.type)]  # > 38 digits
+    if wide and table.num_rows:  # an empty table registers (and reads) as nothing
+        raise InvalidArgument(
+            f"DuckDB cannot read column(s) {wide}: decimals of more than 38 digits (DuckDB's "
+            "DECIMAL holds 38); SQL, filters and row changes over them are not possible: "
+            "write them as decimal128 (38 digits at most) or as strings"
+        )
     con.register(name, table if schema.equals(table.schema) else table.cast(schema))
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from lakever import contract as contracts
 from lakever import history, refs
-from lakever._convert import arrow_to_pandas, arrow_to_polars
+from lakever._convert import arrow_to_pandas, arrow_to_polars, check_polars_can_read
 from lakever._metafiles import read_contract_text
 from lakever._records import Branch, Commit, Fragment, SchemaChange, SchemaVersion
 from lakever._resolve import Located, check_range, locate, locate_snapshot, make_pin
@@ -302,6 +302,7 @@ class SnapshotView:
         from lakever.sqlplan import read_filtered
 
         plan = self.plan(filter=filter)
+        check_polars_can_read(plan.output_schema)
         table = read_filtered(plan)
         return to_lazy(plan) if table is None else arrow_to_polars(table).lazy()
 

@@ -270,3 +270,33 @@ def test_a_column_named_like_duckdbs_row_number_reads_with_deleted_rows(tmp_path
         {"id": 1, name: 8},
         {"id": 2, name: 7},
     ]
+
+
+def test_decimals_wider_than_duckdb_and_polars_are_named_errors(tmp_path):
+    # decimal256 of more than 38 digits: DuckDB raised a raw NotImplementedException from
+    # sql, to_duckdb and update, and polars panicked (PanicException, a BaseException).
+    # Reads that need neither keep working.
+    t = pa.table(
+        {
+            "id": [1, 2],
+            "d": pa.array([decimal.Decimal("1.50"), decimal.Decimal("2.25")], pa.decimal256(40, 2)),
+        }
+    )
+    ds = lv.create_dataset(str(tmp_path / "d"), t)
+    assert ds.to_arrow().equals(t)
+    assert ds.to_arrow(filter="id > 1")["id"].to_pylist() == [2]
+    assert ds.to_polars(["id"])["id"].to_list() == [1, 2]
+    with pytest.raises(lv.InvalidArgument, match="Decimal d:40,2"):  # refused when bound
+        ds.to_arrow(filter="d > 2")
+    duck = "DuckDB cannot read column\\(s\\) \\['d'\\]: decimals of more than 38 digits"
+    for call in (
+        lambda: ds.sql("SELECT * FROM self"),
+        lambda: ds.to_duckdb(),
+        lambda: ds.update(set={"id": "id + 1"}, where="id = 1"),
+    ):
+        with pytest.raises(lv.InvalidArgument, match=duck):
+            call()
+    for call in (ds.to_polars, ds.scan):
+        with pytest.raises(lv.InvalidArgument, match="polars cannot hold column\\(s\\) \\['d'\\]"):
+            call()
+    assert ds.delete(where="id = 1").to_arrow()["id"].to_pylist() == [2]
