@@ -24,7 +24,7 @@ from lakever.errors import (
     RefNotFound,
     VersionNotFound,
 )
-from lakever.format import MAIN_BRANCH, Snapshot, format_time
+from lakever.format import MAIN_BRANCH, SNAPSHOT_ID, Snapshot, format_time
 from lakever.log import Line
 from lakever.retention import expired_error, held_by_export, read_expiry, retained_path
 from lakever.snapshot_lookup import find_snapshot
@@ -34,7 +34,6 @@ __all__ = ["PIN_PREFIX", "Located", "locate", "locate_pin", "make_pin", "pin_par
 
 PIN_PREFIX = "lakever:"
 _HEX = re.compile(r"[0-9a-f]{8,32}")
-_SNAPSHOT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +288,7 @@ def locate_pin(pin: str, open_storage: Any) -> tuple[Storage, Located]:
         snapshot = params["snapshot"]
     except (KeyError, ValueError) as exc:
         raise InvalidArgument(f"malformed pin {pin!r}: needs version=N and snapshot=ID") from exc
-    if not _SNAPSHOT_ID.fullmatch(snapshot):
+    if not SNAPSHOT_ID.fullmatch(snapshot):
         raise InvalidArgument(f"malformed pin {pin!r}: snapshot= must be 32 hex digits")
     storage: Storage = open_storage(uri)
     for log, name in _pin_lines(storage, params.get("branch", MAIN_BRANCH)):

@@ -32,6 +32,7 @@ from lakever.field_tree import (
     tname,
     tree,
 )
+from lakever.format import is_unicode
 from lakever.schema import (
     assign_field_ids,
     check_names,
@@ -447,11 +448,7 @@ def evolve(
         path = _as_path(ref, "rename")
         chain = _lookup(nodes, path, "rename")
         _struct_member(chain, path, "rename")
-        if (
-            not isinstance(new_name, str)
-            or not new_name
-            or (not new_name.isprintable() and any("\ud800" <= ch <= "\udfff" for ch in new_name))
-        ):
+        if not isinstance(new_name, str) or not new_name or not is_unicode(new_name):
             raise InvalidArgument(
                 f"rename: the new name of {dotted(path)!r} must be a non-empty string of "
                 f"valid Unicode, got {new_name!r}"

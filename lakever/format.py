@@ -39,7 +39,11 @@ from lakever._lru import Lru, by_identity
 from lakever.errors import CorruptMetadata, InvalidArgument
 
 __all__ = [
+    "BRANCH_ID",
     "FORMAT_VERSION",
+    "LOG_ID",
+    "MAX_COUNT",
+    "SNAPSHOT_ID",
     "ContractRef",
     "DeletionVector",
     "FragmentEntry",
@@ -48,6 +52,7 @@ __all__ = [
     "Snapshot",
     "Summary",
     "encode_snapshot",
+    "is_unicode",
     "seal_snapshot",
     "log_path",
 ]
@@ -143,6 +148,22 @@ def newest_number(exists: Callable[[int], bool], start: int) -> int:
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
+
+
+#: A branch id (main's is ``main``, which has no record), a snapshot id, and the branch a
+#: snapshot's log is on: the shapes every record holding one is checked against.
+BRANCH_ID = re.compile(r"[0-9a-f]{32}")
+SNAPSHOT_ID = re.compile(r"[0-9a-f]{32}")
+LOG_ID = re.compile(r"main|[0-9a-f]{32}")
+#: Largest row count, size or version a record may hold (an int64 Arrow can index).
+MAX_COUNT = 2**62
+#: A lone UTF-16 surrogate (from undecodable bytes): not a character, no UTF-8 for it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be stored as UTF-8 (holds no lone surrogate)."""
+    return _SURROGATE.search(text) is None
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -333,7 +354,7 @@ class FragmentEntry:
 def _count(value: Any) -> int:
     """A row count or byte size: an int Arrow can index (10**20 rows is damage)."""
     n = int(value)
-    if not 0 <= n < 2**62:
+    if not 0 <= n < MAX_COUNT:
         raise ValueError(f"count {value!r} out of range")
     return n
 

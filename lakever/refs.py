@@ -33,12 +33,16 @@ from lakever.errors import (
     RefNotFound,
 )
 from lakever.format import (
+    BRANCH_ID,
+    LOG_ID,
     MAIN_BRANCH,
     META_DIR,
+    SNAPSHOT_ID,
     Snapshot,
     branch_meta_path,
     canonical_json,
     format_time,
+    is_unicode,
     parse_time,
 )
 from lakever.log import Line
@@ -70,10 +74,6 @@ REFS_DIR = f"{META_DIR}/refs"
 _DIRS: dict[str, str] = {"tag": "tags", "branch": "branches"}
 
 
-#: A lone UTF-16 surrogate: not a character, cannot be stored as UTF-8.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def validate_ref_name(name: Any, *, kind: RefKind) -> str:
     """Return ``name`` if it follows git's ref-name rules, else raise InvalidRefName.
 
@@ -87,7 +87,7 @@ def validate_ref_name(name: Any, *, kind: RefKind) -> str:
         problem = "must be a string"
     elif not name:
         problem = "must not be empty"
-    elif _SURROGATE.search(name):
+    elif not is_unicode(name):
         problem = "must be valid Unicode (it holds a lone surrogate, e.g. from undecodable bytes)"
     elif len(name.encode("utf-8", "surrogatepass")) > 255:
         problem = "must be at most 255 bytes"
@@ -193,12 +193,6 @@ def record_event(
 # type and shape when read, so a damaged file is CorruptMetadata naming it, never a
 # raw Python error or a read of another branch's rows.
 
-#: A branch id: 32 hex digits (``main`` is the default branch's, which has no record).
-_BRANCH_ID = re.compile(r"[0-9a-f]{32}")
-#: The branch a snapshot's log is on: main or a branch id.
-_LOG_ID = re.compile(r"main|[0-9a-f]{32}")
-_SNAPSHOT = re.compile(r"[0-9a-f]{32}")
-
 
 def _malformed(what: str, path: str, key: str, value: Any) -> CorruptMetadata:
     return CorruptMetadata(
@@ -235,8 +229,8 @@ def _tag_from(j: dict[str, Any], path: str) -> Tag:
         raise _malformed(what, path, "created", j.get("created")) from None
     return Tag(
         name=_text(j, "name", what, path),
-        snapshot_id=_text(j, "snapshot_id", what, path, _SNAPSHOT),
-        branch_id=_text(j, "branch", what, path, _LOG_ID),
+        snapshot_id=_text(j, "snapshot_id", what, path, SNAPSHOT_ID),
+        branch_id=_text(j, "branch", what, path, LOG_ID),
         version=_count(j, "version", what, path),
         created=created,
         # Free text: older versions stored whatever was passed (e.g. a number).
@@ -329,13 +323,13 @@ def _branch_from(j: dict[str, Any], path: str) -> BranchInfo:
         raise _malformed(what, path, "created", j.get("created")) from None
     return BranchInfo(
         name=_text(j, "name", what, path),
-        id=_text(j, "id", what, path, _BRANCH_ID),
+        id=_text(j, "id", what, path, BRANCH_ID),
         base=None
         if base is None
         else (
-            _text(base, "branch", what, path, _LOG_ID),
+            _text(base, "branch", what, path, LOG_ID),
             _count(base, "version", what, path),
-            _text(base, "snapshot_id", what, path, _SNAPSHOT),
+            _text(base, "snapshot_id", what, path, SNAPSHOT_ID),
         ),
         created=created,
     )
@@ -343,7 +337,7 @@ def _branch_from(j: dict[str, Any], path: str) -> BranchInfo:
 
 def _named_id(storage: Storage, rel: str, j: Mapping[str, Any]) -> str:
     """The branch id a branch's name file points to (never main's)."""
-    return _text(j, "id", "branch name file", storage.full_path(rel), _BRANCH_ID)
+    return _text(j, "id", "branch name file", storage.full_path(rel), BRANCH_ID)
 
 
 MAIN = BranchInfo(name=MAIN_BRANCH, id=MAIN_BRANCH, base=None, created=None)
@@ -364,7 +358,7 @@ def branch_by_id(storage: Storage, branch_id: str) -> BranchInfo:
     """Load a branch's immutable record by id (works after the name was deleted)."""
     if branch_id == MAIN_BRANCH:
         return MAIN
-    if not re.fullmatch(r"[0-9a-f]{32}", branch_id):
+    if not BRANCH_ID.fullmatch(branch_id):
         raise CorruptMetadata(f"invalid branch id {branch_id!r} in metadata", path=branch_id)
     rel = branch_meta_path(branch_id)
     j = _load(storage, rel)

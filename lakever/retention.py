@@ -32,7 +32,15 @@ from datetime import datetime
 from typing import Any
 
 from lakever.errors import CorruptMetadata, InvalidArgument, VersionExpired
-from lakever.format import META_DIR, canonical_json, format_time, newest_number, parse_time
+from lakever.format import (
+    LOG_ID,
+    MAX_COUNT,
+    META_DIR,
+    canonical_json,
+    format_time,
+    newest_number,
+    parse_time,
+)
 from lakever.storage import Storage
 
 __all__ = [
@@ -60,7 +68,6 @@ RETAINED_DIR = f"{META_DIR}/refs/retained"
 EXPORTS_DIR = f"{META_DIR}/refs/exports"
 _EXPORT_ID = re.compile(r"^[a-z]{1,16}-[0-9a-f]{16}$")
 _HINT = f"{EXPIRY_DIR}/LATEST"
-_LOG_ID = re.compile(r"main|[0-9a-f]{32}")
 
 
 def expiry_path(seq: int) -> str:
@@ -314,8 +321,8 @@ class Retained:
             # Named by its snapshot id; a branch id and a version a log can hold.
             if not (
                 path.rsplit("/", 1)[-1] == f"{r.snapshot_id}.json"
-                and _LOG_ID.fullmatch(r.branch_id)
-                and 0 <= r.version < 2**62
+                and LOG_ID.fullmatch(r.branch_id)
+                and 0 <= r.version < MAX_COUNT
             ):
                 raise ValueError(f"{r.snapshot_id!r}, {r.branch_id!r}, {r.version!r}")
             return r

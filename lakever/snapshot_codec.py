@@ -14,6 +14,7 @@ from typing import Any
 from lakever.errors import CorruptMetadata, UnsupportedFormatVersion
 from lakever.format import (
     FORMAT_VERSION,
+    MAX_COUNT,
     READER_FEATURES,
     ContractRef,
     ManifestRef,
@@ -22,14 +23,9 @@ from lakever.format import (
     compute_snapshot_id,
     parse_time,
 )
+from lakever.partitioning import PartitionField
 
 __all__ = ["decode_snapshot"]
-
-#: Largest row count or position a record may hold (an int64 Arrow can index).
-_MAX_COUNT = 2**62
-
-_TRANSFORMS = {"identity", "year", "month", "day", "hour"}
-
 
 _KNOWN = {
     "format_version",
@@ -141,7 +137,7 @@ def _check_fields(j: dict[str, Any]) -> None:
 
     def ints(values: Any, what: str) -> None:
         if not isinstance(values, list) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MAX_COUNT for v in values
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < MAX_COUNT for v in values
         ):
             raise ValueError(f"{what} is {values!r}")
 
@@ -177,7 +173,6 @@ def _check_fields(j: dict[str, Any]) -> None:
         ):
             raise ValueError(f"{key} is {items!r}")
     for p in j.get("partitioning", []):
-        if p["transform"] not in _TRANSFORMS:
-            raise ValueError(f"unknown partition transform {p['transform']!r}")
+        PartitionField.from_json(p)  # an unknown transform: ValueError
     if not isinstance(j.get("table_properties", {}), dict):
         raise ValueError(f"table_properties is {j.get('table_properties')!r}")
