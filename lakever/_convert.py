@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from lakever._batching import regroup
 from lakever.errors import InvalidArgument
+from lakever.schema import map_leaves, narrow_decimal, wide_decimal_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,17 +101,17 @@ def _polars_zone(tz: str) -> bool:
     return True
 
 
-def _for_polars(t: pa.DataType) -> pa.DataType:
-    """``t`` with time zones polars cannot name replaced by UTC (the same instants)."""
+def _polars_leaf(t: pa.DataType) -> pa.DataType:
     if pa.types.is_timestamp(t) and t.tz is not None and not _polars_zone(t.tz):
         return pa.timestamp(t.unit, tz="UTC")
-    if pa.types.is_struct(t):
-        return pa.struct([f.with_type(_for_polars(f.type)) for f in t])
-    if pa.types.is_list(t):
-        return pa.list_(t.value_field.with_type(_for_polars(t.value_type)))
-    if pa.types.is_large_list(t):
-        return pa.large_list(t.value_field.with_type(_for_polars(t.value_type)))
-    return t
+    return narrow_decimal(t)
+
+
+def _for_polars(t: pa.DataType) -> pa.DataType:
+    """``t`` as polars can hold it, the same values: time zones polars cannot name as UTC
+    (the same instants), a decimal256 of at most 38 digits as decimal128 (polars panics
+    on 256-bit decimals)."""
+    return map_leaves(t, _polars_leaf)
 
 
 def arrow_to_polars(table: pa.Table) -> pl.DataFrame:
@@ -137,7 +138,7 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
 def check_polars_can_read(schema: pa.Schema) -> None:
     """Raise `InvalidArgument` for columns polars cannot hold: decimals of more than 38
     digits (``decimal256``), on which polars panics (a ``PanicException``)."""
-    wide = [f.name for f in schema if "decimal256" in str(f.type)]
+    wide = wide_decimal_columns(schema)
     if wide:
         raise InvalidArgument(
             f"polars cannot hold column(s) {wide}: decimals of more than 38 digits; read them "

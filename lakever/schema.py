@@ -23,7 +23,7 @@ import os
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -82,6 +82,52 @@ def map_type(key: pa.Field[Any], item: pa.Field[Any], keys_sorted: bool) -> pa.D
     """Build a map type from its key and item fields (metadata kept)."""
     # pyarrow-stubs still spell this argument "key_sorted"; pyarrow itself says keys_sorted.
     return pa.map_(key, item, keys_sorted=keys_sorted)  # type: ignore[call-overload]
+
+
+def map_leaves(t: pa.DataType, leaf: Callable[[pa.DataType], pa.DataType]) -> pa.DataType:
+    """``t`` with every type that is not a struct, list or map replaced by ``leaf(type)``;
+    names, nullability and metadata of nested fields kept."""
+
+    def field(f: pa.Field[Any]) -> pa.Field[Any]:
+        return f.with_type(map_leaves(f.type, leaf))
+
+    out: pa.DataType
+    if pa.types.is_struct(t):
+        out = pa.struct([field(f) for f in t])
+    elif pa.types.is_map(t):
+        out = map_type(field(t.key_field), field(t.item_field), t.keys_sorted)
+    elif pa.types.is_fixed_size_list(t):
+        out = pa.list_(field(t.value_field), t.list_size)
+    elif pa.types.is_large_list(t):
+        out = pa.large_list(field(t.value_field))
+    elif pa.types.is_list(t):
+        out = pa.list_(field(t.value_field))
+    else:
+        out = leaf(t)
+    return out
+
+
+def narrow_decimal(t: pa.DataType) -> pa.DataType:
+    """A ``decimal256`` of at most 38 digits as the ``decimal128`` holding the same values
+    (DuckDB and polars read no 256-bit decimal); any other type as it is."""
+    if isinstance(t, pa.Decimal256Type) and t.precision <= 38:
+        return pa.decimal128(t.precision, t.scale)
+    return t
+
+
+def wide_decimal_columns(schema: pa.Schema) -> list[str]:
+    """The columns holding decimals of more than 38 digits (nested ones included), which
+    neither DuckDB nor polars can read."""
+    found: list[str] = []
+    for f in schema:
+
+        def note(t: pa.DataType, name: str = f.name) -> pa.DataType:
+            if isinstance(t, pa.Decimal256Type) and t.precision > 38 and name not in found:
+                found.append(name)
+            return t
+
+        map_leaves(f.type, note)
+    return found
 
 
 def field_id(field: pa.Field[Any]) -> int | None:

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakever.errors import InvalidArgument, LakeverError, StorageError
-from lakever.schema import field_id, map_type, nested_fields
+from lakever.schema import (
+    field_id,
+    map_leaves,
+    narrow_decimal,
+    nested_fields,
+    wide_decimal_columns,
+)
 from lakever.storage import Storage
 
 if TYPE_CHECKING:
@@ -231,39 +237,28 @@ def register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
 def register_arrow(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
     """Register ``table`` on ``con`` as ``name`` with its columns `importable`: DuckDB
     cannot take Arrow's float16 ("Unsupported Internal Arrow Type e"); float32 holds every
-    float16 value exactly, NaN and signed zeros included, so comparisons mean the same."""
-    schema = pa.schema([f.with_type(importable(f.type)) for f in table.schema])
-    wide = [f.name for f in schema if "decimal256" in str(f.type)]  # > 38 digits
+    float16 value exactly, NaN and signed zeros included, so comparisons mean the same.
+
+    Raises:
+        InvalidArgument: rows with decimals of more than 38 digits (no DuckDB type).
+    """
+    wide = wide_decimal_columns(table.schema)
     if wide and table.num_rows:  # an empty table registers (and reads) as nothing
         raise InvalidArgument(
             f"DuckDB cannot read column(s) {wide}: decimals of more than 38 digits (DuckDB's "
             "DECIMAL holds 38); SQL, filters and row changes over them are not possible: "
             "write them as decimal128 (38 digits at most) or as strings"
         )
+    schema = pa.schema([f.with_type(importable(f.type)) for f in table.schema])
     con.register(name, table if schema.equals(table.schema) else table.cast(schema))
 
 
 def importable(t: pa.DataType) -> pa.DataType:
-    """``t`` with the types DuckDB cannot import from Arrow (float16, decimal256 of at
-    most 38 digits) widened exactly, nested ones included."""
-    if pa.types.is_float16(t):
-        return pa.float32()
-    if isinstance(t, pa.Decimal256Type) and t.precision <= 38:
-        return pa.decimal128(t.precision, t.scale)
-    if pa.types.is_struct(t):
-        return pa.struct([f.with_type(importable(f.type)) for f in t])
-    if pa.types.is_map(t):
-        kf, vf = t.key_field, t.item_field
-        return map_type(kf.with_type(importable(kf.type)), vf.with_type(importable(vf.type)), False)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        element = t.value_field.with_type(importable(t.value_type))
-        out: pa.DataType
-        if pa.types.is_fixed_size_list(t):
-            out = pa.list_(element, t.list_size)
-            return out
-        out = pa.large_list(element) if pa.types.is_large_list(t) else pa.list_(element)
-        return out
-    return t
+    """``t`` with the types DuckDB cannot import from Arrow widened exactly, nested ones
+    included: float16 as float32, a decimal256 of at most 38 digits as decimal128."""
+    return map_leaves(
+        t, lambda leaf: pa.float32() if pa.types.is_float16(leaf) else narrow_decimal(leaf)
+    )
 
 
 _shared: duckdb.DuckDBPyConnection | None = None

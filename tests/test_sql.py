@@ -300,3 +300,16 @@ def test_decimals_wider_than_duckdb_and_polars_are_named_errors(tmp_path):
         with pytest.raises(lv.InvalidArgument, match="polars cannot hold column\\(s\\) \\['d'\\]"):
             call()
     assert ds.delete(where="id = 1").to_arrow()["id"].to_pylist() == [2]
+
+
+def test_decimal256_of_38_digits_or_fewer_reads_everywhere(tmp_path):
+    # decimal128 holds these exactly: DuckDB and polars read them widened (polars panicked
+    # on any 256-bit decimal, however few its digits).
+    d = pa.array([decimal.Decimal("1.50"), None, decimal.Decimal("-2.25")], pa.decimal256(20, 2))
+    t = pa.table({"id": [1, 2, 3], "d": d, "s": pa.StructArray.from_arrays([d], ["x"])})
+    ds = lv.create_dataset(str(tmp_path / "d"), t)
+    want = [1, 3]
+    assert ds.to_arrow(filter="d IS NOT NULL")["id"].to_pylist() == want
+    assert ds.to_polars(filter="s.x IS NOT NULL")["id"].to_list() == want
+    assert ds.to_polars()["d"].to_list() == d.to_pylist()
+    assert [r[0] for r in ds.sql("SELECT id FROM self WHERE d < 2 ORDER BY id").fetchall()] == want
