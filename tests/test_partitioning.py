@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import duckdb
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -142,6 +143,9 @@ def test_a_null_and_the_string_shown_like_it_are_two_partitions(location, order)
     ds = lv.create_dataset(location, t, partition_by=["s"])
     assert sorted(f.num_rows for f in ds.fragments()) == [1, 1]
     null_id = order.index(None)
+    for where in ("s IS NULL", "s = '__NULL__'"):  # the reference: DuckDB over the rows
+        want = duckdb.sql(f"SELECT id FROM t WHERE {where}").fetchall()
+        assert [(i,) for i in ds.to_arrow(filter=where)["id"].to_pylist()] == want, where
     assert ds.to_arrow(filter="s IS NULL")["id"].to_pylist() == [null_id]
     assert ds.to_arrow(filter="s = '__NULL__'")["id"].to_pylist() == [1 - null_id]
     assert ds.sql("SELECT id FROM self WHERE s = '__NULL__'").fetchall() == [(1 - null_id,)]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import lakever as lv
 from lakever.schema import FIELD_ID_KEY, assign_field_ids
-from lakever.sql import duckdb_type, quote_identifier, quote_literal, schema_map
+from lakever.sql import duckdb_type, importable, quote_identifier, quote_literal, schema_map
 
 # Text DuckDB can hold: anything but NUL (which the quoting functions refuse).
 _TEXT = st.text(st.characters(blacklist_characters="\x00", codec="utf-8"), max_size=20)
@@ -242,7 +242,12 @@ def test_half_float_columns_filter_on_every_path(tmp_path):
         "h = 0": [3],
         "h IN (0.5, 1.5)": [0, 1],
     }
+    plain = duckdb.connect()  # the reference: DuckDB over the rows, floats widened
+    plain.register("t", t.cast(pa.schema([f.with_type(importable(f.type)) for f in t.schema])))
     for where, want in cases.items():
+        assert [
+            r[0] for r in plain.sql(f"SELECT id FROM t WHERE {where} ORDER BY id").fetchall()
+        ] == want
         assert ds.to_arrow(filter=where)["id"].to_pylist() == want, where
         assert ds.to_polars(filter=where)["id"].to_list() == want, where
         assert [i for b in ds.to_batches(filter=where) for i in b["id"].to_pylist()] == want

@@ -306,16 +306,22 @@ def walk_refs(w: Walk, storage: Storage, *, full: bool) -> None:
 def walk_held(w: Walk, storage: Storage) -> None:
     """Every retained pin and export hold names a version that holds its snapshot."""
     try:
-        held = [(r, retained_path(r.snapshot_id)) for r in list_retained(storage)]
-        held += [(r, export_path(r.pin, r.snapshot_id)) for r in list_exported(storage)]
+        held = [
+            (r, retained_path(r.snapshot_id), f"retained:{r.snapshot_id[:12]}")
+            for r in list_retained(storage)
+        ]
+        held += [
+            (r, export_path(r.pin, r.snapshot_id), f"export:{r.pin}")
+            for r in list_exported(storage)
+        ]
     except CorruptMetadata as exc:
         w.add(exc.path, "chain", str(exc), [])
         return
-    for r, rel in held:
+    for r, rel, label in held:  # labelled as `expire.roots` names them
         try:
             check_held(storage, r, rel)
         except CorruptMetadata as exc:
-            w.add(exc.path, "chain", str(exc), [(f"retained:{r.snapshot_id[:12]}", r.version)])
+            w.add(exc.path, "chain", str(exc), [(label, r.version)])
 
 
 # ----------------------------------------------------------------- referenced files
